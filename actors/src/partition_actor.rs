@@ -1,0 +1,279 @@
+//! The partition actor: runs one [`Task`] for one partition of one stage.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+
+use crate::marker::Marker;
+use crate::message::{Deliver, Payload};
+use crate::outbox::Outbox;
+use crate::panic::{guarded, Failure};
+use crate::stats::ActorStats;
+use crate::supervisor::{ActorEvent, ActorReport};
+use crate::task::{Pumped, Task};
+
+/// Which partition of which stage of which job an actor runs; every report and error
+/// names it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ActorId {
+    /// The job's name.
+    pub job: Arc<str>,
+    /// The stage's name.
+    pub stage: Arc<str>,
+    /// The stage's position in the job.
+    pub stage_index: u32,
+    /// The partition's index within its stage.
+    pub partition: u32,
+}
+
+impl std::fmt::Display for ActorId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "job '{}', stage '{}', partition {}",
+            self.job, self.stage, self.partition
+        )
+    }
+}
+
+/// Asks a partition actor to stop at once (its job is failing or cancelled).
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+/// A source actor's note to itself: produce the next round.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Pump;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Running,
+    /// All inputs ended; the final output is being sent.
+    Finishing,
+    Done,
+}
+
+/// An actix actor that runs a [`Task`], feeding it batches from its bounded mailbox and
+/// sending its output downstream with backpressure.
+///
+/// While its output waits for slots in a full downstream mailbox, the actor handles no
+/// other message, so its own mailbox fills and its senders wait in turn: backpressure
+/// travels upstream to the sources.
+pub struct PartitionActor<T: Task> {
+    id: ActorId,
+    task: Box<T>,
+    out: Outbox<T::Out>,
+    ended: Vec<bool>,
+    open_inputs: usize,
+    phase: Phase,
+    supervisor: Recipient<ActorReport>,
+    stats: Arc<ActorStats>,
+}
+
+impl<T: Task> PartitionActor<T> {
+    /// An actor running `task` with `inputs` upstream partitions (0 for a source),
+    /// sending through `out` and reporting to `supervisor`.
+    pub fn new(
+        id: ActorId,
+        task: T,
+        inputs: u32,
+        out: Outbox<T::Out>,
+        supervisor: Recipient<ActorReport>,
+        stats: Arc<ActorStats>,
+    ) -> Self {
+        PartitionActor {
+            id,
+            task: Box::new(task),
+            out,
+            ended: vec![false; inputs as usize],
+            open_inputs: inputs as usize,
+            phase: Phase::Running,
+            supervisor,
+            stats,
+        }
+    }
+
+    fn is_source(&self) -> bool {
+        self.ended.is_empty()
+    }
+
+    fn fail(&mut self, failure: Failure, ctx: &mut Context<Self>) {
+        if self.phase == Phase::Done {
+            return;
+        }
+        self.phase = Phase::Done;
+        tracing::error!(actor = %self.id, %failure, "partition actor failed");
+        self.supervisor.do_send(ActorReport {
+            id: self.id.clone(),
+            event: ActorEvent::Failed(failure),
+        });
+        ctx.stop();
+    }
+
+    /// Bookkeeping after the task ran: publish counters, then send the output,
+    /// waiting for slots if a downstream mailbox is full.
+    fn after_work(&mut self, ctx: &mut Context<Self>) -> AtomicResponse<Self, ()> {
+        self.stats.set_out(self.out.records_out());
+        match self.out.send_now() {
+            Ok(true) => {
+                self.proceed(ctx);
+                AtomicResponse::new(Box::pin(actix::fut::ready(())))
+            }
+            Ok(false) => {
+                let pending = self.out.take_pending();
+                AtomicResponse::new(Box::pin(actix::fut::wrap_future(pending.send_all()).map(
+                    |sent, act: &mut Self, ctx: &mut Context<Self>| match sent {
+                        Ok(waited) => {
+                            act.stats.add_send_wait(waited);
+                            act.proceed(ctx);
+                        }
+                        Err(closed) => act.fail(Failure::Error(closed.to_string()), ctx),
+                    },
+                )))
+            }
+            Err(closed) => {
+                self.fail(Failure::Error(closed.to_string()), ctx);
+                AtomicResponse::new(Box::pin(actix::fut::ready(())))
+            }
+        }
+    }
+
+    /// Output is sent: finish if the input is done, or pump the source again.
+    fn proceed(&mut self, ctx: &mut Context<Self>) {
+        match self.phase {
+            Phase::Finishing => {
+                self.phase = Phase::Done;
+                self.supervisor.do_send(ActorReport {
+                    id: self.id.clone(),
+                    event: ActorEvent::Finished,
+                });
+                ctx.stop();
+            }
+            Phase::Running if self.is_source() => ctx.notify(Pump),
+            _ => {}
+        }
+    }
+
+    /// Every input has ended: let the task emit what it holds, then end the outputs.
+    fn finish_input(&mut self) -> Result<(), Failure> {
+        let task = &mut self.task;
+        let out = &mut self.out;
+        guarded(|| task.end_of_input(out))?;
+        self.out.broadcast_marker(Marker::EndOfInput);
+        self.phase = Phase::Finishing;
+        Ok(())
+    }
+
+    fn done(&self) -> AtomicResponse<Self, ()> {
+        AtomicResponse::new(Box::pin(actix::fut::ready(())))
+    }
+}
+
+impl<T: Task> Actor for PartitionActor<T> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // The bound is enforced by the mailbox gate; actix's own capacity only
+        // matters for `send`, which weir does not use between partition actors.
+        let task = &mut self.task;
+        let out = &mut self.out;
+        if let Err(failure) = guarded(|| task.start(out)) {
+            self.fail(failure, ctx);
+            return;
+        }
+        if self.is_source() {
+            ctx.notify(Pump);
+        }
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        self.task.stopped();
+    }
+}
+
+impl<T: Task> Handler<Deliver<T::In>> for PartitionActor<T> {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, mut msg: Deliver<T::In>, ctx: &mut Context<Self>) -> Self::Result {
+        if self.phase != Phase::Running {
+            return self.done();
+        }
+        let started = Instant::now();
+        let from = msg.from;
+        let payload = std::mem::replace(&mut msg.payload, Payload::Batch(Vec::new()));
+        let result = match payload {
+            Payload::Batch(batch) => {
+                self.stats.add_in(batch.len() as u64);
+                let task = &mut self.task;
+                let out = &mut self.out;
+                guarded(|| task.on_batch(from, batch, out))
+            }
+            Payload::Marker(Marker::EndOfInput) => {
+                self.stats.add_in(0);
+                match self.ended.get_mut(from as usize) {
+                    Some(ended) if !*ended => {
+                        *ended = true;
+                        self.open_inputs -= 1;
+                        if self.open_inputs == 0 {
+                            self.finish_input()
+                        } else {
+                            Ok(())
+                        }
+                    }
+                    Some(_) => Err(Failure::Error(format!(
+                        "input {from} sent end-of-input twice"
+                    ))),
+                    None => Err(Failure::Error(format!(
+                        "end-of-input from unknown input {from} (this actor has {})",
+                        self.ended.len()
+                    ))),
+                }
+            }
+        };
+        msg.release_slot();
+        self.stats.add_busy(started.elapsed());
+        match result {
+            Ok(()) => self.after_work(ctx),
+            Err(failure) => {
+                self.fail(failure, ctx);
+                self.done()
+            }
+        }
+    }
+}
+
+impl<T: Task> Handler<Pump> for PartitionActor<T> {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, _msg: Pump, ctx: &mut Context<Self>) -> Self::Result {
+        if self.phase != Phase::Running {
+            return self.done();
+        }
+        let started = Instant::now();
+        let task = &mut self.task;
+        let out = &mut self.out;
+        let result = guarded(|| task.pump(out)).and_then(|pumped| match pumped {
+            Pumped::More => Ok(()),
+            Pumped::Exhausted => self.finish_input(),
+        });
+        self.stats.add_busy(started.elapsed());
+        match result {
+            Ok(()) => self.after_work(ctx),
+            Err(failure) => {
+                self.fail(failure, ctx);
+                self.done()
+            }
+        }
+    }
+}
+
+impl<T: Task> Handler<Stop> for PartitionActor<T> {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Stop, ctx: &mut Context<Self>) {
+        self.phase = Phase::Done;
+        ctx.stop();
+    }
+}

@@ -1,0 +1,262 @@
+//! Byte layouts of the state store: sled keys and the versioned, checksummed value
+//! record.
+//!
+//! Public so later work (per-partition snapshots, partition moves, inspection tools)
+//! reads and writes exactly the bytes this store does.
+//!
+//! All payloads use bincode 1.3's default functions (fixed-width little-endian
+//! integers), so the bytes are identical on every platform.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Version byte of the value record written by this code.
+pub const VALUE_FORMAT_VERSION: u8 = 1;
+
+/// Length of the value record header: version (1) + CRC-32 (4) + expiry (8).
+pub const VALUE_HEADER_LEN: usize = 1 + 4 + 8;
+
+/// Length of the key-partition prefix of every sled key.
+pub const PARTITION_PREFIX_LEN: usize = 4;
+
+/// Length of the `[key partition][state id]` prefix of every sled key.
+pub const STATE_PREFIX_LEN: usize = 8;
+
+/// Why a stored value record was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    /// Fewer bytes than the fixed header.
+    #[error("record is {len} bytes, shorter than the {VALUE_HEADER_LEN}-byte header")]
+    Truncated {
+        /// The record's length.
+        len: usize,
+    },
+    /// A format version this code does not know.
+    #[error("unknown value format version {found} (expected {VALUE_FORMAT_VERSION})")]
+    UnknownVersion {
+        /// The version byte found.
+        found: u8,
+    },
+    /// The CRC-32 over expiry and payload does not match the stored one.
+    #[error("checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    Checksum {
+        /// The checksum in the record.
+        stored: u32,
+        /// The checksum of the bytes as read.
+        computed: u32,
+    },
+    /// The record is intact but its payload does not decode as the requested type.
+    #[error("payload does not decode as the registered type: {0}")]
+    Payload(#[source] bincode::Error),
+}
+
+impl CodecError {
+    /// True when the bytes themselves are damaged or of an unknown format (as opposed
+    /// to intact bytes of another type).
+    pub fn is_corruption(&self) -> bool {
+        !matches!(self, CodecError::Payload(_))
+    }
+}
+
+/// The state id of a descriptor name: CRC-32 (IEEE) of its UTF-8 bytes.
+pub fn state_id(name: &str) -> u32 {
+    crc32fast::hash(name.as_bytes())
+}
+
+/// The sled key prefix shared by every entry of key partition `kp`.
+pub fn partition_prefix(kp: u32) -> [u8; PARTITION_PREFIX_LEN] {
+    kp.to_be_bytes()
+}
+
+/// The sled key prefix shared by every entry of state `state_id` in key partition `kp`.
+pub fn state_prefix(kp: u32, state_id: u32) -> [u8; STATE_PREFIX_LEN] {
+    let mut out = [0u8; STATE_PREFIX_LEN];
+    out[..4].copy_from_slice(&kp.to_be_bytes());
+    out[4..].copy_from_slice(&state_id.to_be_bytes());
+    out
+}
+
+/// The key partition a sled key belongs to, or `None` for a key shorter than the
+/// partition prefix (which this store never writes).
+pub fn key_partition(sled_key: &[u8]) -> Option<u32> {
+    let head: [u8; PARTITION_PREFIX_LEN] = sled_key.get(..PARTITION_PREFIX_LEN)?.try_into().ok()?;
+    Some(u32::from_be_bytes(head))
+}
+
+/// Replaces `buf` with `[kp BE][state id BE][bincode(key)]`: the sled key of a value or
+/// list entry, and the prefix of a map's entries.
+pub fn write_entry_key<K: Serialize + ?Sized>(
+    buf: &mut Vec<u8>,
+    kp: u32,
+    state_id: u32,
+    key: &K,
+) -> bincode::Result<()> {
+    buf.clear();
+    buf.extend_from_slice(&state_prefix(kp, state_id));
+    append_bincode(buf, key)
+}
+
+/// Appends `bincode(value)` to `buf` (used for the user key of a map entry).
+///
+/// bincode's encoding of one type is self-delimiting, so `bincode(key)` is never a
+/// proper prefix of another key's encoding and map prefix scans cannot leak entries of
+/// one key into another.
+pub fn append_bincode<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) -> bincode::Result<()> {
+    bincode::serialize_into(&mut *buf, value)
+}
+
+/// Decodes `bytes` as exactly one `T`: trailing bytes are an error, because they mean
+/// the bytes were written for another type.
+pub fn decode_exact<T: DeserializeOwned>(bytes: &[u8]) -> bincode::Result<T> {
+    let mut rest = bytes;
+    let value = bincode::deserialize_from(&mut rest)?;
+    if rest.is_empty() {
+        Ok(value)
+    } else {
+        Err(Box::new(bincode::ErrorKind::Custom(format!(
+            "{} trailing bytes after the encoded value",
+            rest.len()
+        ))))
+    }
+}
+
+/// Replaces `out` with the value record
+/// `[VALUE_FORMAT_VERSION][crc32 LE][expires_at_ms u64 LE][bincode(value)]`, where the
+/// CRC covers everything after itself. `expires_at_ms == 0` means no TTL.
+pub fn encode_value<T: Serialize + ?Sized>(
+    value: &T,
+    expires_at_ms: u64,
+    out: &mut Vec<u8>,
+) -> bincode::Result<()> {
+    out.clear();
+    out.push(VALUE_FORMAT_VERSION);
+    out.extend_from_slice(&[0u8; 4]);
+    out.extend_from_slice(&expires_at_ms.to_le_bytes());
+    bincode::serialize_into(&mut *out, value)?;
+    let crc = crc32fast::hash(&out[5..]);
+    out[1..5].copy_from_slice(&crc.to_le_bytes());
+    Ok(())
+}
+
+/// Checks a value record's version and checksum and returns its expiry and payload
+/// bytes, without decoding the payload.
+pub fn open_value(record: &[u8]) -> Result<(u64, &[u8]), CodecError> {
+    if record.len() < VALUE_HEADER_LEN {
+        return Err(CodecError::Truncated { len: record.len() });
+    }
+    let (head, body) = record.split_at(5);
+    if head[0] != VALUE_FORMAT_VERSION {
+        return Err(CodecError::UnknownVersion { found: head[0] });
+    }
+    let stored = u32::from_le_bytes([head[1], head[2], head[3], head[4]]);
+    let computed = crc32fast::hash(body);
+    if stored != computed {
+        return Err(CodecError::Checksum { stored, computed });
+    }
+    let (expiry, payload) = body.split_at(8);
+    let mut exp = [0u8; 8];
+    exp.copy_from_slice(expiry);
+    Ok((u64::from_le_bytes(exp), payload))
+}
+
+/// Checks and decodes a value record into `(expires_at_ms, value)`.
+pub fn decode_value<T: DeserializeOwned>(record: &[u8]) -> Result<(u64, T), CodecError> {
+    let (expires_at_ms, payload) = open_value(record)?;
+    let value = decode_exact(payload).map_err(CodecError::Payload)?;
+    Ok((expires_at_ms, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde::Deserialize;
+    use std::collections::BTreeMap;
+
+    #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+    struct Sample {
+        id: u64,
+        name: String,
+        tags: Vec<i32>,
+        score: Option<f64>,
+        nested: BTreeMap<String, (u8, bool)>,
+    }
+
+    fn sample() -> impl Strategy<Value = Sample> {
+        (
+            any::<u64>(),
+            ".{0,40}",
+            proptest::collection::vec(any::<i32>(), 0..20),
+            proptest::option::of(-1e12f64..1e12),
+            proptest::collection::btree_map(".{0,8}", (any::<u8>(), any::<bool>()), 0..6),
+        )
+            .prop_map(|(id, name, tags, score, nested)| Sample {
+                id,
+                name,
+                tags,
+                score,
+                nested,
+            })
+    }
+
+    #[test]
+    fn layout_is_fixed() {
+        let mut out = Vec::new();
+        encode_value(&0x0102_0304u32, 7, &mut out).unwrap();
+        assert_eq!(out[0], 1);
+        assert_eq!(&out[5..13], &7u64.to_le_bytes());
+        assert_eq!(&out[13..], &[4, 3, 2, 1]);
+        assert_eq!(&out[1..5], &crc32fast::hash(&out[5..]).to_le_bytes());
+
+        let mut key = Vec::new();
+        write_entry_key(&mut key, 3, 0xAABB_CCDD, &5u16).unwrap();
+        assert_eq!(key, vec![0, 0, 0, 3, 0xAA, 0xBB, 0xCC, 0xDD, 5, 0]);
+        assert_eq!(key_partition(&key), Some(3));
+        assert_eq!(key_partition(&key[..3]), None);
+        assert_eq!(state_id("count"), crc32fast::hash(b"count"));
+    }
+
+    #[test]
+    fn rejects_unknown_version_truncation_and_foreign_types() {
+        let mut out = Vec::new();
+        encode_value(&"hello".to_string(), 0, &mut out).unwrap();
+        let mut bad = out.clone();
+        bad[0] = 2;
+        assert!(matches!(open_value(&bad), Err(CodecError::UnknownVersion { found: 2 })));
+        assert!(matches!(open_value(&out[..12]), Err(CodecError::Truncated { len: 12 })));
+        // Intact record of another type: a u8 leaves trailing bytes, a u64 is too long.
+        let err = decode_value::<u8>(&out).unwrap_err();
+        assert!(matches!(err, CodecError::Payload(_)) && !err.is_corruption());
+        let (_, s) = decode_value::<String>(&out).unwrap();
+        assert_eq!(s, "hello");
+    }
+
+    proptest! {
+        #[test]
+        fn value_record_round_trips(v in sample(), expires in any::<u64>()) {
+            let mut out = Vec::new();
+            encode_value(&v, expires, &mut out).unwrap();
+            let (e, back) = decode_value::<Sample>(&out).unwrap();
+            prop_assert_eq!(e, expires);
+            prop_assert_eq!(back, v);
+        }
+
+        #[test]
+        fn any_single_flipped_byte_is_rejected(
+            v in sample(),
+            expires in any::<u64>(),
+            pos in any::<prop::sample::Index>(),
+            mask in 1u8..=255,
+        ) {
+            let mut out = Vec::new();
+            encode_value(&v, expires, &mut out).unwrap();
+            let i = pos.index(out.len());
+            out[i] ^= mask;
+            let res = decode_value::<Sample>(&out);
+            prop_assert!(
+                matches!(res, Err(ref e) if e.is_corruption()),
+                "flipping byte {} with {:#04x} was not detected: {:?}", i, mask, res
+            );
+        }
+    }
+}

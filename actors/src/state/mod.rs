@@ -1,0 +1,81 @@
+//! Keyed operator state on sled, with a write-back cache in front of it.
+//!
+//! Every keyed partition actor owns one [`KeyedState`]: the state of one *stage*
+//! (operator) for a contiguous range of *key partitions* on this node. The actor
+//! registers its named states once ([`KeyedState::register_value`],
+//! [`KeyedState::register_map`], [`KeyedState::register_list`]) and then, per record,
+//! opens a short-lived accessor ([`ValueState`], [`MapState`], [`ListState`]) for the
+//! record's key partition and key.
+//!
+//! # Why a write-back cache
+//!
+//! The per-record path must cost about one hash-map operation. Decoded, typed values
+//! therefore live in per-state, per-key-partition hash maps keyed by the typed key; a
+//! write only marks the cached entry dirty. Dirty entries reach sled in one
+//! [`sled::Batch`] when the actor calls [`KeyedState::flush`] (at epoch markers and end
+//! of input) or when [`KeyedState::maintain`] finds the cache above its configured size.
+//! Cache misses read through to sled, except in key partitions known to hold nothing on
+//! disk, so the first sight of many new keys costs no disk reads.
+//!
+//! # On-disk layout (version 1)
+//!
+//! * one sled tree per stage, named `weir/state/v1/<stage>` ([`tree_name`]);
+//! * key `[key partition u32 BE][state id u32 BE][bincode(key)]` for value and list
+//!   state, and `...[bincode(key)][bincode(user key)]` per map entry, so one key
+//!   partition is one contiguous prefix range and one map is one prefix scan;
+//! * the state id is the CRC-32 of the state's name ([`codec::state_id`]);
+//! * every stored value is `[version u8 = 1][crc32 LE u32][expires_at_ms u64 LE][bincode]`
+//!   ([`codec::encode_value`]); unknown versions and checksum mismatches are reported as
+//!   [`StateError::Corrupt`], never decoded.
+//!
+//! # Time to live
+//!
+//! A descriptor may carry a TTL ([`StateDescriptor::with_ttl`]). Like Flink's
+//! `StateTtlConfig` with `OnCreateAndWrite` and `NeverReturnExpired`, the expiry of an
+//! entry is set when it is created or written, reads never return an expired entry, and
+//! expired entries are deleted from sled at the next flush. Time is processing time from
+//! the [`Clock`] given to [`StateStore::keyed`].
+
+mod clock;
+pub mod codec;
+mod descriptor;
+mod error;
+mod keyed;
+mod list;
+mod map;
+mod slab;
+mod store;
+mod value;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use descriptor::{ListHandle, MapHandle, StateDescriptor, StateKind, ValueHandle};
+pub use error::StateError;
+pub use keyed::{FlushStats, KeyedState};
+pub use list::ListState;
+pub use map::MapState;
+pub use store::{tree_name, StateStore, StoreConfig};
+pub use value::ValueState;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::hash::Hash;
+
+/// A type usable as a record key or a map user key in keyed state.
+///
+/// Keys are hashed in the cache (`Hash + Eq`), cloned only when a new entry enters the
+/// cache, and bincode-encoded into the sled key. Implemented for every type that meets
+/// the bounds.
+pub trait StateKey: Serialize + DeserializeOwned + Hash + Eq + Clone + Send + 'static {}
+
+impl<T> StateKey for T where T: Serialize + DeserializeOwned + Hash + Eq + Clone + Send + 'static {}
+
+/// A type usable as a stored value (value state, list element, map user value).
+///
+/// Values are kept decoded in the cache and bincode-encoded only at flush time.
+/// Implemented for every type that meets the bounds.
+pub trait StateValue: Serialize + DeserializeOwned + Clone + Send + 'static {}
+
+impl<T> StateValue for T where T: Serialize + DeserializeOwned + Clone + Send + 'static {}
+
+#[cfg(test)]
+mod testutil;

@@ -1,0 +1,178 @@
+//! The node-wide state store: one sled database, one tree per stage.
+
+use super::error::StateError;
+use super::keyed::KeyedState;
+use super::{Clock, StateKey};
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Sizing of the state store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// Cached entries per [`KeyedState`] above which [`KeyedState::maintain`] flushes and
+    /// evicts. A value or list counts one entry; a map counts one per cached key plus
+    /// one per cached user entry.
+    pub cache_entries: usize,
+    /// Size of sled's own page cache for the whole node, in bytes.
+    pub sled_cache_bytes: u64,
+}
+
+impl Default for StoreConfig {
+    /// One million cached entries per keyed state and a 64 MiB sled cache.
+    fn default() -> Self {
+        Self {
+            cache_entries: 1_000_000,
+            sled_cache_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// The sled tree holding the state of `stage`: `weir/state/v1/<stage>`.
+///
+/// The version in the name is the key layout's version; a new layout gets a new tree.
+pub fn tree_name(stage: &str) -> String {
+    format!("weir/state/v1/{stage}")
+}
+
+struct StoreInner {
+    db: sled::Db,
+    config: StoreConfig,
+    path: Option<PathBuf>,
+}
+
+/// The keyed-state store of one node: a single sled database shared by every stage and
+/// partition actor on the node.
+///
+/// Cheap to clone (an `Arc`) and `Send + Sync`, so each actor can hold its own clone
+/// and open its [`KeyedState`] with [`keyed`](Self::keyed).
+#[derive(Clone)]
+pub struct StateStore {
+    inner: Arc<StoreInner>,
+}
+
+impl fmt::Debug for StateStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StateStore")
+            .field("path", &self.inner.path)
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StateStore {
+    /// Opens (creating if missing) the sled database in directory `dir`.
+    pub fn open(dir: &Path, config: StoreConfig) -> Result<Self, StateError> {
+        std::fs::create_dir_all(dir).map_err(|source| StateError::Io {
+            context: format!("creating the state store directory {}", dir.display()),
+            source,
+        })?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(config.sled_cache_bytes)
+            .open()
+            .map_err(|source| StateError::Open {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        tracing::debug!(path = %dir.display(), ?config, "opened state store");
+        Ok(Self {
+            inner: Arc::new(StoreInner {
+                db,
+                config,
+                path: Some(dir.to_path_buf()),
+            }),
+        })
+    }
+
+    /// Opens a temporary sled database, removed when the last clone is dropped. For
+    /// tests and for jobs that need no recovery.
+    pub fn temporary(config: StoreConfig) -> Result<Self, StateError> {
+        let db = sled::Config::new()
+            .temporary(true)
+            .cache_capacity(config.sled_cache_bytes)
+            .open()
+            .map_err(|source| StateError::Open {
+                path: PathBuf::from("<temporary>"),
+                source,
+            })?;
+        Ok(Self {
+            inner: Arc::new(StoreInner {
+                db,
+                config,
+                path: None,
+            }),
+        })
+    }
+
+    /// Opens the keyed state of `stage` for the key partitions `owned`.
+    ///
+    /// Checks once which owned key partitions hold anything on disk, so cache misses
+    /// in empty partitions never touch sled. The caller must not open two
+    /// `KeyedState`s for overlapping partitions of one stage at the same time: each
+    /// caches independently and they would overwrite each other's writes.
+    ///
+    /// `clock` supplies processing time for TTL.
+    pub fn keyed<K: StateKey>(
+        &self,
+        stage: &str,
+        owned: Range<u32>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<KeyedState<K>, StateError> {
+        if stage.is_empty() {
+            return Err(StateError::InvalidRequest {
+                stage: String::new(),
+                reason: "the stage name is empty".into(),
+            });
+        }
+        if owned.start > owned.end {
+            return Err(StateError::InvalidRequest {
+                stage: stage.to_owned(),
+                reason: format!(
+                    "key partition range {}..{} is reversed",
+                    owned.start, owned.end
+                ),
+            });
+        }
+        let name = tree_name(stage);
+        let tree = self
+            .inner
+            .db
+            .open_tree(&name)
+            .map_err(|source| StateError::Sled {
+                context: format!("opening tree `{name}` of stage `{stage}`"),
+                source,
+            })?;
+        KeyedState::new(
+            stage.to_owned(),
+            owned,
+            tree,
+            clock,
+            self.inner.config.cache_entries,
+        )
+    }
+
+    /// Makes everything applied so far durable (sled flush, fsync). Call after
+    /// [`KeyedState::flush`] when a snapshot must survive a crash.
+    pub fn flush(&self) -> Result<(), StateError> {
+        self.inner
+            .db
+            .flush()
+            .map(|_| ())
+            .map_err(|source| StateError::Sled {
+                context: "flushing the state store to disk".into(),
+                source,
+            })
+    }
+
+    /// The configuration the store was opened with.
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.config
+    }
+
+    /// The underlying sled database, for snapshot and migration code.
+    pub fn db(&self) -> &sled::Db {
+        &self.inner.db
+    }
+}

@@ -1,0 +1,500 @@
+//! Value state: one `T` per key. Also the storage of list state (`T = Vec<E>`).
+
+use super::codec;
+use super::error::StateError;
+use super::keyed::{expired_at, Access, ErasedCache, FlushCtx, StateMeta};
+use super::slab::KeySlab;
+use super::{StateKey, StateValue};
+use std::any::Any;
+
+/// One cached entry: a value (or its known absence) and its bookkeeping.
+pub(crate) struct Slot<T> {
+    /// `None`: absent. Clean and absent means "not on disk either"; dirty and absent is
+    /// a tombstone to delete at the next flush.
+    pub(crate) value: Option<T>,
+    /// Processing time (ms) at which the entry expires; `0` for never.
+    pub(crate) expires_at: u64,
+    /// Differs from what sled holds.
+    pub(crate) dirty: bool,
+    /// Used since the last eviction pass (second-chance eviction).
+    pub(crate) hot: bool,
+}
+
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Self {
+            value: None,
+            expires_at: 0,
+            dirty: false,
+            hot: false,
+        }
+    }
+}
+
+impl<T> Slot<T> {
+    /// A fresh, used, dirty entry.
+    pub(crate) fn written(value: Option<T>, expires_at: u64) -> Self {
+        Self {
+            value,
+            expires_at,
+            dirty: true,
+            hot: true,
+        }
+    }
+
+    /// An entry as read from sled at `now_expired` (expired records become tombstones
+    /// so the flush deletes them).
+    pub(crate) fn loaded(found: Option<(u64, T)>, expired: impl FnOnce(u64) -> bool) -> Self {
+        match found {
+            None => Self {
+                value: None,
+                expires_at: 0,
+                dirty: false,
+                hot: true,
+            },
+            Some((exp, _)) if expired(exp) => Self::written(None, 0),
+            Some((exp, v)) => Self {
+                value: Some(v),
+                expires_at: exp,
+                dirty: false,
+                hot: true,
+            },
+        }
+    }
+}
+
+/// What a flush does with one cached entry.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum FlushKind {
+    /// Nothing: clean and live, or clean and known absent.
+    Keep,
+    /// Write the value (dirty and live).
+    Write,
+    /// Delete from sled and drop from the cache (tombstone, or expired).
+    Delete,
+}
+
+/// The flush decision for `slot` at processing time `now`. Staging and committing a
+/// flush both call this with the same `now`, so they agree.
+#[inline]
+pub(crate) fn flush_kind<T>(slot: &Slot<T>, now: u64) -> FlushKind {
+    match (&slot.value, slot.dirty) {
+        (Some(_), _) if expired_at(slot.expires_at, now) => FlushKind::Delete,
+        (Some(_), true) => FlushKind::Write,
+        (None, true) => FlushKind::Delete,
+        _ => FlushKind::Keep,
+    }
+}
+
+/// Cache of one value state for one key partition.
+pub(crate) struct ValuePart<K, T> {
+    slab: KeySlab<K, Slot<T>>,
+    /// sled may hold entries of this state in this partition; when false, misses do
+    /// not read sled.
+    on_disk: bool,
+    /// Some entry changed since the last flush.
+    dirty: bool,
+    /// Some entry may expire, so flushes scan the partition for expired entries.
+    has_expiring: bool,
+}
+
+/// Typed cache of one value (or list) state: one [`ValuePart`] per owned partition.
+pub(crate) struct ValueCache<K, T> {
+    meta: StateMeta,
+    parts: Vec<ValuePart<K, T>>,
+}
+
+impl<K: StateKey, T: StateValue> ValueCache<K, T> {
+    /// An empty cache; `on_disk[i]` tells whether partition `i` may have data in sled.
+    pub(crate) fn new(meta: StateMeta, on_disk: Vec<bool>) -> Self {
+        let parts = on_disk
+            .into_iter()
+            .map(|on_disk| ValuePart {
+                slab: KeySlab::new(),
+                on_disk,
+                dirty: false,
+                has_expiring: false,
+            })
+            .collect();
+        Self { meta, parts }
+    }
+
+    /// The state's identity and the cache of partition index `pi`.
+    #[inline]
+    pub(crate) fn split(&mut self, pi: usize) -> (&StateMeta, &mut ValuePart<K, T>) {
+        (&self.meta, &mut self.parts[pi])
+    }
+}
+
+impl<K: StateKey, T: StateValue> ErasedCache<K> for ValueCache<K, T> {
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+
+    fn stage_flush(&self, ctx: &mut FlushCtx<'_>) -> Result<(), StateError> {
+        for (pi, part) in self.parts.iter().enumerate() {
+            if !(part.dirty || part.has_expiring) {
+                continue;
+            }
+            let kp = ctx.first_kp + pi as u32;
+            for (key, slot) in part.slab.iter() {
+                let kind = flush_kind(slot, ctx.now);
+                if kind == FlushKind::Keep {
+                    continue;
+                }
+                codec::write_entry_key(ctx.key_buf, kp, self.meta.id, key)
+                    .map_err(|e| self.meta.encode_error(ctx.stage, kp, e))?;
+                match (&slot.value, kind) {
+                    (Some(v), FlushKind::Write) => ctx.put(&self.meta, kp, v, slot.expires_at)?,
+                    _ => ctx.delete(),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn commit_flush(&mut self, now: u64, partition_on_disk: &mut [bool]) -> usize {
+        let mut dropped = 0;
+        for (pi, part) in self.parts.iter_mut().enumerate() {
+            if !(part.dirty || part.has_expiring) {
+                continue;
+            }
+            let mut wrote = false;
+            let mut expiring = false;
+            dropped += part.slab.retain(|_, slot| match flush_kind(slot, now) {
+                FlushKind::Delete => false,
+                kind => {
+                    if kind == FlushKind::Write {
+                        slot.dirty = false;
+                        wrote = true;
+                    }
+                    expiring |= slot.expires_at != 0;
+                    true
+                }
+            });
+            part.dirty = false;
+            part.has_expiring = expiring;
+            if wrote {
+                part.on_disk = true;
+                if let Some(flag) = partition_on_disk.get_mut(pi) {
+                    *flag = true;
+                }
+            }
+        }
+        dropped
+    }
+
+    fn evict(&mut self, cold_only: bool, budget: &mut usize) -> usize {
+        let mut dropped = 0;
+        for part in &mut self.parts {
+            if *budget == 0 {
+                break;
+            }
+            dropped += part.slab.retain(|_, slot| {
+                if slot.dirty || *budget == 0 {
+                    return true;
+                }
+                if cold_only && slot.hot {
+                    slot.hot = false;
+                    return true;
+                }
+                *budget -= 1;
+                false
+            });
+        }
+        dropped
+    }
+}
+
+/// Access to the value of one key in one value state, from
+/// [`KeyedState::value`](super::KeyedState::value).
+///
+/// Short-lived: open it per record. On a cached key every operation is one hash
+/// lookup; a miss reads sled once (unless the key partition has nothing on disk) and
+/// caches the result, including absence.
+pub struct ValueState<'a, K, T> {
+    part: &'a mut ValuePart<K, T>,
+    key: &'a K,
+    ctx: Access<'a>,
+}
+
+impl<'a, K: StateKey, T: StateValue> ValueState<'a, K, T> {
+    pub(crate) fn new(part: &'a mut ValuePart<K, T>, key: &'a K, ctx: Access<'a>) -> Self {
+        Self { part, key, ctx }
+    }
+
+    /// Reads the key from sled into the cache. `None` when the partition has nothing
+    /// on disk (nothing is cached then, so no key clone).
+    #[cold]
+    fn load(&mut self) -> Result<Option<usize>, StateError> {
+        if !self.part.on_disk {
+            return Ok(None);
+        }
+        self.ctx.set_key(self.key)?;
+        let found = self.ctx.read::<T>()?;
+        let slot = Slot::loaded(found, |exp| self.ctx.is_expired(exp));
+        self.part.dirty |= slot.dirty;
+        self.part.has_expiring |= slot.expires_at != 0;
+        let i = self.part.slab.insert(self.key.clone(), slot);
+        *self.ctx.cached += 1;
+        Ok(Some(i))
+    }
+
+    /// The cached slot of the key, loading it on a miss.
+    #[inline]
+    fn find_or_load(&mut self) -> Result<Option<usize>, StateError> {
+        match self.part.slab.find(self.key) {
+            Some(i) => Ok(Some(i)),
+            None => self.load(),
+        }
+    }
+
+    /// The current value, borrowed from the cache; `None` if absent or expired.
+    pub fn get(&mut self) -> Result<Option<&T>, StateError> {
+        let Some(i) = self.find_or_load()? else {
+            return Ok(None);
+        };
+        let expires_at = self.part.slab.slot(i).expires_at;
+        if self.ctx.is_expired(expires_at) {
+            return Ok(None);
+        }
+        let slot = self.part.slab.slot_mut(i);
+        slot.hot = true;
+        Ok(slot.value.as_ref())
+    }
+
+    /// The current value, cloned; `None` if absent or expired.
+    pub fn value(&mut self) -> Result<Option<T>, StateError> {
+        Ok(self.get()?.cloned())
+    }
+
+    /// Sets the value (no read of the old one) and refreshes its TTL.
+    pub fn set(&mut self, v: T) -> Result<(), StateError> {
+        let expires_at = self.ctx.write_expiry();
+        self.part.dirty = true;
+        self.part.has_expiring |= expires_at != 0;
+        match self.part.slab.find(self.key) {
+            Some(i) => {
+                let slot = self.part.slab.slot_mut(i);
+                slot.value = Some(v);
+                slot.expires_at = expires_at;
+                slot.dirty = true;
+                slot.hot = true;
+            }
+            None => {
+                self.part
+                    .slab
+                    .insert(self.key.clone(), Slot::written(Some(v), expires_at));
+                *self.ctx.cached += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// The value for in-place update, inserting `f()` if absent or expired.
+    ///
+    /// Counts as a write: the entry becomes dirty and its TTL is refreshed, since the
+    /// caller may change it through the returned reference. The hot path of keyed
+    /// aggregation: one hash lookup on a cached key.
+    #[inline]
+    pub fn get_or_insert_with(&mut self, f: impl FnOnce() -> T) -> Result<&mut T, StateError> {
+        let i = match self.find_or_load()? {
+            Some(i) => i,
+            None => {
+                let i = self.part.slab.insert(self.key.clone(), Slot::written(None, 0));
+                *self.ctx.cached += 1;
+                i
+            }
+        };
+        let ttl = self.ctx.meta.ttl_ms;
+        let slot = self.part.slab.slot_mut(i);
+        if ttl.is_some() || slot.expires_at != 0 {
+            let now = self.ctx.clock.now_ms();
+            if expired_at(slot.expires_at, now) {
+                slot.value = None;
+            }
+            slot.expires_at = ttl.map_or(0, |t| now.saturating_add(t));
+        }
+        slot.dirty = true;
+        slot.hot = true;
+        self.part.dirty = true;
+        self.part.has_expiring |= slot.expires_at != 0;
+        Ok(slot.value.get_or_insert_with(f))
+    }
+
+    /// Removes the value; deleted from sled at the next flush.
+    pub fn clear(&mut self) -> Result<(), StateError> {
+        let on_disk = self.part.on_disk;
+        match self.part.slab.find(self.key) {
+            Some(_) if !on_disk => {
+                // Never flushed, so nothing to delete: just forget it.
+                self.part.slab.remove(self.key);
+                *self.ctx.cached -= 1;
+            }
+            Some(i) => {
+                let slot = self.part.slab.slot_mut(i);
+                slot.value = None;
+                slot.expires_at = 0;
+                slot.dirty = true;
+                self.part.dirty = true;
+            }
+            None if on_disk => {
+                self.part
+                    .slab
+                    .insert(self.key.clone(), Slot::written(None, 0));
+                *self.ctx.cached += 1;
+                self.part.dirty = true;
+            }
+            None => {}
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::*;
+    use super::super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    #[test]
+    fn get_set_clear_and_get_or_insert_with() {
+        let (_store, mut ks, _clock) = keyed::<String>("agg", 0..4);
+        let h = ks.register_value::<u64>(StateDescriptor::new("count")).unwrap();
+        let a = "a".to_string();
+        assert_eq!(ks.value(h, 1, &a).get().unwrap(), None);
+        ks.value(h, 1, &a).set(5).unwrap();
+        assert_eq!(ks.value(h, 1, &a).value().unwrap(), Some(5));
+        *ks.value(h, 1, &a).get_or_insert_with(|| 100).unwrap() += 1;
+        assert_eq!(ks.value(h, 1, &a).get().unwrap(), Some(&6));
+        let b = "b".to_string();
+        *ks.value(h, 1, &b).get_or_insert_with(|| 100).unwrap() += 1;
+        assert_eq!(ks.value(h, 1, &b).value().unwrap(), Some(101));
+        ks.value(h, 1, &a).clear().unwrap();
+        assert_eq!(ks.value(h, 1, &a).get().unwrap(), None);
+        assert_eq!(ks.cached_entries(), 1);
+
+        // The same through sled: flush, evict, read back, clear, flush.
+        ks.value(h, 1, &a).set(7).unwrap();
+        ks.flush().unwrap();
+        assert_eq!(ks.evict_clean(), 2);
+        assert_eq!(ks.value(h, 1, &a).value().unwrap(), Some(7));
+        ks.value(h, 1, &a).clear().unwrap();
+        let stats = ks.flush().unwrap();
+        assert_eq!((stats.written, stats.deleted), (0, 1));
+        ks.evict_clean();
+        assert_eq!(ks.value(h, 1, &a).value().unwrap(), None);
+        assert_eq!(ks.value(h, 1, &b).value().unwrap(), Some(101));
+        assert_eq!(raw_entries(&ks, 1).len(), 1);
+    }
+
+    #[test]
+    fn clear_of_an_uncached_key_deletes_it_on_disk() {
+        let (_store, mut ks, _clock) = keyed::<u32>("agg", 0..1);
+        let h = ks.register_value::<u32>(StateDescriptor::new("v")).unwrap();
+        ks.value(h, 0, &1).set(1).unwrap();
+        ks.flush().unwrap();
+        ks.evict_clean();
+        ks.value(h, 0, &1).clear().unwrap();
+        assert_eq!(ks.flush().unwrap().deleted, 1);
+        assert!(raw_entries(&ks, 0).is_empty());
+    }
+
+    #[test]
+    fn ttl_expires_refreshes_on_write_and_is_deleted_at_flush() {
+        let (_store, mut ks, clock) = keyed::<u32>("agg", 0..2);
+        let h = ks
+            .register_value::<String>(StateDescriptor::new("s").with_ttl(Duration::from_millis(100)))
+            .unwrap();
+        ks.value(h, 0, &1).set("x".into()).unwrap(); // expires at 1100
+        ks.value(h, 0, &2).set("y".into()).unwrap();
+        clock.advance(99);
+        assert_eq!(ks.value(h, 0, &1).value().unwrap().as_deref(), Some("x"));
+        // A read does not refresh; a write does.
+        ks.value(h, 0, &2).get_or_insert_with(String::new).unwrap().push('!'); // 1199
+        ks.flush().unwrap();
+        assert_eq!(raw_entries(&ks, 0).len(), 2);
+        clock.advance(1); // 1100: key 1 expired
+        assert_eq!(ks.value(h, 0, &1).get().unwrap(), None);
+        assert_eq!(ks.value(h, 0, &2).value().unwrap().as_deref(), Some("y!"));
+        let stats = ks.flush().unwrap();
+        assert_eq!((stats.written, stats.deleted), (0, 1));
+        assert_eq!(raw_entries(&ks, 0).len(), 1);
+        // Expiry survives the round trip through sled.
+        ks.evict_clean();
+        assert_eq!(ks.value(h, 0, &2).value().unwrap().as_deref(), Some("y!"));
+        clock.set(1199);
+        assert_eq!(ks.value(h, 0, &2).value().unwrap(), None);
+        // Expired entries are not resurrected by get_or_insert_with.
+        assert_eq!(ks.value(h, 0, &2).get_or_insert_with(|| "new".into()).unwrap(), "new");
+        ks.flush().unwrap();
+        clock.advance(1_000);
+        assert_eq!(ks.flush().unwrap().deleted, 1);
+        assert!(raw_entries(&ks, 0).is_empty());
+        assert_eq!(ks.cached_entries(), 0);
+    }
+
+    #[test]
+    fn expired_entry_loaded_from_disk_is_absent_and_deleted() {
+        let (_store, mut ks, clock) = keyed::<u32>("agg", 0..1);
+        let h = ks
+            .register_value::<u8>(StateDescriptor::new("v").with_ttl(Duration::from_secs(1)))
+            .unwrap();
+        ks.value(h, 0, &9).set(9).unwrap();
+        ks.flush().unwrap();
+        ks.evict_clean();
+        clock.advance(5_000);
+        assert_eq!(ks.value(h, 0, &9).value().unwrap(), None);
+        assert_eq!(ks.flush().unwrap().deleted, 1);
+        assert!(raw_entries(&ks, 0).is_empty());
+    }
+
+    static CLONES: AtomicUsize = AtomicUsize::new(0);
+
+    #[derive(serde::Serialize, serde::Deserialize, Hash, PartialEq, Eq, Debug)]
+    struct CountingKey(u64);
+
+    impl Clone for CountingKey {
+        fn clone(&self) -> Self {
+            CLONES.fetch_add(1, Ordering::SeqCst);
+            CountingKey(self.0)
+        }
+    }
+
+    #[test]
+    fn hits_do_not_clone_the_key() {
+        let (_store, mut ks, _clock) = keyed::<CountingKey>("agg", 0..1);
+        let h = ks.register_value::<u64>(StateDescriptor::new("n")).unwrap();
+        let keys: Vec<CountingKey> = (0..10).map(CountingKey).collect();
+        let before = CLONES.load(Ordering::SeqCst);
+        for _ in 0..5 {
+            for k in &keys {
+                *ks.value(h, 0, k).get_or_insert_with(|| 0).unwrap() += 1;
+                let _ = ks.value(h, 0, k).get().unwrap();
+            }
+        }
+        // One clone per distinct key (on insert), none per hit.
+        assert_eq!(CLONES.load(Ordering::SeqCst) - before, keys.len());
+        assert_eq!(ks.value(h, 0, &keys[3]).value().unwrap(), Some(5));
+    }
+
+    #[test]
+    fn partition_known_empty_is_not_read() {
+        let (_store, mut ks, _clock) = keyed::<u32>("agg", 0..2);
+        let h = ks.register_value::<u32>(StateDescriptor::new("v")).unwrap();
+        // Smuggle a record in behind the cache's back: the partition was empty when the
+        // keyed state opened, so misses must not look at sled.
+        let mut key = Vec::new();
+        codec::write_entry_key(&mut key, 1, codec::state_id("v"), &5u32).unwrap();
+        let mut rec = Vec::new();
+        codec::encode_value(&77u32, 0, &mut rec).unwrap();
+        ks.tree().insert(&key, rec).unwrap();
+        assert_eq!(ks.value(h, 1, &5).value().unwrap(), None);
+        assert_eq!(ks.cached_entries(), 0);
+        // Once this state flushed into the partition, misses do read sled.
+        ks.value(h, 1, &6).set(6).unwrap();
+        ks.flush().unwrap();
+        assert_eq!(ks.value(h, 1, &5).value().unwrap(), Some(77));
+    }
+}

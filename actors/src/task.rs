@@ -1,0 +1,95 @@
+//! What a partition actor runs: a [`Task`].
+//!
+//! The kernel owns mailboxes, markers, supervision and flow control; a task owns the
+//! user-visible work of one partition of one stage: turning input batches into output
+//! records (or, for a source, producing records from nothing).
+
+use crate::outbox::Outbox;
+
+/// An error a task reports instead of panicking; it fails the job like a panic does.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// The task's own code reported a failure.
+    #[error("{0}")]
+    Failed(String),
+    /// A failure with an underlying cause, described by `context`.
+    #[error("{context}: {source}")]
+    Caused {
+        /// What the task was doing.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl TaskError {
+    /// A failure described by a message.
+    pub fn msg(message: impl Into<String>) -> Self {
+        TaskError::Failed(message.into())
+    }
+
+    /// A failure caused by `source` while doing `context`.
+    pub fn caused(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        TaskError::Caused {
+            context: context.into(),
+            source: Box::new(source),
+        }
+    }
+}
+
+/// What a source's [`Task::pump`] reports after producing a round of records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pumped {
+    /// Call `pump` again once the output has been sent.
+    More,
+    /// The source is exhausted: the actor ends its outputs and finishes.
+    Exhausted,
+}
+
+/// The work of one partition of one stage.
+///
+/// A task with no inputs is a source: the actor calls [`Task::pump`] in a loop, sending
+/// what each round produced (and waiting on backpressure) before the next round. A
+/// task with inputs handles batches as they arrive and learns through
+/// [`Task::end_of_input`] that every input has ended.
+///
+/// Every method runs on the actor's worker thread; a panic inside any of them is
+/// caught and fails the job with the stage, partition and panic message.
+pub trait Task: Send + 'static {
+    /// Records this task receives.
+    type In: Send + Unpin + 'static;
+    /// Records this task emits.
+    type Out: Send + Unpin + 'static;
+
+    /// Called once when the actor starts, before any input.
+    fn start(&mut self, _out: &mut Outbox<Self::Out>) -> Result<(), TaskError> {
+        Ok(())
+    }
+
+    /// Handles one batch of records from upstream partition `from`.
+    fn on_batch(
+        &mut self,
+        from: u32,
+        batch: Vec<Self::In>,
+        out: &mut Outbox<Self::Out>,
+    ) -> Result<(), TaskError>;
+
+    /// For sources: produce one round of records (a bounded amount of work, so that
+    /// control messages are handled between rounds).
+    fn pump(&mut self, _out: &mut Outbox<Self::Out>) -> Result<Pumped, TaskError> {
+        Ok(Pumped::Exhausted)
+    }
+
+    /// Every input has ended (or the source is exhausted): emit what is still held
+    /// back and make state durable. The kernel then forwards `EndOfInput`.
+    fn end_of_input(&mut self, _out: &mut Outbox<Self::Out>) -> Result<(), TaskError> {
+        Ok(())
+    }
+
+    /// The actor is stopping, after finishing or because its job failed.
+    fn stopped(&mut self) {}
+}

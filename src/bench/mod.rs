@@ -1,0 +1,40 @@
+//! `weir bench`: the workloads of `shared/bench/WORKLOADS.md`, run exactly as defined,
+//! checked, and reported as one JSON line.
+
+pub mod rss;
+pub mod w1;
+
+use serde::Serialize;
+
+/// The result line every benchmark prints last.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BenchResult {
+    /// "w1" or "w2".
+    pub workload: String,
+    /// Records in the workload.
+    pub n: u64,
+    /// Partition actors per stage.
+    pub parallelism: u32,
+    /// Whether checkpoints were taken.
+    pub checkpointing: bool,
+    /// Wall time of the whole job, start-up included.
+    pub seconds: f64,
+    /// `n / seconds`.
+    pub records_per_sec: f64,
+    /// Peak resident memory of the process, when the platform reports it.
+    pub peak_rss_bytes: Option<u64>,
+    /// "passed" or "failed".
+    pub check: String,
+}
+
+impl BenchResult {
+    /// Whether the workload's check passed.
+    pub fn passed(&self) -> bool {
+        self.check == "passed"
+    }
+
+    /// The JSON line.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+}

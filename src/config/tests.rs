@@ -1,0 +1,560 @@
+//! Tests for parsing, validation, rendering and error messages.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use proptest::prelude::*;
+
+use super::*;
+
+/// Parses `text` from the origin `node.toml`, expecting failure.
+fn parse_err(text: &str) -> ConfigError {
+    match WeirConfig::from_toml_str(text, "node.toml") {
+        Ok(config) => panic!("expected an error for {text:?}, got {config:?}"),
+        Err(err) => err,
+    }
+}
+
+/// Parses `text`, expecting success.
+fn parse_ok(text: &str) -> WeirConfig {
+    match WeirConfig::from_toml_str(text, "node.toml") {
+        Ok(config) => config,
+        Err(err) => panic!("expected {text:?} to parse, got: {err}"),
+    }
+}
+
+/// A configuration in which every field differs from its default.
+fn everything_set() -> WeirConfig {
+    WeirConfig {
+        engine: EngineConfig {
+            workers: 7,
+            parallelism: Some(5),
+            key_partitions: 256,
+            mailbox_capacity: 32,
+            batch_size: 500,
+        },
+        state: StateConfig {
+            dir: Some(PathBuf::from("/var/lib/weir/state")),
+            cache_entries: 4242,
+            sled_cache_mb: 128,
+        },
+        progress: ProgressConfig {
+            enabled: false,
+            interval_ms: 250,
+        },
+        log: LogConfig {
+            format: LogFormat::Json,
+            filter: "weir=debug,sled=warn".to_owned(),
+        },
+        metrics: MetricsConfig {
+            addr: "0.0.0.0:9100".parse().expect("literal address"),
+        },
+    }
+}
+
+const FULL_FILE: &str = r#"
+[engine]
+workers = 7
+parallelism = 5
+key_partitions = 256
+mailbox_capacity = 32
+batch_size = 500
+
+[state]
+dir = "/var/lib/weir/state"
+cache_entries = 4242
+sled_cache_mb = 128
+
+[progress]
+enabled = false
+interval_ms = 250
+
+[log]
+format = "json"
+filter = "weir=debug,sled=warn"
+
+[metrics]
+addr = "0.0.0.0:9100"
+"#;
+
+#[test]
+fn empty_file_gives_defaults() {
+    assert_eq!(parse_ok(""), WeirConfig::default());
+    assert_eq!(parse_ok("# only a comment\n"), WeirConfig::default());
+}
+
+#[test]
+fn defaults_match_the_documented_values() {
+    let config = WeirConfig::default();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(config.engine.workers, cores);
+    assert_eq!(config.engine.parallelism, None);
+    assert_eq!(config.engine.key_partitions, 128);
+    assert_eq!(config.engine.mailbox_capacity, 16);
+    assert_eq!(config.engine.batch_size, 1024);
+    assert_eq!(config.state.dir, None);
+    assert_eq!(config.state.cache_entries, 1_000_000);
+    assert_eq!(config.state.sled_cache_mb, 64);
+    assert!(config.progress.enabled);
+    assert_eq!(config.progress.interval_ms, 1000);
+    assert_eq!(config.log.format, LogFormat::Text);
+    assert_eq!(config.log.filter, "info");
+    assert_eq!(config.metrics.addr.to_string(), "127.0.0.1:9464");
+    if let Err(err) = config.validate() {
+        panic!("the defaults must be valid: {err}");
+    }
+}
+
+#[test]
+fn partial_section_keeps_other_defaults() {
+    let config = parse_ok("[engine]\nbatch_size = 10\n");
+    assert_eq!(config.engine.batch_size, 10);
+    assert_eq!(config.engine.key_partitions, 128);
+    assert_eq!(config.state, StateConfig::default());
+}
+
+#[test]
+fn full_file_parses_to_every_value_and_round_trips() {
+    let config = parse_ok(FULL_FILE);
+    assert_eq!(config, everything_set());
+    let rendered = config.to_toml_string();
+    assert_eq!(parse_ok(&rendered), config, "rendered:\n{rendered}");
+}
+
+#[test]
+fn defaults_render_and_parse_back_equal() {
+    let defaults = WeirConfig::default();
+    let rendered = defaults.to_toml_string();
+    assert_eq!(parse_ok(&rendered), defaults, "rendered:\n{rendered}");
+    // Every key is present, either as a setting or, for unset options, as a comment.
+    for key in [
+        "workers = ",
+        "# parallelism = ",
+        "key_partitions = ",
+        "mailbox_capacity = ",
+        "batch_size = ",
+        "# dir = ",
+        "cache_entries = ",
+        "sled_cache_mb = ",
+        "enabled = ",
+        "interval_ms = ",
+        "format = ",
+        "filter = ",
+        "addr = ",
+    ] {
+        assert!(rendered.contains(key), "missing {key:?} in:\n{rendered}");
+    }
+}
+
+#[test]
+fn rendering_escapes_strings() {
+    let mut config = WeirConfig::default();
+    config.log.filter = "weir=\"quoted\"\\back\nline".to_owned();
+    config.state.dir = Some(PathBuf::from("C:\\weir\\state 'x'"));
+    let rendered = config.to_toml_string();
+    assert_eq!(parse_ok(&rendered), config, "rendered:\n{rendered}");
+}
+
+#[test]
+fn every_range_rule_reports_its_dotted_key() {
+    // (file text, dotted key, rejected value as rendered)
+    let cases: &[(&str, &str, &str)] = &[
+        ("[engine]\nworkers = 0", "engine.workers", "0"),
+        ("[engine]\nparallelism = 0", "engine.parallelism", "0"),
+        ("[engine]\nkey_partitions = 0", "engine.key_partitions", "0"),
+        (
+            "[engine]\nkey_partitions = 65537",
+            "engine.key_partitions",
+            "65537",
+        ),
+        (
+            "[engine]\nmailbox_capacity = 0",
+            "engine.mailbox_capacity",
+            "0",
+        ),
+        (
+            "[engine]\nmailbox_capacity = 1000001",
+            "engine.mailbox_capacity",
+            "1000001",
+        ),
+        ("[engine]\nbatch_size = 0", "engine.batch_size", "0"),
+        (
+            "[engine]\nbatch_size = 1000001",
+            "engine.batch_size",
+            "1000001",
+        ),
+        (
+            "[engine]\nparallelism = 9\nkey_partitions = 8",
+            "engine.parallelism",
+            "9",
+        ),
+        ("[state]\ndir = \"\"", "state.dir", "\"\""),
+        ("[state]\ncache_entries = 0", "state.cache_entries", "0"),
+        ("[state]\nsled_cache_mb = 0", "state.sled_cache_mb", "0"),
+        (
+            "[state]\nsled_cache_mb = 65537",
+            "state.sled_cache_mb",
+            "65537",
+        ),
+        ("[progress]\ninterval_ms = 49", "progress.interval_ms", "49"),
+        (
+            "[progress]\ninterval_ms = 3600001",
+            "progress.interval_ms",
+            "3600001",
+        ),
+        ("[log]\nfilter = \"\"", "log.filter", "\"\""),
+        ("[log]\nfilter = \"  \"", "log.filter", "\"  \""),
+    ];
+    for (text, want_key, want_value) in cases {
+        match parse_err(text) {
+            ConfigError::Invalid {
+                origin,
+                key,
+                value,
+                reason,
+            } => {
+                assert_eq!(origin, "node.toml", "for {text:?}");
+                assert_eq!(&key, want_key, "for {text:?}");
+                assert_eq!(&value, want_value, "for {text:?}");
+                assert!(!reason.is_empty(), "for {text:?}");
+            }
+            other => panic!("expected Invalid for {text:?}, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn range_bounds_themselves_are_accepted() {
+    let lows = "[engine]\nworkers = 1\nparallelism = 1\nkey_partitions = 1\n\
+                mailbox_capacity = 1\nbatch_size = 1\n[state]\ncache_entries = 1\n\
+                sled_cache_mb = 1\n[progress]\ninterval_ms = 50\n";
+    parse_ok(lows);
+    let highs = "[engine]\nparallelism = 65536\nkey_partitions = 65536\n\
+                 mailbox_capacity = 1000000\nbatch_size = 1000000\n[state]\n\
+                 sled_cache_mb = 65536\n[progress]\ninterval_ms = 3600000\n";
+    parse_ok(highs);
+}
+
+#[test]
+fn invalid_message_has_the_documented_form() {
+    let err = parse_err("[engine]\nkey_partitions = 0\n");
+    assert_eq!(
+        err.to_string(),
+        "config file node.toml: engine.key_partitions = 0 is invalid: must be between 1 and 65536"
+    );
+    assert_eq!(err.key(), Some("engine.key_partitions"));
+}
+
+#[test]
+fn parallelism_above_key_partitions_names_parallelism() {
+    let err = parse_err("[engine]\nparallelism = 200\nkey_partitions = 100\n");
+    assert_eq!(err.key(), Some("engine.parallelism"));
+    let message = err.to_string();
+    assert!(message.contains("engine.key_partitions (100)"), "{message}");
+}
+
+#[test]
+fn unset_parallelism_follows_workers_but_stays_within_key_partitions() {
+    let config = parse_ok("[engine]\nworkers = 6\n");
+    assert_eq!(config.engine.parallelism, None);
+    assert_eq!(config.engine.effective_parallelism(), 6);
+
+    // A many-core machine with default settings must still be valid.
+    let config = parse_ok("[engine]\nworkers = 500\nkey_partitions = 128\n");
+    assert_eq!(config.engine.effective_parallelism(), 128);
+
+    let config = parse_ok("[engine]\nworkers = 2\nparallelism = 9\n");
+    assert_eq!(config.engine.effective_parallelism(), 9);
+}
+
+#[test]
+fn unknown_key_is_named_with_the_allowed_keys() {
+    let err = parse_err("[engine]\nwrokers = 2\n");
+    let ConfigError::Parse { origin, message } = &err else {
+        panic!("expected Parse, got {err:?}");
+    };
+    assert_eq!(origin, "node.toml");
+    assert!(message.contains("wrokers"), "{message}");
+    assert!(message.contains("in key `engine.wrokers`"), "{message}");
+    for allowed in [
+        "workers",
+        "parallelism",
+        "key_partitions",
+        "mailbox_capacity",
+        "batch_size",
+    ] {
+        assert!(
+            message.contains(allowed),
+            "{allowed} missing from: {message}"
+        );
+    }
+    assert!(message.contains("line 2"), "{message}");
+    assert!(
+        err.to_string().starts_with("config file node.toml: "),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_section_lists_the_sections() {
+    let ConfigError::Parse { message, .. } = parse_err("[engin]\nworkers = 2\n") else {
+        panic!("expected Parse");
+    };
+    assert!(message.contains("engin"), "{message}");
+    for section in ["engine", "state", "progress", "log", "metrics"] {
+        assert!(
+            message.contains(section),
+            "{section} missing from: {message}"
+        );
+    }
+}
+
+#[test]
+fn wrong_type_names_the_key() {
+    let cases = [
+        ("[engine]\nworkers = \"two\"\n", "engine.workers"),
+        ("[engine]\nbatch_size = -1\n", "engine.batch_size"),
+        ("engine.key_partitions = 1.5\n", "engine.key_partitions"),
+        ("[progress]\nenabled = \"yes\"\n", "progress.enabled"),
+        ("[log]\nformat = \"xml\"\n", "log.format"),
+        ("[metrics]\naddr = \"localhost:9464\"\n", "metrics.addr"),
+        ("engine = 3\n", "engine"),
+    ];
+    for (text, key) in cases {
+        let ConfigError::Parse { message, .. } = parse_err(text) else {
+            panic!("expected Parse for {text:?}");
+        };
+        assert!(
+            message.contains(&format!("in key `{key}`")),
+            "for {text:?}: {message}"
+        );
+    }
+}
+
+#[test]
+fn wrong_type_picks_the_right_key_among_several() {
+    // Two keys with the same kind of mistake: the one toml reports is named.
+    let text = "[engine]\nworkers = \"a\"\nbatch_size = \"a\"\n";
+    let ConfigError::Parse { message, .. } = parse_err(text) else {
+        panic!("expected Parse");
+    };
+    assert!(message.contains("line 2"), "{message}");
+    assert!(message.contains("in key `engine.workers`"), "{message}");
+}
+
+#[test]
+fn syntax_error_keeps_the_position() {
+    let ConfigError::Parse { message, .. } = parse_err("[engine\nworkers = 2\n") else {
+        panic!("expected Parse");
+    };
+    assert!(message.contains("line 1"), "{message}");
+    assert!(!message.contains("in key"), "{message}");
+}
+
+#[test]
+fn bad_address_explains_the_expected_form() {
+    let ConfigError::Parse { message, .. } = parse_err("[metrics]\naddr = \"nowhere\"\n") else {
+        panic!("expected Parse");
+    };
+    assert!(
+        message.contains("`nowhere` is not a socket address"),
+        "{message}"
+    );
+}
+
+#[test]
+fn ipv6_address_is_accepted_and_round_trips() {
+    let config = parse_ok("[metrics]\naddr = \"[::1]:9000\"\n");
+    let want: SocketAddr = "[::1]:9000".parse().expect("literal address");
+    assert_eq!(config.metrics.addr, want);
+    assert_eq!(parse_ok(&config.to_toml_string()), config);
+}
+
+#[test]
+fn log_format_names_are_lowercase() {
+    assert_eq!(
+        parse_ok("[log]\nformat = \"json\"").log.format,
+        LogFormat::Json
+    );
+    assert_eq!(
+        parse_ok("[log]\nformat = \"text\"").log.format,
+        LogFormat::Text
+    );
+    let ConfigError::Parse { message, .. } = parse_err("[log]\nformat = \"JSON\"") else {
+        panic!("expected Parse");
+    };
+    assert!(
+        message.contains("`text`") && message.contains("`json`"),
+        "{message}"
+    );
+}
+
+#[test]
+fn rust_log_overrides_the_filter_unless_blank() {
+    let log = LogConfig::default();
+    assert_eq!(log.effective_filter(None), "info");
+    assert_eq!(log.effective_filter(Some("debug")), "debug");
+    assert_eq!(log.effective_filter(Some("  ")), "info");
+}
+
+#[test]
+fn progress_interval_is_a_duration() {
+    let config = parse_ok("[progress]\ninterval_ms = 1500\n");
+    assert_eq!(
+        config.progress.interval(),
+        std::time::Duration::from_millis(1500)
+    );
+}
+
+#[test]
+fn command_line_origin_reads_as_such() {
+    let mut config = WeirConfig::default();
+    config.engine.batch_size = 0;
+    let err = match config.validate_with_origin(COMMAND_LINE_ORIGIN) {
+        Ok(()) => panic!("batch_size 0 must be rejected"),
+        Err(err) => err,
+    };
+    assert_eq!(
+        err.to_string(),
+        "command line: engine.batch_size = 0 is invalid: must be between 1 and 1000000"
+    );
+    assert!(
+        matches!(config.validate(), Err(ConfigError::Invalid { ref origin, .. }) if origin == STRING_ORIGIN)
+    );
+}
+
+#[test]
+fn load_reads_a_file_and_uses_its_path_as_origin() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("node.toml");
+    std::fs::write(&path, FULL_FILE).expect("write config");
+    let config = WeirConfig::load(&path).expect("load full file");
+    assert_eq!(config, everything_set());
+
+    std::fs::write(&path, "[engine]\nworkers = 0\n").expect("write config");
+    let err = match WeirConfig::load(&path) {
+        Ok(config) => panic!("expected an error, got {config:?}"),
+        Err(err) => err,
+    };
+    let ConfigError::Invalid { origin, .. } = &err else {
+        panic!("expected Invalid, got {err:?}");
+    };
+    assert_eq!(origin, &path.display().to_string());
+}
+
+#[test]
+fn load_of_a_missing_file_names_the_path() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("absent.toml");
+    let err = match WeirConfig::load(&path) {
+        Ok(config) => panic!("expected an error, got {config:?}"),
+        Err(err) => err,
+    };
+    let ConfigError::Io {
+        path: reported,
+        source,
+    } = &err
+    else {
+        panic!("expected Io, got {err:?}");
+    };
+    assert_eq!(reported, &path);
+    assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+    let message = err.to_string();
+    assert!(message.contains(&path.display().to_string()), "{message}");
+}
+
+/// Any configuration that passes validation.
+fn valid_config() -> impl Strategy<Value = WeirConfig> {
+    let engine = (
+        1usize..64,
+        1u32..=65_536,
+        1usize..=1_000_000,
+        1usize..=1_000_000,
+    )
+        .prop_flat_map(|(workers, key_partitions, mailbox_capacity, batch_size)| {
+            let parallelism =
+                proptest::option::of(1usize..=usize::try_from(key_partitions).unwrap_or(1));
+            parallelism.prop_map(move |parallelism| EngineConfig {
+                workers,
+                parallelism,
+                key_partitions,
+                mailbox_capacity,
+                batch_size,
+            })
+        });
+    let state = (
+        proptest::option::of("[a-zA-Z0-9 _./\\\\'\"-]{1,30}"),
+        1usize..10_000_000,
+        1u64..=65_536,
+    )
+        .prop_map(|(dir, cache_entries, sled_cache_mb)| StateConfig {
+            dir: dir.map(PathBuf::from),
+            cache_entries,
+            sled_cache_mb,
+        });
+    let progress =
+        (any::<bool>(), 50u64..=3_600_000).prop_map(|(enabled, interval_ms)| ProgressConfig {
+            enabled,
+            interval_ms,
+        });
+    let log = (
+        prop_oneof![Just(LogFormat::Text), Just(LogFormat::Json)],
+        "[a-z=,_:\"\\\\ \n]{0,20}[a-z]",
+    )
+        .prop_map(|(format, filter)| LogConfig { format, filter });
+    let metrics = (any::<[u8; 4]>(), any::<u16>(), any::<bool>()).prop_map(|(ip, port, v6)| {
+        let addr = if v6 {
+            SocketAddr::from((
+                std::net::Ipv6Addr::from(u128::from(u32::from_be_bytes(ip))),
+                port,
+            ))
+        } else {
+            SocketAddr::from((ip, port))
+        };
+        MetricsConfig { addr }
+    });
+    (engine, state, progress, log, metrics).prop_map(|(engine, state, progress, log, metrics)| {
+        WeirConfig {
+            engine,
+            state,
+            progress,
+            log,
+            metrics,
+        }
+    })
+}
+
+proptest! {
+    #[test]
+    fn any_valid_config_round_trips(config in valid_config()) {
+        prop_assert_eq!(config.validate().map_err(|e| e.to_string()), Ok(()));
+        let rendered = config.to_toml_string();
+        let parsed = WeirConfig::from_toml_str(&rendered, STRING_ORIGIN)
+            .map_err(|e| format!("{e}\n--- rendered ---\n{rendered}"));
+        prop_assert_eq!(parsed, Ok(config));
+    }
+
+    #[test]
+    fn key_partition_rule_matches_its_definition(
+        key_partitions in 0u32..70_000,
+        parallelism in proptest::option::of(0usize..70_000),
+    ) {
+        let mut config = WeirConfig::default();
+        config.engine.key_partitions = key_partitions;
+        config.engine.parallelism = parallelism;
+        let partitions_ok = (1..=65_536).contains(&key_partitions);
+        let parallelism_ok = parallelism
+            .is_none_or(|p| p >= 1 && p <= usize::try_from(key_partitions).unwrap_or(0));
+        prop_assert_eq!(config.validate().is_ok(), partitions_ok && parallelism_ok);
+        if !(partitions_ok && parallelism_ok) {
+            let err = config.validate().err();
+            let key = err.as_ref().and_then(ConfigError::key);
+            let want = if parallelism == Some(0) || partitions_ok {
+                "engine.parallelism"
+            } else {
+                "engine.key_partitions"
+            };
+            prop_assert_eq!(key, Some(want));
+        }
+    }
+}

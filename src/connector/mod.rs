@@ -1,0 +1,12 @@
+//! Connectors: where records come from (sources) and where results go (sinks).
+
+pub mod dead_letter;
+pub mod generator;
+pub mod lines;
+pub mod sink;
+pub mod sinks;
+pub mod source;
+
+pub use dead_letter::{DeadLetter, DeadLetters};
+pub use sink::{Sink, SinkError, SinkFactory};
+pub use source::{ReadStatus, Source, SourceError, SourceReader, StopFlag};

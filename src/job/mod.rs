@@ -1,0 +1,19 @@
+//! Jobs: the typed builder, the plan of stages it produces, the tasks each partition
+//! actor runs, and the node that runs a job to completion.
+
+pub mod builder;
+pub mod error;
+pub mod node;
+pub mod options;
+#[doc(hidden)]
+pub mod plan;
+pub mod progress;
+pub mod report;
+pub(crate) mod tasks;
+pub mod terminal;
+
+pub use builder::{Job, JobBuilder, KeyedStream, Stream};
+pub use error::JobError;
+pub use node::Node;
+pub use options::EngineOptions;
+pub use report::{JobReport, StageSummary};

@@ -1,0 +1,236 @@
+//! Stage plans: a stage as the builder left it (types erased), ready to be spawned as
+//! partition actors once its downstream stage's mailboxes exist.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use weir_actors::state::{Clock, StateStore};
+use weir_actors::supervisor::AdoptPartitions;
+use weir_actors::{
+    ActorId, ActorStats, JobSupervisor, Mailbox, MailboxGate, Outbox, PartitionActor,
+    StageSupervisor, Task, WorkerPool,
+};
+
+use crate::connector::Source;
+use crate::operator::{Chain, KeyedProcess};
+
+use super::error::JobError;
+use super::options::EngineOptions;
+use super::tasks::{KeyedTask, SourceTask};
+use super::terminal::TerminalSpec;
+
+/// What a stage needs to spawn its actors.
+pub struct SpawnEnv<'a> {
+    pub job: Arc<str>,
+    pub stage_index: u32,
+    pub stage_name: Arc<str>,
+    pub parallelism: u32,
+    /// Partition actors of the stage before (0 for a source stage).
+    pub inputs: u32,
+    /// Partition actors of the stage after (0 when the stage ends in a sink).
+    pub downstream: u32,
+    pub pool: &'a WorkerPool,
+    pub job_supervisor: Addr<JobSupervisor>,
+    pub options: &'a EngineOptions,
+    pub store: &'a StateStore,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// A spawned stage.
+pub struct Spawned {
+    /// `Vec<Mailbox<In>>`: where the stage before sends.
+    pub inbound: Box<dyn Any>,
+    pub stats: Vec<Arc<ActorStats>>,
+    pub gates: Vec<MailboxGate>,
+    pub supervisor: Addr<StageSupervisor>,
+}
+
+/// A stage, types erased.
+pub trait StagePlan: Send {
+    /// The stage's name: its operators joined by arrows.
+    fn name(&self) -> String;
+    /// The most partition actors this stage may have.
+    fn max_parallelism(&self) -> Option<u32>;
+    /// Whether this is a source stage.
+    fn is_source(&self) -> bool;
+    /// Spawns the stage's actors; `downstream` is the next stage's `Vec<Mailbox<_>>`
+    /// (or `()` when this stage ends in a sink).
+    fn spawn(self: Box<Self>, env: &SpawnEnv<'_>, downstream: Box<dyn Any>) -> Result<Spawned, JobError>;
+}
+
+fn downcast_mailboxes<W: Send + 'static>(
+    env: &SpawnEnv<'_>,
+    downstream: Box<dyn Any>,
+) -> Result<Vec<Mailbox<W>>, JobError> {
+    if env.downstream == 0 {
+        return Ok(Vec::new());
+    }
+    downstream
+        .downcast::<Vec<Mailbox<W>>>()
+        .map(|b| *b)
+        .map_err(|_| JobError::Runtime(format!(
+            "stage '{}': the next stage does not take this stage's output type (planner bug)",
+            env.stage_name
+        )))
+}
+
+/// Starts one partition actor per task on the worker pool under a new stage
+/// supervisor.
+fn spawn_tasks<T: Task>(
+    env: &SpawnEnv<'_>,
+    tasks: Vec<T>,
+    downstream: Vec<Mailbox<T::Out>>,
+) -> Spawned {
+    let supervisor = StageSupervisor::new(
+        env.stage_name.to_string(),
+        tasks.len(),
+        env.job_supervisor.clone(),
+    )
+    .start();
+    let mut inbound = Vec::with_capacity(tasks.len());
+    let mut stats = Vec::with_capacity(tasks.len());
+    let mut gates = Vec::with_capacity(tasks.len());
+    let mut stops = Vec::with_capacity(tasks.len());
+    for (i, task) in tasks.into_iter().enumerate() {
+        let gate = MailboxGate::new(env.options.mailbox_capacity);
+        let actor_stats = Arc::new(ActorStats::new(gate.clone()));
+        let out = Outbox::new(i as u32, downstream.clone(), env.options.batch_size);
+        let id = ActorId {
+            job: env.job.clone(),
+            stage: env.stage_name.clone(),
+            stage_index: env.stage_index,
+            partition: i as u32,
+        };
+        let report_to = supervisor.clone().recipient();
+        let inputs = env.inputs;
+        let s = actor_stats.clone();
+        let addr = PartitionActor::start_in_arbiter(&env.pool.worker(i), move |_ctx| {
+            PartitionActor::new(id, task, inputs, out, report_to, s)
+        });
+        inbound.push(Mailbox::new(addr.clone().recipient(), gate.clone()));
+        stops.push(addr.recipient());
+        stats.push(actor_stats);
+        gates.push(gate);
+    }
+    supervisor.do_send(AdoptPartitions(stops));
+    Spawned {
+        inbound: Box::new(inbound),
+        stats,
+        gates,
+        supervisor,
+    }
+}
+
+/// A stage that starts at a source.
+pub(crate) struct SourceStagePlan<S, C, Ts> {
+    pub source: S,
+    pub chain: C,
+    pub term: Ts,
+}
+
+impl<S, C, Ts> StagePlan for SourceStagePlan<S, C, Ts>
+where
+    S: Source,
+    C: Chain<S::Item>,
+    Ts: TerminalSpec<C::Out>,
+{
+    fn name(&self) -> String {
+        let mut parts = vec![format!("source:{}", self.source.name())];
+        self.chain.names(&mut parts);
+        parts.push(self.term.describe());
+        parts.join(" -> ")
+    }
+
+    fn max_parallelism(&self) -> Option<u32> {
+        self.source.max_parallelism()
+    }
+
+    fn is_source(&self) -> bool {
+        true
+    }
+
+    fn spawn(self: Box<Self>, env: &SpawnEnv<'_>, downstream: Box<dyn Any>) -> Result<Spawned, JobError> {
+        let downstream = downcast_mailboxes(env, downstream)?;
+        let mut tasks = Vec::with_capacity(env.parallelism as usize);
+        for i in 0..env.parallelism {
+            let reader = self
+                .source
+                .reader(i, env.parallelism)
+                .map_err(|source| JobError::Source {
+                    stage: env.stage_name.to_string(),
+                    source,
+                })?;
+            let term = self
+                .term
+                .build(i, env.parallelism, env.downstream, env.options.key_partitions)
+                .map_err(|source| JobError::Sink {
+                    stage: env.stage_name.to_string(),
+                    source,
+                })?;
+            tasks.push(SourceTask {
+                reader,
+                chain: self.chain.clone(),
+                term,
+                budget: env.options.batch_size.max(1),
+                what: self.source.name(),
+            });
+        }
+        Ok(spawn_tasks(env, tasks, downstream))
+    }
+}
+
+/// A stage that starts at a keyed operator.
+pub(crate) struct KeyedStagePlan<P, C, Ts> {
+    pub process: P,
+    pub chain: C,
+    pub term: Ts,
+}
+
+impl<P, C, Ts> StagePlan for KeyedStagePlan<P, C, Ts>
+where
+    P: KeyedProcess,
+    C: Chain<P::Out>,
+    Ts: TerminalSpec<C::Out>,
+{
+    fn name(&self) -> String {
+        let mut parts = vec![self.process.name()];
+        self.chain.names(&mut parts);
+        parts.push(self.term.describe());
+        parts.join(" -> ")
+    }
+
+    fn max_parallelism(&self) -> Option<u32> {
+        None
+    }
+
+    fn is_source(&self) -> bool {
+        false
+    }
+
+    fn spawn(self: Box<Self>, env: &SpawnEnv<'_>, downstream: Box<dyn Any>) -> Result<Spawned, JobError> {
+        let downstream = downcast_mailboxes(env, downstream)?;
+        let state_name = format!("{}/{}", env.job, env.stage_index);
+        let mut tasks = Vec::with_capacity(env.parallelism as usize);
+        for i in 0..env.parallelism {
+            let owned = crate::partition::owned_range(i, env.options.key_partitions, env.parallelism);
+            let state = env.store.keyed(&state_name, owned, env.clock.clone())?;
+            let term = self
+                .term
+                .build(i, env.parallelism, env.downstream, env.options.key_partitions)
+                .map_err(|source| JobError::Sink {
+                    stage: env.stage_name.to_string(),
+                    source,
+                })?;
+            tasks.push(KeyedTask {
+                process: self.process.clone(),
+                state,
+                chain: self.chain.clone(),
+                term,
+                partition: i,
+                parallelism: env.parallelism,
+            });
+        }
+        Ok(spawn_tasks(env, tasks, downstream))
+    }
+}

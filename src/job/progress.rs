@@ -1,0 +1,91 @@
+//! Live progress of a running job: what the stages did so far, printed on stderr and
+//! handed to observers (tests, the demo).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use weir_actors::{ActorStats, StatsSnapshot};
+
+/// The counters of every actor of a running job at one moment.
+#[derive(Debug, Clone)]
+pub struct LiveStats {
+    /// Time since the job started.
+    pub elapsed: Duration,
+    /// Per stage: its name and its actors' counters.
+    pub stages: Vec<(String, Vec<StatsSnapshot>)>,
+}
+
+impl LiveStats {
+    pub(crate) fn read(elapsed: Duration, stages: &[(String, Vec<Arc<ActorStats>>)]) -> Self {
+        LiveStats {
+            elapsed,
+            stages: stages
+                .iter()
+                .map(|(name, actors)| (name.clone(), actors.iter().map(|a| a.snapshot()).collect()))
+                .collect(),
+        }
+    }
+
+    /// Records the sources emitted so far.
+    pub fn records_read(&self) -> u64 {
+        self.stages
+            .first()
+            .map_or(0, |(_, a)| a.iter().map(|s| s.records_out).sum())
+    }
+
+    /// Records the last stage received so far.
+    pub fn records_written(&self) -> u64 {
+        self.stages
+            .last()
+            .map_or(0, |(_, a)| a.iter().map(|s| s.records_in).sum())
+    }
+}
+
+/// Prints one progress line per interval on stderr: records read, the rate since the
+/// last line, records written, and the share of time the sources were blocked.
+pub(crate) struct ProgressPrinter {
+    last_read: u64,
+    last_at: Duration,
+}
+
+impl ProgressPrinter {
+    pub fn new() -> Self {
+        ProgressPrinter {
+            last_read: 0,
+            last_at: Duration::ZERO,
+        }
+    }
+
+    pub fn print(&mut self, job: &str, live: &LiveStats) {
+        let read = live.records_read();
+        let dt = (live.elapsed - self.last_at).as_secs_f64().max(1e-9);
+        let rate = (read - self.last_read.min(read)) as f64 / dt;
+        let blocked = live.stages.first().map_or(0.0, |(_, a)| {
+            let wait: f64 = a.iter().map(|s| s.send_wait.as_secs_f64()).sum();
+            wait / (live.elapsed.as_secs_f64() * a.len().max(1) as f64).max(1e-9)
+        });
+        eprintln!(
+            "[weir] {job}: {:>6.1}s  read {:>12}  ({:>10}/s)  written {:>12}  sources blocked {:>3.0}%",
+            live.elapsed.as_secs_f64(),
+            read,
+            human(rate),
+            live.records_written(),
+            100.0 * blocked
+        );
+        self.last_read = read;
+        self.last_at = live.elapsed;
+    }
+}
+
+/// `1234567.0` as `1.23 M`.
+pub fn human(v: f64) -> String {
+    if v >= 1e9 {
+        format!("{:.2} G", v / 1e9)
+    } else if v >= 1e6 {
+        format!("{:.2} M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.1} K", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
+}

@@ -1,0 +1,75 @@
+//! What a finished job reports.
+
+use std::time::Duration;
+
+use weir_actors::StatsSnapshot;
+
+/// Totals of one stage over a whole run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageSummary {
+    /// The stage's name.
+    pub name: String,
+    /// Its partition actors.
+    pub parallelism: u32,
+    /// Records received.
+    pub records_in: u64,
+    /// Records emitted.
+    pub records_out: u64,
+    /// Time its actors spent running, summed.
+    pub busy: Duration,
+    /// Time its actors spent waiting on full mailboxes downstream, summed.
+    pub send_wait: Duration,
+}
+
+impl StageSummary {
+    /// Sums the counters of a stage's actors.
+    pub fn from_snapshots(name: &str, snaps: &[StatsSnapshot]) -> Self {
+        StageSummary {
+            name: name.to_string(),
+            parallelism: snaps.len() as u32,
+            records_in: snaps.iter().map(|s| s.records_in).sum(),
+            records_out: snaps.iter().map(|s| s.records_out).sum(),
+            busy: snaps.iter().map(|s| s.busy).sum(),
+            send_wait: snaps.iter().map(|s| s.send_wait).sum(),
+        }
+    }
+}
+
+/// The outcome of a job that finished.
+#[derive(Debug, Clone)]
+pub struct JobReport {
+    /// The job's name.
+    pub job: String,
+    /// Wall time from start to finish, start-up included.
+    pub elapsed: Duration,
+    /// Per-stage totals, in stage order.
+    pub stages: Vec<StageSummary>,
+}
+
+impl JobReport {
+    /// Records the sources emitted.
+    pub fn records_read(&self) -> u64 {
+        self.stages.first().map_or(0, |s| s.records_out)
+    }
+}
+
+impl std::fmt::Display for JobReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secs = self.elapsed.as_secs_f64();
+        writeln!(f, "job '{}' finished in {secs:.2} s", self.job)?;
+        for s in &self.stages {
+            let wall = secs * f64::from(s.parallelism.max(1));
+            writeln!(
+                f,
+                "  stage '{}' x{}: in {}, out {}, busy {:.0}%, blocked on backpressure {:.0}%",
+                s.name,
+                s.parallelism,
+                s.records_in,
+                s.records_out,
+                100.0 * s.busy.as_secs_f64() / wall.max(1e-9),
+                100.0 * s.send_wait.as_secs_f64() / wall.max(1e-9),
+            )?;
+        }
+        Ok(())
+    }
+}

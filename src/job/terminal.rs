@@ -1,0 +1,235 @@
+//! The end of a stage's chain: a sink, or a key exchange that sends each record to the
+//! partition actor of the next stage that owns its key partition.
+
+use std::marker::PhantomData;
+
+use weir_actors::{Outbox, TaskError};
+
+use crate::connector::{Sink, SinkError, SinkFactory};
+use crate::operator::{Collector, Key};
+use crate::partition::{key_partition, owner_of, KeyEncodeError};
+use crate::record::Keyed;
+
+/// Receives the records that leave a stage's chain.
+pub trait Terminal<T>: Send + 'static {
+    /// What crosses to the next stage (`()` for a sink).
+    type Wire: Send + Unpin + 'static;
+    /// Takes one record.
+    fn accept(&mut self, item: T, out: &mut Outbox<Self::Wire>);
+    /// A failure noted by `accept` (reported after the batch).
+    fn take_error(&mut self) -> Option<TaskError>;
+    /// The input has ended.
+    fn finish(&mut self, out: &mut Outbox<Self::Wire>) -> Result<(), TaskError>;
+}
+
+/// Builds one partition's terminal.
+pub trait TerminalSpec<T>: Send + 'static {
+    /// The terminal.
+    type Terminal: Terminal<T>;
+    /// A short name for the stage name.
+    fn describe(&self) -> String;
+    /// Whether records cross to another stage.
+    fn is_exchange(&self) -> bool;
+    /// The terminal for `partition` of `parallelism`, feeding `downstream` actors.
+    fn build(
+        &self,
+        partition: u32,
+        parallelism: u32,
+        downstream: u32,
+        key_partitions: u32,
+    ) -> Result<Self::Terminal, SinkError>;
+}
+
+/// Feeds records into a terminal and its outbox.
+pub(crate) struct IntoTerminal<'a, Tm, W: Send + 'static> {
+    pub term: &'a mut Tm,
+    pub out: &'a mut Outbox<W>,
+}
+
+impl<T, Tm: Terminal<T>> Collector<T> for IntoTerminal<'_, Tm, Tm::Wire> {
+    #[inline(always)]
+    fn collect(&mut self, item: T) {
+        self.term.accept(item, self.out);
+    }
+}
+
+/// A sink at the end of a stage.
+pub struct SinkTerminal<S> {
+    sink: S,
+    error: Option<SinkError>,
+}
+
+impl<T, S: Sink<T>> Terminal<T> for SinkTerminal<S> {
+    type Wire = ();
+
+    #[inline]
+    fn accept(&mut self, item: T, _out: &mut Outbox<()>) {
+        if self.error.is_none() {
+            if let Err(e) = self.sink.write(item) {
+                self.error = Some(e);
+            }
+        }
+    }
+
+    fn take_error(&mut self) -> Option<TaskError> {
+        self.error
+            .take()
+            .map(|e| TaskError::caused("sink write failed", e))
+    }
+
+    fn finish(&mut self, _out: &mut Outbox<()>) -> Result<(), TaskError> {
+        if let Some(e) = self.take_error() {
+            return Err(e);
+        }
+        self.sink
+            .finish()
+            .map_err(|e| TaskError::caused("sink finish failed", e))
+    }
+}
+
+/// A sink factory in the role of a terminal spec.
+pub struct SinkSpec<F>(pub F);
+
+impl<T: 'static, F: SinkFactory<T>> TerminalSpec<T> for SinkSpec<F> {
+    type Terminal = SinkTerminal<F::Sink>;
+    fn describe(&self) -> String {
+        format!("sink:{}", self.0.name())
+    }
+    fn is_exchange(&self) -> bool {
+        false
+    }
+    fn build(
+        &self,
+        partition: u32,
+        parallelism: u32,
+        _downstream: u32,
+        _key_partitions: u32,
+    ) -> Result<Self::Terminal, SinkError> {
+        Ok(SinkTerminal {
+            sink: self.0.create(partition, parallelism)?,
+            error: None,
+        })
+    }
+}
+
+/// Splits a record into its key and the value that travels with it.
+pub trait KeySelector<T>: Clone + Send + 'static {
+    /// The key.
+    type Key: Key;
+    /// The value.
+    type Value: Send + Unpin + 'static;
+    /// Splits `item`.
+    fn split(&self, item: T) -> (Self::Key, Self::Value);
+}
+
+/// Keys a record by a function of it; the whole record travels as the value.
+pub struct KeyBy<F, K> {
+    pub(crate) f: F,
+    pub(crate) _key: PhantomData<fn() -> K>,
+}
+
+impl<F: Clone, K> Clone for KeyBy<F, K> {
+    fn clone(&self) -> Self {
+        KeyBy {
+            f: self.f.clone(),
+            _key: PhantomData,
+        }
+    }
+}
+
+impl<T: Send + Unpin + 'static, K: Key, F: Fn(&T) -> K + Clone + Send + 'static> KeySelector<T>
+    for KeyBy<F, K>
+{
+    type Key = K;
+    type Value = T;
+    #[inline(always)]
+    fn split(&self, item: T) -> (K, T) {
+        ((self.f)(&item), item)
+    }
+}
+
+/// Keys a `(key, value)` pair by its first element.
+pub struct PairKey<K, V>(pub(crate) PhantomData<fn() -> (K, V)>);
+
+impl<K, V> Clone for PairKey<K, V> {
+    fn clone(&self) -> Self {
+        PairKey(PhantomData)
+    }
+}
+
+impl<K: Key, V: Send + Unpin + 'static> KeySelector<(K, V)> for PairKey<K, V> {
+    type Key = K;
+    type Value = V;
+    #[inline(always)]
+    fn split(&self, item: (K, V)) -> (K, V) {
+        item
+    }
+}
+
+/// Sends each record to the owner of its key partition in the next stage.
+pub struct KeyExchange<Sel> {
+    selector: Sel,
+    key_partitions: u32,
+    downstream: u32,
+    error: Option<KeyEncodeError>,
+}
+
+/// The spec of a key exchange.
+pub struct ExchangeSpec<Sel>(pub Sel);
+
+impl<T, Sel: KeySelector<T>> Terminal<T> for KeyExchange<Sel> {
+    type Wire = Keyed<Sel::Key, Sel::Value>;
+
+    #[inline]
+    fn accept(&mut self, item: T, out: &mut Outbox<Self::Wire>) {
+        let (key, value) = self.selector.split(item);
+        match key_partition(&key, self.key_partitions) {
+            Ok(kp) => {
+                let dest = owner_of(kp, self.key_partitions, self.downstream) as usize;
+                out.push_to(dest, Keyed { kp, key, value });
+            }
+            Err(e) => {
+                if self.error.is_none() {
+                    self.error = Some(e);
+                }
+            }
+        }
+    }
+
+    fn take_error(&mut self) -> Option<TaskError> {
+        self.error
+            .take()
+            .map(|e| TaskError::caused("key exchange", e))
+    }
+
+    fn finish(&mut self, _out: &mut Outbox<Self::Wire>) -> Result<(), TaskError> {
+        match self.take_error() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<T: 'static, Sel: KeySelector<T>> TerminalSpec<T> for ExchangeSpec<Sel> {
+    type Terminal = KeyExchange<Sel>;
+    fn describe(&self) -> String {
+        "key_by".into()
+    }
+    fn is_exchange(&self) -> bool {
+        true
+    }
+    fn build(
+        &self,
+        _partition: u32,
+        _parallelism: u32,
+        downstream: u32,
+        key_partitions: u32,
+    ) -> Result<Self::Terminal, SinkError> {
+        Ok(KeyExchange {
+            selector: self.0.clone(),
+            key_partitions,
+            downstream: downstream.max(1),
+            error: None,
+        })
+    }
+}

@@ -1,0 +1,10 @@
+//! Built-in jobs, runnable with `weir run <job>`: the word count, the demo and the
+//! benchmark workloads.
+
+mod demo;
+mod w1;
+mod wordcount;
+
+pub use demo::{demo, SensorStats, SensorSummary};
+pub use w1::w1;
+pub use wordcount::{words, wordcount};

@@ -1,0 +1,45 @@
+//! Word count over text lines.
+
+use crate::connector::sinks::CountingSink;
+use crate::connector::Source;
+use crate::job::Job;
+use crate::operator::Emitter;
+
+/// The words of a line: maximal runs of alphanumeric characters (Unicode), lowercased.
+/// Apostrophes and hyphens split words.
+pub fn words(line: &str) -> impl Iterator<Item = String> + '_ {
+    line.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| w.to_lowercase())
+}
+
+/// Counts the words of `source`'s lines with a running count per word in keyed state;
+/// the sink holds the final count of every word once the job has finished.
+pub fn wordcount<S>(source: S) -> (Job, CountingSink<String, u64>)
+where
+    S: Source<Item = String>,
+{
+    let sink = CountingSink::new();
+    let job = Job::new("wordcount")
+        .source(source)
+        .flat_map(|line: String, out: &mut Emitter<'_, (String, u64)>| {
+            for word in words(&line) {
+                out.emit((word, 1));
+            }
+        })
+        .group_by_key()
+        .reduce(|count, one| count + one)
+        .sink(sink.clone());
+    (job, sink)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_are_alphanumeric_runs_lowercased() {
+        let w: Vec<String> = words("It's a Fine-day, 2 fine DAYS!").collect();
+        assert_eq!(w, ["it", "s", "a", "fine", "day", "2", "fine", "days"]);
+    }
+}

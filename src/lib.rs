@@ -1,0 +1,37 @@
+//! weir: a distributed, stateful stream processor built on the actor model.
+//!
+//! A job is a graph of stages from sources through operators to sinks, built with the
+//! typed [`Job`] builder and run by a [`Node`]. Each stage runs as partition actors on
+//! the kernel of [`weir_actors`]: bounded mailboxes carry record batches and in-band
+//! markers, keyed state lives in sled behind a write-back cache, and a supervision
+//! tree turns any operator panic into a clear job failure.
+//!
+//! The vocabulary (job, stage, key partition, partition actor, ring, epoch, snapshot,
+//! savepoint) is that of `DESIGN.md`; `docs/architecture.md` maps it to modules.
+
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod connector;
+pub mod job;
+pub mod jobs;
+pub mod operator;
+pub mod partition;
+pub mod record;
+
+pub use job::{EngineOptions, Job, JobError, JobReport, Node};
+
+/// Everything a job author needs, in one import.
+pub mod prelude {
+    pub use crate::connector::generator::{SensorReadings, W1Lines, W2Event, W2Events};
+    pub use crate::connector::lines::LineSource;
+    pub use crate::connector::sinks::{tab_separated, CollectSink, CountingSink, FileSink, StdoutSink};
+    pub use crate::connector::{DeadLetters, Sink, SinkFactory, Source, SourceReader, StopFlag};
+    pub use crate::job::node::RunControl;
+    pub use crate::job::{EngineOptions, Job, JobError, JobReport, Node};
+    pub use crate::operator::{
+        AggregateFn, Collector, Emitter, Key, KeyedContext, KeyedProcess, OpenContext,
+        OperatorError,
+    };
+    pub use weir_actors::state::{StateDescriptor, ValueHandle, MapHandle, ListHandle};
+}

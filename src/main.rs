@@ -1,0 +1,149 @@
+//! The `weir` binary.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use weir::cli::{BenchArgs, Cli, Command, ConfigArgs, JobName, RunArgs, Workload};
+use weir::config::{LogFormat, WeirConfig};
+use weir::connector::lines::LineSource;
+use weir::connector::DeadLetters;
+use weir::job::node::RunControl;
+use weir::job::progress::human;
+use weir::{EngineOptions, Node};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Error = Box<dyn std::error::Error>;
+
+fn init_logging(config: &WeirConfig) {
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let filter = tracing_subscriber::EnvFilter::try_new(config.log.effective_filter(rust_log.as_deref()))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match config.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+fn run(cli: Cli) -> Result<ExitCode, Error> {
+    match cli.command {
+        Command::Run(args) => run_job(args),
+        Command::Bench(args) => bench(args),
+        Command::Config(args) => config(args),
+    }
+}
+
+fn config(args: ConfigArgs) -> Result<ExitCode, Error> {
+    if let Some(path) = args.check {
+        WeirConfig::load(&path)?;
+        println!("{}: ok", path.display());
+    } else {
+        print!("{}", WeirConfig::default().to_toml_string());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_job(args: RunArgs) -> Result<ExitCode, Error> {
+    let config = args.engine.resolve()?;
+    init_logging(&config);
+    let node = Node::new(EngineOptions::from_config(&config))?;
+    let dead_letters = match &args.dead_letters {
+        Some(path) => DeadLetters::to_file(path)
+            .map_err(|e| format!("cannot open dead-letter file {}: {e}", path.display()))?,
+        None => DeadLetters::to_log(),
+    };
+    match args.job {
+        JobName::Demo => {
+            let stop = weir::connector::StopFlag::new();
+            let (job, sink) = weir::jobs::demo(stop.clone(), args.limit);
+            eprintln!("[weir] demo: sensor readings -> key by sensor -> running summary; Ctrl-C to stop");
+            let report = node.run_with(
+                job,
+                RunControl {
+                    stop: Some(stop),
+                    duration: args.duration.map(Duration::from_secs_f64),
+                    handle_ctrl_c: true,
+                    ..Default::default()
+                },
+            )?;
+            let result = sink.result();
+            let mut sensors: Vec<_> = result.last.into_iter().collect();
+            sensors.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(&b.0)));
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "sensor\treadings\tmean\tmin\tmax")?;
+            for (sensor, s) in sensors.iter().take(10) {
+                writeln!(out, "{sensor}\t{}\t{:.1}\t{:.1}\t{:.1}", s.count, s.mean, s.min, s.max)?;
+            }
+            eprint!("{report}");
+            eprintln!(
+                "[weir] {} readings from {} sensors, {}/s",
+                result.received,
+                sensors.len(),
+                human(result.received as f64 / report.elapsed.as_secs_f64().max(1e-9))
+            );
+        }
+        JobName::Wordcount => {
+            let source = match &args.input {
+                Some(path) => LineSource::file(path, dead_letters.clone()),
+                None => LineSource::stdin(dead_letters.clone()),
+            };
+            let (job, sink) = weir::jobs::wordcount(source);
+            let report = node.run(job)?;
+            let mut counts: Vec<_> = sink.result().last.into_iter().collect();
+            counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            let mut text = String::new();
+            for (word, count) in &counts {
+                text.push_str(word);
+                text.push('\t');
+                text.push_str(&count.to_string());
+                text.push('\n');
+            }
+            match &args.output {
+                Some(path) => std::fs::write(path, text)
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?,
+                None => std::io::stdout().lock().write_all(text.as_bytes())?,
+            }
+            eprint!("{report}");
+            if dead_letters.count() > 0 {
+                eprintln!("[weir] {} undecodable lines went to the dead-letter output", dead_letters.count());
+            }
+        }
+        JobName::W1 => {
+            let result = weir::bench::w1::run(EngineOptions::from_config(&config), args.n)?;
+            println!("{}", result.to_json());
+            if !result.passed() {
+                return Ok(ExitCode::from(2));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench(args: BenchArgs) -> Result<ExitCode, Error> {
+    let config = args.engine.resolve()?;
+    init_logging(&config);
+    let options = EngineOptions::from_config(&config);
+    let result = match args.workload {
+        Workload::W1 => weir::bench::w1::run(options, args.n)?,
+    };
+    println!("{}", result.to_json());
+    Ok(if result.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}

@@ -1,0 +1,155 @@
+//! Built-in keyed operators: running reduce and running aggregate.
+
+use std::marker::PhantomData;
+
+use weir_actors::state::{StateDescriptor, StateValue, ValueHandle};
+
+use super::error::OperatorError;
+use super::keyed::{Key, KeyedContext, KeyedProcess, OpenContext};
+
+/// A running reduce: keeps one value per key, combines each new value into it with
+/// `f`, and emits `(key, combined)` on every update.
+pub struct Reduce<K, V, F> {
+    f: F,
+    handle: Option<ValueHandle<V>>,
+    _key: PhantomData<fn() -> K>,
+}
+
+impl<K, V, F: Clone> Clone for Reduce<K, V, F> {
+    fn clone(&self) -> Self {
+        Reduce {
+            f: self.f.clone(),
+            handle: self.handle,
+            _key: PhantomData,
+        }
+    }
+}
+
+impl<K, V, F> Reduce<K, V, F> {
+    /// A reduce combining values with `f`.
+    pub fn new(f: F) -> Self {
+        Reduce {
+            f,
+            handle: None,
+            _key: PhantomData,
+        }
+    }
+}
+
+fn not_open(what: &str) -> OperatorError {
+    OperatorError::msg(format!("{what}: state used before open()"))
+}
+
+impl<K, V, F> KeyedProcess for Reduce<K, V, F>
+where
+    K: Key,
+    V: StateValue + Unpin,
+    F: Fn(V, V) -> V + Clone + Send + 'static,
+{
+    type Key = K;
+    type In = V;
+    type Out = (K, V);
+
+    fn name(&self) -> String {
+        "reduce".into()
+    }
+
+    fn open(&mut self, ctx: &mut OpenContext<'_, K>) -> Result<(), OperatorError> {
+        self.handle = Some(ctx.value_state(StateDescriptor::new("reduce"))?);
+        Ok(())
+    }
+
+    #[inline]
+    fn process(&mut self, value: V, ctx: &mut KeyedContext<'_, K, (K, V)>) -> Result<(), OperatorError> {
+        let handle = self.handle.ok_or_else(|| not_open("reduce"))?;
+        let mut state = ctx.value(handle);
+        let combined = match state.value()? {
+            Some(acc) => (self.f)(acc, value),
+            None => value,
+        };
+        state.set(combined.clone())?;
+        let key = ctx.key().clone();
+        ctx.emit((key, combined));
+        Ok(())
+    }
+}
+
+/// An aggregation with an accumulator (Flink's `AggregateFunction`): values are added
+/// into an accumulator kept as state, and a result is read from it.
+pub trait AggregateFn<V>: Clone + Send + 'static {
+    /// The accumulator kept in state.
+    type Acc: StateValue;
+    /// What is emitted.
+    type Output: 'static;
+    /// A fresh accumulator.
+    fn create(&self) -> Self::Acc;
+    /// Adds one value.
+    fn add(&self, acc: &mut Self::Acc, value: V);
+    /// The result for an accumulator.
+    fn result(&self, acc: &Self::Acc) -> Self::Output;
+}
+
+/// A running aggregate: emits `(key, result)` after every value.
+pub struct Aggregate<K, V, A: AggregateFn<V>> {
+    agg: A,
+    handle: Option<ValueHandle<<A as AggregateFn<V>>::Acc>>,
+    _types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V, A: AggregateFn<V>> Clone for Aggregate<K, V, A> {
+    fn clone(&self) -> Self {
+        Aggregate {
+            agg: self.agg.clone(),
+            handle: self.handle,
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<K, V, A: AggregateFn<V>> Aggregate<K, V, A> {
+    /// A running aggregate with `agg`.
+    pub fn new(agg: A) -> Self {
+        Aggregate {
+            agg,
+            handle: None,
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<K, V, A> KeyedProcess for Aggregate<K, V, A>
+where
+    K: Key,
+    V: Send + Unpin + 'static,
+    A: AggregateFn<V>,
+{
+    type Key = K;
+    type In = V;
+    type Out = (K, A::Output);
+
+    fn name(&self) -> String {
+        "aggregate".into()
+    }
+
+    fn open(&mut self, ctx: &mut OpenContext<'_, K>) -> Result<(), OperatorError> {
+        self.handle = Some(ctx.value_state(StateDescriptor::new("aggregate"))?);
+        Ok(())
+    }
+
+    #[inline]
+    fn process(
+        &mut self,
+        value: V,
+        ctx: &mut KeyedContext<'_, K, (K, A::Output)>,
+    ) -> Result<(), OperatorError> {
+        let handle = self.handle.ok_or_else(|| not_open("aggregate"))?;
+        let agg = &self.agg;
+        let mut state = ctx.value(handle);
+        let acc = state.get_or_insert_with(|| agg.create())?;
+        agg.add(acc, value);
+        let result = agg.result(acc);
+        let key = ctx.key().clone();
+        ctx.emit((key, result));
+        Ok(())
+    }
+}

@@ -1,0 +1,144 @@
+//! Keyed operators: the user's per-record function with the key's state in scope.
+
+use weir_actors::state::{
+    KeyedState, ListHandle, ListState, MapHandle, MapState, StateDescriptor, StateKey,
+    StateValue, ValueHandle, ValueState,
+};
+
+use super::chain::Collector;
+use super::error::OperatorError;
+
+/// What can be a key: encodable (its encoding picks the key partition and names its
+/// state on disk), hashable, comparable and cloneable. Implemented for every such type.
+pub trait Key: StateKey + Unpin {}
+impl<T: StateKey + Unpin> Key for T {}
+
+/// Given to [`KeyedProcess::open`]: registers the operator's state.
+pub struct OpenContext<'a, K> {
+    pub(crate) state: &'a mut KeyedState<K>,
+    pub(crate) partition: u32,
+    pub(crate) parallelism: u32,
+}
+
+impl<K: Key> OpenContext<'_, K> {
+    /// Registers a single-value state; the handle reads and writes it in `process`.
+    pub fn value_state<T: StateValue>(
+        &mut self,
+        descriptor: StateDescriptor,
+    ) -> Result<ValueHandle<T>, OperatorError> {
+        Ok(self.state.register_value(descriptor)?)
+    }
+
+    /// Registers a map state (a map per key).
+    pub fn map_state<UK: StateKey, UV: StateValue>(
+        &mut self,
+        descriptor: StateDescriptor,
+    ) -> Result<MapHandle<UK, UV>, OperatorError> {
+        Ok(self.state.register_map(descriptor)?)
+    }
+
+    /// Registers a list state (a list per key).
+    pub fn list_state<T: StateValue>(
+        &mut self,
+        descriptor: StateDescriptor,
+    ) -> Result<ListHandle<T>, OperatorError> {
+        Ok(self.state.register_list(descriptor)?)
+    }
+
+    /// This partition actor's index within its stage.
+    pub fn partition(&self) -> u32 {
+        self.partition
+    }
+
+    /// How many partition actors the stage has.
+    pub fn parallelism(&self) -> u32 {
+        self.parallelism
+    }
+}
+
+/// Given to [`KeyedProcess::process`] with each record: the record's key, that key's
+/// state, and the output.
+pub struct KeyedContext<'a, K, O> {
+    pub(crate) state: &'a mut KeyedState<K>,
+    pub(crate) kp: u32,
+    pub(crate) key: &'a K,
+    pub(crate) out: &'a mut dyn Collector<O>,
+}
+
+impl<K: Key, O> KeyedContext<'_, K, O> {
+    /// The current record's key.
+    #[inline]
+    pub fn key(&self) -> &K {
+        self.key
+    }
+
+    /// The current key's key partition.
+    #[inline]
+    pub fn key_partition(&self) -> u32 {
+        self.kp
+    }
+
+    /// Emits one record downstream.
+    #[inline]
+    pub fn emit(&mut self, item: O) {
+        self.out.collect(item);
+    }
+
+    /// The current key's value state for `handle`.
+    #[inline]
+    pub fn value<T: StateValue>(&mut self, handle: ValueHandle<T>) -> ValueState<'_, K, T> {
+        self.state.value(handle, self.kp, self.key)
+    }
+
+    /// The current key's map state for `handle`.
+    #[inline]
+    pub fn map<UK: StateKey, UV: StateValue>(
+        &mut self,
+        handle: MapHandle<UK, UV>,
+    ) -> MapState<'_, K, UK, UV> {
+        self.state.map(handle, self.kp, self.key)
+    }
+
+    /// The current key's list state for `handle`.
+    #[inline]
+    pub fn list<T: StateValue>(&mut self, handle: ListHandle<T>) -> ListState<'_, K, T> {
+        self.state.list(handle, self.kp, self.key)
+    }
+}
+
+/// A keyed operator: handles one record at a time with its key's state in scope (the
+/// equivalent of Flink's `KeyedProcessFunction`).
+///
+/// One copy (a `clone` of the value given to the job builder) runs in each partition
+/// actor of the stage; state registered in [`KeyedProcess::open`] is kept per key, in
+/// the node's state store, and survives the copy.
+pub trait KeyedProcess: Clone + Send + 'static {
+    /// The key type; records arrive grouped by it.
+    type Key: Key;
+    /// The value of each incoming record.
+    type In: Send + Unpin + 'static;
+    /// What the operator emits.
+    type Out: 'static;
+
+    /// A short name for stage names, metrics and errors.
+    fn name(&self) -> String {
+        "process".to_string()
+    }
+
+    /// Called once per partition actor before any record: register state here.
+    fn open(&mut self, _ctx: &mut OpenContext<'_, Self::Key>) -> Result<(), OperatorError> {
+        Ok(())
+    }
+
+    /// Handles one record.
+    fn process(
+        &mut self,
+        value: Self::In,
+        ctx: &mut KeyedContext<'_, Self::Key, Self::Out>,
+    ) -> Result<(), OperatorError>;
+
+    /// Called once when every input has ended; may emit final results.
+    fn close(&mut self, _out: &mut dyn Collector<Self::Out>) -> Result<(), OperatorError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,16 @@
+//! The operator API: what users write.
+//!
+//! Stateless operators (map, filter, flat_map) are fused into chains that run inside
+//! one partition actor, compiled into one loop (Flink calls this operator chaining).
+//! Keyed operators implement [`KeyedProcess`]: they see one record at a time with the
+//! state of its key in scope, and emit downstream through their context.
+
+pub mod builtin;
+pub mod chain;
+pub mod error;
+pub mod keyed;
+
+pub use builtin::{AggregateFn, Aggregate, Reduce};
+pub use chain::{Chain, Collector, Emitter};
+pub use error::OperatorError;
+pub use keyed::{Key, KeyedContext, KeyedProcess, OpenContext};
