@@ -184,7 +184,11 @@ impl EngineArgs {
             config.progress.enabled = false;
         }
         if let Some(v) = &self.log_format {
-            config.log.format = if v == "json" { LogFormat::Json } else { LogFormat::Text };
+            config.log.format = if v == "json" {
+                LogFormat::Json
+            } else {
+                LogFormat::Text
+            };
         }
         if let Some(v) = &self.log_filter {
             config.log.filter = v.clone();
@@ -222,6 +226,9 @@ mod tests {
             ..Default::default()
         };
         let err = bad.resolve().unwrap_err().to_string();
-        assert!(err.contains("engine.key_partitions") && err.contains("command line"), "{err}");
+        assert!(
+            err.contains("engine.key_partitions") && err.contains("command line"),
+            "{err}"
+        );
     }
 }

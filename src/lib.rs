@@ -25,7 +25,9 @@ pub use job::{EngineOptions, Job, JobError, JobReport, Node};
 pub mod prelude {
     pub use crate::connector::generator::{SensorReadings, W1Lines, W2Event, W2Events};
     pub use crate::connector::lines::LineSource;
-    pub use crate::connector::sinks::{tab_separated, CollectSink, CountingSink, FileSink, StdoutSink};
+    pub use crate::connector::sinks::{
+        tab_separated, CollectSink, CountingSink, FileSink, StdoutSink,
+    };
     pub use crate::connector::{DeadLetters, Sink, SinkFactory, Source, SourceReader, StopFlag};
     pub use crate::job::node::RunControl;
     pub use crate::job::{EngineOptions, Job, JobError, JobReport, Node};
@@ -33,5 +35,5 @@ pub mod prelude {
         AggregateFn, Collector, Emitter, Key, KeyedContext, KeyedProcess, OpenContext,
         OperatorError,
     };
-    pub use weir_actors::state::{StateDescriptor, ValueHandle, MapHandle, ListHandle};
+    pub use weir_actors::state::{ListHandle, MapHandle, StateDescriptor, ValueHandle};
 }

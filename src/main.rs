@@ -28,8 +28,9 @@ type Error = Box<dyn std::error::Error>;
 
 fn init_logging(config: &WeirConfig) {
     let rust_log = std::env::var("RUST_LOG").ok();
-    let filter = tracing_subscriber::EnvFilter::try_new(config.log.effective_filter(rust_log.as_deref()))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(config.log.effective_filter(rust_log.as_deref()))
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -70,7 +71,9 @@ fn run_job(args: RunArgs) -> Result<ExitCode, Error> {
         JobName::Demo => {
             let stop = weir::connector::StopFlag::new();
             let (job, sink) = weir::jobs::demo(stop.clone(), args.limit);
-            eprintln!("[weir] demo: sensor readings -> key by sensor -> running summary; Ctrl-C to stop");
+            eprintln!(
+                "[weir] demo: sensor readings -> key by sensor -> running summary; Ctrl-C to stop"
+            );
             let report = node.run_with(
                 job,
                 RunControl {
@@ -86,7 +89,11 @@ fn run_job(args: RunArgs) -> Result<ExitCode, Error> {
             let mut out = std::io::stdout().lock();
             writeln!(out, "sensor\treadings\tmean\tmin\tmax")?;
             for (sensor, s) in sensors.iter().take(10) {
-                writeln!(out, "{sensor}\t{}\t{:.1}\t{:.1}\t{:.1}", s.count, s.mean, s.min, s.max)?;
+                writeln!(
+                    out,
+                    "{sensor}\t{}\t{:.1}\t{:.1}\t{:.1}",
+                    s.count, s.mean, s.min, s.max
+                )?;
             }
             eprint!("{report}");
             eprintln!(
@@ -119,7 +126,10 @@ fn run_job(args: RunArgs) -> Result<ExitCode, Error> {
             }
             eprint!("{report}");
             if dead_letters.count() > 0 {
-                eprintln!("[weir] {} undecodable lines went to the dead-letter output", dead_letters.count());
+                eprintln!(
+                    "[weir] {} undecodable lines went to the dead-letter output",
+                    dead_letters.count()
+                );
             }
         }
         JobName::W1 => {
@@ -147,3 +157,9 @@ fn bench(args: BenchArgs) -> Result<ExitCode, Error> {
         ExitCode::from(2)
     })
 }
+
+/// jemalloc: records are allocated on one worker thread and freed on another, the
+/// pattern where the system allocator is weakest (see docs/dependencies.md).
+#[cfg(all(unix, not(target_env = "musl")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

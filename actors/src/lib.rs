@@ -15,9 +15,9 @@ pub mod message;
 pub mod outbox;
 pub mod panic;
 pub mod partition_actor;
+pub mod state;
 pub mod stats;
 pub mod supervisor;
-pub mod state;
 pub mod task;
 pub mod workers;
 

@@ -32,8 +32,7 @@ impl MailboxGate {
 
     /// How many messages are queued or being handled right now.
     pub fn depth(&self) -> usize {
-        self.capacity
-            .saturating_sub(self.slots.available_permits())
+        self.capacity.saturating_sub(self.slots.available_permits())
     }
 
     /// The most messages the mailbox holds.

@@ -60,7 +60,8 @@ impl ActorStats {
     }
 
     pub(crate) fn add_busy(&self, d: Duration) {
-        self.busy_ns.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+        self.busy_ns
+            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn add_send_wait(&self, d: Duration) {

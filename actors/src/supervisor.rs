@@ -187,7 +187,10 @@ pub struct JobSupervisor {
 impl JobSupervisor {
     /// A supervisor for a job of `expected_stages` stages; its outcome is sent on the
     /// returned receiver.
-    pub fn new(job: impl Into<String>, expected_stages: usize) -> (Self, oneshot::Receiver<JobOutcome>) {
+    pub fn new(
+        job: impl Into<String>,
+        expected_stages: usize,
+    ) -> (Self, oneshot::Receiver<JobOutcome>) {
         let (tx, rx) = oneshot::channel();
         (
             JobSupervisor {

@@ -25,7 +25,10 @@ mod tests {
 
     #[test]
     fn parses_vm_hwm() {
-        assert_eq!(parse_vm_hwm("Name:\tx\nVmHWM:\t  2048 kB\n"), Some(2048 * 1024));
+        assert_eq!(
+            parse_vm_hwm("Name:\tx\nVmHWM:\t  2048 kB\n"),
+            Some(2048 * 1024)
+        );
         assert_eq!(parse_vm_hwm("Name:\tx\n"), None);
     }
 

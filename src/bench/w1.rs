@@ -42,7 +42,10 @@ pub fn run(options: EngineOptions, n: u64) -> Result<BenchResult, JobError> {
 /// word's final count equals a single-threaded recount of the generator.
 pub fn check(n: u64, counted: &Counted<String, u64>) -> Result<(), String> {
     if counted.received != n {
-        return Err(format!("the sink received {} updates, expected {n}", counted.received));
+        return Err(format!(
+            "the sink received {} updates, expected {n}",
+            counted.received
+        ));
     }
     let total: u64 = counted.last.values().sum();
     if total != n {
@@ -66,7 +69,10 @@ pub fn check(n: u64, counted: &Counted<String, u64>) -> Result<(), String> {
             .filter(|&id: &usize| id < expected.len())
             .ok_or_else(|| format!("the sink received a word that W1 never generates: {word:?}"))?;
         if expected[id] != count {
-            return Err(format!("final count of {word} is {count}, expected {}", expected[id]));
+            return Err(format!(
+                "final count of {word} is {count}, expected {}",
+                expected[id]
+            ));
         }
     }
     Ok(())

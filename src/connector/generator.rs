@@ -302,7 +302,10 @@ mod tests {
         let words: usize = all.iter().map(|l| l.split(' ').count()).sum();
         assert_eq!(words, 1_003);
         assert_eq!(all[0].split(' ').next().unwrap(), w1_word(0));
-        assert_eq!(all[100], w1_word(1_000) + " " + &w1_word(1_001) + " " + &w1_word(1_002));
+        assert_eq!(
+            all[100],
+            w1_word(1_000) + " " + &w1_word(1_001) + " " + &w1_word(1_002)
+        );
     }
 
     #[test]
@@ -310,6 +313,9 @@ mod tests {
         let e = W2Event::generate(123_456);
         assert_eq!(e.key, splitmix64(123_456) % 10_000);
         assert_eq!(e.value, 456);
-        assert_eq!(e.time_ms, (123 - (splitmix64(123_456 ^ 0x5DEECE66D) % 500) as i64).max(0));
+        assert_eq!(
+            e.time_ms,
+            (123 - (splitmix64(123_456 ^ 0x5DEECE66D) % 500) as i64).max(0)
+        );
     }
 }

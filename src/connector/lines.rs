@@ -218,7 +218,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("in.txt");
         let mut f = File::create(&path).unwrap();
-        let expected: Vec<String> = (0..200).map(|i| format!("line {i} {}", "x".repeat(i % 13))).collect();
+        let expected: Vec<String> = (0..200)
+            .map(|i| format!("line {i} {}", "x".repeat(i % 13)))
+            .collect();
         for l in &expected {
             writeln!(f, "{l}").unwrap();
         }

@@ -247,6 +247,9 @@ where
     }
 }
 
+/// The stream a keyed operator `P` emits: a new stage that starts at `P`.
+pub type Processed<P> = Stream<KeyedHead<P>, Identity>;
+
 /// A stream grouped by key: what comes next runs per key, with keyed state.
 pub struct KeyedStream<H, C, Sel> {
     stream: Stream<H, C>,
@@ -261,7 +264,7 @@ where
     Sel: KeySelector<C::Out>,
 {
     /// Runs the keyed operator `process` on each record, with its key's state.
-    pub fn process<P>(self, process: P) -> Stream<KeyedHead<P>, Identity>
+    pub fn process<P>(self, process: P) -> Processed<P>
     where
         P: KeyedProcess<Key = Sel::Key, In = Sel::Value>,
         H: IntoPlan<C, ExchangeSpec<Sel>>,
@@ -282,7 +285,7 @@ where
     }
 
     /// A running reduce per key: emits `(key, reduced)` on every record.
-    pub fn reduce<F>(self, f: F) -> Stream<KeyedHead<Reduce<Sel::Key, Sel::Value, F>>, Identity>
+    pub fn reduce<F>(self, f: F) -> Processed<Reduce<Sel::Key, Sel::Value, F>>
     where
         F: Fn(Sel::Value, Sel::Value) -> Sel::Value + Clone + Send + 'static,
         Sel::Value: StateValue,
@@ -292,7 +295,7 @@ where
     }
 
     /// A running aggregate per key: emits `(key, result)` on every record.
-    pub fn aggregate<A>(self, agg: A) -> Stream<KeyedHead<Aggregate<Sel::Key, Sel::Value, A>>, Identity>
+    pub fn aggregate<A>(self, agg: A) -> Processed<Aggregate<Sel::Key, Sel::Value, A>>
     where
         A: AggregateFn<Sel::Value>,
         H: IntoPlan<C, ExchangeSpec<Sel>>,

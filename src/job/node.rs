@@ -19,6 +19,9 @@ use super::plan::SpawnEnv;
 use super::progress::{LiveStats, ProgressPrinter};
 use super::report::{JobReport, StageSummary};
 
+/// Watches a running job's live counters.
+pub type Observer = Box<dyn FnMut(&LiveStats) + Send>;
+
 /// How a run is controlled from outside: when to ask the sources to stop, and who
 /// watches it.
 #[derive(Default)]
@@ -30,7 +33,7 @@ pub struct RunControl {
     /// Raise `stop` on the first Ctrl-C; cancel the job on the second.
     pub handle_ctrl_c: bool,
     /// Called with live counters every `observe_every` (default 1 s).
-    pub observer: Option<Box<dyn FnMut(&LiveStats) + Send>>,
+    pub observer: Option<Observer>,
     /// How often the observer is called.
     pub observe_every: Option<Duration>,
 }
@@ -167,7 +170,16 @@ impl Node {
                 gates,
             });
 
-            let outcome = watch(&name, &job_addr, outcome, control, opts.progress, started, &stats).await;
+            let outcome = watch(
+                &name,
+                &job_addr,
+                outcome,
+                control,
+                opts.progress,
+                started,
+                &stats,
+            )
+            .await;
             let elapsed = started.elapsed();
             pool.shutdown();
             let live = LiveStats::read(elapsed, &stats);

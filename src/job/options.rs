@@ -46,10 +46,7 @@ impl EngineOptions {
             state_dir: config.state.dir.clone(),
             state_cache_entries: config.state.cache_entries,
             sled_cache_bytes: config.state.sled_cache_mb.saturating_mul(1024 * 1024),
-            progress: config
-                .progress
-                .enabled
-                .then(|| config.progress.interval()),
+            progress: config.progress.enabled.then(|| config.progress.interval()),
         }
     }
 

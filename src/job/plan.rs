@@ -56,7 +56,11 @@ pub trait StagePlan: Send {
     fn is_source(&self) -> bool;
     /// Spawns the stage's actors; `downstream` is the next stage's `Vec<Mailbox<_>>`
     /// (or `()` when this stage ends in a sink).
-    fn spawn(self: Box<Self>, env: &SpawnEnv<'_>, downstream: Box<dyn Any>) -> Result<Spawned, JobError>;
+    fn spawn(
+        self: Box<Self>,
+        env: &SpawnEnv<'_>,
+        downstream: Box<dyn Any>,
+    ) -> Result<Spawned, JobError>;
 }
 
 fn downcast_mailboxes<W: Send + 'static>(
@@ -69,10 +73,12 @@ fn downcast_mailboxes<W: Send + 'static>(
     downstream
         .downcast::<Vec<Mailbox<W>>>()
         .map(|b| *b)
-        .map_err(|_| JobError::Runtime(format!(
-            "stage '{}': the next stage does not take this stage's output type (planner bug)",
-            env.stage_name
-        )))
+        .map_err(|_| {
+            JobError::Runtime(format!(
+                "stage '{}': the next stage does not take this stage's output type (planner bug)",
+                env.stage_name
+            ))
+        })
 }
 
 /// Starts one partition actor per task on the worker pool under a new stage
@@ -150,20 +156,29 @@ where
         true
     }
 
-    fn spawn(self: Box<Self>, env: &SpawnEnv<'_>, downstream: Box<dyn Any>) -> Result<Spawned, JobError> {
+    fn spawn(
+        self: Box<Self>,
+        env: &SpawnEnv<'_>,
+        downstream: Box<dyn Any>,
+    ) -> Result<Spawned, JobError> {
         let downstream = downcast_mailboxes(env, downstream)?;
         let mut tasks = Vec::with_capacity(env.parallelism as usize);
         for i in 0..env.parallelism {
-            let reader = self
-                .source
-                .reader(i, env.parallelism)
-                .map_err(|source| JobError::Source {
-                    stage: env.stage_name.to_string(),
-                    source,
-                })?;
+            let reader =
+                self.source
+                    .reader(i, env.parallelism)
+                    .map_err(|source| JobError::Source {
+                        stage: env.stage_name.to_string(),
+                        source,
+                    })?;
             let term = self
                 .term
-                .build(i, env.parallelism, env.downstream, env.options.key_partitions)
+                .build(
+                    i,
+                    env.parallelism,
+                    env.downstream,
+                    env.options.key_partitions,
+                )
                 .map_err(|source| JobError::Sink {
                     stage: env.stage_name.to_string(),
                     source,
@@ -208,16 +223,26 @@ where
         false
     }
 
-    fn spawn(self: Box<Self>, env: &SpawnEnv<'_>, downstream: Box<dyn Any>) -> Result<Spawned, JobError> {
+    fn spawn(
+        self: Box<Self>,
+        env: &SpawnEnv<'_>,
+        downstream: Box<dyn Any>,
+    ) -> Result<Spawned, JobError> {
         let downstream = downcast_mailboxes(env, downstream)?;
         let state_name = format!("{}/{}", env.job, env.stage_index);
         let mut tasks = Vec::with_capacity(env.parallelism as usize);
         for i in 0..env.parallelism {
-            let owned = crate::partition::owned_range(i, env.options.key_partitions, env.parallelism);
+            let owned =
+                crate::partition::owned_range(i, env.options.key_partitions, env.parallelism);
             let state = env.store.keyed(&state_name, owned, env.clock.clone())?;
             let term = self
                 .term
-                .build(i, env.parallelism, env.downstream, env.options.key_partitions)
+                .build(
+                    i,
+                    env.parallelism,
+                    env.downstream,
+                    env.options.key_partitions,
+                )
                 .map_err(|source| JobError::Sink {
                     stage: env.stage_name.to_string(),
                     source,

@@ -52,7 +52,12 @@ where
     type In = ();
     type Out = Tm::Wire;
 
-    fn on_batch(&mut self, from: u32, _batch: Vec<()>, _out: &mut Outbox<Tm::Wire>) -> Result<(), TaskError> {
+    fn on_batch(
+        &mut self,
+        from: u32,
+        _batch: Vec<()>,
+        _out: &mut Outbox<Tm::Wire>,
+    ) -> Result<(), TaskError> {
         Err(TaskError::msg(format!(
             "source {} received a batch from input {from}; sources have no inputs",
             self.what

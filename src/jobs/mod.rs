@@ -7,4 +7,4 @@ mod wordcount;
 
 pub use demo::{demo, SensorStats, SensorSummary};
 pub use w1::w1;
-pub use wordcount::{words, wordcount};
+pub use wordcount::{wordcount, words};

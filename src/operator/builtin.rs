@@ -60,14 +60,23 @@ where
     }
 
     #[inline]
-    fn process(&mut self, value: V, ctx: &mut KeyedContext<'_, K, (K, V)>) -> Result<(), OperatorError> {
+    fn process(
+        &mut self,
+        value: V,
+        ctx: &mut KeyedContext<'_, K, (K, V)>,
+    ) -> Result<(), OperatorError> {
         let handle = self.handle.ok_or_else(|| not_open("reduce"))?;
         let mut state = ctx.value(handle);
-        let combined = match state.value()? {
-            Some(acc) => (self.f)(acc, value),
-            None => value,
-        };
-        state.set(combined.clone())?;
+        // One lookup: insert the first value of a key, or combine into the stored one.
+        let mut first = false;
+        let acc = state.get_or_insert_with(|| {
+            first = true;
+            value.clone()
+        })?;
+        if !first {
+            *acc = (self.f)(acc.clone(), value);
+        }
+        let combined = acc.clone();
         let key = ctx.key().clone();
         ctx.emit((key, combined));
         Ok(())

@@ -1,8 +1,8 @@
 //! Keyed operators: the user's per-record function with the key's state in scope.
 
 use weir_actors::state::{
-    KeyedState, ListHandle, ListState, MapHandle, MapState, StateDescriptor, StateKey,
-    StateValue, ValueHandle, ValueState,
+    KeyedState, ListHandle, ListState, MapHandle, MapState, StateDescriptor, StateKey, StateValue,
+    ValueHandle, ValueState,
 };
 
 use super::chain::Collector;

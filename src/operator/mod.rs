@@ -10,7 +10,7 @@ pub mod chain;
 pub mod error;
 pub mod keyed;
 
-pub use builtin::{AggregateFn, Aggregate, Reduce};
+pub use builtin::{Aggregate, AggregateFn, Reduce};
 pub use chain::{Chain, Collector, Emitter};
 pub use error::OperatorError;
 pub use keyed::{Key, KeyedContext, KeyedProcess, OpenContext};

@@ -52,7 +52,9 @@ impl ManualClock {
         // fetch_update with a closure that always returns Some cannot fail.
         let _ = self
             .0
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| Some(t.saturating_add(ms)));
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| {
+                Some(t.saturating_add(ms))
+            });
     }
 }
 

@@ -7,6 +7,7 @@
 //! All payloads use bincode 1.3's default functions (fixed-width little-endian
 //! integers), so the bytes are identical on every platform.
 
+use bincode::Options;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -107,17 +108,16 @@ pub fn append_bincode<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) -> bi
 
 /// Decodes `bytes` as exactly one `T`: trailing bytes are an error, because they mean
 /// the bytes were written for another type.
+///
+/// The wire format is that of bincode's default functions (fixed-width little-endian
+/// integers, no size limit); only the trailing-bytes check is stricter. Decoding works
+/// on the slice, so a length prefix larger than the remaining bytes fails cleanly
+/// instead of allocating.
 pub fn decode_exact<T: DeserializeOwned>(bytes: &[u8]) -> bincode::Result<T> {
-    let mut rest = bytes;
-    let value = bincode::deserialize_from(&mut rest)?;
-    if rest.is_empty() {
-        Ok(value)
-    } else {
-        Err(Box::new(bincode::ErrorKind::Custom(format!(
-            "{} trailing bytes after the encoded value",
-            rest.len()
-        ))))
-    }
+    bincode::options()
+        .with_fixint_encoding()
+        .reject_trailing_bytes()
+        .deserialize(bytes)
 }
 
 /// Replaces `out` with the value record
@@ -222,13 +222,43 @@ mod tests {
         encode_value(&"hello".to_string(), 0, &mut out).unwrap();
         let mut bad = out.clone();
         bad[0] = 2;
-        assert!(matches!(open_value(&bad), Err(CodecError::UnknownVersion { found: 2 })));
-        assert!(matches!(open_value(&out[..12]), Err(CodecError::Truncated { len: 12 })));
+        assert!(matches!(
+            open_value(&bad),
+            Err(CodecError::UnknownVersion { found: 2 })
+        ));
+        assert!(matches!(
+            open_value(&out[..12]),
+            Err(CodecError::Truncated { len: 12 })
+        ));
         // Intact record of another type: a u8 leaves trailing bytes, a u64 is too long.
         let err = decode_value::<u8>(&out).unwrap_err();
         assert!(matches!(err, CodecError::Payload(_)) && !err.is_corruption());
         let (_, s) = decode_value::<String>(&out).unwrap();
         assert_eq!(s, "hello");
+        // A huge length prefix fails without trying to allocate it.
+        encode_value(&u64::MAX, 0, &mut out).unwrap();
+        assert!(matches!(
+            decode_value::<String>(&out),
+            Err(CodecError::Payload(_))
+        ));
+        assert!(matches!(
+            decode_value::<Vec<u64>>(&out),
+            Err(CodecError::Payload(_))
+        ));
+    }
+
+    #[test]
+    fn decode_matches_the_default_bincode_functions() {
+        let v = (1u16, -2i64, "x".to_string(), vec![Some(3u8), None]);
+        let bytes = bincode::serialize(&v).unwrap();
+        assert_eq!(
+            decode_exact::<(u16, i64, String, Vec<Option<u8>>)>(&bytes).unwrap(),
+            v
+        );
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(decode_exact::<(u16, i64, String, Vec<Option<u8>>)>(&longer).is_err());
+        assert_eq!(bytes.len(), 2 + 8 + 8 + 1 + 8 + 1 + 1 + 1);
     }
 
     proptest! {

@@ -10,7 +10,9 @@ use std::time::Duration;
 /// so renaming a state abandons its stored data.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct StateDescriptor {
+    /// The state's name (its identity on disk).
     name: String,
+    /// Time-to-live of entries, if any.
     ttl: Option<Duration>,
 }
 
@@ -58,6 +60,7 @@ pub enum StateKind {
     List,
 }
 
+/// Defines a typed handle struct with trait impls free of bounds on its parameters.
 macro_rules! handle {
     ($(#[$doc:meta])* $name:ident < $($p:ident),+ >) => {
         $(#[$doc])*

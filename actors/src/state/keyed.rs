@@ -25,17 +25,37 @@ pub struct FlushStats {
     pub deleted: u64,
     /// Bytes of keys and values written.
     pub bytes: u64,
+    /// Expired entries found on disk (not in the cache) and deleted by the flush's
+    /// incremental purge step (see [`KeyedState::set_purge_per_flush`]).
+    pub purged: u64,
+}
+
+/// Default number of stored entries of TTL states examined per flush for expiry.
+pub const DEFAULT_PURGE_PER_FLUSH: usize = 1024;
+
+/// Where the incremental purge of expired on-disk entries resumes.
+#[derive(Clone, Debug, Default)]
+struct PurgeCursor {
+    /// Owned partition index.
+    pi: usize,
+    /// Position among the TTL states (registration order).
+    ttl_pos: usize,
+    /// Sled key to resume from within that (partition, state) prefix.
+    resume: Option<Vec<u8>>,
 }
 
 /// Identity of a registered state, shared by its cache and its accessors.
 pub(crate) struct StateMeta {
+    /// The descriptor's name.
     pub(crate) name: String,
+    /// The state id in sled keys (CRC-32 of the name).
     pub(crate) id: u32,
     /// TTL in milliseconds (at least 1), `None` without TTL.
     pub(crate) ttl_ms: Option<u64>,
 }
 
 impl StateMeta {
+    /// "state `x` of stage `s` in key partition n", for error messages.
     fn what(&self, stage: &str, kp: u32) -> String {
         format!(
             "state `{}` of stage `{stage}` in key partition {kp}",
@@ -55,6 +75,7 @@ impl StateMeta {
         }
     }
 
+    /// A `Decode` error for this state.
     pub(crate) fn decode_error(&self, stage: &str, kp: u32, source: bincode::Error) -> StateError {
         StateError::Decode {
             stage: stage.to_owned(),
@@ -64,6 +85,7 @@ impl StateMeta {
         }
     }
 
+    /// An `Encode` error for this state.
     pub(crate) fn encode_error(&self, stage: &str, kp: u32, source: bincode::Error) -> StateError {
         StateError::Encode {
             stage: stage.to_owned(),
@@ -73,6 +95,7 @@ impl StateMeta {
         }
     }
 
+    /// A `Sled` error for this state; `doing` says what was being done to it.
     pub(crate) fn sled_error(
         &self,
         stage: &str,
@@ -90,10 +113,15 @@ impl StateMeta {
 /// Everything an accessor needs besides its cache partition: borrowed pieces of the
 /// [`KeyedState`] that opened it.
 pub(crate) struct Access<'a> {
+    /// The stage's tree.
     pub(crate) tree: &'a sled::Tree,
+    /// The stage's name.
     pub(crate) stage: &'a str,
+    /// The accessed state.
     pub(crate) meta: &'a StateMeta,
+    /// The accessed key partition.
     pub(crate) kp: u32,
+    /// Processing time for TTL.
     pub(crate) clock: &'a dyn Clock,
     /// The keyed state's count of cached entries.
     pub(crate) cached: &'a mut usize,
@@ -150,17 +178,30 @@ impl Access<'_> {
     }
 }
 
+/// Most writes and deletes a flush hands to sled in one batch.
+///
+/// sled 0.34 holds a whole batch in memory several times over while applying it (one
+/// batch of 200,000 small writes peaked above 1 GB), so a large flush is applied as a
+/// sequence of bounded batches.
+pub const FLUSH_CHUNK: usize = 1024;
+
 /// The state shared by every cache during one flush.
 pub(crate) struct FlushCtx<'a> {
+    /// The stage's tree (read for prefix deletes of cleared maps).
     pub(crate) tree: &'a sled::Tree,
+    /// The stage's name.
     pub(crate) stage: &'a str,
     /// Key partition of cache partition 0.
     pub(crate) first_kp: u32,
     /// Processing time of this flush; entries expired by then are deleted.
     pub(crate) now: u64,
-    pub(crate) batch: sled::Batch,
+    /// Writes (`Some`) and deletes (`None`) staged so far, in staging order.
+    pub(crate) staged: Vec<(sled::IVec, Option<sled::IVec>)>,
+    /// Counts of what was staged.
     pub(crate) stats: FlushStats,
+    /// Scratch buffer for sled keys.
     pub(crate) key_buf: &'a mut Vec<u8>,
+    /// Scratch buffer for value records.
     pub(crate) val_buf: &'a mut Vec<u8>,
 }
 
@@ -177,14 +218,55 @@ impl FlushCtx<'_> {
             .map_err(|e| meta.encode_error(self.stage, kp, e))?;
         self.stats.written += 1;
         self.stats.bytes += (self.key_buf.len() + self.val_buf.len()) as u64;
-        self.batch.insert(&self.key_buf[..], &self.val_buf[..]);
+        self.staged
+            .push((self.key_buf[..].into(), Some(self.val_buf[..].into())));
         Ok(())
     }
 
     /// Stages a delete of the key in `key_buf`.
     pub(crate) fn delete(&mut self) {
         self.stats.deleted += 1;
-        self.batch.remove(&self.key_buf[..]);
+        self.staged.push((self.key_buf[..].into(), None));
+    }
+
+    /// Stages a delete of a key read from sled (entries under a cleared map).
+    pub(crate) fn delete_stored(&mut self, key: sled::IVec) {
+        self.stats.deleted += 1;
+        self.staged.push((key, None));
+    }
+
+    /// Applies everything staged to sled in key order, [`FLUSH_CHUNK`] operations per
+    /// batch.
+    ///
+    /// Key order turns the flush into sequential inserts, which sled applies several
+    /// times faster than keys in hash order. The sort is stable, so a delete staged
+    /// before a write of the same key (a cleared map written again) stays before it,
+    /// also across chunk boundaries.
+    fn apply(&mut self) -> Result<(), StateError> {
+        self.staged.sort_by(|a, b| a.0.cmp(&b.0));
+        let total = self.staged.len();
+        for (i, chunk) in self.staged.chunks(FLUSH_CHUNK).enumerate() {
+            let mut batch = sled::Batch::default();
+            for (key, value) in chunk {
+                match value {
+                    Some(v) => batch.insert(key.clone(), v.clone()),
+                    None => batch.remove(key.clone()),
+                }
+            }
+            self.tree
+                .apply_batch(batch)
+                .map_err(|source| StateError::Sled {
+                    context: format!(
+                        "applying flush batch {} of {} ({total} operations) of stage `{}`",
+                        i + 1,
+                        total.div_ceil(FLUSH_CHUNK),
+                        self.stage
+                    ),
+                    source,
+                })?;
+        }
+        self.staged = Vec::new();
+        Ok(())
     }
 }
 
@@ -200,11 +282,11 @@ pub(crate) trait ErasedCache<K>: Send {
     /// For the downcast back to the typed cache in the accessors.
     fn as_any_mut(&mut self) -> &mut dyn Any;
 
-    /// Stages every pending write and delete into `ctx.batch` without changing the
-    /// cache, so a failed batch leaves everything dirty for a retry.
+    /// Stages every pending write and delete into `ctx.staged` without changing the
+    /// cache, so a failed flush leaves everything dirty for a retry.
     fn stage_flush(&self, ctx: &mut FlushCtx<'_>) -> Result<(), StateError>;
 
-    /// After the batch was applied: marks staged entries clean, drops deleted and
+    /// After the staged operations were applied: marks staged entries clean, drops deleted and
     /// expired ones, and sets `partition_on_disk[i]` for partitions that received
     /// writes. Must select exactly what `stage_flush` staged at the same `now`.
     /// Returns how many cached entries were dropped.
@@ -216,12 +298,19 @@ pub(crate) trait ErasedCache<K>: Send {
     fn evict(&mut self, cold_only: bool, budget: &mut usize) -> usize;
 }
 
+/// A registered descriptor, to detect conflicting registrations.
 struct Registration {
+    /// The state's name.
     name: String,
+    /// Its state id.
     id: u32,
+    /// Value, map or list.
     kind: StateKind,
+    /// The value type (or user key and value types), `()` where unused.
     types: [TypeId; 2],
+    /// Names of `types`, for error messages.
     type_names: [&'static str; 2],
+    /// The descriptor's TTL.
     ttl: Option<Duration>,
 }
 
@@ -234,22 +323,38 @@ struct Registration {
 /// [`maintain`](Self::maintain) (call it regularly, e.g. after each record or batch;
 /// it costs one comparison while the cache is under its limit).
 ///
+/// Dropping a `KeyedState` discards unflushed writes: flush first.
+///
 /// Accessors take the record's key partition `kp`, computed upstream. They **panic**
 /// if `kp` is outside [`owned`](Self::owned): a record routed to the wrong actor is a
 /// bug in routing, not bad input, and continuing would corrupt another owner's state.
 pub struct KeyedState<K> {
+    /// The stage's name.
     stage: String,
+    /// The owned key partitions.
     owned: Range<u32>,
+    /// The stage's tree.
     tree: sled::Tree,
+    /// Processing time for TTL.
     clock: Arc<dyn Clock>,
+    /// `StoreConfig::cache_entries`.
     cache_limit: usize,
     /// Per owned key partition: may sled hold anything for it?
     partition_on_disk: Vec<bool>,
+    /// Registered descriptors, indexed like `caches`.
     registry: Vec<Registration>,
+    /// One typed cache per registered state, indexed by handle.
     caches: Vec<Box<dyn ErasedCache<K>>>,
+    /// Cached entries over all caches (what `maintain` compares).
     cached: usize,
+    /// Scratch buffer for sled keys.
     key_buf: Vec<u8>,
+    /// Scratch buffer for value records.
     val_buf: Vec<u8>,
+    /// Stored entries examined for expiry per flush.
+    purge_per_flush: usize,
+    /// Where the next purge step starts.
+    purge_cursor: PurgeCursor,
 }
 
 impl<K> fmt::Debug for KeyedState<K> {
@@ -257,7 +362,10 @@ impl<K> fmt::Debug for KeyedState<K> {
         f.debug_struct("KeyedState")
             .field("stage", &self.stage)
             .field("owned", &self.owned)
-            .field("states", &self.registry.iter().map(|r| &r.name).collect::<Vec<_>>())
+            .field(
+                "states",
+                &self.registry.iter().map(|r| &r.name).collect::<Vec<_>>(),
+            )
             .field("cached", &self.cached)
             .field("cache_limit", &self.cache_limit)
             .finish_non_exhaustive()
@@ -322,6 +430,8 @@ impl<K: StateKey> KeyedState<K> {
             cached: 0,
             key_buf: Vec::new(),
             val_buf: Vec::new(),
+            purge_per_flush: DEFAULT_PURGE_PER_FLUSH,
+            purge_cursor: PurgeCursor::default(),
         })
     }
 
@@ -372,6 +482,7 @@ impl<K: StateKey> KeyedState<K> {
         Ok(ListHandle::new(index))
     }
 
+    /// Validates and records a descriptor, returning its (new or existing) index.
     fn register(
         &mut self,
         d: StateDescriptor,
@@ -565,12 +676,26 @@ impl<K: StateKey> KeyedState<K> {
         ))
     }
 
-    /// Writes every dirty entry to sled in one atomic [`sled::Batch`] and deletes
-    /// cleared, removed and expired entries. Entries stay cached and become clean.
+    /// Writes every dirty entry to sled and deletes cleared, removed and expired
+    /// entries. Entries stay cached and become clean.
     ///
-    /// This applies the batch to sled but does not fsync; call
-    /// [`StateStore::flush`](super::StateStore::flush) for durability. If the batch
-    /// fails, the cache is unchanged and the flush can be retried.
+    /// The operations are applied in key order as atomic [`sled::Batch`]es of at most
+    /// [`FLUSH_CHUNK`] operations, because sled's memory for a single batch grows with
+    /// its size. Each batch is atomic; the flush as a whole is not: a crash in the
+    /// middle leaves a key-ordered prefix of it applied, so recovery must restore from
+    /// a completed snapshot, not trust the live tree. If a batch fails, the cache is
+    /// unchanged (still dirty) and the flush can be retried: re-applying is idempotent.
+    ///
+    /// This does not fsync; call [`StateStore::flush`](super::StateStore::flush) for
+    /// durability.
+    ///
+    /// Entries that expire while not cached are invisible but would stay on disk, so
+    /// each flush then also examines up to
+    /// [`set_purge_per_flush`](Self::set_purge_per_flush) stored entries of TTL states,
+    /// resuming where the previous flush stopped, and deletes the expired ones in a
+    /// separate batch (like Flink's incremental TTL cleanup). Deleting an expired entry
+    /// changes nothing a reader can see, so it needs no atomicity with the writes.
+    /// An error there is returned although the flush's own writes were applied.
     pub fn flush(&mut self) -> Result<FlushStats, StateError> {
         let now = self.clock.now_ms();
         let mut ctx = FlushCtx {
@@ -578,7 +703,7 @@ impl<K: StateKey> KeyedState<K> {
             stage: &self.stage,
             first_kp: self.owned.start,
             now,
-            batch: sled::Batch::default(),
+            staged: Vec::new(),
             stats: FlushStats::default(),
             key_buf: &mut self.key_buf,
             val_buf: &mut self.val_buf,
@@ -586,29 +711,132 @@ impl<K: StateKey> KeyedState<K> {
         for cache in &self.caches {
             cache.stage_flush(&mut ctx)?;
         }
-        let FlushCtx { batch, stats, .. } = ctx;
-        if stats.written + stats.deleted > 0 {
-            self.tree.apply_batch(batch).map_err(|source| StateError::Sled {
-                context: format!(
-                    "applying the flush batch of stage `{}` (key partitions {}..{}, {} writes, {} deletes)",
-                    self.stage, self.owned.start, self.owned.end, stats.written, stats.deleted
-                ),
-                source,
-            })?;
-        }
+        ctx.apply()?;
+        let mut stats = ctx.stats;
         for cache in &mut self.caches {
             let dropped = cache.commit_flush(now, &mut self.partition_on_disk);
             self.cached = self.cached.saturating_sub(dropped);
         }
+        stats.purged = self.purge_step(self.purge_per_flush, now)?;
         tracing::trace!(
             stage = %self.stage,
             written = stats.written,
             deleted = stats.deleted,
             bytes = stats.bytes,
+            purged = stats.purged,
             cached = self.cached,
             "flushed keyed state"
         );
         Ok(stats)
+    }
+
+    /// Sets how many stored entries of TTL states each [`flush`](Self::flush)
+    /// examines for expiry ([`DEFAULT_PURGE_PER_FLUSH`] by default; 0 turns the
+    /// incremental purge off).
+    pub fn set_purge_per_flush(&mut self, entries: usize) {
+        self.purge_per_flush = entries;
+    }
+
+    /// Deletes every expired entry of the TTL states stored in the owned partitions,
+    /// in one pass over them, and returns how many were deleted. Flushes do this
+    /// incrementally; call this for a full sweep (e.g. before a savepoint).
+    pub fn purge_expired(&mut self) -> Result<u64, StateError> {
+        self.purge_cursor = PurgeCursor::default();
+        let now = self.clock.now_ms();
+        let purged = self.purge_step(usize::MAX, now)?;
+        self.purge_cursor = PurgeCursor::default();
+        Ok(purged)
+    }
+
+    /// Examines up to `budget` stored entries of TTL states from the purge cursor, at
+    /// most one pass over the owned partitions, and deletes those expired at `now`.
+    ///
+    /// Safe whatever the cache holds: a cached dirty entry is rewritten by the next
+    /// flush, and a clean cached entry equals the stored one, so it is expired in the
+    /// cache too.
+    fn purge_step(&mut self, budget: usize, now: u64) -> Result<u64, StateError> {
+        let ttl_ids: Vec<u32> = self
+            .registry
+            .iter()
+            .filter(|r| r.ttl.is_some())
+            .map(|r| r.id)
+            .collect();
+        let parts = self.partition_on_disk.len();
+        if ttl_ids.is_empty() || budget == 0 || parts == 0 {
+            return Ok(0);
+        }
+        let mut cur = std::mem::take(&mut self.purge_cursor);
+        let mut doomed: Vec<sled::IVec> = Vec::new();
+        let mut examined = 0usize;
+        let mut visited = 0usize;
+        'parts: while visited < parts {
+            if cur.pi >= parts {
+                cur = PurgeCursor::default();
+            }
+            if self.partition_on_disk[cur.pi] {
+                let kp = self.owned.start + cur.pi as u32;
+                while let Some(&id) = ttl_ids.get(cur.ttl_pos) {
+                    let prefix = codec::state_prefix(kp, id);
+                    let from = cur.resume.take().unwrap_or_else(|| prefix.to_vec());
+                    for item in self.tree.range(from..) {
+                        let (key, record) = item.map_err(|source| StateError::Sled {
+                            context: format!(
+                                "scanning stage `{}` key partition {kp} for expired state",
+                                self.stage
+                            ),
+                            source,
+                        })?;
+                        if !key.starts_with(&prefix) {
+                            break;
+                        }
+                        if examined == budget {
+                            cur.resume = Some(key.to_vec());
+                            break 'parts;
+                        }
+                        examined += 1;
+                        match codec::open_value(&record) {
+                            Ok((expires_at, _)) if expired_at(expires_at, now) => {
+                                doomed.push(key);
+                            }
+                            Ok(_) => {}
+                            // Left for a read to report with full context; a purge must
+                            // not fail a flush over a record it would not delete.
+                            Err(e) => tracing::warn!(
+                                stage = %self.stage,
+                                kp,
+                                state_id = id,
+                                error = %e,
+                                "skipping a corrupt state record while purging expired entries"
+                            ),
+                        }
+                    }
+                    cur.ttl_pos += 1;
+                }
+            }
+            cur.pi += 1;
+            cur.ttl_pos = 0;
+            visited += 1;
+        }
+        self.purge_cursor = cur;
+        for chunk in doomed.chunks(FLUSH_CHUNK) {
+            let mut batch = sled::Batch::default();
+            for key in chunk {
+                batch.remove(key.clone());
+            }
+            self.tree
+                .apply_batch(batch)
+                .map_err(|source| StateError::Sled {
+                    context: format!(
+                        "deleting {} expired entries of stage `{}` (key partitions {}..{})",
+                        doomed.len(),
+                        self.stage,
+                        self.owned.start,
+                        self.owned.end
+                    ),
+                    source,
+                })?;
+        }
+        Ok(doomed.len() as u64)
     }
 
     /// Keeps the cache within [`StoreConfig::cache_entries`](super::StoreConfig): when
@@ -623,6 +851,7 @@ impl<K: StateKey> KeyedState<K> {
         self.shrink()
     }
 
+    /// The slow path of `maintain`: flush, then evict to the low-water mark.
     #[cold]
     fn shrink(&mut self) -> Result<(), StateError> {
         let before = self.cached;
@@ -689,11 +918,330 @@ fn downcast<'c, K: 'static, C: 'static>(
     index: usize,
     stage: &str,
 ) -> &'c mut C {
-    match caches.get_mut(index).and_then(|c| c.as_any_mut().downcast_mut::<C>()) {
+    match caches
+        .get_mut(index)
+        .and_then(|c| c.as_any_mut().downcast_mut::<C>())
+    {
         Some(c) => c,
         None => panic!(
             "state handle #{index} does not belong to the keyed state of stage `{stage}` \
              (a handle was used with another KeyedState)"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::*;
+    use super::super::*;
+    use std::time::Duration;
+
+    fn assert_send<T: Send>() {}
+
+    fn assert_sync<T: Sync>() {}
+
+    #[test]
+    fn keyed_state_is_send() {
+        assert_send::<KeyedState<String>>();
+        assert_send::<StateStore>();
+        assert_sync::<StateStore>();
+    }
+
+    #[test]
+    fn descriptor_registration_rules() {
+        let (_store, mut ks, _clock) = keyed::<u32>("s", 0..1);
+        let a = ks.register_value::<u64>(StateDescriptor::new("a")).unwrap();
+        // Same descriptor, same type: the same handle.
+        assert_eq!(
+            ks.register_value::<u64>(StateDescriptor::new("a")).unwrap(),
+            a
+        );
+        let conflict = |e: StateError| matches!(e, StateError::DescriptorConflict { ref name, .. } if name == "a");
+        assert!(conflict(
+            ks.register_value::<u32>(StateDescriptor::new("a"))
+                .unwrap_err()
+        ));
+        assert!(conflict(
+            ks.register_list::<u64>(StateDescriptor::new("a"))
+                .unwrap_err()
+        ));
+        assert!(conflict(
+            ks.register_map::<u64, u64>(StateDescriptor::new("a"))
+                .unwrap_err()
+        ));
+        assert!(conflict(
+            ks.register_value::<u64>(StateDescriptor::new("a").with_ttl(Duration::from_secs(1)))
+                .unwrap_err()
+        ));
+        // Two names with one CRC-32.
+        assert_eq!(
+            codec::state_id("state-29685295"),
+            codec::state_id("state-32060020")
+        );
+        ks.register_value::<u8>(StateDescriptor::new("state-29685295"))
+            .unwrap();
+        let err = ks
+            .register_value::<u8>(StateDescriptor::new("state-32060020"))
+            .unwrap_err();
+        assert!(
+            matches!(err, StateError::DescriptorConflict { ref name, ref reason, .. }
+                if name == "state-32060020" && reason.contains("state-29685295")),
+            "{err}"
+        );
+        assert!(matches!(
+            ks.register_value::<u8>(StateDescriptor::new(""))
+                .unwrap_err(),
+            StateError::InvalidDescriptor { .. }
+        ));
+        assert!(matches!(
+            ks.register_value::<u8>(StateDescriptor::new("z").with_ttl(Duration::from_micros(10)))
+                .unwrap_err(),
+            StateError::InvalidDescriptor { .. }
+        ));
+    }
+
+    #[test]
+    #[should_panic(expected = "key partition 4 is not owned")]
+    fn foreign_key_partition_panics() {
+        let (_store, mut ks, _clock) = keyed::<u32>("s", 2..4);
+        let h = ks.register_value::<u8>(StateDescriptor::new("v")).unwrap();
+        let _ = ks.value(h, 4, &1).get();
+    }
+
+    #[test]
+    #[should_panic(expected = "does not belong")]
+    fn foreign_handle_panics() {
+        let (_store, mut ks, _clock) = keyed::<u32>("s", 0..1);
+        let (_store2, mut other, _clock2) = keyed::<u32>("s", 0..1);
+        let _ = ks.register_value::<u8>(StateDescriptor::new("v")).unwrap();
+        let h = other
+            .register_value::<String>(StateDescriptor::new("v"))
+            .unwrap();
+        let _ = ks.value(h, 0, &1).get();
+    }
+
+    #[test]
+    fn stages_and_partitions_are_isolated() {
+        let store = StateStore::temporary(small_config()).unwrap();
+        let clock: std::sync::Arc<dyn Clock> = std::sync::Arc::new(ManualClock::new(0));
+        let mut a = store.keyed::<u32>("a", 0..2, clock.clone()).unwrap();
+        let mut b = store.keyed::<u32>("b", 0..2, clock.clone()).unwrap();
+        let ha = a.register_value::<u32>(StateDescriptor::new("v")).unwrap();
+        let hb = b.register_value::<u32>(StateDescriptor::new("v")).unwrap();
+        let ma = a
+            .register_map::<u32, u32>(StateDescriptor::new("m"))
+            .unwrap();
+        a.value(ha, 0, &1).set(10).unwrap();
+        a.value(ha, 1, &1).set(11).unwrap();
+        a.map(ma, 0, &1).insert(5, 50).unwrap();
+        b.value(hb, 0, &1).set(20).unwrap();
+        a.flush().unwrap();
+        b.flush().unwrap();
+        for _ in 0..2 {
+            assert_eq!(a.value(ha, 0, &1).value().unwrap(), Some(10));
+            assert_eq!(a.value(ha, 1, &1).value().unwrap(), Some(11));
+            assert_eq!(b.value(hb, 0, &1).value().unwrap(), Some(20));
+            assert_eq!(b.value(hb, 1, &1).value().unwrap(), None);
+            assert_eq!(a.map(ma, 0, &1).entries().unwrap(), vec![(5, 50)]);
+            assert!(a.map(ma, 1, &1).is_empty().unwrap());
+            a.evict_clean();
+            b.evict_clean();
+        }
+        // A later keyed state over part of the range sees only its partitions.
+        drop(a);
+        let mut a1 = store.keyed::<u32>("a", 1..2, clock).unwrap();
+        let ha1 = a1.register_value::<u32>(StateDescriptor::new("v")).unwrap();
+        assert_eq!(a1.value(ha1, 1, &1).value().unwrap(), Some(11));
+        a1.value(ha1, 1, &1).clear().unwrap();
+        a1.flush().unwrap();
+        assert_eq!(
+            raw_entries(&a1, 0).len(),
+            2,
+            "partition 0 (value and map) untouched"
+        );
+        assert!(raw_entries(&a1, 1).is_empty());
+        assert_eq!(raw_entries(&b, 0).len(), 1);
+    }
+
+    #[test]
+    fn maintain_flushes_and_evicts_over_the_limit_and_values_survive() {
+        let store = StateStore::temporary(StoreConfig {
+            cache_entries: 100,
+            sled_cache_bytes: 1 << 20,
+        })
+        .unwrap();
+        let mut ks = store
+            .keyed::<u64>("agg", 0..4, std::sync::Arc::new(ManualClock::new(0)))
+            .unwrap();
+        let h = ks
+            .register_value::<u64>(StateDescriptor::new("sum"))
+            .unwrap();
+        for round in 0..3u64 {
+            for k in 0..1000u64 {
+                *ks.value(h, (k % 4) as u32, &k)
+                    .get_or_insert_with(|| 0)
+                    .unwrap() += k + round;
+                ks.maintain().unwrap();
+                assert!(ks.cached_entries() <= 100);
+            }
+        }
+        // Under the limit, maintain changes nothing.
+        let before = ks.cached_entries();
+        ks.maintain().unwrap();
+        assert_eq!(ks.cached_entries(), before);
+        assert!(before > 0);
+        ks.flush().unwrap();
+        ks.evict_clean();
+        for k in 0..1000u64 {
+            assert_eq!(
+                ks.value(h, (k % 4) as u32, &k).value().unwrap(),
+                Some(3 * k + 3)
+            );
+        }
+    }
+
+    #[test]
+    fn flipped_byte_on_disk_is_reported_as_corrupt() {
+        let (_store, mut ks, _clock) = keyed::<String>("agg", 0..8);
+        let h = ks
+            .register_value::<String>(StateDescriptor::new("label"))
+            .unwrap();
+        let key = "k".to_string();
+        ks.value(h, 5, &key).set("some value".into()).unwrap();
+        ks.flush().unwrap();
+        ks.evict_clean();
+        let raw = raw_entries(&ks, 5);
+        assert_eq!(raw.len(), 1);
+        let (k, v) = &raw[0];
+        let mut bad = v.to_vec();
+        let last = bad.len() - 1;
+        bad[last] ^= 0x01;
+        ks.tree().insert(k, bad).unwrap();
+        let err = ks.value(h, 5, &key).value().unwrap_err();
+        match &err {
+            StateError::Corrupt { what, reason } => {
+                assert!(
+                    what.contains("`label`")
+                        && what.contains("`agg`")
+                        && what.contains("partition 5"),
+                    "{what}"
+                );
+                assert!(reason.contains("checksum"), "{reason}");
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        // An unknown format version is corrupt too, not decoded.
+        let mut future = v.to_vec();
+        future[0] = 2;
+        ks.tree().insert(k, future).unwrap();
+        assert!(matches!(
+            ks.value(h, 5, &key).value().unwrap_err(),
+            StateError::Corrupt { .. }
+        ));
+    }
+
+    #[test]
+    fn intact_bytes_of_another_type_are_a_decode_error() {
+        let store = StateStore::temporary(small_config()).unwrap();
+        let clock: std::sync::Arc<dyn Clock> = std::sync::Arc::new(ManualClock::new(0));
+        let mut ks = store.keyed::<u8>("agg", 0..1, clock.clone()).unwrap();
+        let h = ks
+            .register_value::<String>(StateDescriptor::new("v"))
+            .unwrap();
+        ks.value(h, 0, &1).set("hello".into()).unwrap();
+        ks.flush().unwrap();
+        drop(ks);
+        let mut ks = store.keyed::<u8>("agg", 0..1, clock).unwrap();
+        let h = ks.register_value::<u64>(StateDescriptor::new("v")).unwrap();
+        assert!(matches!(
+            ks.value(h, 0, &1).value().unwrap_err(),
+            StateError::Decode { ref name, kp: 0, .. } if name == "v"
+        ));
+    }
+
+    #[test]
+    fn flush_stats_count_writes_deletes_and_bytes() {
+        let (_store, mut ks, _clock) = keyed::<u8>("s", 0..1);
+        let h = ks.register_value::<u8>(StateDescriptor::new("v")).unwrap();
+        assert_eq!(ks.flush().unwrap(), FlushStats::default());
+        ks.value(h, 0, &1).set(1).unwrap();
+        ks.value(h, 0, &2).set(2).unwrap();
+        let s = ks.flush().unwrap();
+        // key: 8-byte prefix + 1; value: 13-byte header + 1.
+        assert_eq!(
+            s,
+            FlushStats {
+                written: 2,
+                deleted: 0,
+                bytes: 2 * (9 + 14),
+                purged: 0,
+            }
+        );
+        // Clean entries are not written again.
+        assert_eq!(ks.flush().unwrap(), FlushStats::default());
+    }
+
+    #[test]
+    fn flush_purges_expired_entries_that_are_not_cached_incrementally() {
+        let (_store, mut ks, clock) = keyed::<u32>("ttl", 0..3);
+        let ttl = Duration::from_millis(50);
+        let v = ks
+            .register_value::<u32>(StateDescriptor::new("v").with_ttl(ttl))
+            .unwrap();
+        let m = ks
+            .register_map::<u8, u8>(StateDescriptor::new("m").with_ttl(ttl))
+            .unwrap();
+        let keep = ks
+            .register_value::<u32>(StateDescriptor::new("keep"))
+            .unwrap();
+        for k in 0..10u32 {
+            ks.value(v, k % 2, &k).set(k).unwrap();
+            ks.value(keep, k % 2, &k).set(k).unwrap();
+        }
+        ks.map(m, 2, &1).insert(1, 1).unwrap();
+        ks.map(m, 2, &1).insert(2, 2).unwrap();
+        ks.flush().unwrap();
+        ks.evict_clean();
+        assert_eq!(ks.cached_entries(), 0);
+        clock.advance(50);
+        ks.set_purge_per_flush(0);
+        assert_eq!(ks.flush().unwrap().purged, 0);
+        ks.set_purge_per_flush(4);
+        let mut total = 0;
+        for _ in 0..4 {
+            let purged = ks.flush().unwrap().purged;
+            assert!(purged <= 4, "{purged}");
+            total += purged;
+        }
+        assert_eq!(total, 12);
+        assert_eq!(ks.flush().unwrap().purged, 0);
+        // Only the TTL states lost entries; the rest is intact.
+        let stored: usize = (0..3).map(|p| raw_entries(&ks, p).len()).sum();
+        assert_eq!(stored, 10);
+        assert_eq!(ks.value(keep, 1, &7).value().unwrap(), Some(7));
+        assert_eq!(ks.value(v, 1, &7).value().unwrap(), None);
+    }
+
+    #[test]
+    fn purge_expired_sweeps_everything_and_spares_live_entries() {
+        let (_store, mut ks, clock) = keyed::<u32>("ttl", 0..2);
+        let v = ks
+            .register_value::<u32>(StateDescriptor::new("v").with_ttl(Duration::from_millis(10)))
+            .unwrap();
+        ks.set_purge_per_flush(0);
+        for k in 0..6u32 {
+            ks.value(v, k % 2, &k).set(k).unwrap();
+        }
+        ks.flush().unwrap();
+        ks.evict_clean();
+        clock.advance(5);
+        ks.value(v, 0, &0).set(100).unwrap(); // refreshed: lives until 1015
+        ks.flush().unwrap();
+        clock.advance(5);
+        assert_eq!(ks.purge_expired().unwrap(), 5);
+        assert_eq!(ks.purge_expired().unwrap(), 0);
+        assert_eq!(raw_entries(&ks, 0).len() + raw_entries(&ks, 1).len(), 1);
+        ks.evict_clean();
+        assert_eq!(ks.value(v, 0, &0).value().unwrap(), Some(100));
     }
 }

@@ -11,10 +11,12 @@ use super::{StateKey, StateValue};
 /// on cached keys allocation-cheap and flushes simple; lists expected to grow without
 /// bound belong in a map state instead.
 pub struct ListState<'a, K, T> {
+    /// The list as one value.
     inner: ValueState<'a, K, Vec<T>>,
 }
 
 impl<'a, K: StateKey, T: StateValue> ListState<'a, K, T> {
+    /// Wraps the value state holding the list.
     pub(crate) fn new(inner: ValueState<'a, K, Vec<T>>) -> Self {
         Self { inner }
     }
@@ -64,7 +66,9 @@ mod tests {
     #[test]
     fn add_get_update_clear_len() {
         let (_store, mut ks, _clock) = keyed::<u64>("buf", 0..3);
-        let h = ks.register_list::<String>(StateDescriptor::new("pending")).unwrap();
+        let h = ks
+            .register_list::<String>(StateDescriptor::new("pending"))
+            .unwrap();
         let mut l = ks.list(h, 2, &7);
         assert_eq!(l.get().unwrap(), Vec::<String>::new());
         assert!(l.is_empty().unwrap());
@@ -72,7 +76,6 @@ mod tests {
         l.add("b".into()).unwrap();
         assert_eq!(l.get().unwrap(), vec!["a", "b"]);
         assert_eq!(l.len().unwrap(), 2);
-        drop(l);
         ks.flush().unwrap();
         ks.evict_clean();
         let mut l = ks.list(h, 2, &7);
@@ -81,7 +84,6 @@ mod tests {
         assert_eq!(l.len().unwrap(), 3);
         l.update(vec!["z".into()]).unwrap();
         assert_eq!(l.get().unwrap(), vec!["z"]);
-        drop(l);
         ks.flush().unwrap();
         ks.evict_clean();
         assert_eq!(ks.list(h, 2, &7).get().unwrap(), vec!["z"]);

@@ -40,6 +40,7 @@ impl<UK, UV> Default for MapEntry<UK, UV> {
 
 /// Cache of one map state for one key partition.
 pub(crate) struct MapPart<K, UK, UV> {
+    /// The cached maps by key.
     slab: KeySlab<K, MapEntry<UK, UV>>,
     /// sled may hold entries of this state in this partition.
     on_disk: bool,
@@ -51,7 +52,9 @@ pub(crate) struct MapPart<K, UK, UV> {
 
 /// Typed cache of one map state: one [`MapPart`] per owned key partition.
 pub(crate) struct MapCache<K, UK, UV> {
+    /// The state's identity.
     meta: StateMeta,
+    /// One cache per owned key partition, indexed by `kp - owned.start`.
     parts: Vec<MapPart<K, UK, UV>>,
 }
 
@@ -102,8 +105,7 @@ impl<K: StateKey, UK: StateKey, UV: StateValue> ErasedCache<K> for MapCache<K, U
                         let stored = item.map_err(|e| {
                             meta.sled_error(ctx.stage, kp, "scanning a cleared map of", e)
                         })?;
-                        ctx.stats.deleted += 1;
-                        ctx.batch.remove(stored);
+                        ctx.delete_stored(stored);
                     }
                 }
                 for (uk, slot) in &entry.slots {
@@ -199,12 +201,16 @@ impl<K: StateKey, UK: StateKey, UV: StateValue> ErasedCache<K> for MapCache<K, U
 /// [`len`](Self::len) and [`is_empty`](Self::is_empty) load the whole map once, after
 /// which it is served from the cache until evicted.
 pub struct MapState<'a, K, UK, UV> {
+    /// The cache of the state in the key's partition.
     part: &'a mut MapPart<K, UK, UV>,
+    /// The record key.
     key: &'a K,
+    /// Everything else borrowed from the keyed state.
     ctx: Access<'a>,
 }
 
 impl<'a, K: StateKey, UK: StateKey, UV: StateValue> MapState<'a, K, UK, UV> {
+    /// Access to the map of `key` in the partition cache `part`.
     pub(crate) fn new(part: &'a mut MapPart<K, UK, UV>, key: &'a K, ctx: Access<'a>) -> Self {
         Self { part, key, ctx }
     }
@@ -448,7 +454,6 @@ mod tests {
         assert_eq!(m.remove(&1).unwrap().as_deref(), Some("one"));
         assert_eq!(m.remove(&1).unwrap(), None);
         assert_eq!(sorted(m.entries().unwrap()), vec![(2, "deux".to_string())]);
-        drop(m);
 
         ks.flush().unwrap();
         ks.evict_clean();
@@ -461,7 +466,6 @@ mod tests {
         assert!(m.is_empty().unwrap());
         assert_eq!(m.get(&2).unwrap(), None);
         m.insert(4, "four".into()).unwrap();
-        drop(m);
         let stats = ks.flush().unwrap();
         assert_eq!((stats.written, stats.deleted), (1, 1));
         ks.evict_clean();
@@ -493,6 +497,32 @@ mod tests {
         assert!(ks.map(h, 0, &0).is_empty().unwrap());
         ks.flush().unwrap();
         assert!(raw_entries(&ks, 0).is_empty());
+    }
+
+    #[test]
+    fn clear_then_rewrite_survives_a_flush_split_into_chunks() {
+        let (_store, mut ks, _clock) = keyed::<u8>("join", 0..1);
+        let h = ks
+            .register_map::<u32, u32>(StateDescriptor::new("m"))
+            .unwrap();
+        let n = 3 * FLUSH_CHUNK as u32 / 2;
+        for uk in 0..n {
+            ks.map(h, 0, &1).insert(uk, uk).unwrap();
+        }
+        assert_eq!(ks.flush().unwrap().written, u64::from(n));
+        ks.evict_clean();
+        // Clearing stages a delete of every stored key; rewriting the same keys stages
+        // a write for each. Deletes must stay before writes across chunk boundaries.
+        ks.map(h, 0, &1).clear().unwrap();
+        for uk in 0..n {
+            ks.map(h, 0, &1).insert(uk, uk + 1).unwrap();
+        }
+        let stats = ks.flush().unwrap();
+        assert_eq!((stats.written, stats.deleted), (u64::from(n), u64::from(n)));
+        ks.evict_clean();
+        let mut got = ks.map(h, 0, &1).entries().unwrap();
+        got.sort_unstable();
+        assert_eq!(got, (0..n).map(|uk| (uk, uk + 1)).collect::<Vec<_>>());
     }
 
     #[derive(Clone, Debug)]

@@ -11,9 +11,10 @@
 //!
 //! The per-record path must cost about one hash-map operation. Decoded, typed values
 //! therefore live in per-state, per-key-partition hash maps keyed by the typed key; a
-//! write only marks the cached entry dirty. Dirty entries reach sled in one
-//! [`sled::Batch`] when the actor calls [`KeyedState::flush`] (at epoch markers and end
-//! of input) or when [`KeyedState::maintain`] finds the cache above its configured size.
+//! write only marks the cached entry dirty. Dirty entries reach sled, in key order and
+//! in bounded [`sled::Batch`]es ([`FLUSH_CHUNK`]), when the actor calls
+//! [`KeyedState::flush`] (at epoch markers and end of input) or when
+//! [`KeyedState::maintain`] finds the cache above its configured size.
 //! Cache misses read through to sled, except in key partitions known to hold nothing on
 //! disk, so the first sight of many new keys costs no disk reads.
 //!
@@ -33,8 +34,9 @@
 //! A descriptor may carry a TTL ([`StateDescriptor::with_ttl`]). Like Flink's
 //! `StateTtlConfig` with `OnCreateAndWrite` and `NeverReturnExpired`, the expiry of an
 //! entry is set when it is created or written, reads never return an expired entry, and
-//! expired entries are deleted from sled at the next flush. Time is processing time from
-//! the [`Clock`] given to [`StateStore::keyed`].
+//! expired entries are deleted from sled at the next flush (cached ones at once, stored
+//! ones by an incremental purge per flush, or by [`KeyedState::purge_expired`]). Time
+//! is processing time from the [`Clock`] given to [`StateStore::keyed`].
 
 mod clock;
 pub mod codec;
@@ -50,7 +52,7 @@ mod value;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use descriptor::{ListHandle, MapHandle, StateDescriptor, StateKind, ValueHandle};
 pub use error::StateError;
-pub use keyed::{FlushStats, KeyedState};
+pub use keyed::{FlushStats, KeyedState, DEFAULT_PURGE_PER_FLUSH, FLUSH_CHUNK};
 pub use list::ListState;
 pub use map::MapState;
 pub use store::{tree_name, StateStore, StoreConfig};

@@ -11,8 +11,11 @@ use std::hash::Hash;
 
 /// Keyed slots: `index[key]` is the position of the key's entry in `slots`.
 pub(crate) struct KeySlab<K, E> {
+    /// Key to slot number.
     index: FxHashMap<K, usize>,
+    /// The entries; free slots hold `E::default()`.
     slots: Vec<E>,
+    /// Slot numbers not in use.
     free: Vec<usize>,
 }
 

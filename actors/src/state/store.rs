@@ -36,9 +36,13 @@ pub fn tree_name(stage: &str) -> String {
     format!("weir/state/v1/{stage}")
 }
 
+/// What the clones of a [`StateStore`] share.
 struct StoreInner {
+    /// The node's sled database.
     db: sled::Db,
+    /// The configuration it was opened with.
     config: StoreConfig,
+    /// Its directory; `None` for a temporary store.
     path: Option<PathBuf>,
 }
 
@@ -49,6 +53,7 @@ struct StoreInner {
 /// and open its [`KeyedState`] with [`keyed`](Self::keyed).
 #[derive(Clone)]
 pub struct StateStore {
+    /// The shared database and configuration.
     inner: Arc<StoreInner>,
 }
 
@@ -174,5 +179,99 @@ impl StateStore {
     /// The underlying sled database, for snapshot and migration code.
     pub fn db(&self) -> &sled::Db {
         &self.inner.db
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::small_config;
+    use super::super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[test]
+    fn reopen_reads_back_flushed_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        let clock = ManualClock::new(1_000);
+        {
+            let store = StateStore::open(&path, small_config()).unwrap();
+            let mut ks = store
+                .keyed::<String>("wc", 0..4, Arc::new(clock.clone()))
+                .unwrap();
+            let v = ks
+                .register_value::<u64>(StateDescriptor::new("count"))
+                .unwrap();
+            let m = ks
+                .register_map::<u32, String>(StateDescriptor::new("m"))
+                .unwrap();
+            let l = ks
+                .register_list::<i8>(StateDescriptor::new("l").with_ttl(Duration::from_secs(60)))
+                .unwrap();
+            let k = "word".to_string();
+            ks.value(v, 3, &k).set(42).unwrap();
+            ks.map(m, 1, &k).insert(7, "seven".into()).unwrap();
+            ks.list(l, 0, &k).add(-1).unwrap();
+            ks.value(v, 2, &k).set(99).unwrap(); // never flushed: lost on purpose
+            ks.flush().unwrap();
+            ks.value(v, 2, &"late".to_string()).set(1).unwrap();
+            store.flush().unwrap();
+        }
+        let store = StateStore::open(&path, small_config()).unwrap();
+        assert_eq!(store.config(), &small_config());
+        let mut ks = store
+            .keyed::<String>("wc", 0..4, Arc::new(clock.clone()))
+            .unwrap();
+        let v = ks
+            .register_value::<u64>(StateDescriptor::new("count"))
+            .unwrap();
+        let m = ks
+            .register_map::<u32, String>(StateDescriptor::new("m"))
+            .unwrap();
+        let l = ks
+            .register_list::<i8>(StateDescriptor::new("l").with_ttl(Duration::from_secs(60)))
+            .unwrap();
+        let k = "word".to_string();
+        assert_eq!(ks.value(v, 3, &k).value().unwrap(), Some(42));
+        assert_eq!(ks.value(v, 2, &k).value().unwrap(), Some(99));
+        assert_eq!(ks.value(v, 2, &"late".to_string()).value().unwrap(), None);
+        assert_eq!(
+            ks.map(m, 1, &k).entries().unwrap(),
+            vec![(7, "seven".to_string())]
+        );
+        assert_eq!(ks.list(l, 0, &k).get().unwrap(), vec![-1]);
+        // The stored expiry came back with the list.
+        clock.advance(60_000);
+        assert!(ks.list(l, 0, &k).get().unwrap().is_empty());
+    }
+
+    #[test]
+    fn rejects_bad_requests() {
+        let store = StateStore::temporary(small_config()).unwrap();
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        assert!(matches!(
+            store.keyed::<u8>("", 0..1, clock.clone()).unwrap_err(),
+            StateError::InvalidRequest { .. }
+        ));
+        #[allow(clippy::reversed_empty_ranges)]
+        let reversed = 3..1;
+        assert!(matches!(
+            store.keyed::<u8>("s", reversed, clock.clone()).unwrap_err(),
+            StateError::InvalidRequest { .. }
+        ));
+        let ks = store.keyed::<u8>("s", 5..5, clock).unwrap();
+        assert_eq!(ks.owned(), 5..5);
+        assert_eq!(ks.stage(), "s");
+        assert_eq!(tree_name("s"), "weir/state/v1/s");
+        assert_eq!(&*ks.tree().name(), b"weir/state/v1/s");
+    }
+
+    #[test]
+    fn open_reports_an_unusable_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-dir");
+        std::fs::write(&file, b"x").unwrap();
+        let err = StateStore::open(&file, small_config()).unwrap_err();
+        assert!(err.to_string().contains("not-a-dir"), "{err}");
     }
 }

@@ -42,8 +42,8 @@ impl<T> Slot<T> {
         }
     }
 
-    /// An entry as read from sled at `now_expired` (expired records become tombstones
-    /// so the flush deletes them).
+    /// An entry as read from sled (`None`: not stored); records for which `expired`
+    /// holds become tombstones, so the next flush deletes them.
     pub(crate) fn loaded(found: Option<(u64, T)>, expired: impl FnOnce(u64) -> bool) -> Self {
         match found {
             None => Self {
@@ -88,6 +88,7 @@ pub(crate) fn flush_kind<T>(slot: &Slot<T>, now: u64) -> FlushKind {
 
 /// Cache of one value state for one key partition.
 pub(crate) struct ValuePart<K, T> {
+    /// The cached entries by key.
     slab: KeySlab<K, Slot<T>>,
     /// sled may hold entries of this state in this partition; when false, misses do
     /// not read sled.
@@ -100,7 +101,9 @@ pub(crate) struct ValuePart<K, T> {
 
 /// Typed cache of one value (or list) state: one [`ValuePart`] per owned partition.
 pub(crate) struct ValueCache<K, T> {
+    /// The state's identity.
     meta: StateMeta,
+    /// One cache per owned key partition, indexed by `kp - owned.start`.
     parts: Vec<ValuePart<K, T>>,
 }
 
@@ -213,12 +216,16 @@ impl<K: StateKey, T: StateValue> ErasedCache<K> for ValueCache<K, T> {
 /// lookup; a miss reads sled once (unless the key partition has nothing on disk) and
 /// caches the result, including absence.
 pub struct ValueState<'a, K, T> {
+    /// The cache of the state in the key's partition.
     part: &'a mut ValuePart<K, T>,
+    /// The record key.
     key: &'a K,
+    /// Everything else borrowed from the keyed state.
     ctx: Access<'a>,
 }
 
 impl<'a, K: StateKey, T: StateValue> ValueState<'a, K, T> {
+    /// Access to `key` in the partition cache `part`.
     pub(crate) fn new(part: &'a mut ValuePart<K, T>, key: &'a K, ctx: Access<'a>) -> Self {
         Self { part, key, ctx }
     }
@@ -301,7 +308,10 @@ impl<'a, K: StateKey, T: StateValue> ValueState<'a, K, T> {
         let i = match self.find_or_load()? {
             Some(i) => i,
             None => {
-                let i = self.part.slab.insert(self.key.clone(), Slot::written(None, 0));
+                let i = self
+                    .part
+                    .slab
+                    .insert(self.key.clone(), Slot::written(None, 0));
                 *self.ctx.cached += 1;
                 i
             }
@@ -361,7 +371,9 @@ mod tests {
     #[test]
     fn get_set_clear_and_get_or_insert_with() {
         let (_store, mut ks, _clock) = keyed::<String>("agg", 0..4);
-        let h = ks.register_value::<u64>(StateDescriptor::new("count")).unwrap();
+        let h = ks
+            .register_value::<u64>(StateDescriptor::new("count"))
+            .unwrap();
         let a = "a".to_string();
         assert_eq!(ks.value(h, 1, &a).get().unwrap(), None);
         ks.value(h, 1, &a).set(5).unwrap();
@@ -405,14 +417,19 @@ mod tests {
     fn ttl_expires_refreshes_on_write_and_is_deleted_at_flush() {
         let (_store, mut ks, clock) = keyed::<u32>("agg", 0..2);
         let h = ks
-            .register_value::<String>(StateDescriptor::new("s").with_ttl(Duration::from_millis(100)))
+            .register_value::<String>(
+                StateDescriptor::new("s").with_ttl(Duration::from_millis(100)),
+            )
             .unwrap();
         ks.value(h, 0, &1).set("x".into()).unwrap(); // expires at 1100
         ks.value(h, 0, &2).set("y".into()).unwrap();
         clock.advance(99);
         assert_eq!(ks.value(h, 0, &1).value().unwrap().as_deref(), Some("x"));
         // A read does not refresh; a write does.
-        ks.value(h, 0, &2).get_or_insert_with(String::new).unwrap().push('!'); // 1199
+        ks.value(h, 0, &2)
+            .get_or_insert_with(String::new)
+            .unwrap()
+            .push('!'); // 1199
         ks.flush().unwrap();
         assert_eq!(raw_entries(&ks, 0).len(), 2);
         clock.advance(1); // 1100: key 1 expired
@@ -427,7 +444,12 @@ mod tests {
         clock.set(1199);
         assert_eq!(ks.value(h, 0, &2).value().unwrap(), None);
         // Expired entries are not resurrected by get_or_insert_with.
-        assert_eq!(ks.value(h, 0, &2).get_or_insert_with(|| "new".into()).unwrap(), "new");
+        assert_eq!(
+            ks.value(h, 0, &2)
+                .get_or_insert_with(|| "new".into())
+                .unwrap(),
+            "new"
+        );
         ks.flush().unwrap();
         clock.advance(1_000);
         assert_eq!(ks.flush().unwrap().deleted, 1);
@@ -496,5 +518,119 @@ mod tests {
         ks.value(h, 1, &6).set(6).unwrap();
         ks.flush().unwrap();
         assert_eq!(ks.value(h, 1, &5).value().unwrap(), Some(77));
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Set(u32, u8, u32),
+        Add(u32, u8, u32),
+        Get(u32, u8),
+        Clear(u32, u8),
+        Advance(u64),
+        Flush,
+        Evict,
+        Maintain,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        let kp = 3u32..5;
+        let key = 0u8..5;
+        prop_oneof![
+            4 => (kp.clone(), key.clone(), any::<u32>()).prop_map(|(p, k, v)| Op::Set(p, k, v)),
+            4 => (kp.clone(), key.clone(), 0u32..100).prop_map(|(p, k, v)| Op::Add(p, k, v)),
+            4 => (kp.clone(), key.clone()).prop_map(|(p, k)| Op::Get(p, k)),
+            2 => (kp, key).prop_map(|(p, k)| Op::Clear(p, k)),
+            2 => (0u64..30).prop_map(Op::Advance),
+            1 => Just(Op::Flush),
+            1 => Just(Op::Evict),
+            1 => Just(Op::Maintain),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Value state with a TTL behaves like a map of (value, expiry) under random
+        /// writes, reads, clock moves, flushes and evictions.
+        #[test]
+        fn value_state_with_ttl_matches_a_model(
+            ops in proptest::collection::vec(op(), 1..100),
+        ) {
+            use std::collections::BTreeMap;
+            const TTL: u64 = 20;
+            let store = StateStore::temporary(StoreConfig {
+                cache_entries: 4,
+                sled_cache_bytes: 1 << 20,
+            })
+            .unwrap();
+            let clock = ManualClock::new(0);
+            let mut ks = store
+                .keyed::<u8>("model", 3..5, std::sync::Arc::new(clock.clone()))
+                .unwrap();
+            let h = ks
+                .register_value::<u32>(
+                    StateDescriptor::new("v").with_ttl(Duration::from_millis(TTL)),
+                )
+                .unwrap();
+            let mut model: BTreeMap<(u32, u8), (u32, u64)> = BTreeMap::new();
+            let live = |m: &BTreeMap<(u32, u8), (u32, u64)>, k: (u32, u8), now: u64| {
+                m.get(&k).filter(|(_, exp)| *exp > now).map(|(v, _)| *v)
+            };
+            for op in ops {
+                let now = clock.now_ms();
+                match op {
+                    Op::Set(p, k, v) => {
+                        ks.value(h, p, &k).set(v).unwrap();
+                        model.insert((p, k), (v, now + TTL));
+                    }
+                    Op::Add(p, k, v) => {
+                        let got = {
+                            let mut s = ks.value(h, p, &k);
+                            let slot = s.get_or_insert_with(|| 0).unwrap();
+                            *slot = slot.wrapping_add(v);
+                            *slot
+                        };
+                        let base = live(&model, (p, k), now).unwrap_or(0);
+                        model.insert((p, k), (base.wrapping_add(v), now + TTL));
+                        proptest::prop_assert_eq!(got, base.wrapping_add(v));
+                    }
+                    Op::Get(p, k) => {
+                        let got = ks.value(h, p, &k).value().unwrap();
+                        proptest::prop_assert_eq!(got, live(&model, (p, k), now));
+                    }
+                    Op::Clear(p, k) => {
+                        ks.value(h, p, &k).clear().unwrap();
+                        model.remove(&(p, k));
+                    }
+                    Op::Advance(ms) => clock.advance(ms),
+                    Op::Flush => {
+                        ks.flush().unwrap();
+                    }
+                    Op::Evict => {
+                        ks.evict_clean();
+                    }
+                    Op::Maintain => {
+                        ks.maintain().unwrap();
+                        proptest::prop_assert!(ks.cached_entries() <= 4);
+                    }
+                }
+            }
+            // After a flush and a purge, sled holds exactly the live entries, and reads
+            // agree.
+            ks.flush().unwrap();
+            ks.purge_expired().unwrap();
+            ks.evict_clean();
+            let now = clock.now_ms();
+            let stored: usize = (3..5).map(|p| raw_entries(&ks, p).len()).sum();
+            let expected = model.values().filter(|(_, exp)| *exp > now).count();
+            proptest::prop_assert_eq!(stored, expected);
+            for p in 3..5u32 {
+                for k in 0..5u8 {
+                    let got = ks.value(h, p, &k).value().unwrap();
+                    proptest::prop_assert_eq!(got, live(&model, (p, k), now));
+                }
+            }
+        }
     }
 }
