@@ -1,0 +1,156 @@
+//! The `weir` command line as a user meets it.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn weir() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+}
+
+#[test]
+fn help_lists_the_commands_and_the_engine_flags() {
+    let out = weir().arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for word in ["run", "bench", "config"] {
+        assert!(text.contains(word), "{text}");
+    }
+    let out = weir().args(["run", "--help"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--config",
+        "--workers",
+        "--parallelism",
+        "--key-partitions",
+        "--mailbox-capacity",
+        "--batch-size",
+        "--state-dir",
+        "--duration",
+    ] {
+        assert!(text.contains(flag), "missing {flag}: {text}");
+    }
+}
+
+#[test]
+fn bench_w1_prints_a_passing_json_line_last() {
+    let out = weir()
+        .args(["bench", "w1", "--n", "100000", "--no-progress"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap();
+    let v: serde_json::Value = serde_json::from_str(last).unwrap();
+    assert_eq!(v["workload"], "w1");
+    assert_eq!(v["n"], 100_000);
+    assert_eq!(v["checkpointing"], false);
+    assert_eq!(v["check"], "passed");
+    assert!(v["records_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(v["peak_rss_bytes"].as_u64().unwrap() > 0);
+    for key in ["parallelism", "seconds"] {
+        assert!(v.get(key).is_some(), "{last}");
+    }
+}
+
+#[test]
+fn the_demo_runs_for_a_duration_and_prints_its_summary() {
+    let out = weir()
+        .args([
+            "run",
+            "demo",
+            "--duration",
+            "1",
+            "--progress-interval-ms",
+            "300",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("sensor\treadings\tmean\tmin\tmax"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.lines().count(),
+        11,
+        "header and ten sensors: {stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("[weir] demo:"),
+        "live progress lines: {stderr}"
+    );
+    assert!(stderr.contains("finished in"), "summary: {stderr}");
+}
+
+#[test]
+fn wordcount_reads_standard_input() {
+    let mut child = weir()
+        .args(["run", "wordcount", "--no-progress"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"the cat and the hat\nThe end\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().next(), Some("the\t3"), "{stdout}");
+    assert_eq!(stdout.lines().count(), 5, "{stdout}");
+}
+
+#[test]
+fn a_bad_config_value_is_named_with_its_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.toml");
+    std::fs::write(&path, "[engine]\nmailbox_capacity = 0\n").unwrap();
+    let out = weir()
+        .args(["run", "demo", "--duration", "0.1", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("engine.mailbox_capacity") && stderr.contains("node.toml"),
+        "{stderr}"
+    );
+
+    std::fs::write(&path, "[engine]\nwrokers = 2\n").unwrap();
+    let out = weir()
+        .args(["config", "--check"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wrokers"));
+}
+
+#[test]
+fn the_shipped_example_config_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/ops/weir.toml");
+    let out = weir().args(["config", "--check", path]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,81 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use weir::connector::{ReadStatus, SourceError};
+use weir::operator::Collector;
+use weir::prelude::*;
+
+/// A source of the numbers `0..n` (or endless until `stop`), counting what it emitted.
+#[derive(Clone)]
+pub struct Numbers {
+    pub n: Option<u64>,
+    pub stop: StopFlag,
+    pub emitted: Arc<AtomicU64>,
+}
+
+impl Numbers {
+    pub fn upto(n: u64) -> Self {
+        Numbers {
+            n: Some(n),
+            stop: StopFlag::new(),
+            emitted: Arc::default(),
+        }
+    }
+    pub fn endless(stop: StopFlag) -> Self {
+        Numbers {
+            n: None,
+            stop,
+            emitted: Arc::default(),
+        }
+    }
+}
+
+pub struct NumbersReader {
+    next: u64,
+    step: u64,
+    end: u64,
+    stop: StopFlag,
+    emitted: Arc<AtomicU64>,
+}
+
+impl Source for Numbers {
+    type Item = u64;
+    type Reader = NumbersReader;
+    fn name(&self) -> String {
+        "numbers".into()
+    }
+    fn reader(&self, split: u32, splits: u32) -> Result<NumbersReader, SourceError> {
+        Ok(NumbersReader {
+            next: u64::from(split),
+            step: u64::from(splits),
+            end: self.n.unwrap_or(u64::MAX),
+            stop: self.stop.clone(),
+            emitted: self.emitted.clone(),
+        })
+    }
+}
+
+impl SourceReader for NumbersReader {
+    type Item = u64;
+    fn read<C: Collector<u64>>(
+        &mut self,
+        budget: usize,
+        out: &mut C,
+    ) -> Result<ReadStatus, SourceError> {
+        if self.stop.is_stopped() {
+            return Ok(ReadStatus::Exhausted);
+        }
+        for _ in 0..budget {
+            if self.next >= self.end {
+                return Ok(ReadStatus::Exhausted);
+            }
+            out.collect(self.next);
+            self.emitted.fetch_add(1, Ordering::Relaxed);
+            self.next += self.step;
+        }
+        Ok(ReadStatus::More)
+    }
+}
