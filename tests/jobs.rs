@@ -167,3 +167,62 @@ fn value_map_and_list_state_through_a_job_and_into_sled() {
         assert_eq!(&stored, per_item, "user {user}");
     }
 }
+
+#[test]
+fn records_of_a_slow_source_reach_the_sink_while_the_job_runs() {
+    // Batches of 64 would take ~130 ms to fill at one record per 2 ms; the records
+    // must arrive well before that, and long before the input ends.
+    let stop = StopFlag::new();
+    let job = Job::new("trickle")
+        .source(common::Trickle { stop: stop.clone() })
+        .key_by(|x: &u64| x % 3)
+        .reduce(|a, b| a + b)
+        .sink(CountingSink::<u64, u64>::new());
+    let seen_while_running = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = seen_while_running.clone();
+    let control = RunControl {
+        stop: Some(stop),
+        duration: Some(std::time::Duration::from_millis(600)),
+        observer: Some(Box::new(move |live| {
+            seen.lock()
+                .unwrap()
+                .push((live.elapsed, live.records_written()));
+        })),
+        observe_every: Some(std::time::Duration::from_millis(20)),
+        ..Default::default()
+    };
+    Node::new(EngineOptions::for_tests(2))
+        .unwrap()
+        .run_with(job, control)
+        .unwrap();
+    let seen = seen_while_running.lock().unwrap();
+    let early = seen
+        .iter()
+        .find(|(t, _)| *t >= std::time::Duration::from_millis(100))
+        .expect("observed after 100 ms");
+    assert!(
+        early.1 >= 10,
+        "only {} records reached the sink after {:?}",
+        early.1,
+        early.0
+    );
+}
+
+#[test]
+fn a_second_run_on_the_same_state_dir_gives_the_same_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = EngineOptions::for_tests(2);
+    options.state_dir = Some(dir.path().to_path_buf());
+    let node = Node::new(options).unwrap();
+    let mut results = Vec::new();
+    for _ in 0..2 {
+        let (job, sink) = weir::jobs::w1(20_000);
+        node.run(job).unwrap();
+        let c = sink.result();
+        assert!(weir::bench::w1::check(20_000, &c).is_ok());
+        let mut last: Vec<(String, u64)> = c.last.into_iter().collect();
+        last.sort();
+        results.push(last);
+    }
+    assert_eq!(results[0], results[1]);
+}

@@ -47,6 +47,9 @@ pub struct Stop;
 #[rtype(result = "()")]
 struct Pump;
 
+/// How long an idle source waits before it is pumped again.
+const IDLE_SOURCE_BACKOFF: std::time::Duration = std::time::Duration::from_millis(1);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     Running,
@@ -68,6 +71,8 @@ pub struct PartitionActor<T: Task> {
     ended: Vec<bool>,
     open_inputs: usize,
     phase: Phase,
+    /// The source's last round found no more input for now.
+    idle: bool,
     supervisor: Recipient<ActorReport>,
     stats: Arc<ActorStats>,
 }
@@ -90,6 +95,7 @@ impl<T: Task> PartitionActor<T> {
             ended: vec![false; inputs as usize],
             open_inputs: inputs as usize,
             phase: Phase::Running,
+            idle: false,
             supervisor,
             stats,
         }
@@ -150,6 +156,9 @@ impl<T: Task> PartitionActor<T> {
                     event: ActorEvent::Finished,
                 });
                 ctx.stop();
+            }
+            Phase::Running if self.is_source() && self.idle => {
+                ctx.notify_later(Pump, IDLE_SOURCE_BACKOFF);
             }
             Phase::Running if self.is_source() => ctx.notify(Pump),
             _ => {}
@@ -233,6 +242,11 @@ impl<T: Task> Handler<Deliver<T::In>> for PartitionActor<T> {
             }
         };
         msg.release_slot();
+        // Nothing else is waiting: send partly filled batches now rather than hold
+        // records until a batch fills (latency when input is slow).
+        if self.stats.mailbox().depth() == 0 {
+            self.out.flush();
+        }
         self.stats.add_busy(started.elapsed());
         match result {
             Ok(()) => self.after_work(ctx),
@@ -254,9 +268,16 @@ impl<T: Task> Handler<Pump> for PartitionActor<T> {
         let started = Instant::now();
         let task = &mut self.task;
         let out = &mut self.out;
-        let result = guarded(|| task.pump(out)).and_then(|pumped| match pumped {
-            Pumped::More => Ok(()),
-            Pumped::Exhausted => self.finish_input(),
+        let result = guarded(|| task.pump(out)).and_then(|pumped| {
+            self.idle = pumped == Pumped::Idle;
+            match pumped {
+                Pumped::More => Ok(()),
+                Pumped::Idle => {
+                    self.out.flush();
+                    Ok(())
+                }
+                Pumped::Exhausted => self.finish_input(),
+            }
         });
         self.stats.add_busy(started.elapsed());
         match result {

@@ -46,6 +46,9 @@ impl TaskError {
 pub enum Pumped {
     /// Call `pump` again once the output has been sent.
     More,
+    /// No more input is available right now: the actor sends its partly filled
+    /// batches (so records do not wait for a batch to fill) and pumps again shortly.
+    Idle,
     /// The source is exhausted: the actor ends its outputs and finishes.
     Exhausted,
 }

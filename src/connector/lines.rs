@@ -47,7 +47,9 @@ impl LineSource {
 
 /// Reads the lines of one split.
 pub struct LineReader {
-    input: Option<Box<dyn BufRead + Send>>,
+    input: Option<BufReader<Box<dyn Read + Send>>>,
+    /// Interactive input: return as soon as what has arrived is read.
+    stop_when_drained: bool,
     what: String,
     /// Bytes of the split left to start lines in (files); `u64::MAX` for stdin.
     remaining: u64,
@@ -81,9 +83,12 @@ impl Source for LineSource {
         match &self.origin {
             Origin::Stdin => Ok(LineReader {
                 input: (split == 0).then(|| {
-                    Box::new(BufReader::with_capacity(1 << 16, std::io::stdin()))
-                        as Box<dyn BufRead + Send>
+                    BufReader::with_capacity(
+                        1 << 16,
+                        Box::new(std::io::stdin()) as Box<dyn Read + Send>,
+                    )
                 }),
+                stop_when_drained: true,
                 what: "stdin".into(),
                 remaining: u64::MAX,
                 line_no: Some(1),
@@ -110,13 +115,15 @@ impl Source for LineSource {
                     file.seek(SeekFrom::Start(start - 1)).map_err(io)?;
                     offset = start - 1;
                 }
-                let mut reader = BufReader::with_capacity(1 << 16, file);
+                let mut reader =
+                    BufReader::with_capacity(1 << 16, Box::new(file) as Box<dyn Read + Send>);
                 if start > 0 {
                     let mut skipped = Vec::new();
                     offset += reader.read_until(b'\n', &mut skipped).map_err(io)? as u64;
                 }
                 Ok(LineReader {
-                    input: Some(Box::new(reader)),
+                    input: Some(reader),
+                    stop_when_drained: false,
                     what,
                     remaining: end.saturating_sub(offset),
                     line_no: (split == 0).then_some(1),
@@ -146,13 +153,18 @@ impl SourceReader for LineReader {
         budget: usize,
         out: &mut C,
     ) -> Result<ReadStatus, SourceError> {
-        for _ in 0..budget.max(1) {
+        for round in 0..budget.max(1) {
             if self.remaining == 0 {
                 return Ok(ReadStatus::Exhausted);
             }
             let Some(input) = self.input.as_mut() else {
                 return Ok(ReadStatus::Exhausted);
             };
+            // Interactive input: after the first line, read only what has arrived,
+            // so the lines reach the job now instead of when a round is full.
+            if round > 0 && self.stop_when_drained && input.buffer().is_empty() {
+                return Ok(ReadStatus::Idle);
+            }
             self.buf.clear();
             let n = input
                 .read_until(b'\n', &mut self.buf)

@@ -27,6 +27,8 @@ pub enum SourceError {
 pub enum ReadStatus {
     /// There may be more to read.
     More,
+    /// Nothing more can be read right now (the input is slow); read again soon.
+    Idle,
     /// This split is exhausted.
     Exhausted,
 }

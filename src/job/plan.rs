@@ -230,6 +230,10 @@ where
     ) -> Result<Spawned, JobError> {
         let downstream = downcast_mailboxes(env, downstream)?;
         let state_name = format!("{}/{}", env.job, env.stage_index);
+        // Until jobs restore from snapshots, every run starts from empty state: state
+        // left by an earlier run (with the same state dir) would otherwise be counted
+        // again while the sources start over.
+        env.store.clear_stage(&state_name)?;
         let mut tasks = Vec::with_capacity(env.parallelism as usize);
         for i in 0..env.parallelism {
             let owned =

@@ -79,6 +79,7 @@ where
         check(&mut self.term)?;
         Ok(match status {
             ReadStatus::More => Pumped::More,
+            ReadStatus::Idle => Pumped::Idle,
             ReadStatus::Exhausted => Pumped::Exhausted,
         })
     }

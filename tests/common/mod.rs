@@ -79,3 +79,49 @@ impl SourceReader for NumbersReader {
         Ok(ReadStatus::More)
     }
 }
+
+/// A slow endless source: one number per read, then it reports that nothing more is
+/// available right now (as an interactive input would).
+#[derive(Clone)]
+pub struct Trickle {
+    pub stop: StopFlag,
+}
+
+pub struct TrickleReader {
+    next: u64,
+    stop: StopFlag,
+}
+
+impl Source for Trickle {
+    type Item = u64;
+    type Reader = TrickleReader;
+    fn name(&self) -> String {
+        "trickle".into()
+    }
+    fn max_parallelism(&self) -> Option<u32> {
+        Some(1)
+    }
+    fn reader(&self, _split: u32, _splits: u32) -> Result<TrickleReader, SourceError> {
+        Ok(TrickleReader {
+            next: 0,
+            stop: self.stop.clone(),
+        })
+    }
+}
+
+impl SourceReader for TrickleReader {
+    type Item = u64;
+    fn read<C: Collector<u64>>(
+        &mut self,
+        _budget: usize,
+        out: &mut C,
+    ) -> Result<ReadStatus, SourceError> {
+        if self.stop.is_stopped() {
+            return Ok(ReadStatus::Exhausted);
+        }
+        out.collect(self.next);
+        self.next += 1;
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        Ok(ReadStatus::Idle)
+    }
+}

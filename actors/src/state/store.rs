@@ -91,6 +91,18 @@ impl StateStore {
         })
     }
 
+    /// Removes every stored entry of `stage` (all its key partitions and states).
+    pub fn clear_stage(&self, stage: &str) -> Result<(), StateError> {
+        self.inner
+            .db
+            .drop_tree(tree_name(stage))
+            .map(|_| ())
+            .map_err(|source| StateError::Sled {
+                context: format!("dropping the state of stage `{stage}`"),
+                source,
+            })
+    }
+
     /// Opens a temporary sled database, removed when the last clone is dropped. For
     /// tests and for jobs that need no recovery.
     pub fn temporary(config: StoreConfig) -> Result<Self, StateError> {
