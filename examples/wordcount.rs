@@ -66,8 +66,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .process(RunningCount::default())
         .sink(counts.clone());
 
-    let mut options = EngineOptions::default();
-    options.progress = None;
+    let options = EngineOptions {
+        progress: None,
+        ..Default::default()
+    };
     let report = Node::new(options)?.run(job)?;
 
     let mut top: Vec<(String, u64)> = counts.result().last.into_iter().collect();
