@@ -3,7 +3,8 @@
 //! A [`Chain`] takes one input item and pushes zero or more output items into a
 //! [`Collector`]. Chains compose with generics ([`Then`]), so a source followed by
 //! `flat_map`, `filter` and `map` compiles to one monomorphised loop with no
-//! per-record dynamic dispatch or queueing between operators.
+//! queueing between operators; the only indirect call per record is the
+//! `Emitter` handed to a `flat_map` function.
 
 /// Where an operator pushes its output.
 pub trait Collector<T> {
