@@ -37,6 +37,8 @@ pub enum JobName {
     Wordcount,
     /// The W1 benchmark workload (word count over generated lines), with its check.
     W1,
+    /// The W2 benchmark workload (event-time tumbling windows), with its check.
+    W2,
 }
 
 /// `weir run`.
@@ -57,7 +59,7 @@ pub struct RunArgs {
     /// demo: stop after this many readings.
     #[arg(long)]
     pub limit: Option<u64>,
-    /// w1: number of words.
+    /// w1, w2: number of records.
     #[arg(long, default_value_t = 1_000_000)]
     pub n: u64,
     /// Append undecodable records (JSON lines, with the reason) to this file instead of
@@ -74,6 +76,8 @@ pub struct RunArgs {
 pub enum Workload {
     /// Word count: running count per word in keyed state.
     W1,
+    /// Tumbling event-time windows over out-of-order events: count and sum per key.
+    W2,
 }
 
 /// `weir bench`.

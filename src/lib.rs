@@ -18,6 +18,8 @@ pub mod jobs;
 pub mod operator;
 pub mod partition;
 pub mod record;
+pub mod time;
+pub mod window;
 
 pub use job::{EngineOptions, Job, JobError, JobReport, Node};
 
@@ -35,5 +37,7 @@ pub mod prelude {
         AggregateFn, Collector, Emitter, Key, KeyedContext, KeyedProcess, OpenContext,
         OperatorError,
     };
+    pub use crate::record::NO_TIMESTAMP;
+    pub use crate::time::WatermarkStrategy;
     pub use weir_actors::state::{ListHandle, MapHandle, StateDescriptor, ValueHandle};
 }

@@ -132,8 +132,13 @@ fn run_job(args: RunArgs) -> Result<ExitCode, Error> {
                 );
             }
         }
-        JobName::W1 => {
-            let result = weir::bench::w1::run(EngineOptions::from_config(&config), args.n)?;
+        JobName::W1 | JobName::W2 => {
+            let options = EngineOptions::from_config(&config);
+            let result = if args.job == JobName::W1 {
+                weir::bench::w1::run(options, args.n)?
+            } else {
+                weir::bench::w2::run(options, args.n)?
+            };
             println!("{}", result.to_json());
             if !result.passed() {
                 return Ok(ExitCode::from(2));
@@ -149,6 +154,7 @@ fn bench(args: BenchArgs) -> Result<ExitCode, Error> {
     let options = EngineOptions::from_config(&config);
     let result = match args.workload {
         Workload::W1 => weir::bench::w1::run(options, args.n)?,
+        Workload::W2 => weir::bench::w2::run(options, args.n)?,
     };
     println!("{}", result.to_json());
     Ok(if result.passed() {

@@ -1,4 +1,7 @@
-//! Records as they cross a key exchange.
+//! Records as they cross a key exchange, and their timestamps.
+
+/// The timestamp of a record that has none (the job does not use event time).
+pub const NO_TIMESTAMP: i64 = i64::MIN;
 
 /// A record on its way to a keyed stage: its key partition (computed once, by the
 /// sender), its key, and its value.
@@ -6,6 +9,9 @@
 pub struct Keyed<K, V> {
     /// The key partition of `key`.
     pub kp: u32,
+    /// The record's event timestamp in ms ([`NO_TIMESTAMP`] when the job has no event
+    /// time).
+    pub ts: i64,
     /// The key.
     pub key: K,
     /// The value.

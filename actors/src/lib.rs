@@ -22,7 +22,7 @@ pub mod task;
 pub mod workers;
 
 pub use mailbox::{Mailbox, MailboxClosed, MailboxGate};
-pub use marker::Marker;
+pub use marker::{Marker, Progress, WatermarkTracker, NO_WATERMARK};
 pub use message::{Deliver, Payload};
 pub use outbox::{Outbox, PendingSends};
 pub use partition_actor::{ActorId, PartitionActor, Stop};

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use actix::prelude::*;
 
-use crate::marker::Marker;
+use crate::marker::{Marker, Progress, WatermarkTracker};
 use crate::message::{Deliver, Payload};
 use crate::outbox::Outbox;
 use crate::panic::{guarded, Failure};
@@ -70,6 +70,9 @@ pub struct PartitionActor<T: Task> {
     out: Outbox<T::Out>,
     ended: Vec<bool>,
     open_inputs: usize,
+    watermarks: WatermarkTracker,
+    /// Whether this actor told its receivers it is idle.
+    idle_sent: bool,
     phase: Phase,
     /// The source's last round found no more input for now.
     idle: bool,
@@ -94,6 +97,8 @@ impl<T: Task> PartitionActor<T> {
             out,
             ended: vec![false; inputs as usize],
             open_inputs: inputs as usize,
+            watermarks: WatermarkTracker::new(inputs as usize),
+            idle_sent: false,
             phase: Phase::Running,
             idle: false,
             supervisor,
@@ -175,6 +180,35 @@ impl<T: Task> PartitionActor<T> {
         Ok(())
     }
 
+    /// Reacts to a change of the combined watermark: lets the task fire what it
+    /// completes, then forwards the watermark (or the idle status) downstream.
+    fn on_progress(&mut self, progress: Progress) -> Result<(), Failure> {
+        self.fire_watermark(progress, true)
+    }
+
+    fn fire_watermark(&mut self, progress: Progress, forward: bool) -> Result<(), Failure> {
+        match progress {
+            Progress::Unchanged => Ok(()),
+            Progress::AllIdle => {
+                if forward && !self.idle_sent {
+                    self.idle_sent = true;
+                    self.out.broadcast_marker(Marker::Idle);
+                }
+                Ok(())
+            }
+            Progress::Advanced(w) => {
+                let task = &mut self.task;
+                let out = &mut self.out;
+                guarded(|| task.on_watermark(w, out))?;
+                if forward {
+                    self.idle_sent = false;
+                    self.out.broadcast_marker(Marker::Watermark(w));
+                }
+                Ok(())
+            }
+        }
+    }
+
     fn done(&self) -> AtomicResponse<Self, ()> {
         AtomicResponse::new(Box::pin(actix::fut::ready(())))
     }
@@ -219,6 +253,16 @@ impl<T: Task> Handler<Deliver<T::In>> for PartitionActor<T> {
                 let out = &mut self.out;
                 guarded(|| task.on_batch(from, batch, out))
             }
+            Payload::Marker(Marker::Watermark(w)) => {
+                self.stats.add_in(0);
+                let progress = self.watermarks.watermark(from as usize, w);
+                self.on_progress(progress)
+            }
+            Payload::Marker(Marker::Idle) => {
+                self.stats.add_in(0);
+                let progress = self.watermarks.idle(from as usize);
+                self.on_progress(progress)
+            }
             Payload::Marker(Marker::EndOfInput) => {
                 self.stats.add_in(0);
                 match self.ended.get_mut(from as usize) {
@@ -226,9 +270,14 @@ impl<T: Task> Handler<Deliver<T::In>> for PartitionActor<T> {
                         *ended = true;
                         self.open_inputs -= 1;
                         if self.open_inputs == 0 {
-                            self.finish_input()
+                            // The last input ended: event time runs out (the
+                            // watermark reaches +infinity), then the input ends.
+                            let progress = self.watermarks.ended(from as usize);
+                            self.fire_watermark(progress, false)
+                                .and_then(|()| self.finish_input())
                         } else {
-                            Ok(())
+                            let progress = self.watermarks.ended(from as usize);
+                            self.on_progress(progress)
                         }
                     }
                     Some(_) => Err(Failure::Error(format!(

@@ -87,6 +87,17 @@ pub trait Task: Send + 'static {
         Ok(Pumped::Exhausted)
     }
 
+    /// The actor's watermark (the minimum over its active inputs) advanced to
+    /// `watermark`: fire what it completes. The kernel forwards the watermark
+    /// downstream after this returns, so what is emitted here precedes it.
+    fn on_watermark(
+        &mut self,
+        _watermark: i64,
+        _out: &mut Outbox<Self::Out>,
+    ) -> Result<(), TaskError> {
+        Ok(())
+    }
+
     /// Every input has ended (or the source is exhausted): emit what is still held
     /// back and make state durable. The kernel then forwards `EndOfInput`.
     fn end_of_input(&mut self, _out: &mut Outbox<Self::Out>) -> Result<(), TaskError> {

@@ -3,6 +3,7 @@
 
 pub mod rss;
 pub mod w1;
+pub mod w2;
 
 use serde::Serialize;
 

@@ -167,9 +167,12 @@ impl W2Events {
     }
 }
 
-/// Reads a range of W2 events.
+/// Reads every `step`-th W2 event from `next`: splits interleave, so every split
+/// advances through event time together (contiguous ranges would leave one split's
+/// watermark hours behind another's, and the windows between them open).
 pub struct W2Reader {
     next: u64,
+    step: u64,
     end: u64,
 }
 
@@ -182,10 +185,10 @@ impl Source for W2Events {
     }
 
     fn reader(&self, split: u32, splits: u32) -> Result<W2Reader, SourceError> {
-        let r = split_range(self.n, split, splits);
         Ok(W2Reader {
-            next: r.start,
-            end: r.end,
+            next: u64::from(split),
+            step: u64::from(splits.max(1)),
+            end: self.n,
         })
     }
 }
@@ -198,10 +201,12 @@ impl SourceReader for W2Reader {
         budget: usize,
         out: &mut C,
     ) -> Result<ReadStatus, SourceError> {
-        let stop = self.end.min(self.next + budget.max(1) as u64);
-        while self.next < stop {
+        for _ in 0..budget.max(1) {
+            if self.next >= self.end {
+                break;
+            }
             out.collect(W2Event::generate(self.next));
-            self.next += 1;
+            self.next += self.step;
         }
         Ok(if self.next >= self.end {
             ReadStatus::Exhausted

@@ -40,6 +40,7 @@ use weir_actors::state::StateValue;
 use crate::connector::{SinkFactory, Source};
 use crate::operator::chain::{FilterOp, FlatMapOp, Identity, MapOp, Then};
 use crate::operator::{Aggregate, AggregateFn, Chain, Emitter, Key, KeyedProcess, Reduce};
+use crate::time::{NoEventTime, TimestampStrategy};
 
 use super::plan::{KeyedStagePlan, SourceStagePlan, StagePlan};
 use super::terminal::{ExchangeSpec, KeyBy, KeySelector, PairKey, SinkSpec, TerminalSpec};
@@ -75,12 +76,22 @@ pub struct JobBuilder {
 }
 
 impl JobBuilder {
-    /// Reads the job's input from `source`.
-    pub fn source<S: Source>(self, source: S) -> Stream<SourceHead<S>, Identity> {
+    /// Reads the job's input from `source`, without event time.
+    pub fn source<S: Source>(self, source: S) -> Stream<SourceHead<S, NoEventTime>, Identity> {
+        self.source_with_time(source, NoEventTime)
+    }
+
+    /// Reads the job's input from `source`, stamping records with event time and
+    /// sending watermarks as `time` says (see [`WatermarkStrategy`](crate::time::WatermarkStrategy)).
+    pub fn source_with_time<S, T>(self, source: S, time: T) -> Stream<SourceHead<S, T>, Identity>
+    where
+        S: Source,
+        T: TimestampStrategy<S::Item>,
+    {
         Stream {
             name: self.name,
             done: Vec::new(),
-            head: SourceHead(source),
+            head: SourceHead(source, time),
             chain: Identity,
         }
     }
@@ -100,22 +111,24 @@ pub trait IntoPlan<C, Ts>: Head {
     fn into_plan(self, chain: C, term: Ts) -> Box<dyn StagePlan>;
 }
 
-/// A stage that starts at a source.
-pub struct SourceHead<S>(S);
+/// A stage that starts at a source, with its event-time strategy.
+pub struct SourceHead<S, T>(S, T);
 
-impl<S: Source> Head for SourceHead<S> {
+impl<S: Source, T: TimestampStrategy<S::Item>> Head for SourceHead<S, T> {
     type Out = S::Item;
 }
 
-impl<S, C, Ts> IntoPlan<C, Ts> for SourceHead<S>
+impl<S, T, C, Ts> IntoPlan<C, Ts> for SourceHead<S, T>
 where
     S: Source,
+    T: TimestampStrategy<S::Item>,
     C: Chain<S::Item>,
     Ts: TerminalSpec<C::Out>,
 {
     fn into_plan(self, chain: C, term: Ts) -> Box<dyn StagePlan> {
         Box::new(SourceStagePlan {
             source: self.0,
+            time: self.1,
             chain,
             term,
         })

@@ -17,8 +17,9 @@ use crate::operator::{Chain, KeyedProcess};
 
 use super::error::JobError;
 use super::options::EngineOptions;
-use super::tasks::{KeyedTask, SourceTask};
+use super::tasks::{KeyedTask, SourceTask, SplitProgress};
 use super::terminal::TerminalSpec;
+use crate::time::TimestampStrategy;
 
 /// What a stage needs to spawn its actors.
 pub struct SpawnEnv<'a> {
@@ -129,15 +130,17 @@ fn spawn_tasks<T: Task>(
 }
 
 /// A stage that starts at a source.
-pub(crate) struct SourceStagePlan<S, C, Ts> {
+pub(crate) struct SourceStagePlan<S, T, C, Ts> {
     pub source: S,
+    pub time: T,
     pub chain: C,
     pub term: Ts,
 }
 
-impl<S, C, Ts> StagePlan for SourceStagePlan<S, C, Ts>
+impl<S, T, C, Ts> StagePlan for SourceStagePlan<S, T, C, Ts>
 where
     S: Source,
+    T: TimestampStrategy<S::Item>,
     C: Chain<S::Item>,
     Ts: TerminalSpec<C::Out>,
 {
@@ -185,6 +188,8 @@ where
                 })?;
             tasks.push(SourceTask {
                 reader,
+                time: self.time.clone(),
+                progress: SplitProgress::new(),
                 chain: self.chain.clone(),
                 term,
                 budget: env.options.batch_size.max(1),
@@ -258,6 +263,7 @@ where
                 term,
                 partition: i,
                 parallelism: env.parallelism,
+                watermark: weir_actors::NO_WATERMARK,
             });
         }
         Ok(spawn_tasks(env, tasks, downstream))

@@ -1,11 +1,14 @@
 //! The tasks partition actors run: a source stage's and a keyed stage's.
 
-use weir_actors::state::KeyedState;
-use weir_actors::{Outbox, Pumped, Task, TaskError};
+use std::time::Instant;
+
+use weir_actors::state::{KeyedState, TimerDomain};
+use weir_actors::{Marker, Outbox, Pumped, Task, TaskError, NO_WATERMARK};
 
 use crate::connector::{ReadStatus, SourceReader};
 use crate::operator::{Chain, Collector, KeyedContext, KeyedProcess, OpenContext};
-use crate::record::Keyed;
+use crate::record::{Keyed, NO_TIMESTAMP};
+use crate::time::TimestampStrategy;
 
 use super::terminal::{IntoTerminal, Terminal};
 
@@ -24,6 +27,34 @@ where
     fn collect(&mut self, item: In) {
         self.chain.push(item, &mut self.into);
     }
+
+    #[inline(always)]
+    fn set_timestamp(&mut self, ts: i64) {
+        self.into.ts = ts;
+    }
+}
+
+/// Stamps each item a source reads with its timestamp and tracks the highest one.
+struct Stamp<'a, S, P> {
+    time: &'a S,
+    max_ts: &'a mut i64,
+    count: usize,
+    pipe: P,
+}
+
+impl<T, S: TimestampStrategy<T>, P: Collector<T>> Collector<T> for Stamp<'_, S, P> {
+    #[inline(always)]
+    fn collect(&mut self, item: T) {
+        self.count += 1;
+        if S::ENABLED {
+            let ts = self.time.timestamp(&item);
+            if ts > *self.max_ts {
+                *self.max_ts = ts;
+            }
+            self.pipe.set_timestamp(ts);
+        }
+        self.pipe.collect(item);
+    }
 }
 
 fn check<Tm: Terminal<T>, T>(term: &mut Tm) -> Result<(), TaskError> {
@@ -33,19 +64,83 @@ fn check<Tm: Terminal<T>, T>(term: &mut Tm) -> Result<(), TaskError> {
     }
 }
 
-/// A source stage's partition: reads a split, runs the chain, feeds the terminal.
-pub(crate) struct SourceTask<R, C, Tm> {
+/// A source stage's partition: reads a split, stamps records with event time, runs
+/// the chain, feeds the terminal, and sends the split's watermarks.
+pub(crate) struct SourceTask<R, S, C, Tm> {
     pub reader: R,
+    pub time: S,
     pub chain: C,
     pub term: Tm,
     /// Records read per round.
     pub budget: usize,
     pub what: String,
+    pub progress: SplitProgress,
 }
 
-impl<R, C, Tm> Task for SourceTask<R, C, Tm>
+/// Event-time progress of one source split.
+pub(crate) struct SplitProgress {
+    max_ts: i64,
+    sent: i64,
+    sent_at: Option<Instant>,
+    last_input: Instant,
+    idle: bool,
+}
+
+impl SplitProgress {
+    pub fn new() -> Self {
+        SplitProgress {
+            max_ts: NO_TIMESTAMP,
+            sent: NO_WATERMARK,
+            sent_at: None,
+            last_input: Instant::now(),
+            idle: false,
+        }
+    }
+}
+
+impl<R, S, C, Tm> SourceTask<R, S, C, Tm>
 where
     R: SourceReader,
+    S: TimestampStrategy<R::Item>,
+    C: Chain<R::Item>,
+    Tm: Terminal<C::Out>,
+{
+    /// After a round that read `read` records: send the watermark if it advanced and
+    /// the interval passed, or declare the split idle after its idle timeout.
+    fn progress(&mut self, read: usize, out: &mut Outbox<Tm::Wire>) {
+        let now = Instant::now();
+        let p = &mut self.progress;
+        if read > 0 {
+            p.last_input = now;
+            if p.idle {
+                // Active again: a watermark (even an old one) says so downstream.
+                p.idle = false;
+                out.broadcast_marker(Marker::Watermark(p.sent));
+            }
+        }
+        let wm = self.time.watermark(p.max_ts);
+        let due = p
+            .sent_at
+            .is_none_or(|at| now.duration_since(at) >= self.time.interval());
+        if wm > p.sent && due {
+            out.broadcast_marker(Marker::Watermark(wm));
+            p.sent = wm;
+            p.sent_at = Some(now);
+        } else if read == 0 && !p.idle {
+            if let Some(timeout) = self.time.idle_timeout() {
+                if now.duration_since(p.last_input) >= timeout {
+                    p.idle = true;
+                    out.broadcast_marker(Marker::Idle);
+                }
+            }
+        }
+    }
+}
+
+impl<R, S, C, Tm> Task for SourceTask<R, S, C, Tm>
+where
+    R: SourceReader,
+    S: TimestampStrategy<R::Item>,
     C: Chain<R::Item>,
     Tm: Terminal<C::Out>,
 {
@@ -65,18 +160,28 @@ where
     }
 
     fn pump(&mut self, out: &mut Outbox<Tm::Wire>) -> Result<Pumped, TaskError> {
-        let mut pipe = Pipe {
-            chain: &mut self.chain,
-            into: IntoTerminal {
-                term: &mut self.term,
-                out,
+        let mut stamp = Stamp {
+            time: &self.time,
+            max_ts: &mut self.progress.max_ts,
+            count: 0,
+            pipe: Pipe {
+                chain: &mut self.chain,
+                into: IntoTerminal {
+                    term: &mut self.term,
+                    out,
+                    ts: NO_TIMESTAMP,
+                },
             },
         };
         let status = self
             .reader
-            .read(self.budget, &mut pipe)
+            .read(self.budget, &mut stamp)
             .map_err(|e| TaskError::caused(format!("reading {}", self.what), e))?;
+        let read = stamp.count;
         check(&mut self.term)?;
+        if S::ENABLED && status != ReadStatus::Exhausted {
+            self.progress(read, out);
+        }
         Ok(match status {
             ReadStatus::More => Pumped::More,
             ReadStatus::Idle => Pumped::Idle,
@@ -90,7 +195,7 @@ where
 }
 
 /// A keyed stage's partition: runs the keyed operator with each record's key state,
-/// then the chain and terminal after it.
+/// fires its timers as the watermark passes them, then the chain and terminal.
 pub(crate) struct KeyedTask<P: KeyedProcess, C, Tm> {
     pub process: P,
     pub state: KeyedState<P::Key>,
@@ -98,6 +203,7 @@ pub(crate) struct KeyedTask<P: KeyedProcess, C, Tm> {
     pub term: Tm,
     pub partition: u32,
     pub parallelism: u32,
+    pub watermark: i64,
 }
 
 impl<P, C, Tm> Task for KeyedTask<P, C, Tm>
@@ -131,18 +237,60 @@ where
             into: IntoTerminal {
                 term: &mut self.term,
                 out,
+                ts: NO_TIMESTAMP,
             },
         };
         for record in batch {
+            pipe.into.ts = record.ts;
             let mut ctx = KeyedContext {
                 state: &mut self.state,
                 kp: record.kp,
                 key: &record.key,
                 out: &mut pipe,
+                ts: record.ts,
+                watermark: self.watermark,
             };
             self.process
                 .process(record.value, &mut ctx)
                 .map_err(|e| TaskError::caused("process", e))?;
+        }
+        check(&mut self.term)?;
+        self.state
+            .maintain()
+            .map_err(|e| TaskError::caused("state cache maintenance", e))
+    }
+
+    fn on_watermark(
+        &mut self,
+        watermark: i64,
+        out: &mut Outbox<Tm::Wire>,
+    ) -> Result<(), TaskError> {
+        self.watermark = watermark;
+        let mut pipe = Pipe {
+            chain: &mut self.chain,
+            into: IntoTerminal {
+                term: &mut self.term,
+                out,
+                ts: NO_TIMESTAMP,
+            },
+        };
+        while let Some(timer) = self
+            .state
+            .pop_timer(TimerDomain::EventTime, watermark)
+            .map_err(|e| TaskError::caused("reading timers", e))?
+        {
+            pipe.into.ts = timer.timestamp;
+            let mut ctx = KeyedContext {
+                state: &mut self.state,
+                kp: timer.kp,
+                key: &timer.key,
+                out: &mut pipe,
+                ts: timer.timestamp,
+                watermark,
+            };
+            self.process
+                .on_timer(timer.timestamp, &mut ctx)
+                .map_err(|e| TaskError::caused("on_timer", e))?;
         }
         check(&mut self.term)?;
         self.state
@@ -156,6 +304,7 @@ where
             into: IntoTerminal {
                 term: &mut self.term,
                 out,
+                ts: NO_TIMESTAMP,
             },
         };
         self.process

@@ -14,8 +14,8 @@ use crate::record::Keyed;
 pub trait Terminal<T>: Send + 'static {
     /// What crosses to the next stage (`()` for a sink).
     type Wire: Send + Unpin + 'static;
-    /// Takes one record.
-    fn accept(&mut self, item: T, out: &mut Outbox<Self::Wire>);
+    /// Takes one record with its timestamp.
+    fn accept(&mut self, item: T, ts: i64, out: &mut Outbox<Self::Wire>);
     /// A failure noted by `accept` (reported after the batch).
     fn take_error(&mut self) -> Option<TaskError>;
     /// The input has ended.
@@ -44,12 +44,18 @@ pub trait TerminalSpec<T>: Send + 'static {
 pub(crate) struct IntoTerminal<'a, Tm, W: Send + 'static> {
     pub term: &'a mut Tm,
     pub out: &'a mut Outbox<W>,
+    /// The timestamp of the record being pushed (outputs inherit their input's).
+    pub ts: i64,
 }
 
 impl<T, Tm: Terminal<T>> Collector<T> for IntoTerminal<'_, Tm, Tm::Wire> {
     #[inline(always)]
     fn collect(&mut self, item: T) {
-        self.term.accept(item, self.out);
+        self.term.accept(item, self.ts, self.out);
+    }
+    #[inline(always)]
+    fn set_timestamp(&mut self, ts: i64) {
+        self.ts = ts;
     }
 }
 
@@ -63,7 +69,7 @@ impl<T, S: Sink<T>> Terminal<T> for SinkTerminal<S> {
     type Wire = ();
 
     #[inline]
-    fn accept(&mut self, item: T, _out: &mut Outbox<()>) {
+    fn accept(&mut self, item: T, _ts: i64, _out: &mut Outbox<()>) {
         if self.error.is_none() {
             if let Err(e) = self.sink.write(item) {
                 self.error = Some(e);
@@ -181,12 +187,12 @@ impl<T, Sel: KeySelector<T>> Terminal<T> for KeyExchange<Sel> {
     type Wire = Keyed<Sel::Key, Sel::Value>;
 
     #[inline]
-    fn accept(&mut self, item: T, out: &mut Outbox<Self::Wire>) {
+    fn accept(&mut self, item: T, ts: i64, out: &mut Outbox<Self::Wire>) {
         let (key, value) = self.selector.split(item);
         match key_partition(&key, self.key_partitions) {
             Ok(kp) => {
                 let dest = owner_of(kp, self.key_partitions, self.downstream) as usize;
-                out.push_to(dest, Keyed { kp, key, value });
+                out.push_to(dest, Keyed { kp, ts, key, value });
             }
             Err(e) => {
                 if self.error.is_none() {

@@ -59,6 +59,13 @@ impl AggregateFn<(String, i64)> for Summarise {
         acc.max = acc.max.max(reading);
     }
 
+    fn merge(&self, acc: &mut SensorStats, other: SensorStats) {
+        acc.count += other.count;
+        acc.sum += other.sum;
+        acc.min = acc.min.min(other.min);
+        acc.max = acc.max.max(other.max);
+    }
+
     fn result(&self, acc: &SensorStats) -> SensorSummary {
         SensorSummary {
             count: acc.count,

@@ -3,8 +3,10 @@
 
 mod demo;
 mod w1;
+mod w2;
 mod wordcount;
 
 pub use demo::{demo, SensorStats, SensorSummary};
 pub use w1::w1;
+pub use w2::{w2, CountSum, W2Rows};
 pub use wordcount::{wordcount, words};

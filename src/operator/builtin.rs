@@ -94,6 +94,9 @@ pub trait AggregateFn<V>: Clone + Send + 'static {
     fn create(&self) -> Self::Acc;
     /// Adds one value.
     fn add(&self, acc: &mut Self::Acc, value: V);
+    /// Merges `other` into `acc` (when session windows merge, or partial aggregates
+    /// meet).
+    fn merge(&self, acc: &mut Self::Acc, other: Self::Acc);
     /// The result for an accumulator.
     fn result(&self, acc: &Self::Acc) -> Self::Output;
 }

@@ -10,6 +10,11 @@
 pub trait Collector<T> {
     /// Takes one item.
     fn collect(&mut self, item: T);
+
+    /// Sets the timestamp of the items collected next (where timestamps are carried;
+    /// ignored elsewhere).
+    #[inline(always)]
+    fn set_timestamp(&mut self, _ts: i64) {}
 }
 
 /// A stateless transformation from `In` items to `Self::Out` items.
@@ -53,6 +58,10 @@ impl<T, B: Chain<T>, C: Collector<B::Out>> Collector<T> for Feed<'_, B, C> {
     #[inline(always)]
     fn collect(&mut self, item: T) {
         self.next.push(item, self.out);
+    }
+    #[inline(always)]
+    fn set_timestamp(&mut self, ts: i64) {
+        self.out.set_timestamp(ts);
     }
 }
 
@@ -116,9 +125,15 @@ pub struct Emitter<'a, U> {
 }
 
 impl<U> Emitter<'_, U> {
-    /// Emits one output.
+    /// Emits one output (with its input's timestamp).
     #[inline(always)]
     pub fn emit(&mut self, item: U) {
+        self.out.collect(item);
+    }
+
+    /// Emits one output with timestamp `ts`; later outputs of this input keep it.
+    pub fn emit_at(&mut self, item: U, ts: i64) {
+        self.out.set_timestamp(ts);
         self.out.collect(item);
     }
 }

@@ -2,8 +2,10 @@
 
 use weir_actors::state::{
     KeyedState, ListHandle, ListState, MapHandle, MapState, StateDescriptor, StateKey, StateValue,
-    ValueHandle, ValueState,
+    TimerDomain, ValueHandle, ValueState,
 };
+
+use crate::record::NO_TIMESTAMP;
 
 use super::chain::Collector;
 use super::error::OperatorError;
@@ -63,9 +65,59 @@ pub struct KeyedContext<'a, K, O> {
     pub(crate) kp: u32,
     pub(crate) key: &'a K,
     pub(crate) out: &'a mut dyn Collector<O>,
+    /// The current record's timestamp (or the firing timer's).
+    pub(crate) ts: i64,
+    /// The operator's current watermark.
+    pub(crate) watermark: i64,
 }
 
 impl<K: Key, O> KeyedContext<'_, K, O> {
+    /// The timestamp of the current record, or of the timer being fired
+    /// ([`NO_TIMESTAMP`] when the job has no event time).
+    #[inline]
+    pub fn timestamp(&self) -> i64 {
+        self.ts
+    }
+
+    /// The operator's current watermark: every record with a timestamp at or below it
+    /// has arrived, except late ones.
+    #[inline]
+    pub fn current_watermark(&self) -> i64 {
+        self.watermark
+    }
+
+    /// Emits one record with timestamp `ts` (instead of the current record's).
+    pub fn emit_at(&mut self, item: O, ts: i64) {
+        self.out.set_timestamp(ts);
+        self.out.collect(item);
+        self.out.set_timestamp(self.ts);
+    }
+
+    /// Asks for [`KeyedProcess::on_timer`] to be called for the current key once the
+    /// watermark reaches `timestamp`. Registering the same time twice gives one call.
+    pub fn register_event_timer(&mut self, timestamp: i64) -> Result<(), OperatorError> {
+        if timestamp == NO_TIMESTAMP {
+            return Err(OperatorError::msg(
+                "cannot register an event-time timer at NO_TIMESTAMP (does the source assign timestamps?)",
+            ));
+        }
+        Ok(self
+            .state
+            .register_timer(TimerDomain::EventTime, self.kp, self.key, timestamp)?)
+    }
+
+    /// Cancels an event-time timer of the current key.
+    pub fn delete_event_timer(&mut self, timestamp: i64) -> Result<(), OperatorError> {
+        Ok(self
+            .state
+            .delete_timer(TimerDomain::EventTime, self.kp, self.key, timestamp)?)
+    }
+
+    /// The current processing time (wall clock, ms since the Unix epoch).
+    pub fn processing_time(&self) -> i64 {
+        crate::time::processing_time_ms()
+    }
+
     /// The current record's key.
     #[inline]
     pub fn key(&self) -> &K {
@@ -136,6 +188,17 @@ pub trait KeyedProcess: Clone + Send + 'static {
         value: Self::In,
         ctx: &mut KeyedContext<'_, Self::Key, Self::Out>,
     ) -> Result<(), OperatorError>;
+
+    /// Called when an event-time timer of the current key fires (the watermark reached
+    /// `timestamp`); the key's state is in scope and emitted records carry `timestamp`.
+    /// Timers fire in timestamp order, each once.
+    fn on_timer(
+        &mut self,
+        _timestamp: i64,
+        _ctx: &mut KeyedContext<'_, Self::Key, Self::Out>,
+    ) -> Result<(), OperatorError> {
+        Ok(())
+    }
 
     /// Called once when every input has ended; may emit final results.
     fn close(&mut self, _out: &mut dyn Collector<Self::Out>) -> Result<(), OperatorError> {

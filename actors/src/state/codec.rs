@@ -7,6 +7,7 @@
 //! All payloads use bincode 1.3's default functions (fixed-width little-endian
 //! integers), so the bytes are identical on every platform.
 
+use super::timers::TimerDomain;
 use bincode::Options;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -22,6 +23,19 @@ pub const PARTITION_PREFIX_LEN: usize = 4;
 
 /// Length of the `[key partition][state id]` prefix of every sled key.
 pub const STATE_PREFIX_LEN: usize = 8;
+
+/// The reserved state name under which timers are stored (see [`TIMER_STATE_ID`]).
+/// Registering a user state of this name, or of any name with the same state id, is a
+/// [`StateError::DescriptorConflict`](super::StateError::DescriptorConflict).
+pub const TIMER_STATE_NAME: &str = "__weir_timers";
+
+/// The state id of timers: [`state_id`]`(`[`TIMER_STATE_NAME`]`)`, the CRC-32 of
+/// `"__weir_timers"`.
+pub const TIMER_STATE_ID: u32 = 0x135a_96bf;
+
+/// Length of the fixed part of a timer's sled key:
+/// `[key partition][TIMER_STATE_ID][domain u8][timestamp u64 BE]`.
+pub const TIMER_KEY_HEADER_LEN: usize = STATE_PREFIX_LEN + 1 + 8;
 
 /// Why a stored value record was rejected.
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +132,87 @@ pub fn decode_exact<T: DeserializeOwned>(bytes: &[u8]) -> bincode::Result<T> {
         .with_fixint_encoding()
         .reject_trailing_bytes()
         .deserialize(bytes)
+}
+
+/// The 8 bytes of timestamp `ts` in a timer key: big-endian with the sign bit
+/// flipped, so byte order is numeric order (`i64::MIN` is all zeros).
+pub fn timer_timestamp_bytes(ts: i64) -> [u8; 8] {
+    ((ts as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// Inverse of [`timer_timestamp_bytes`].
+pub fn timer_timestamp_from_bytes(bytes: [u8; 8]) -> i64 {
+    (u64::from_be_bytes(bytes) ^ (1 << 63)) as i64
+}
+
+/// The sled key prefix of every timer of `domain` in key partition `kp`.
+pub fn timer_domain_prefix(kp: u32, domain: TimerDomain) -> [u8; STATE_PREFIX_LEN + 1] {
+    let mut out = [0u8; STATE_PREFIX_LEN + 1];
+    out[..STATE_PREFIX_LEN].copy_from_slice(&state_prefix(kp, TIMER_STATE_ID));
+    out[STATE_PREFIX_LEN] = domain.tag();
+    out
+}
+
+/// Replaces `buf` with the sled key of a timer,
+/// `[kp BE][TIMER_STATE_ID BE][domain tag][timestamp (see timer_timestamp_bytes)][key]`,
+/// where `encoded_key` is the bincode encoding of the record key. Within one key
+/// partition and domain, sled orders timers by timestamp, then key bytes.
+pub fn write_timer_key(
+    buf: &mut Vec<u8>,
+    kp: u32,
+    domain: TimerDomain,
+    timestamp: i64,
+    encoded_key: &[u8],
+) {
+    buf.clear();
+    buf.extend_from_slice(&timer_domain_prefix(kp, domain));
+    buf.extend_from_slice(&timer_timestamp_bytes(timestamp));
+    buf.extend_from_slice(encoded_key);
+}
+
+/// A timer's sled key taken apart by [`parse_timer_key`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimerKeyParts<'a> {
+    /// The key partition.
+    pub kp: u32,
+    /// The timer's clock.
+    pub domain: TimerDomain,
+    /// When it fires.
+    pub timestamp: i64,
+    /// The bincode encoding of the record key.
+    pub key: &'a [u8],
+}
+
+/// Takes apart a sled key written by [`write_timer_key`]; the error says why the key
+/// is not one (too short, another state id, unknown domain tag).
+pub fn parse_timer_key(sled_key: &[u8]) -> Result<TimerKeyParts<'_>, String> {
+    if sled_key.len() < TIMER_KEY_HEADER_LEN {
+        return Err(format!(
+            "timer key of {} bytes is shorter than the {TIMER_KEY_HEADER_LEN}-byte header",
+            sled_key.len()
+        ));
+    }
+    let (head, key) = sled_key.split_at(TIMER_KEY_HEADER_LEN);
+    let mut word = [0u8; 4];
+    word.copy_from_slice(&head[..4]);
+    let kp = u32::from_be_bytes(word);
+    word.copy_from_slice(&head[4..8]);
+    let id = u32::from_be_bytes(word);
+    if id != TIMER_STATE_ID {
+        return Err(format!(
+            "state id {id:#010x} is not the timer state id {TIMER_STATE_ID:#010x}"
+        ));
+    }
+    let domain = TimerDomain::from_tag(head[8])
+        .ok_or_else(|| format!("unknown timer domain tag {}", head[8]))?;
+    let mut ts = [0u8; 8];
+    ts.copy_from_slice(&head[9..]);
+    Ok(TimerKeyParts {
+        kp,
+        domain,
+        timestamp: timer_timestamp_from_bytes(ts),
+        key,
+    })
 }
 
 /// Replaces `out` with the value record
@@ -261,7 +356,49 @@ mod tests {
         assert_eq!(bytes.len(), 2 + 8 + 8 + 1 + 8 + 1 + 1 + 1);
     }
 
+    #[test]
+    fn timer_state_id_is_the_crc_of_the_reserved_name() {
+        assert_eq!(TIMER_STATE_ID, state_id(TIMER_STATE_NAME));
+    }
+
+    #[test]
+    fn timer_key_layout_is_fixed() {
+        let mut key = Vec::new();
+        write_timer_key(&mut key, 3, TimerDomain::ProcessingTime, -2, &[9, 8]);
+        let mut expected = vec![0, 0, 0, 3];
+        expected.extend_from_slice(&TIMER_STATE_ID.to_be_bytes());
+        expected.push(1);
+        expected.extend_from_slice(&[0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe]);
+        expected.extend_from_slice(&[9, 8]);
+        assert_eq!(key, expected);
+        assert_eq!(key_partition(&key), Some(3));
+        assert_eq!(
+            parse_timer_key(&key).unwrap(),
+            TimerKeyParts {
+                kp: 3,
+                domain: TimerDomain::ProcessingTime,
+                timestamp: -2,
+                key: &[9, 8],
+            }
+        );
+        assert_eq!(timer_timestamp_bytes(i64::MIN), [0; 8]);
+        assert_eq!(timer_timestamp_bytes(i64::MAX), [0xff; 8]);
+        assert!(parse_timer_key(&key[..TIMER_KEY_HEADER_LEN - 1]).is_err());
+        let mut bad = key.clone();
+        bad[8] = 2;
+        assert!(parse_timer_key(&bad).unwrap_err().contains("domain tag 2"));
+        bad = key.clone();
+        bad[4] ^= 1;
+        assert!(parse_timer_key(&bad).unwrap_err().contains("state id"));
+    }
+
     proptest! {
+        #[test]
+        fn timer_timestamp_bytes_order_numerically(a in any::<i64>(), b in any::<i64>()) {
+            prop_assert_eq!(a.cmp(&b), timer_timestamp_bytes(a).cmp(&timer_timestamp_bytes(b)));
+            prop_assert_eq!(timer_timestamp_from_bytes(timer_timestamp_bytes(a)), a);
+        }
+
         #[test]
         fn value_record_round_trips(v in sample(), expires in any::<u64>()) {
             let mut out = Vec::new();

@@ -6,6 +6,7 @@ use super::descriptor::{ListHandle, MapHandle, StateDescriptor, StateKind, Value
 use super::error::StateError;
 use super::list::ListState;
 use super::map::{MapCache, MapState};
+use super::timers::{FiredTimer, TimerDomain, Timers};
 use super::value::{ValueCache, ValueState};
 use super::{Clock, StateKey, StateValue};
 use serde::de::DeserializeOwned;
@@ -56,7 +57,7 @@ pub(crate) struct StateMeta {
 
 impl StateMeta {
     /// "state `x` of stage `s` in key partition n", for error messages.
-    fn what(&self, stage: &str, kp: u32) -> String {
+    pub(crate) fn what(&self, stage: &str, kp: u32) -> String {
         format!(
             "state `{}` of stage `{stage}` in key partition {kp}",
             self.name
@@ -355,6 +356,8 @@ pub struct KeyedState<K> {
     purge_per_flush: usize,
     /// Where the next purge step starts.
     purge_cursor: PurgeCursor,
+    /// Every pending timer of the owned partitions (never evicted).
+    timers: Timers,
 }
 
 impl<K> fmt::Debug for KeyedState<K> {
@@ -368,13 +371,15 @@ impl<K> fmt::Debug for KeyedState<K> {
             )
             .field("cached", &self.cached)
             .field("cache_limit", &self.cache_limit)
+            .field("timers", &self.timers.len())
             .finish_non_exhaustive()
     }
 }
 
 impl<K: StateKey> KeyedState<K> {
     /// Opens the state of `stage` over `owned` in `tree`, learning which partitions have
-    /// data on disk with one seek per non-empty partition.
+    /// data on disk with one seek per non-empty partition, and loading the timers of
+    /// those partitions.
     pub(crate) fn new(
         stage: String,
         owned: Range<u32>,
@@ -411,11 +416,13 @@ impl<K: StateKey> KeyedState<K> {
             partition_on_disk[(kp - owned.start) as usize] = true;
             next = kp + 1;
         }
+        let timers = Timers::load::<K>(&tree, &stage, &owned, &partition_on_disk)?;
         tracing::debug!(
             stage = %stage,
             start = owned.start,
             end = owned.end,
             with_data = partition_on_disk.iter().filter(|b| **b).count(),
+            timers = timers.len(),
             "opened keyed state"
         );
         Ok(Self {
@@ -432,6 +439,7 @@ impl<K: StateKey> KeyedState<K> {
             val_buf: Vec::new(),
             purge_per_flush: DEFAULT_PURGE_PER_FLUSH,
             purge_cursor: PurgeCursor::default(),
+            timers,
         })
     }
 
@@ -514,6 +522,17 @@ impl<K: StateKey> KeyedState<K> {
             }
         };
         let id = d.state_id();
+        if name == codec::TIMER_STATE_NAME || id == codec::TIMER_STATE_ID {
+            return Err(StateError::DescriptorConflict {
+                stage: self.stage.clone(),
+                name,
+                reason: format!(
+                    "the name `{}` and its state id {:#010x} are reserved for timers",
+                    codec::TIMER_STATE_NAME,
+                    codec::TIMER_STATE_ID
+                ),
+            });
+        }
         for (index, r) in self.registry.iter().enumerate() {
             if r.name == name {
                 if r.kind == kind && r.types == types && r.ttl == d.ttl() {
@@ -677,7 +696,8 @@ impl<K: StateKey> KeyedState<K> {
     }
 
     /// Writes every dirty entry to sled and deletes cleared, removed and expired
-    /// entries. Entries stay cached and become clean.
+    /// entries. Entries stay cached and become clean. Timers registered since the last
+    /// flush are written, and timers fired or deleted since then are deleted.
     ///
     /// The operations are applied in key order as atomic [`sled::Batch`]es of at most
     /// [`FLUSH_CHUNK`] operations, because sled's memory for a single batch grows with
@@ -711,12 +731,16 @@ impl<K: StateKey> KeyedState<K> {
         for cache in &self.caches {
             cache.stage_flush(&mut ctx)?;
         }
+        self.timers.stage_flush(&mut ctx)?;
+        self.timers.begin_apply();
         ctx.apply()?;
         let mut stats = ctx.stats;
         for cache in &mut self.caches {
             let dropped = cache.commit_flush(now, &mut self.partition_on_disk);
             self.cached = self.cached.saturating_sub(dropped);
         }
+        self.timers
+            .commit_flush(self.owned.start, &mut self.partition_on_disk);
         stats.purged = self.purge_step(self.purge_per_flush, now)?;
         tracing::trace!(
             stage = %self.stage,
@@ -839,10 +863,80 @@ impl<K: StateKey> KeyedState<K> {
         Ok(doomed.len() as u64)
     }
 
+    /// Registers a timer of `domain` for `key` (in key partition `kp`) at `timestamp`.
+    /// Registering the same `(domain, kp, key, timestamp)` again is a no-op: one timer
+    /// fires once. The timer is written to sled at the next [`flush`](Self::flush).
+    ///
+    /// # Panics
+    /// If `kp` is not owned (see the type's docs).
+    pub fn register_timer(
+        &mut self,
+        domain: TimerDomain,
+        kp: u32,
+        key: &K,
+        timestamp: i64,
+    ) -> Result<(), StateError> {
+        self.encode_timer_key(kp, key)?;
+        self.timers.register(domain, kp, &self.key_buf, timestamp);
+        Ok(())
+    }
+
+    /// Deletes a timer registered with
+    /// [`register_timer`](Self::register_timer); a no-op if there is none.
+    ///
+    /// # Panics
+    /// If `kp` is not owned (see the type's docs).
+    pub fn delete_timer(
+        &mut self,
+        domain: TimerDomain,
+        kp: u32,
+        key: &K,
+        timestamp: i64,
+    ) -> Result<(), StateError> {
+        self.encode_timer_key(kp, key)?;
+        self.timers.delete(domain, kp, &self.key_buf, timestamp);
+        Ok(())
+    }
+
+    /// The timestamp of the earliest timer of `domain`, if any. Cheap (no allocation,
+    /// no disk): meant to be called on every watermark.
+    #[inline]
+    pub fn next_timer(&self, domain: TimerDomain) -> Option<i64> {
+        self.timers.next(domain)
+    }
+
+    /// Removes and returns the earliest timer of `domain` with a timestamp `<= up_to`,
+    /// or `None`. Timers come out in `(timestamp, kp, bincode(key))` order, each once;
+    /// timers registered in between (e.g. by the handler of the previous one) are
+    /// seen. The removal reaches sled at the next [`flush`](Self::flush).
+    ///
+    /// A stored key that does not decode as `K` is a [`StateError::Decode`] and stays
+    /// queued (keys are checked when the state is opened, so this is not expected).
+    pub fn pop_timer(
+        &mut self,
+        domain: TimerDomain,
+        up_to: i64,
+    ) -> Result<Option<FiredTimer<K>>, StateError> {
+        self.timers.pop(domain, up_to, &self.stage)
+    }
+
+    /// Number of pending timers of both domains, for metrics.
+    pub fn timer_count(&self) -> usize {
+        self.timers.len()
+    }
+
+    /// Checks `kp` and puts `bincode(key)` into the key buffer.
+    fn encode_timer_key(&mut self, kp: u32, key: &K) -> Result<(), StateError> {
+        self.part_index(kp);
+        self.key_buf.clear();
+        codec::append_bincode(&mut self.key_buf, key)
+            .map_err(|e| self.timers.meta().encode_error(&self.stage, kp, e))
+    }
+
     /// Keeps the cache within [`StoreConfig::cache_entries`](super::StoreConfig): when
     /// over the limit, flushes and then evicts clean entries (least recently used
     /// first, approximately) down to three quarters of the limit. Under the limit it
-    /// is a single comparison.
+    /// is a single comparison. Timers are not cached entries and are never evicted.
     #[inline]
     pub fn maintain(&mut self) -> Result<(), StateError> {
         if self.cached <= self.cache_limit {

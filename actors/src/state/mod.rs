@@ -27,7 +27,11 @@
 //! * the state id is the CRC-32 of the state's name ([`codec::state_id`]);
 //! * every stored value is `[version u8 = 1][crc32 LE u32][expires_at_ms u64 LE][bincode]`
 //!   ([`codec::encode_value`]); unknown versions and checksum mismatches are reported as
-//!   [`StateError::Corrupt`], never decoded.
+//!   [`StateError::Corrupt`], never decoded;
+//! * a timer is the key `[key partition u32 BE][TIMER_STATE_ID u32 BE][domain u8]
+//!   [timestamp u64 BE, sign bit flipped][bincode(key)]` ([`codec::write_timer_key`])
+//!   with an empty-payload value record; [`codec::TIMER_STATE_ID`] is the state id of
+//!   the reserved name [`codec::TIMER_STATE_NAME`], which user states cannot take.
 //!
 //! # Time to live
 //!
@@ -37,6 +41,19 @@
 //! expired entries are deleted from sled at the next flush (cached ones at once, stored
 //! ones by an incremental purge per flush, or by [`KeyedState::purge_expired`]). Time
 //! is processing time from the [`Clock`] given to [`StateStore::keyed`].
+//!
+//! # Timers
+//!
+//! Like Flink's `TimerService`, a keyed state holds event-time and processing-time
+//! timers per key ([`KeyedState::register_timer`], [`KeyedState::delete_timer`],
+//! [`KeyedState::next_timer`], [`KeyedState::pop_timer`]). One `(domain, key
+//! partition, key, timestamp)` is one timer, however often it is registered. Every
+//! pending timer of the owned key partitions is kept in memory, ordered by
+//! `(timestamp, key partition, bincode(key))` per domain, and is never evicted; the
+//! keyed state loads the stored timers of its partitions when it is opened, and
+//! flushes new, fired and deleted timers with the rest of the state. The store keeps
+//! no clock for them: the actor pops what is due at each watermark or processing-time
+//! tick.
 
 mod clock;
 pub mod codec;
@@ -47,6 +64,7 @@ mod list;
 mod map;
 mod slab;
 mod store;
+mod timers;
 mod value;
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -56,6 +74,7 @@ pub use keyed::{FlushStats, KeyedState, DEFAULT_PURGE_PER_FLUSH, FLUSH_CHUNK};
 pub use list::ListState;
 pub use map::MapState;
 pub use store::{tree_name, StateStore, StoreConfig};
+pub use timers::{FiredTimer, TimerDomain};
 pub use value::ValueState;
 
 use serde::de::DeserializeOwned;

@@ -126,9 +126,10 @@ impl StateStore {
     /// Opens the keyed state of `stage` for the key partitions `owned`.
     ///
     /// Checks once which owned key partitions hold anything on disk, so cache misses
-    /// in empty partitions never touch sled. The caller must not open two
-    /// `KeyedState`s for overlapping partitions of one stage at the same time: each
-    /// caches independently and they would overwrite each other's writes.
+    /// in empty partitions never touch sled, and loads the stored timers of the
+    /// partitions that do (timers are kept in memory in firing order). The caller must
+    /// not open two `KeyedState`s for overlapping partitions of one stage at the same
+    /// time: each caches independently and they would overwrite each other's writes.
     ///
     /// `clock` supplies processing time for TTL.
     pub fn keyed<K: StateKey>(

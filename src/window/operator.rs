@@ -1,0 +1,524 @@
+//! The window operators: keyed operators (built on [`KeyedProcess`] like any user
+//! operator) that gather a key's records into windows kept in keyed state, fire them
+//! with event-time timers as the watermark passes their end, and clear them once they
+//! can no longer fire.
+//!
+//! Lateness follows Flink: a record is late for a window when the watermark has
+//! passed the window's end plus the allowed lateness; a record late for all its
+//! windows goes to the late-data output (and is counted), never silently dropped. A
+//! record within the allowed lateness updates its window, which fires again.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use weir_actors::state::{MapHandle, StateDescriptor, StateValue, ValueHandle};
+
+use crate::connector::{Sink, SinkError};
+use crate::operator::{
+    AggregateFn, Collector, Key, KeyedContext, KeyedProcess, OpenContext, OperatorError,
+};
+use crate::record::NO_TIMESTAMP;
+
+use super::assigner::{TimeDomain, TimeWindow, WindowAssigner};
+use super::session::MergedWindows;
+
+/// What a window operator emits: the key, the window and the result.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WindowResult<K, R> {
+    /// The key.
+    pub key: K,
+    /// The window.
+    pub window: TimeWindow,
+    /// The window function's result.
+    pub value: R,
+}
+
+/// Makes each partition's late-data sink.
+pub type LateSinkFactory<K, V> =
+    Arc<dyn Fn(u32, u32) -> Result<Box<dyn Sink<(K, V)>>, SinkError> + Send + Sync>;
+
+/// Where records too late for every window go: a sink (when the job gave one) and a
+/// counter either way.
+pub struct LateOutput<K, V> {
+    factory: Option<LateSinkFactory<K, V>>,
+    sink: Option<Box<dyn Sink<(K, V)>>>,
+    count: Arc<AtomicU64>,
+}
+
+impl<K, V> Clone for LateOutput<K, V> {
+    fn clone(&self) -> Self {
+        LateOutput {
+            factory: self.factory.clone(),
+            sink: None,
+            count: self.count.clone(),
+        }
+    }
+}
+
+impl<K: 'static, V: 'static> LateOutput<K, V> {
+    /// Late records are counted and logged.
+    pub fn counted(count: Arc<AtomicU64>) -> Self {
+        LateOutput {
+            factory: None,
+            sink: None,
+            count,
+        }
+    }
+
+    /// Late records go to the sinks `factory` makes, and are counted.
+    pub fn to_sink(factory: LateSinkFactory<K, V>, count: Arc<AtomicU64>) -> Self {
+        LateOutput {
+            factory: Some(factory),
+            sink: None,
+            count,
+        }
+    }
+
+    fn open(&mut self, partition: u32, parallelism: u32) -> Result<(), OperatorError> {
+        if let Some(f) = &self.factory {
+            self.sink = Some(
+                f(partition, parallelism)
+                    .map_err(|e| OperatorError::msg(format!("opening the late-data sink: {e}")))?,
+            );
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, key: K, value: V, ts: i64, watermark: i64) -> Result<(), OperatorError> {
+        let n = self.count.fetch_add(1, Ordering::Relaxed);
+        match self.sink.as_mut() {
+            Some(sink) => sink
+                .write((key, value))
+                .map_err(|e| OperatorError::msg(format!("writing a late record: {e}"))),
+            None => {
+                if n.is_power_of_two() {
+                    tracing::warn!(timestamp = ts, watermark, late_records = n + 1,
+                        "a record arrived after its windows closed (counted; give the window a late-data sink to keep them)");
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn close(&mut self) -> Result<(), OperatorError> {
+        match self.sink.as_mut() {
+            Some(sink) => sink
+                .finish()
+                .map_err(|e| OperatorError::msg(format!("finishing the late-data sink: {e}"))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// How a window's contents become its result: incrementally (an accumulator per
+/// window) or all at once (the window's records, given to a function when it fires).
+pub trait WindowFunction<K, V>: Clone + Send + 'static {
+    /// What is kept per window.
+    type Contents: StateValue;
+    /// What a firing emits.
+    type Output: 'static;
+    /// Empty contents.
+    fn create(&self) -> Self::Contents;
+    /// Adds a record.
+    fn add(&self, contents: &mut Self::Contents, value: V);
+    /// Merges `other` into `contents` (session windows).
+    fn merge(&self, contents: &mut Self::Contents, other: Self::Contents);
+    /// The results of a firing window.
+    fn fire(
+        &self,
+        key: &K,
+        window: &TimeWindow,
+        contents: &Self::Contents,
+        out: &mut dyn FnMut(Self::Output),
+    );
+}
+
+/// Incremental aggregation with an [`AggregateFn`].
+#[derive(Clone)]
+pub struct Incremental<A>(pub A);
+
+impl<K, V, A: AggregateFn<V>> WindowFunction<K, V> for Incremental<A> {
+    type Contents = A::Acc;
+    type Output = A::Output;
+    fn create(&self) -> A::Acc {
+        self.0.create()
+    }
+    #[inline]
+    fn add(&self, acc: &mut A::Acc, value: V) {
+        self.0.add(acc, value);
+    }
+    fn merge(&self, acc: &mut A::Acc, other: A::Acc) {
+        self.0.merge(acc, other);
+    }
+    fn fire(&self, _key: &K, _window: &TimeWindow, acc: &A::Acc, out: &mut dyn FnMut(A::Output)) {
+        out(self.0.result(acc));
+    }
+}
+
+/// A full-window function: keeps every record of the window and hands them all to
+/// `f` when the window fires (Flink's `ProcessWindowFunction`).
+pub struct FullWindow<F, O>(pub F, pub std::marker::PhantomData<fn() -> O>);
+
+impl<F: Clone, O> Clone for FullWindow<F, O> {
+    fn clone(&self) -> Self {
+        FullWindow(self.0.clone(), std::marker::PhantomData)
+    }
+}
+
+impl<K, V, O, F> WindowFunction<K, V> for FullWindow<F, O>
+where
+    V: StateValue,
+    O: 'static,
+    F: Fn(&K, &TimeWindow, &[V], &mut dyn FnMut(O)) + Clone + Send + 'static,
+{
+    type Contents = Vec<V>;
+    type Output = O;
+    fn create(&self) -> Vec<V> {
+        Vec::new()
+    }
+    fn add(&self, contents: &mut Vec<V>, value: V) {
+        contents.push(value);
+    }
+    fn merge(&self, contents: &mut Vec<V>, mut other: Vec<V>) {
+        contents.append(&mut other);
+    }
+    fn fire(&self, key: &K, window: &TimeWindow, contents: &Vec<V>, out: &mut dyn FnMut(O)) {
+        (self.0)(key, window, contents, out);
+    }
+}
+
+/// The event-time window operator for any assigner (merging or not) and window
+/// function.
+pub struct WindowOperator<K, V, A, F: WindowFunction<K, V>> {
+    assigner: A,
+    function: F,
+    allowed_lateness: i64,
+    late: LateOutput<K, V>,
+    contents: Option<MapHandle<TimeWindow, F::Contents>>,
+    sessions: Option<ValueHandle<MergedWindows>>,
+    scratch: Vec<TimeWindow>,
+}
+
+impl<K, V, A: Clone, F: WindowFunction<K, V>> Clone for WindowOperator<K, V, A, F> {
+    fn clone(&self) -> Self {
+        WindowOperator {
+            assigner: self.assigner.clone(),
+            function: self.function.clone(),
+            allowed_lateness: self.allowed_lateness,
+            late: self.late.clone(),
+            contents: self.contents,
+            sessions: self.sessions,
+            scratch: Vec::new(),
+        }
+    }
+}
+
+impl<K, V, A, F> WindowOperator<K, V, A, F>
+where
+    K: Key,
+    V: Clone + Send + Unpin + 'static,
+    A: WindowAssigner,
+    F: WindowFunction<K, V>,
+{
+    /// A window operator; `allowed_lateness` in ms.
+    pub fn new(assigner: A, function: F, allowed_lateness: i64, late: LateOutput<K, V>) -> Self {
+        WindowOperator {
+            assigner,
+            function,
+            allowed_lateness: allowed_lateness.max(0),
+            late,
+            contents: None,
+            sessions: None,
+            scratch: Vec::new(),
+        }
+    }
+
+    fn cleanup_time(&self, w: &TimeWindow) -> i64 {
+        w.max_timestamp().saturating_add(self.allowed_lateness)
+    }
+
+    fn handles(&self) -> Result<MapHandle<TimeWindow, F::Contents>, OperatorError> {
+        self.contents
+            .ok_or_else(|| OperatorError::msg("window operator used before open()"))
+    }
+
+    /// Emits the result of `window` with the window's last instant as timestamp.
+    fn fire(
+        &self,
+        window: &TimeWindow,
+        contents: &F::Contents,
+        ctx: &mut KeyedContext<'_, K, WindowResult<K, F::Output>>,
+    ) {
+        let key = ctx.key().clone();
+        let mut results = Vec::new();
+        self.function
+            .fire(&key, window, contents, &mut |r| results.push(r));
+        for value in results {
+            ctx.emit_at(
+                WindowResult {
+                    key: key.clone(),
+                    window: *window,
+                    value,
+                },
+                window.max_timestamp(),
+            );
+        }
+    }
+
+    /// Adds `value` to the (non-merging) window `w`, firing it at once when the
+    /// watermark already passed its end (a late record within the allowed lateness).
+    fn add_to_window(
+        &mut self,
+        w: TimeWindow,
+        value: V,
+        ctx: &mut KeyedContext<'_, K, WindowResult<K, F::Output>>,
+    ) -> Result<(), OperatorError> {
+        let handle = self.handles()?;
+        let watermark = ctx.current_watermark();
+        let mut map = ctx.map(handle);
+        let (mut contents, new) = match map.get(&w)? {
+            Some(c) => (c, false),
+            None => (self.function.create(), true),
+        };
+        self.function.add(&mut contents, value);
+        let fire_now = w.max_timestamp() <= watermark;
+        if fire_now {
+            self.fire(&w, &contents, ctx);
+        }
+        ctx.map(handle).insert(w, contents)?;
+        if new {
+            if !fire_now {
+                ctx.register_event_timer(w.max_timestamp())?;
+            }
+            if self.allowed_lateness > 0 {
+                ctx.register_event_timer(self.cleanup_time(&w))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn add_to_session(
+        &mut self,
+        w: TimeWindow,
+        value: V,
+        ctx: &mut KeyedContext<'_, K, WindowResult<K, F::Output>>,
+    ) -> Result<(), OperatorError> {
+        let handle = self.handles()?;
+        let sessions = self
+            .sessions
+            .ok_or_else(|| OperatorError::msg("session windows used before open()"))?;
+        let mut merged = ctx.value(sessions).value()?.unwrap_or_default();
+        let outcome = merged.add(w);
+        let result = outcome.result;
+        // Gather the contents of the windows merged away (and of the result window if
+        // it existed already), cancelling their timers.
+        let mut contents = ctx.map(handle).remove(&result)?;
+        for gone in &outcome.absorbed {
+            if let Some(c) = ctx.map(handle).remove(gone)? {
+                match contents.as_mut() {
+                    Some(acc) => self.function.merge(acc, c),
+                    None => contents = Some(c),
+                }
+            }
+            ctx.delete_event_timer(gone.max_timestamp())?;
+            if self.allowed_lateness > 0 {
+                ctx.delete_event_timer(self.cleanup_time(gone))?;
+            }
+        }
+        let mut contents = contents.unwrap_or_else(|| self.function.create());
+        self.function.add(&mut contents, value);
+        let fire_now = result.max_timestamp() <= ctx.current_watermark();
+        if fire_now {
+            self.fire(&result, &contents, ctx);
+        } else {
+            ctx.register_event_timer(result.max_timestamp())?;
+        }
+        if self.allowed_lateness > 0 {
+            ctx.register_event_timer(self.cleanup_time(&result))?;
+        }
+        ctx.map(handle).insert(result, contents)?;
+        ctx.value(sessions).set(merged)?;
+        Ok(())
+    }
+}
+
+impl<K, V, A, F> KeyedProcess for WindowOperator<K, V, A, F>
+where
+    K: Key,
+    V: Clone + Send + Unpin + 'static,
+    A: WindowAssigner,
+    F: WindowFunction<K, V>,
+{
+    type Key = K;
+    type In = V;
+    type Out = WindowResult<K, F::Output>;
+
+    fn name(&self) -> String {
+        format!("window({})", self.assigner.name())
+    }
+
+    fn open(&mut self, ctx: &mut OpenContext<'_, K>) -> Result<(), OperatorError> {
+        if self.assigner.domain() != TimeDomain::EventTime {
+            return Err(OperatorError::msg(format!(
+                "{}: processing-time windows are not supported yet; use an event-time assigner",
+                self.assigner.name()
+            )));
+        }
+        self.contents = Some(ctx.map_state(StateDescriptor::new("window-contents"))?);
+        if self.assigner.is_merging() {
+            self.sessions = Some(ctx.value_state(StateDescriptor::new("window-sessions"))?);
+        }
+        let (partition, parallelism) = (ctx.partition(), ctx.parallelism());
+        self.late.open(partition, parallelism)
+    }
+
+    fn process(
+        &mut self,
+        value: V,
+        ctx: &mut KeyedContext<'_, K, Self::Out>,
+    ) -> Result<(), OperatorError> {
+        let ts = ctx.timestamp();
+        if ts == NO_TIMESTAMP {
+            return Err(OperatorError::msg(format!(
+                "{} needs event time, but a record has no timestamp: give the source a WatermarkStrategy (Job::source_with_time)",
+                self.assigner.name()
+            )));
+        }
+        let watermark = ctx.current_watermark();
+        let mut windows = std::mem::take(&mut self.scratch);
+        windows.clear();
+        self.assigner.assign(ts, &mut windows);
+        let open: Vec<TimeWindow> = windows
+            .iter()
+            .copied()
+            .filter(|w| self.cleanup_time(w) > watermark)
+            .collect();
+        self.scratch = windows;
+        let Some((&last, others)) = open.split_last() else {
+            let key = ctx.key().clone();
+            return self.late.send(key, value, ts, watermark);
+        };
+        if self.assigner.is_merging() {
+            return self.add_to_session(last, value, ctx);
+        }
+        // A record in several windows (sliding) is added to each.
+        for &w in others {
+            self.add_to_window(w, value.clone(), ctx)?;
+        }
+        self.add_to_window(last, value, ctx)
+    }
+
+    fn on_timer(
+        &mut self,
+        timestamp: i64,
+        ctx: &mut KeyedContext<'_, K, Self::Out>,
+    ) -> Result<(), OperatorError> {
+        let handle = self.handles()?;
+        let windows = ctx.map(handle).entries()?;
+        for (w, contents) in windows {
+            if w.max_timestamp() == timestamp {
+                self.fire(&w, &contents, ctx);
+            }
+            if self.cleanup_time(&w) == timestamp {
+                ctx.map(handle).remove(&w)?;
+                if let Some(sessions) = self.sessions {
+                    let mut merged = ctx.value(sessions).value()?.unwrap_or_default();
+                    merged.remove(&w);
+                    if merged.windows().is_empty() {
+                        ctx.value(sessions).clear()?;
+                    } else {
+                        ctx.value(sessions).set(merged)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn close(&mut self, _out: &mut dyn Collector<Self::Out>) -> Result<(), OperatorError> {
+        self.late.close()
+    }
+}
+
+/// Count windows: a window per key that fires and clears every `size` records
+/// (Flink's `countWindow(size)`: global windows with a purging count trigger).
+pub struct CountWindow<K, V, F: WindowFunction<K, V>> {
+    size: u64,
+    function: F,
+    contents: Option<ValueHandle<(u64, F::Contents)>>,
+    _types: std::marker::PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V, F: WindowFunction<K, V>> Clone for CountWindow<K, V, F> {
+    fn clone(&self) -> Self {
+        CountWindow {
+            size: self.size,
+            function: self.function.clone(),
+            contents: self.contents,
+            _types: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<K, V, F: WindowFunction<K, V>> CountWindow<K, V, F> {
+    /// Fires every `size` records of a key.
+    pub fn new(size: u64, function: F) -> Self {
+        CountWindow {
+            size: size.max(1),
+            function,
+            contents: None,
+            _types: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<K, V, F> KeyedProcess for CountWindow<K, V, F>
+where
+    K: Key,
+    V: Send + Unpin + 'static,
+    F: WindowFunction<K, V>,
+{
+    type Key = K;
+    type In = V;
+    type Out = WindowResult<K, F::Output>;
+
+    fn name(&self) -> String {
+        format!("count_window({})", self.size)
+    }
+
+    fn open(&mut self, ctx: &mut OpenContext<'_, K>) -> Result<(), OperatorError> {
+        self.contents = Some(ctx.value_state(StateDescriptor::new("count-window"))?);
+        Ok(())
+    }
+
+    fn process(
+        &mut self,
+        value: V,
+        ctx: &mut KeyedContext<'_, K, Self::Out>,
+    ) -> Result<(), OperatorError> {
+        let handle = self
+            .contents
+            .ok_or_else(|| OperatorError::msg("count window used before open()"))?;
+        let function = &self.function;
+        let mut state = ctx.value(handle);
+        let (count, contents) = state.get_or_insert_with(|| (0, function.create()))?;
+        function.add(contents, value);
+        *count += 1;
+        if *count < self.size {
+            return Ok(());
+        }
+        let (_, full) = state.value()?.unwrap_or((0, function.create()));
+        state.clear()?;
+        let key = ctx.key().clone();
+        let mut results = Vec::new();
+        function.fire(&key, &TimeWindow::GLOBAL, &full, &mut |r| results.push(r));
+        for value in results {
+            ctx.emit(WindowResult {
+                key: key.clone(),
+                window: TimeWindow::GLOBAL,
+                value,
+            });
+        }
+        Ok(())
+    }
+}

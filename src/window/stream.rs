@@ -1,0 +1,155 @@
+//! The builder's window steps: `.window(assigner)` and `.count_window(n)` on a keyed
+//! stream, then the window function.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use weir_actors::state::StateValue;
+
+use crate::connector::{Sink, SinkFactory};
+use crate::job::builder::{Head, IntoPlan, KeyedStream, Processed};
+use crate::job::terminal::{ExchangeSpec, KeySelector};
+use crate::operator::{AggregateFn, Chain};
+
+use super::assigner::{TimeWindow, WindowAssigner};
+use super::operator::{CountWindow, FullWindow, Incremental, LateOutput, WindowOperator};
+
+/// The stream a window operator emits: keys `K`, values `V`, assigner `A`, window
+/// function `F`.
+pub type Windowed<K, V, A, F> = Processed<WindowOperator<K, V, A, F>>;
+
+/// A keyed stream cut into windows, waiting for its window function.
+pub struct WindowedStream<H, C, Sel: KeySelector<O>, O, A> {
+    keyed: KeyedStream<H, C, Sel>,
+    assigner: A,
+    allowed_lateness: i64,
+    late: LateOutput<Sel::Key, Sel::Value>,
+    late_count: Arc<AtomicU64>,
+    _out: std::marker::PhantomData<fn() -> O>,
+}
+
+impl<H, C, Sel> KeyedStream<H, C, Sel>
+where
+    H: Head,
+    C: Chain<H::Out>,
+    C::Out: 'static,
+    Sel: KeySelector<C::Out>,
+{
+    /// Cuts each key's records into the windows `assigner` gives them (event time).
+    pub fn window<A: WindowAssigner>(self, assigner: A) -> WindowedStream<H, C, Sel, C::Out, A> {
+        let late_count = Arc::new(AtomicU64::new(0));
+        WindowedStream {
+            keyed: self,
+            assigner,
+            allowed_lateness: 0,
+            late: LateOutput::counted(late_count.clone()),
+            late_count,
+            _out: std::marker::PhantomData,
+        }
+    }
+
+    /// Windows of `size` records per key, fired and cleared when full.
+    pub fn count_window(self, size: u64) -> CountWindowedStream<H, C, Sel> {
+        CountWindowedStream { keyed: self, size }
+    }
+}
+
+impl<H, C, Sel, A> WindowedStream<H, C, Sel, C::Out, A>
+where
+    H: Head,
+    C: Chain<H::Out>,
+    C::Out: 'static,
+    Sel: KeySelector<C::Out>,
+    Sel::Value: Clone,
+    A: WindowAssigner,
+    H: IntoPlan<C, ExchangeSpec<Sel>>,
+{
+    /// Keeps windows for `lateness` after the watermark passes their end: a late
+    /// record within it updates its window, which fires again.
+    pub fn allowed_lateness(mut self, lateness: Duration) -> Self {
+        self.allowed_lateness = i64::try_from(lateness.as_millis()).unwrap_or(i64::MAX);
+        self
+    }
+
+    /// Sends records later than the allowed lateness to `sink` (they are counted
+    /// either way; without a sink they are logged).
+    pub fn late_data<F>(mut self, sink: F) -> Self
+    where
+        F: SinkFactory<(Sel::Key, Sel::Value)> + Sync,
+    {
+        let factory = Arc::new(sink);
+        self.late = LateOutput::to_sink(
+            Arc::new(move |p, n| {
+                factory
+                    .create(p, n)
+                    .map(|s| Box::new(s) as Box<dyn Sink<(Sel::Key, Sel::Value)>>)
+            }),
+            self.late_count.clone(),
+        );
+        self
+    }
+
+    /// How many records arrived too late for all their windows (live; final once the
+    /// job has finished).
+    pub fn late_records(&self) -> Arc<AtomicU64> {
+        self.late_count.clone()
+    }
+
+    /// Aggregates each window incrementally; emits a `WindowResult` per key and window.
+    pub fn aggregate<G>(self, agg: G) -> Windowed<Sel::Key, Sel::Value, A, Incremental<G>>
+    where
+        G: AggregateFn<Sel::Value>,
+    {
+        let op = WindowOperator::new(
+            self.assigner,
+            Incremental(agg),
+            self.allowed_lateness,
+            self.late,
+        );
+        self.keyed.process(op)
+    }
+
+    /// Gives each window's records, all at once, to `f` when it fires.
+    pub fn process<O, F>(self, f: F) -> Windowed<Sel::Key, Sel::Value, A, FullWindow<F, O>>
+    where
+        Sel::Value: StateValue,
+        O: 'static,
+        F: Fn(&Sel::Key, &TimeWindow, &[Sel::Value], &mut dyn FnMut(O)) + Clone + Send + 'static,
+    {
+        let op = WindowOperator::new(
+            self.assigner,
+            FullWindow(f, std::marker::PhantomData),
+            self.allowed_lateness,
+            self.late,
+        );
+        self.keyed.process(op)
+    }
+}
+
+/// A keyed stream cut into count windows.
+pub struct CountWindowedStream<H, C, Sel> {
+    keyed: KeyedStream<H, C, Sel>,
+    size: u64,
+}
+
+impl<H, C, Sel> CountWindowedStream<H, C, Sel>
+where
+    H: Head,
+    C: Chain<H::Out>,
+    C::Out: 'static,
+    Sel: KeySelector<C::Out>,
+    H: IntoPlan<C, ExchangeSpec<Sel>>,
+{
+    /// Aggregates each count window.
+    pub fn aggregate<G>(
+        self,
+        agg: G,
+    ) -> Processed<CountWindow<Sel::Key, Sel::Value, Incremental<G>>>
+    where
+        G: AggregateFn<Sel::Value>,
+    {
+        self.keyed
+            .process(CountWindow::new(self.size, Incremental(agg)))
+    }
+}

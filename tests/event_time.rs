@@ -1,0 +1,467 @@
+//! Event time end to end: watermarks, timers, windows, lateness.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use weir::connector::{ReadStatus, SourceError};
+use weir::operator::Collector;
+use weir::prelude::*;
+use weir::window::{Session, Sliding, Tumbling, WindowResult};
+
+/// A source of `(key, timestamp)` events given in advance, split round-robin; a split
+/// whose list is exhausted can stay open (idle) until `stop`.
+#[derive(Clone)]
+struct Events {
+    events: Vec<(u64, i64)>,
+    stop: Option<StopFlag>,
+}
+
+struct EventsReader {
+    events: Vec<(u64, i64)>,
+    at: usize,
+    stop: Option<StopFlag>,
+}
+
+impl Source for Events {
+    type Item = (u64, i64);
+    type Reader = EventsReader;
+    fn name(&self) -> String {
+        "events".into()
+    }
+    fn reader(&self, split: u32, splits: u32) -> Result<EventsReader, SourceError> {
+        let events = self
+            .events
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i as u32 % splits == split)
+            .map(|(_, e)| *e)
+            .collect();
+        Ok(EventsReader {
+            events,
+            at: 0,
+            stop: self.stop.clone(),
+        })
+    }
+}
+
+impl SourceReader for EventsReader {
+    type Item = (u64, i64);
+    /// One event per round, so that a watermark can follow every event: lateness is
+    /// then decided by the order of the list, not by how events fall into rounds.
+    fn read<C: Collector<(u64, i64)>>(
+        &mut self,
+        _budget: usize,
+        out: &mut C,
+    ) -> Result<ReadStatus, SourceError> {
+        if let Some(e) = self.events.get(self.at) {
+            out.collect(*e);
+            self.at += 1;
+        }
+        if self.at < self.events.len() {
+            return Ok(ReadStatus::More);
+        }
+        match &self.stop {
+            Some(stop) if !stop.is_stopped() => Ok(ReadStatus::Idle),
+            _ => Ok(ReadStatus::Exhausted),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+struct Count;
+
+impl AggregateFn<(u64, i64)> for Count {
+    type Acc = u64;
+    type Output = u64;
+    fn create(&self) -> u64 {
+        0
+    }
+    fn add(&self, acc: &mut u64, _: (u64, i64)) {
+        *acc += 1;
+    }
+    fn merge(&self, acc: &mut u64, other: u64) {
+        *acc += other;
+    }
+    fn result(&self, acc: &u64) -> u64 {
+        *acc
+    }
+}
+
+fn event_ts(e: &(u64, i64)) -> i64 {
+    e.1
+}
+
+/// Reads an event's timestamp.
+type EventTs = fn(&(u64, i64)) -> i64;
+
+fn time(bound_ms: u64) -> WatermarkStrategy<EventTs> {
+    let ts: EventTs = event_ts;
+    WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(bound_ms), ts)
+        .with_interval(Duration::ZERO)
+}
+
+type Rows = CollectSink<WindowResult<u64, u64>>;
+
+fn tumbling_counts(
+    events: Vec<(u64, i64)>,
+    bound_ms: u64,
+    parallelism: u32,
+) -> BTreeMap<(u64, i64), u64> {
+    let rows = Rows::new();
+    let job = Job::new("tumbling")
+        .source_with_time(Events { events, stop: None }, time(bound_ms))
+        .key_by(|e: &(u64, i64)| e.0)
+        .window(Tumbling::of(Duration::from_millis(100)).unwrap())
+        .aggregate(Count)
+        .sink(rows.clone());
+    Node::new(EngineOptions::for_tests(parallelism))
+        .unwrap()
+        .run(job)
+        .unwrap();
+    let mut out = BTreeMap::new();
+    for r in rows.items() {
+        assert!(
+            out.insert((r.key, r.window.start), r.value).is_none(),
+            "a window fired twice"
+        );
+    }
+    out
+}
+
+/// Shuffles deterministically so that no event moves 8 or more places: each is
+/// sorted by its index plus a pseudo-random offset in 0..8.
+fn disorder(events: Vec<(u64, i64)>, seed: u64) -> Vec<(u64, i64)> {
+    let mut s = seed;
+    let mut keyed: Vec<(usize, (u64, i64))> = events
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (i + (s >> 33) as usize % 8, e)
+        })
+        .collect();
+    keyed.sort_by_key(|(k, _)| *k);
+    keyed.into_iter().map(|(_, e)| e).collect()
+}
+
+#[test]
+fn out_of_order_input_within_the_bound_gives_the_in_order_result() {
+    // Timestamps 0, 1, 2, ... (1 ms apart), 7 keys. Disorder moves an event at most 8
+    // places, i.e. < 10 ms: a 50 ms bound covers it.
+    let ordered: Vec<(u64, i64)> = (0..5_000).map(|i| (i % 7, i as i64)).collect();
+    let expected = tumbling_counts(ordered.clone(), 0, 1);
+    assert_eq!(expected.len(), 7 * 50);
+    assert!(expected.values().all(|&c| c == 100 / 7 || c == 100 / 7 + 1));
+    for (seed, parallelism) in [(1, 1), (2, 2), (3, 3)] {
+        let shuffled = disorder(ordered.clone(), seed);
+        assert_ne!(shuffled, ordered);
+        assert_eq!(
+            tumbling_counts(shuffled, 50, parallelism),
+            expected,
+            "seed {seed}"
+        );
+    }
+}
+
+#[test]
+fn a_record_beyond_the_allowed_lateness_goes_to_the_late_output() {
+    // Key 1: events at 0..=99 fill window [0, 100); the event at 500 moves the
+    // watermark to 500 (bound 0); then an event at 10 is late (the window ended at 99).
+    let mut events: Vec<(u64, i64)> = (0..100).map(|t| (1, t)).collect();
+    events.push((1, 500));
+    events.push((1, 10));
+    let rows = Rows::new();
+    let late = CollectSink::<(u64, (u64, i64))>::new();
+    let windowed = Job::new("late")
+        .source_with_time(Events { events, stop: None }, time(0))
+        .key_by(|e: &(u64, i64)| e.0)
+        .window(Tumbling::of(Duration::from_millis(100)).unwrap())
+        .late_data(late.clone());
+    let late_count = windowed.late_records();
+    let job = windowed.aggregate(Count).sink(rows.clone());
+    Node::new(EngineOptions::for_tests(1))
+        .unwrap()
+        .run(job)
+        .unwrap();
+    assert_eq!(late.items(), vec![(1, (1, 10))]);
+    assert_eq!(late_count.load(Ordering::Relaxed), 1);
+    let mut got: Vec<(i64, u64)> = rows
+        .items()
+        .iter()
+        .map(|r| (r.window.start, r.value))
+        .collect();
+    got.sort();
+    assert_eq!(got, vec![(0, 100), (500, 1)]);
+}
+
+#[test]
+fn a_late_record_within_the_allowed_lateness_updates_and_fires_the_window_again() {
+    let mut events: Vec<(u64, i64)> = (0..100).map(|t| (1, t)).collect();
+    events.push((1, 150)); // watermark 150: [0, 100) fires with 100
+    events.push((1, 20)); // late by 130 ms, within 200 ms: fires again with 101
+    events.push((1, 400)); // watermark 400 > 99 + 200: [0, 100) is cleared
+    events.push((1, 30)); // beyond the lateness: late output
+    let rows = Rows::new();
+    let windowed = Job::new("lateness")
+        .source_with_time(Events { events, stop: None }, time(0))
+        .key_by(|e: &(u64, i64)| e.0)
+        .window(Tumbling::of(Duration::from_millis(100)).unwrap())
+        .allowed_lateness(Duration::from_millis(200));
+    let late = windowed.late_records();
+    let job = windowed.aggregate(Count).sink(rows.clone());
+    Node::new(EngineOptions::for_tests(1))
+        .unwrap()
+        .run(job)
+        .unwrap();
+    let first: Vec<u64> = rows
+        .items()
+        .iter()
+        .filter(|r| r.window.start == 0)
+        .map(|r| r.value)
+        .collect();
+    assert_eq!(first, vec![100, 101]);
+    assert_eq!(late.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn sliding_windows_count_each_record_in_every_window_it_falls_in() {
+    let events: Vec<(u64, i64)> = (0..1_000).map(|t| (t as u64 % 3, t)).collect();
+    let rows = Rows::new();
+    let job = Job::new("sliding")
+        .source_with_time(
+            Events {
+                events: events.clone(),
+                stop: None,
+            },
+            time(0),
+        )
+        .key_by(|e: &(u64, i64)| e.0)
+        .window(Sliding::of(Duration::from_millis(100), Duration::from_millis(25)).unwrap())
+        .aggregate(Count)
+        .sink(rows.clone());
+    Node::new(EngineOptions::for_tests(2))
+        .unwrap()
+        .run(job)
+        .unwrap();
+    let mut expected: BTreeMap<(u64, i64), u64> = BTreeMap::new();
+    for &(k, t) in &events {
+        let mut start = t - t.rem_euclid(25);
+        while start > t - 100 {
+            *expected.entry((k, start)).or_insert(0) += 1;
+            start -= 25;
+        }
+    }
+    let got: BTreeMap<(u64, i64), u64> = rows
+        .items()
+        .iter()
+        .map(|r| ((r.key, r.window.start), r.value))
+        .collect();
+    assert_eq!(got, expected);
+    assert_eq!(rows.items().len(), expected.len(), "no window fired twice");
+}
+
+#[test]
+fn session_windows_merge_whatever_the_arrival_order() {
+    // Key 0: bursts at 0..5, 8..10 (gap 3 < 5: same session), 100..103; key 1: 50.
+    let events = vec![
+        (0, 0),
+        (0, 2),
+        (0, 4),
+        (0, 8),
+        (0, 10),
+        (0, 100),
+        (0, 103),
+        (1, 50),
+    ];
+    let expected = vec![
+        ((0u64, 0i64, 15i64), 5u64),
+        ((0, 100, 108), 2),
+        ((1, 50, 55), 1),
+    ];
+    for order in [
+        events.clone(),
+        events.iter().rev().copied().collect(),
+        disorder(events.clone(), 9),
+    ] {
+        let rows = Rows::new();
+        let job = Job::new("sessions")
+            .source_with_time(
+                Events {
+                    events: order,
+                    stop: None,
+                },
+                time(1_000),
+            )
+            .key_by(|e: &(u64, i64)| e.0)
+            .window(Session::with_gap(Duration::from_millis(5)).unwrap())
+            .aggregate(Count)
+            .sink(rows.clone());
+        Node::new(EngineOptions::for_tests(2))
+            .unwrap()
+            .run(job)
+            .unwrap();
+        let mut got: Vec<((u64, i64, i64), u64)> = rows
+            .items()
+            .iter()
+            .map(|r| ((r.key, r.window.start, r.window.end), r.value))
+            .collect();
+        got.sort();
+        assert_eq!(got, expected);
+    }
+}
+
+#[test]
+fn count_windows_fire_every_n_records_per_key() {
+    let events: Vec<(u64, i64)> = (0..103).map(|i| (i as u64 % 2, i)).collect();
+    let rows = Rows::new();
+    let job = Job::new("counts")
+        .source(Events { events, stop: None })
+        .key_by(|e: &(u64, i64)| e.0)
+        .count_window(10)
+        .aggregate(Count)
+        .sink(rows.clone());
+    Node::new(EngineOptions::for_tests(2))
+        .unwrap()
+        .run(job)
+        .unwrap();
+    let mut per_key: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    for r in rows.items() {
+        per_key.entry(r.key).or_default().push(r.value);
+    }
+    // Key 0 has 52 records, key 1 has 51: five full windows each, the rest unfired.
+    assert_eq!(per_key[&0], vec![10; 5]);
+    assert_eq!(per_key[&1], vec![10; 5]);
+}
+
+#[test]
+fn an_idle_split_does_not_stall_the_watermark() {
+    // Split 0 has every event; split 1 has none and stays open until stopped. Without
+    // idleness the watermark (the minimum over both splits) would never advance and
+    // no window would fire while the job runs.
+    let events: Vec<(u64, i64)> = (0..400).map(|t| (1, t)).collect();
+    let mut only_split0 = Vec::new();
+    for e in events {
+        only_split0.push(e);
+        only_split0.push((99, i64::MIN)); // placeholder for split 1, filtered below
+    }
+    let stop = StopFlag::new();
+    let source = Events {
+        events: only_split0,
+        stop: Some(stop.clone()),
+    };
+    let time = time(0).with_idleness(Duration::from_millis(30));
+    let rows = Rows::new();
+    let job = Job::new("idle")
+        .source_with_time(source, time)
+        .filter(|e: &(u64, i64)| e.0 != 99)
+        .key_by(|e: &(u64, i64)| e.0)
+        .window(Tumbling::of(Duration::from_millis(100)).unwrap())
+        .aggregate(Count)
+        .sink(rows.clone());
+    let fired_while_running = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let f = fired_while_running.clone();
+    let control = RunControl {
+        stop: Some(stop),
+        duration: Some(Duration::from_millis(800)),
+        observer: Some(Box::new(move |live| {
+            f.store(live.records_written(), Ordering::Relaxed);
+        })),
+        observe_every: Some(Duration::from_millis(20)),
+        ..Default::default()
+    };
+    Node::new(EngineOptions::for_tests(2))
+        .unwrap()
+        .run_with(job, control)
+        .unwrap();
+    // Windows [0,100), [100,200), [200,300) fire on the watermark (399) while running.
+    assert!(
+        fired_while_running.load(Ordering::Relaxed) >= 3,
+        "windows fired only at the end"
+    );
+    assert_eq!(rows.items().len(), 4);
+}
+
+/// Registers a timer at `ts + 10` for each record and emits (key, fire time) when it
+/// fires; registering the same time twice must give one firing.
+#[derive(Clone)]
+struct Timers;
+
+impl KeyedProcess for Timers {
+    type Key = u64;
+    type In = (u64, i64);
+    type Out = (u64, i64);
+    fn process(
+        &mut self,
+        e: (u64, i64),
+        ctx: &mut KeyedContext<'_, u64, (u64, i64)>,
+    ) -> Result<(), OperatorError> {
+        ctx.register_event_timer(e.1 + 10)?;
+        ctx.register_event_timer(e.1 + 10)?;
+        Ok(())
+    }
+    fn on_timer(
+        &mut self,
+        ts: i64,
+        ctx: &mut KeyedContext<'_, u64, (u64, i64)>,
+    ) -> Result<(), OperatorError> {
+        assert_eq!(ctx.timestamp(), ts);
+        assert!(ctx.current_watermark() >= ts);
+        let key = *ctx.key();
+        ctx.emit((key, ts));
+        Ok(())
+    }
+}
+
+#[test]
+fn timers_fire_in_timestamp_order_and_exactly_once() {
+    let events: Vec<(u64, i64)> = disorder((0..600).map(|t| (t as u64 % 5, t * 3)).collect(), 4);
+    let fired = CollectSink::<(u64, i64)>::new();
+    let job = Job::new("timers")
+        .source_with_time(
+            Events {
+                events: events.clone(),
+                stop: None,
+            },
+            time(50),
+        )
+        .key_by(|e: &(u64, i64)| e.0)
+        .process(Timers)
+        .sink(fired.clone());
+    Node::new(EngineOptions::for_tests(1))
+        .unwrap()
+        .run(job)
+        .unwrap();
+    let got = fired.items();
+    let mut expected: Vec<(u64, i64)> = events.iter().map(|&(k, t)| (k, t + 10)).collect();
+    expected.sort_by_key(|&(k, t)| (t, k));
+    expected.dedup();
+    assert_eq!(got.len(), expected.len(), "each timer once");
+    let times: Vec<i64> = got.iter().map(|e| e.1).collect();
+    let bad: Vec<_> = times
+        .windows(2)
+        .enumerate()
+        .filter(|(_, w)| w[0] > w[1])
+        .take(3)
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "in timestamp order: {bad:?} of {}",
+        times.len()
+    );
+    let mut sorted = got.clone();
+    sorted.sort_by_key(|&(k, t)| (t, k));
+    assert_eq!(sorted, expected);
+}
+
+#[test]
+fn w2_at_small_n_passes_its_check() {
+    for parallelism in [1, 2] {
+        let result = weir::bench::w2::run(EngineOptions::for_tests(parallelism), 300_000).unwrap();
+        assert!(result.passed(), "parallelism {parallelism}: {result:?}");
+    }
+}
