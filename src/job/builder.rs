@@ -297,6 +297,33 @@ where
         }
     }
 
+    /// Closes the current stage with the terminal `make_term` builds from the key
+    /// selector, and starts a keyed stage at `process` (whose input must be what the
+    /// terminal sends).
+    pub(crate) fn process_through<Ts, P>(
+        self,
+        make_term: impl FnOnce(Sel) -> Ts,
+        process: P,
+    ) -> Processed<P>
+    where
+        P: KeyedProcess,
+        H: IntoPlan<C, Ts>,
+    {
+        let Stream {
+            name,
+            mut done,
+            head,
+            chain,
+        } = self.stream;
+        done.push(head.into_plan(chain, make_term(self.selector)));
+        Stream {
+            name,
+            done,
+            head: KeyedHead(process),
+            chain: Identity,
+        }
+    }
+
     /// A running reduce per key: emits `(key, reduced)` on every record.
     pub fn reduce<F>(self, f: F) -> Processed<Reduce<Sel::Key, Sel::Value, F>>
     where

@@ -123,6 +123,7 @@ where
             .sent_at
             .is_none_or(|at| now.duration_since(at) >= self.time.interval());
         if wm > p.sent && due {
+            self.term.on_watermark(wm, out);
             out.broadcast_marker(Marker::Watermark(wm));
             p.sent = wm;
             p.sent_at = Some(now);
@@ -292,6 +293,7 @@ where
                 .on_timer(timer.timestamp, &mut ctx)
                 .map_err(|e| TaskError::caused("on_timer", e))?;
         }
+        self.term.on_watermark(watermark, out);
         check(&mut self.term)?;
         self.state
             .maintain()

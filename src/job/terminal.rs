@@ -18,6 +18,9 @@ pub trait Terminal<T>: Send + 'static {
     fn accept(&mut self, item: T, ts: i64, out: &mut Outbox<Self::Wire>);
     /// A failure noted by `accept` (reported after the batch).
     fn take_error(&mut self) -> Option<TaskError>;
+    /// The stage's watermark advanced to `watermark` (called before the watermark is
+    /// sent on, so what is emitted here precedes it).
+    fn on_watermark(&mut self, _watermark: i64, _out: &mut Outbox<Self::Wire>) {}
     /// The input has ended.
     fn finish(&mut self, out: &mut Outbox<Self::Wire>) -> Result<(), TaskError>;
 }

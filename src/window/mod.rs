@@ -234,7 +234,9 @@ mod tests {
 }
 
 pub mod operator;
+pub mod preagg;
 pub mod stream;
 
 pub use operator::{CountWindow, WindowFunction, WindowOperator, WindowResult};
+pub use preagg::{PreAggregatedWindow, WindowInput};
 pub use stream::{CountWindowedStream, WindowedStream};

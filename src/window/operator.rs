@@ -233,7 +233,7 @@ where
         }
     }
 
-    fn cleanup_time(&self, w: &TimeWindow) -> i64 {
+    pub(crate) fn cleanup_time(&self, w: &TimeWindow) -> i64 {
         w.max_timestamp().saturating_add(self.allowed_lateness)
     }
 
@@ -273,6 +273,33 @@ where
         value: V,
         ctx: &mut KeyedContext<'_, K, WindowResult<K, F::Output>>,
     ) -> Result<(), OperatorError> {
+        let function = self.function.clone();
+        self.update_window(w, ctx, move |contents| function.add(contents, value))
+    }
+
+    /// Merges partial contents (aggregated before the key exchange) into window `w`.
+    pub(crate) fn merge_into_window(
+        &mut self,
+        w: TimeWindow,
+        partial: F::Contents,
+        ctx: &mut KeyedContext<'_, K, WindowResult<K, F::Output>>,
+    ) -> Result<(), OperatorError> {
+        if self.cleanup_time(&w) <= ctx.current_watermark() {
+            return Err(OperatorError::msg(format!(
+                "a partial aggregate for window {w} arrived after the window was cleared (watermark {}); partial aggregates must precede the watermark that closes their window",
+                ctx.current_watermark()
+            )));
+        }
+        let function = self.function.clone();
+        self.update_window(w, ctx, move |contents| function.merge(contents, partial))
+    }
+
+    fn update_window(
+        &mut self,
+        w: TimeWindow,
+        ctx: &mut KeyedContext<'_, K, WindowResult<K, F::Output>>,
+        update: impl FnOnce(&mut F::Contents),
+    ) -> Result<(), OperatorError> {
         let handle = self.handles()?;
         let watermark = ctx.current_watermark();
         let mut map = ctx.map(handle);
@@ -280,7 +307,7 @@ where
             Some(c) => (c, false),
             None => (self.function.create(), true),
         };
-        self.function.add(&mut contents, value);
+        update(&mut contents);
         let fire_now = w.max_timestamp() <= watermark;
         if fire_now {
             self.fire(&w, &contents, ctx);

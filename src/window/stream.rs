@@ -14,6 +14,7 @@ use crate::operator::{AggregateFn, Chain};
 
 use super::assigner::{TimeWindow, WindowAssigner};
 use super::operator::{CountWindow, FullWindow, Incremental, LateOutput, WindowOperator};
+use super::preagg::{PreAggSpec, PreAggregatedWindow, DEFAULT_PREAGG_ENTRIES};
 
 /// The stream a window operator emits: keys `K`, values `V`, assigner `A`, window
 /// function `F`.
@@ -97,17 +98,32 @@ where
     }
 
     /// Aggregates each window incrementally; emits a `WindowResult` per key and window.
-    pub fn aggregate<G>(self, agg: G) -> Windowed<Sel::Key, Sel::Value, A, Incremental<G>>
+    ///
+    /// The stage before the key exchange pre-aggregates each (key, window) locally and
+    /// sends partial aggregates (see [`preagg`](super::preagg)); session windows are
+    /// aggregated after the exchange only.
+    pub fn aggregate<G>(self, agg: G) -> Processed<PreAggregatedWindow<Sel::Key, Sel::Value, A, G>>
     where
         G: AggregateFn<Sel::Value>,
+        G::Acc: Unpin,
+        H: IntoPlan<C, PreAggSpec<Sel, A, G>>,
     {
         let op = WindowOperator::new(
-            self.assigner,
-            Incremental(agg),
+            self.assigner.clone(),
+            Incremental(agg.clone()),
             self.allowed_lateness,
             self.late,
         );
-        self.keyed.process(op)
+        let (assigner, max_entries) = (self.assigner, DEFAULT_PREAGG_ENTRIES);
+        self.keyed.process_through(
+            move |selector| PreAggSpec {
+                selector,
+                assigner,
+                agg,
+                max_entries,
+            },
+            PreAggregatedWindow::new(op),
+        )
     }
 
     /// Gives each window's records, all at once, to `f` when it fires.
