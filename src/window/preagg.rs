@@ -41,6 +41,9 @@ pub enum WindowInput<V, Acc> {
     Partial(TimeWindow, Acc),
 }
 
+/// What a pre-aggregating exchange sends: keyed records or partials.
+pub type PreAggWire<K, V, Acc> = Keyed<K, WindowInput<V, Acc>>;
+
 /// Builds each upstream partition's pre-aggregating exchange.
 pub struct PreAggSpec<Sel, A, G> {
     pub(crate) selector: Sel,
@@ -117,7 +120,7 @@ where
         ts: i64,
         key: Sel::Key,
         value: WindowInput<Sel::Value, G::Acc>,
-        out: &mut Outbox<Keyed<Sel::Key, WindowInput<Sel::Value, G::Acc>>>,
+        out: &mut Outbox<PreAggWire<Sel::Key, Sel::Value, G::Acc>>,
     ) {
         let dest = owner_of(kp, self.key_partitions, self.downstream) as usize;
         out.push_to(dest, Keyed { kp, ts, key, value });
@@ -127,7 +130,7 @@ where
     fn flush(
         &mut self,
         done: impl Fn(&TimeWindow) -> bool,
-        out: &mut Outbox<Keyed<Sel::Key, WindowInput<Sel::Value, G::Acc>>>,
+        out: &mut Outbox<PreAggWire<Sel::Key, Sel::Value, G::Acc>>,
     ) {
         let ready: Vec<_> = self.partials.extract_if(|(_, w), _| done(w)).collect();
         for ((key, w), (kp, acc)) in ready {
