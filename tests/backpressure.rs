@@ -39,7 +39,7 @@ impl Sink<(u64, u64)> for SlowPart {
     fn write(&mut self, _item: (u64, u64)) -> Result<(), SinkError> {
         self.seen += 1;
         self.consumed.fetch_add(1, Ordering::Relaxed);
-        if self.seen % 32 == 0 {
+        if self.seen.is_multiple_of(32) {
             std::thread::sleep(Duration::from_millis(1));
         }
         Ok(())
