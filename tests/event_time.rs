@@ -465,3 +465,168 @@ fn w2_at_small_n_passes_its_check() {
         assert!(result.passed(), "parallelism {parallelism}: {result:?}");
     }
 }
+
+/// Registers a processing-time timer 30 ms after the first record of each key and
+/// emits `(key, timer time, registration time, actual firing time)` when it fires.
+#[derive(Clone, Default)]
+struct WallTimers {
+    registered: Option<ValueHandle<i64>>,
+}
+
+impl KeyedProcess for WallTimers {
+    type Key = u64;
+    type In = u64;
+    type Out = (u64, i64, i64, i64);
+    fn open(&mut self, ctx: &mut OpenContext<'_, u64>) -> Result<(), OperatorError> {
+        self.registered = Some(ctx.value_state(StateDescriptor::new("registered"))?);
+        Ok(())
+    }
+    fn process(
+        &mut self,
+        _x: u64,
+        ctx: &mut KeyedContext<'_, u64, Self::Out>,
+    ) -> Result<(), OperatorError> {
+        let now = ctx.processing_time();
+        let handle = self
+            .registered
+            .ok_or_else(|| OperatorError::msg("not open"))?;
+        let mut state = ctx.value(handle);
+        if state.value()?.is_none() {
+            state.set(now)?;
+            ctx.register_processing_timer(now + 30)?;
+        }
+        Ok(())
+    }
+    fn on_timer(
+        &mut self,
+        ts: i64,
+        ctx: &mut KeyedContext<'_, u64, Self::Out>,
+    ) -> Result<(), OperatorError> {
+        if ctx.timer_domain() != Some(weir_actors::state::TimerDomain::ProcessingTime) {
+            return Err(OperatorError::msg("expected a processing-time timer"));
+        }
+        let handle = self
+            .registered
+            .ok_or_else(|| OperatorError::msg("not open"))?;
+        let registered = ctx.value(handle).value()?.unwrap_or(0);
+        let key = *ctx.key();
+        let now = ctx.processing_time();
+        ctx.emit((key, ts, registered, now));
+        Ok(())
+    }
+}
+
+#[test]
+fn processing_time_timers_fire_on_the_wall_clock_while_the_job_runs() {
+    let stop = StopFlag::new();
+    let fired = CollectSink::<(u64, i64, i64, i64)>::new();
+    let job = Job::new("wall-timers")
+        .source(common::Trickle { stop: stop.clone() })
+        .key_by(|x: &u64| x % 4)
+        .process(WallTimers::default())
+        .sink(fired.clone());
+    let control = RunControl {
+        stop: Some(stop),
+        duration: Some(Duration::from_millis(400)),
+        ..Default::default()
+    };
+    Node::new(EngineOptions::for_tests(2))
+        .unwrap()
+        .run_with(job, control)
+        .unwrap();
+    let fired = fired.items();
+    assert_eq!(fired.len(), 4, "one timer per key, each once: {fired:?}");
+    for (key, at, registered, actual) in &fired {
+        assert_eq!(*at, registered + 30, "key {key}");
+        assert!(*actual >= *at, "key {key} fired early: {actual} < {at}");
+        // The input ends after 400 ms; a timer fired then would be ~370 ms late.
+        assert!(
+            *actual < at + 200,
+            "key {key} fired {} ms late",
+            actual - at
+        );
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+struct CountU64;
+
+impl AggregateFn<u64> for CountU64 {
+    type Acc = u64;
+    type Output = u64;
+    fn create(&self) -> u64 {
+        0
+    }
+    fn add(&self, acc: &mut u64, _: u64) {
+        *acc += 1;
+    }
+    fn merge(&self, acc: &mut u64, other: u64) {
+        *acc += other;
+    }
+    fn result(&self, acc: &u64) -> u64 {
+        *acc
+    }
+}
+
+#[test]
+fn processing_time_windows_fire_by_the_wall_clock_and_count_every_record() {
+    let stop = StopFlag::new();
+    let source = common::Trickle { stop: stop.clone() };
+    // Each result is stamped with the wall-clock time it was emitted at.
+    let rows = CollectSink::<(WindowResult<u64, u64>, i64)>::new();
+    let job = Job::new("wall-windows")
+        .source(source)
+        .key_by(|x: &u64| x % 2)
+        .window(
+            Tumbling::of(Duration::from_millis(100))
+                .unwrap()
+                .processing_time(),
+        )
+        .aggregate(CountU64)
+        .map(|r: WindowResult<u64, u64>| (r, weir::time::processing_time_ms()))
+        .sink(rows.clone());
+    let started = weir::time::processing_time_ms();
+    let control = RunControl {
+        stop: Some(stop),
+        duration: Some(Duration::from_millis(500)),
+        ..Default::default()
+    };
+    let report = Node::new(EngineOptions::for_tests(2))
+        .unwrap()
+        .run_with(job, control)
+        .unwrap();
+    let rows = rows.items();
+    let total: u64 = rows.iter().map(|(r, _)| r.value).sum();
+    assert_eq!(
+        total,
+        report.records_read(),
+        "every record is in exactly one window"
+    );
+    let mut prompt = 0;
+    let mut seen = std::collections::BTreeSet::new();
+    for (r, emitted) in &rows {
+        assert_eq!(r.window.end - r.window.start, 100);
+        assert_eq!(r.window.start.rem_euclid(100), 0);
+        assert!(
+            seen.insert((r.key, r.window.start)),
+            "window {:?} fired twice",
+            r.window
+        );
+        // When the input ends, windows still open fire at once; the others only
+        // after they ended.
+        if r.window.end < started + 450 {
+            assert!(
+                *emitted > r.window.max_timestamp(),
+                "a window fired before it ended"
+            );
+        }
+        // Windows that ended well before the input did fire within 100 ms of their end.
+        if r.window.end < started + 350 && *emitted - r.window.max_timestamp() < 100 {
+            prompt += 1;
+        }
+    }
+    assert!(
+        prompt >= 4,
+        "only {prompt} windows fired promptly: {rows:?}"
+    );
+}

@@ -47,6 +47,17 @@ pub struct Stop;
 #[rtype(result = "()")]
 struct Pump;
 
+/// An actor's note to itself: its task's processing-time deadline has come.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Deadline;
+
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// How long an idle source waits before it is pumped again.
 const IDLE_SOURCE_BACKOFF: std::time::Duration = std::time::Duration::from_millis(1);
 
@@ -76,6 +87,8 @@ pub struct PartitionActor<T: Task> {
     phase: Phase,
     /// The source's last round found no more input for now.
     idle: bool,
+    /// The processing-time deadline a wake-up is scheduled for.
+    wakeup: Option<(i64, SpawnHandle)>,
     supervisor: Recipient<ActorReport>,
     stats: Arc<ActorStats>,
 }
@@ -101,6 +114,7 @@ impl<T: Task> PartitionActor<T> {
             idle_sent: false,
             phase: Phase::Running,
             idle: false,
+            wakeup: None,
             supervisor,
             stats,
         }
@@ -123,10 +137,30 @@ impl<T: Task> PartitionActor<T> {
         ctx.stop();
     }
 
+    /// Schedules a wake-up for the task's next processing-time deadline, if it is
+    /// earlier than the one already scheduled.
+    fn schedule_deadline(&mut self, ctx: &mut Context<Self>) {
+        let Some(deadline) = self.task.next_deadline() else {
+            return;
+        };
+        if let Some((at, handle)) = self.wakeup {
+            if at <= deadline {
+                return;
+            }
+            ctx.cancel_future(handle);
+        }
+        let delay = u64::try_from(deadline.saturating_sub(wall_clock_ms())).unwrap_or(0);
+        let handle = ctx.notify_later(Deadline, std::time::Duration::from_millis(delay));
+        self.wakeup = Some((deadline, handle));
+    }
+
     /// Bookkeeping after the task ran: publish counters, then send the output,
     /// waiting for slots if a downstream mailbox is full.
     fn after_work(&mut self, ctx: &mut Context<Self>) -> AtomicResponse<Self, ()> {
         self.stats.set_out(self.out.records_out());
+        if self.phase == Phase::Running {
+            self.schedule_deadline(ctx);
+        }
         match self.out.send_now() {
             Ok(true) => {
                 self.proceed(ctx);
@@ -328,6 +362,29 @@ impl<T: Task> Handler<Pump> for PartitionActor<T> {
                 Pumped::Exhausted => self.finish_input(),
             }
         });
+        self.stats.add_busy(started.elapsed());
+        match result {
+            Ok(()) => self.after_work(ctx),
+            Err(failure) => {
+                self.fail(failure, ctx);
+                self.done()
+            }
+        }
+    }
+}
+
+impl<T: Task> Handler<Deadline> for PartitionActor<T> {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, _msg: Deadline, ctx: &mut Context<Self>) -> Self::Result {
+        self.wakeup = None;
+        if self.phase != Phase::Running {
+            return self.done();
+        }
+        let started = Instant::now();
+        let task = &mut self.task;
+        let out = &mut self.out;
+        let result = guarded(|| task.on_processing_time(wall_clock_ms(), out));
         self.stats.add_busy(started.elapsed());
         match result {
             Ok(()) => self.after_work(ctx),

@@ -98,6 +98,21 @@ pub trait Task: Send + 'static {
         Ok(())
     }
 
+    /// The processing time (ms since the Unix epoch) at which the task next wants
+    /// [`Task::on_processing_time`] called, if any. Asked after every message.
+    fn next_deadline(&self) -> Option<i64> {
+        None
+    }
+
+    /// The wall clock reached `now_ms` (at or after the deadline the task gave).
+    fn on_processing_time(
+        &mut self,
+        _now_ms: i64,
+        _out: &mut Outbox<Self::Out>,
+    ) -> Result<(), TaskError> {
+        Ok(())
+    }
+
     /// Every input has ended (or the source is exhausted): emit what is still held
     /// back and make state durable. The kernel then forwards `EndOfInput`.
     fn end_of_input(&mut self, _out: &mut Outbox<Self::Out>) -> Result<(), TaskError> {

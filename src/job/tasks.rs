@@ -207,6 +207,51 @@ pub(crate) struct KeyedTask<P: KeyedProcess, C, Tm> {
     pub watermark: i64,
 }
 
+impl<P, C, Tm> KeyedTask<P, C, Tm>
+where
+    P: KeyedProcess,
+    C: Chain<P::Out>,
+    Tm: Terminal<C::Out>,
+{
+    /// Fires, in timestamp order, every timer of `domain` due at `up_to`, including
+    /// timers registered while firing.
+    fn fire_timers(
+        &mut self,
+        domain: TimerDomain,
+        up_to: i64,
+        out: &mut Outbox<Tm::Wire>,
+    ) -> Result<(), TaskError> {
+        let mut pipe = Pipe {
+            chain: &mut self.chain,
+            into: IntoTerminal {
+                term: &mut self.term,
+                out,
+                ts: NO_TIMESTAMP,
+            },
+        };
+        while let Some(timer) = self
+            .state
+            .pop_timer(domain, up_to)
+            .map_err(|e| TaskError::caused("reading timers", e))?
+        {
+            pipe.into.ts = timer.timestamp;
+            let mut ctx = KeyedContext {
+                state: &mut self.state,
+                kp: timer.kp,
+                key: &timer.key,
+                out: &mut pipe,
+                ts: timer.timestamp,
+                watermark: self.watermark,
+                timer_domain: Some(domain),
+            };
+            self.process
+                .on_timer(timer.timestamp, &mut ctx)
+                .map_err(|e| TaskError::caused("on_timer", e))?;
+        }
+        Ok(())
+    }
+}
+
 impl<P, C, Tm> Task for KeyedTask<P, C, Tm>
 where
     P: KeyedProcess,
@@ -250,6 +295,7 @@ where
                 out: &mut pipe,
                 ts: record.ts,
                 watermark: self.watermark,
+                timer_domain: None,
             };
             self.process
                 .process(record.value, &mut ctx)
@@ -267,32 +313,7 @@ where
         out: &mut Outbox<Tm::Wire>,
     ) -> Result<(), TaskError> {
         self.watermark = watermark;
-        let mut pipe = Pipe {
-            chain: &mut self.chain,
-            into: IntoTerminal {
-                term: &mut self.term,
-                out,
-                ts: NO_TIMESTAMP,
-            },
-        };
-        while let Some(timer) = self
-            .state
-            .pop_timer(TimerDomain::EventTime, watermark)
-            .map_err(|e| TaskError::caused("reading timers", e))?
-        {
-            pipe.into.ts = timer.timestamp;
-            let mut ctx = KeyedContext {
-                state: &mut self.state,
-                kp: timer.kp,
-                key: &timer.key,
-                out: &mut pipe,
-                ts: timer.timestamp,
-                watermark,
-            };
-            self.process
-                .on_timer(timer.timestamp, &mut ctx)
-                .map_err(|e| TaskError::caused("on_timer", e))?;
-        }
+        self.fire_timers(TimerDomain::EventTime, watermark, out)?;
         self.term.on_watermark(watermark, out);
         check(&mut self.term)?;
         self.state
@@ -300,7 +321,31 @@ where
             .map_err(|e| TaskError::caused("state cache maintenance", e))
     }
 
+    /// A processing-time timer for `t` fires once the clock has passed `t` (at
+    /// `t + 1`): records processed during millisecond `t` still see its window open,
+    /// so a window never fires twice.
+    fn next_deadline(&self) -> Option<i64> {
+        self.state
+            .next_timer(TimerDomain::ProcessingTime)
+            .map(|t| t.saturating_add(1))
+    }
+
+    fn on_processing_time(
+        &mut self,
+        now_ms: i64,
+        out: &mut Outbox<Tm::Wire>,
+    ) -> Result<(), TaskError> {
+        self.fire_timers(TimerDomain::ProcessingTime, now_ms.saturating_sub(1), out)?;
+        check(&mut self.term)?;
+        self.state
+            .maintain()
+            .map_err(|e| TaskError::caused("state cache maintenance", e))
+    }
+
     fn end_of_input(&mut self, out: &mut Outbox<Tm::Wire>) -> Result<(), TaskError> {
+        // Processing-time timers still pending fire now, so a bounded job's last
+        // processing-time windows are not lost.
+        self.fire_timers(TimerDomain::ProcessingTime, i64::MAX, out)?;
         let mut pipe = Pipe {
             chain: &mut self.chain,
             into: IntoTerminal {

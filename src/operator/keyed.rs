@@ -69,6 +69,8 @@ pub struct KeyedContext<'a, K, O> {
     pub(crate) ts: i64,
     /// The operator's current watermark.
     pub(crate) watermark: i64,
+    /// Which kind of timer is firing (in `on_timer`), if any.
+    pub(crate) timer_domain: Option<TimerDomain>,
 }
 
 impl<K: Key, O> KeyedContext<'_, K, O> {
@@ -104,6 +106,28 @@ impl<K: Key, O> KeyedContext<'_, K, O> {
         Ok(self
             .state
             .register_timer(TimerDomain::EventTime, self.kp, self.key, timestamp)?)
+    }
+
+    /// Asks for [`KeyedProcess::on_timer`] to be called for the current key once the
+    /// wall clock reaches `timestamp` (ms since the Unix epoch). Timers still pending
+    /// when the input ends fire then, in order.
+    pub fn register_processing_timer(&mut self, timestamp: i64) -> Result<(), OperatorError> {
+        Ok(self
+            .state
+            .register_timer(TimerDomain::ProcessingTime, self.kp, self.key, timestamp)?)
+    }
+
+    /// Cancels a processing-time timer of the current key.
+    pub fn delete_processing_timer(&mut self, timestamp: i64) -> Result<(), OperatorError> {
+        Ok(self
+            .state
+            .delete_timer(TimerDomain::ProcessingTime, self.kp, self.key, timestamp)?)
+    }
+
+    /// In [`KeyedProcess::on_timer`]: whether an event-time or a processing-time timer
+    /// fired. `None` while processing a record.
+    pub fn timer_domain(&self) -> Option<TimerDomain> {
+        self.timer_domain
     }
 
     /// Cancels an event-time timer of the current key.
@@ -189,9 +213,10 @@ pub trait KeyedProcess: Clone + Send + 'static {
         ctx: &mut KeyedContext<'_, Self::Key, Self::Out>,
     ) -> Result<(), OperatorError>;
 
-    /// Called when an event-time timer of the current key fires (the watermark reached
-    /// `timestamp`); the key's state is in scope and emitted records carry `timestamp`.
-    /// Timers fire in timestamp order, each once.
+    /// Called when a timer of the current key fires: an event-time timer when the
+    /// watermark reaches `timestamp`, a processing-time timer when the wall clock does
+    /// ([`KeyedContext::timer_domain`] says which). The key's state is in scope and
+    /// emitted records carry `timestamp`. Timers fire in timestamp order, each once.
     fn on_timer(
         &mut self,
         _timestamp: i64,

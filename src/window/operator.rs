@@ -233,6 +233,44 @@ where
         }
     }
 
+    fn processing_time(&self) -> bool {
+        self.assigner.domain() == TimeDomain::ProcessingTime
+    }
+
+    /// The time windows are measured against: the watermark, or the wall clock for
+    /// processing-time windows.
+    fn now(&self, ctx: &KeyedContext<'_, K, WindowResult<K, F::Output>>) -> i64 {
+        if self.processing_time() {
+            ctx.processing_time()
+        } else {
+            ctx.current_watermark()
+        }
+    }
+
+    fn register_timer(
+        &self,
+        ctx: &mut KeyedContext<'_, K, WindowResult<K, F::Output>>,
+        at: i64,
+    ) -> Result<(), OperatorError> {
+        if self.processing_time() {
+            ctx.register_processing_timer(at)
+        } else {
+            ctx.register_event_timer(at)
+        }
+    }
+
+    fn delete_timer(
+        &self,
+        ctx: &mut KeyedContext<'_, K, WindowResult<K, F::Output>>,
+        at: i64,
+    ) -> Result<(), OperatorError> {
+        if self.processing_time() {
+            ctx.delete_processing_timer(at)
+        } else {
+            ctx.delete_event_timer(at)
+        }
+    }
+
     pub(crate) fn cleanup_time(&self, w: &TimeWindow) -> i64 {
         w.max_timestamp().saturating_add(self.allowed_lateness)
     }
@@ -301,24 +339,27 @@ where
         update: impl FnOnce(&mut F::Contents),
     ) -> Result<(), OperatorError> {
         let handle = self.handles()?;
-        let watermark = ctx.current_watermark();
+        let watermark = self.now(ctx);
         let mut map = ctx.map(handle);
         let (mut contents, new) = match map.get(&w)? {
             Some(c) => (c, false),
             None => (self.function.create(), true),
         };
         update(&mut contents);
-        let fire_now = w.max_timestamp() <= watermark;
+        // Event time: a window the watermark already passed (a late record within the
+        // allowed lateness) fires at once. Processing-time windows always fire by
+        // their timer, even when the clock is already at their end.
+        let fire_now = !self.processing_time() && w.max_timestamp() <= watermark;
         if fire_now {
             self.fire(&w, &contents, ctx);
         }
         ctx.map(handle).insert(w, contents)?;
         if new {
             if !fire_now {
-                ctx.register_event_timer(w.max_timestamp())?;
+                self.register_timer(ctx, w.max_timestamp())?;
             }
             if self.allowed_lateness > 0 {
-                ctx.register_event_timer(self.cleanup_time(&w))?;
+                self.register_timer(ctx, self.cleanup_time(&w))?;
             }
         }
         Ok(())
@@ -347,21 +388,21 @@ where
                     None => contents = Some(c),
                 }
             }
-            ctx.delete_event_timer(gone.max_timestamp())?;
+            self.delete_timer(ctx, gone.max_timestamp())?;
             if self.allowed_lateness > 0 {
-                ctx.delete_event_timer(self.cleanup_time(gone))?;
+                self.delete_timer(ctx, self.cleanup_time(gone))?;
             }
         }
         let mut contents = contents.unwrap_or_else(|| self.function.create());
         self.function.add(&mut contents, value);
-        let fire_now = result.max_timestamp() <= ctx.current_watermark();
+        let fire_now = !self.processing_time() && result.max_timestamp() <= self.now(ctx);
         if fire_now {
             self.fire(&result, &contents, ctx);
         } else {
-            ctx.register_event_timer(result.max_timestamp())?;
+            self.register_timer(ctx, result.max_timestamp())?;
         }
         if self.allowed_lateness > 0 {
-            ctx.register_event_timer(self.cleanup_time(&result))?;
+            self.register_timer(ctx, self.cleanup_time(&result))?;
         }
         ctx.map(handle).insert(result, contents)?;
         ctx.value(sessions).set(merged)?;
@@ -385,12 +426,6 @@ where
     }
 
     fn open(&mut self, ctx: &mut OpenContext<'_, K>) -> Result<(), OperatorError> {
-        if self.assigner.domain() != TimeDomain::EventTime {
-            return Err(OperatorError::msg(format!(
-                "{}: processing-time windows are not supported yet; use an event-time assigner",
-                self.assigner.name()
-            )));
-        }
         self.contents = Some(ctx.map_state(StateDescriptor::new("window-contents"))?);
         if self.assigner.is_merging() {
             self.sessions = Some(ctx.value_state(StateDescriptor::new("window-sessions"))?);
@@ -404,21 +439,27 @@ where
         value: V,
         ctx: &mut KeyedContext<'_, K, Self::Out>,
     ) -> Result<(), OperatorError> {
-        let ts = ctx.timestamp();
+        let ts = if self.processing_time() {
+            ctx.processing_time()
+        } else {
+            ctx.timestamp()
+        };
         if ts == NO_TIMESTAMP {
             return Err(OperatorError::msg(format!(
                 "{} needs event time, but a record has no timestamp: give the source a WatermarkStrategy (Job::source_with_time)",
                 self.assigner.name()
             )));
         }
-        let watermark = ctx.current_watermark();
+        let watermark = self.now(ctx);
         let mut windows = std::mem::take(&mut self.scratch);
         windows.clear();
         self.assigner.assign(ts, &mut windows);
+        // In processing time nothing is late: the windows come from the clock itself.
+        let processing_time = self.processing_time();
         let open: Vec<TimeWindow> = windows
             .iter()
             .copied()
-            .filter(|w| self.cleanup_time(w) > watermark)
+            .filter(|w| processing_time || self.cleanup_time(w) > watermark)
             .collect();
         self.scratch = windows;
         let Some((&last, others)) = open.split_last() else {

@@ -26,7 +26,7 @@ use crate::operator::{
 use crate::partition::{key_partition, owner_of, KeyEncodeError};
 use crate::record::{Keyed, NO_TIMESTAMP};
 
-use super::assigner::{TimeWindow, WindowAssigner};
+use super::assigner::{TimeDomain, TimeWindow, WindowAssigner};
 use super::operator::{Incremental, WindowOperator, WindowResult};
 
 /// Partial accumulators an upstream partition holds before it sends them all.
@@ -167,7 +167,10 @@ where
             }
         };
         self.windows.clear();
-        if ts != NO_TIMESTAMP && !self.assigner.is_merging() {
+        if ts != NO_TIMESTAMP
+            && !self.assigner.is_merging()
+            && self.assigner.domain() == TimeDomain::EventTime
+        {
             self.assigner.assign(ts, &mut self.windows);
         }
         // Records without windows to fold into, or whose windows already ended here,
