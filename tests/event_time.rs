@@ -630,3 +630,72 @@ fn processing_time_windows_fire_by_the_wall_clock_and_count_every_record() {
         "only {prompt} windows fired promptly: {rows:?}"
     );
 }
+
+/// A user-written trigger: fires and purges when a record with timestamp divisible by
+/// 100 arrives (a "punctuation" record), and purges without firing when a window
+/// grows past 1,000 records.
+#[derive(Clone)]
+struct Punctuation;
+
+impl weir::window::Trigger<(u64, i64)> for Punctuation {
+    fn name(&self) -> String {
+        "punctuation".into()
+    }
+    fn on_element(
+        &mut self,
+        value: &(u64, i64),
+        _ts: i64,
+        ctx: &mut weir::window::TriggerContext,
+    ) -> weir::window::TriggerResult {
+        use weir::window::TriggerResult;
+        if value.1 % 100 == 0 {
+            TriggerResult::FireAndPurge
+        } else if ctx.count() > 1_000 {
+            TriggerResult::Purge
+        } else {
+            TriggerResult::Continue
+        }
+    }
+}
+
+#[test]
+fn a_global_window_fires_when_a_custom_trigger_says_so() {
+    // Key 0: timestamps 1..=250 -> fires at 100 (100 records) and 200 (100 records);
+    // 201..=250 never fire.
+    let events: Vec<(u64, i64)> = (1..=250).map(|t| (0, t)).collect();
+    let rows = Rows::new();
+    let job = Job::new("punctuation")
+        .source(Events { events, stop: None })
+        .key_by(|e: &(u64, i64)| e.0)
+        .global_window(Punctuation)
+        .aggregate(Count)
+        .sink(rows.clone());
+    Node::new(EngineOptions::for_tests(1))
+        .unwrap()
+        .run(job)
+        .unwrap();
+    let counts: Vec<u64> = rows.items().iter().map(|r| r.value).collect();
+    assert_eq!(counts, vec![100, 100]);
+}
+
+#[test]
+fn a_continuous_event_time_trigger_fires_the_running_window_every_interval() {
+    // Timestamps 0..1000, one key; fire every 250 ms of event time without purging:
+    // the running count at 249, 499, 749 and 999.
+    let events: Vec<(u64, i64)> = (0..1_000).map(|t| (0, t)).collect();
+    let rows = Rows::new();
+    let job = Job::new("continuous")
+        .source_with_time(Events { events, stop: None }, time(0))
+        .key_by(|e: &(u64, i64)| e.0)
+        .global_window(weir::window::EveryEventTime::of(Duration::from_millis(250)))
+        .aggregate(Count)
+        .sink(rows.clone());
+    Node::new(EngineOptions::for_tests(1))
+        .unwrap()
+        .run(job)
+        .unwrap();
+    let counts: Vec<u64> = rows.items().iter().map(|r| r.value).collect();
+    // The last timer (999) fires when the input ends and the watermark jumps to
+    // +infinity; from there no further timer is registered, so it fires only once.
+    assert_eq!(counts, vec![250, 500, 750, 1_000]);
+}

@@ -236,7 +236,9 @@ mod tests {
 pub mod operator;
 pub mod preagg;
 pub mod stream;
+pub mod trigger;
 
-pub use operator::{CountWindow, WindowFunction, WindowOperator, WindowResult};
+pub use operator::{WindowFunction, WindowOperator, WindowResult};
 pub use preagg::{PreAggregatedWindow, WindowInput};
-pub use stream::{CountWindowedStream, WindowedStream};
+pub use stream::{GlobalWindowedStream, WindowedStream};
+pub use trigger::{CountTrigger, EveryEventTime, Trigger, TriggerContext, TriggerResult};

@@ -13,8 +13,9 @@ use crate::job::terminal::{ExchangeSpec, KeySelector};
 use crate::operator::{AggregateFn, Chain};
 
 use super::assigner::{TimeWindow, WindowAssigner};
-use super::operator::{CountWindow, FullWindow, Incremental, LateOutput, WindowOperator};
+use super::operator::{FullWindow, Incremental, LateOutput, WindowOperator};
 use super::preagg::{PreAggSpec, PreAggregatedWindow, DEFAULT_PREAGG_ENTRIES};
+use super::trigger::{CountTrigger, GlobalWindowOperator, Trigger};
 
 /// The stream a window operator emits: keys `K`, values `V`, assigner `A`, window
 /// function `F`.
@@ -50,9 +51,22 @@ where
         }
     }
 
-    /// Windows of `size` records per key, fired and cleared when full.
-    pub fn count_window(self, size: u64) -> CountWindowedStream<H, C, Sel> {
-        CountWindowedStream { keyed: self, size }
+    /// Windows of `size` records per key, fired and cleared when full (a global
+    /// window with a purging count trigger).
+    pub fn count_window(self, size: u64) -> GlobalWindowedStream<H, C, Sel, CountTrigger> {
+        self.global_window(CountTrigger::of(size))
+    }
+
+    /// One window per key that never ends on its own: `trigger` decides when it fires
+    /// and when it is purged.
+    pub fn global_window<T>(self, trigger: T) -> GlobalWindowedStream<H, C, Sel, T>
+    where
+        T: Trigger<Sel::Value>,
+    {
+        GlobalWindowedStream {
+            keyed: self,
+            trigger,
+        }
     }
 }
 
@@ -143,29 +157,46 @@ where
     }
 }
 
-/// A keyed stream cut into count windows.
-pub struct CountWindowedStream<H, C, Sel> {
+/// A keyed stream with one global window per key, fired by a trigger.
+pub struct GlobalWindowedStream<H, C, Sel, T> {
     keyed: KeyedStream<H, C, Sel>,
-    size: u64,
+    trigger: T,
 }
 
-impl<H, C, Sel> CountWindowedStream<H, C, Sel>
+impl<H, C, Sel, T> GlobalWindowedStream<H, C, Sel, T>
 where
     H: Head,
     C: Chain<H::Out>,
     C::Out: 'static,
     Sel: KeySelector<C::Out>,
+    T: Trigger<Sel::Value>,
     H: IntoPlan<C, ExchangeSpec<Sel>>,
 {
-    /// Aggregates each count window.
+    /// Aggregates each key's window incrementally; a firing emits the aggregate.
     pub fn aggregate<G>(
         self,
         agg: G,
-    ) -> Processed<CountWindow<Sel::Key, Sel::Value, Incremental<G>>>
+    ) -> Processed<GlobalWindowOperator<Sel::Key, Sel::Value, T, Incremental<G>>>
     where
         G: AggregateFn<Sel::Value>,
     {
         self.keyed
-            .process(CountWindow::new(self.size, Incremental(agg)))
+            .process(GlobalWindowOperator::new(self.trigger, Incremental(agg)))
+    }
+
+    /// Gives the window's records, all at once, to `f` on every firing.
+    pub fn process<O, F>(
+        self,
+        f: F,
+    ) -> Processed<GlobalWindowOperator<Sel::Key, Sel::Value, T, FullWindow<F, O>>>
+    where
+        Sel::Value: StateValue,
+        O: 'static,
+        F: Fn(&Sel::Key, &TimeWindow, &[Sel::Value], &mut dyn FnMut(O)) + Clone + Send + 'static,
+    {
+        self.keyed.process(GlobalWindowOperator::new(
+            self.trigger,
+            FullWindow(f, std::marker::PhantomData),
+        ))
     }
 }
