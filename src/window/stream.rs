@@ -157,6 +157,10 @@ where
     }
 }
 
+/// The stream a triggered global window emits: keys `K`, values `V`, trigger `T`,
+/// window function `F`.
+pub type Triggered<K, V, T, F> = Processed<GlobalWindowOperator<K, V, T, F>>;
+
 /// A keyed stream with one global window per key, fired by a trigger.
 pub struct GlobalWindowedStream<H, C, Sel, T> {
     keyed: KeyedStream<H, C, Sel>,
@@ -173,10 +177,7 @@ where
     H: IntoPlan<C, ExchangeSpec<Sel>>,
 {
     /// Aggregates each key's window incrementally; a firing emits the aggregate.
-    pub fn aggregate<G>(
-        self,
-        agg: G,
-    ) -> Processed<GlobalWindowOperator<Sel::Key, Sel::Value, T, Incremental<G>>>
+    pub fn aggregate<G>(self, agg: G) -> Triggered<Sel::Key, Sel::Value, T, Incremental<G>>
     where
         G: AggregateFn<Sel::Value>,
     {
@@ -185,10 +186,7 @@ where
     }
 
     /// Gives the window's records, all at once, to `f` on every firing.
-    pub fn process<O, F>(
-        self,
-        f: F,
-    ) -> Processed<GlobalWindowOperator<Sel::Key, Sel::Value, T, FullWindow<F, O>>>
+    pub fn process<O, F>(self, f: F) -> Triggered<Sel::Key, Sel::Value, T, FullWindow<F, O>>
     where
         Sel::Value: StateValue,
         O: 'static,
