@@ -243,6 +243,24 @@ impl<T: Task> PartitionActor<T> {
         }
     }
 
+    /// Ends the handling of one message: counts the busy time, then sends the output
+    /// (or fails the actor).
+    fn settle(
+        &mut self,
+        started: Instant,
+        result: Result<(), Failure>,
+        ctx: &mut Context<Self>,
+    ) -> AtomicResponse<Self, ()> {
+        self.stats.add_busy(started.elapsed());
+        match result {
+            Ok(()) => self.after_work(ctx),
+            Err(failure) => {
+                self.fail(failure, ctx);
+                self.done()
+            }
+        }
+    }
+
     fn done(&self) -> AtomicResponse<Self, ()> {
         AtomicResponse::new(Box::pin(actix::fut::ready(())))
     }
@@ -330,14 +348,7 @@ impl<T: Task> Handler<Deliver<T::In>> for PartitionActor<T> {
         if self.stats.mailbox().depth() == 0 {
             self.out.flush();
         }
-        self.stats.add_busy(started.elapsed());
-        match result {
-            Ok(()) => self.after_work(ctx),
-            Err(failure) => {
-                self.fail(failure, ctx);
-                self.done()
-            }
-        }
+        self.settle(started, result, ctx)
     }
 }
 
@@ -362,14 +373,7 @@ impl<T: Task> Handler<Pump> for PartitionActor<T> {
                 Pumped::Exhausted => self.finish_input(),
             }
         });
-        self.stats.add_busy(started.elapsed());
-        match result {
-            Ok(()) => self.after_work(ctx),
-            Err(failure) => {
-                self.fail(failure, ctx);
-                self.done()
-            }
-        }
+        self.settle(started, result, ctx)
     }
 }
 
@@ -385,14 +389,7 @@ impl<T: Task> Handler<Deadline> for PartitionActor<T> {
         let task = &mut self.task;
         let out = &mut self.out;
         let result = guarded(|| task.on_processing_time(wall_clock_ms(), out));
-        self.stats.add_busy(started.elapsed());
-        match result {
-            Ok(()) => self.after_work(ctx),
-            Err(failure) => {
-                self.fail(failure, ctx);
-                self.done()
-            }
-        }
+        self.settle(started, result, ctx)
     }
 }
 

@@ -29,6 +29,38 @@ pub struct BenchResult {
 }
 
 impl BenchResult {
+    /// Times `run` (which builds and runs the job on a new node) and fills in the
+    /// result line; `check` then says whether the job's output is right.
+    pub fn measure<T>(
+        workload: &str,
+        options: crate::job::EngineOptions,
+        n: u64,
+        run: impl FnOnce(crate::job::Node) -> Result<T, crate::job::JobError>,
+        check: impl FnOnce(T) -> Result<(), String>,
+    ) -> Result<BenchResult, crate::job::JobError> {
+        let parallelism = options.parallelism;
+        let started = std::time::Instant::now();
+        let output = run(crate::job::Node::new(options)?)?;
+        let seconds = started.elapsed().as_secs_f64();
+        let check = match check(output) {
+            Ok(()) => "passed".to_string(),
+            Err(why) => {
+                eprintln!("{} check failed: {why}", workload.to_uppercase());
+                "failed".to_string()
+            }
+        };
+        Ok(BenchResult {
+            workload: workload.into(),
+            n,
+            parallelism,
+            checkpointing: false,
+            seconds,
+            records_per_sec: n as f64 / seconds.max(1e-9),
+            peak_rss_bytes: rss::peak_rss_bytes(),
+            check,
+        })
+    }
+
     /// Whether the workload's check passed.
     pub fn passed(&self) -> bool {
         self.check == "passed"

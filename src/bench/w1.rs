@@ -1,41 +1,25 @@
 //! W1: word count with a running count per word in keyed state.
 
-use std::time::Instant;
-
 use crate::connector::generator::{splitmix64, W1_VOCABULARY};
 use crate::connector::sinks::Counted;
-use crate::job::{EngineOptions, JobError, Node};
+use crate::job::{EngineOptions, JobError};
 use crate::jobs;
 
-use super::rss::peak_rss_bytes;
 use super::BenchResult;
 
 /// Runs W1 with `n` words on a node with `options`, checks the result and reports it.
 pub fn run(options: EngineOptions, n: u64) -> Result<BenchResult, JobError> {
-    let parallelism = options.parallelism;
-    let started = Instant::now();
-    let node = Node::new(options)?;
-    let (job, sink) = jobs::w1(n);
-    node.run(job)?;
-    let seconds = started.elapsed().as_secs_f64();
-    let counted = sink.result();
-    let check = match check(n, &counted) {
-        Ok(()) => "passed".to_string(),
-        Err(why) => {
-            eprintln!("W1 check failed: {why}");
-            "failed".to_string()
-        }
-    };
-    Ok(BenchResult {
-        workload: "w1".into(),
+    BenchResult::measure(
+        "w1",
+        options,
         n,
-        parallelism,
-        checkpointing: false,
-        seconds,
-        records_per_sec: n as f64 / seconds.max(1e-9),
-        peak_rss_bytes: peak_rss_bytes(),
-        check,
-    })
+        |node| {
+            let (job, sink) = jobs::w1(n);
+            node.run(job)?;
+            Ok(sink)
+        },
+        |sink| check(n, &sink.result()),
+    )
 }
 
 /// W1's check: the sink received `n` updates, the final counts sum to `n`, and every

@@ -1,44 +1,29 @@
 //! W2: tumbling event-time windows over out-of-order events.
 
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 use rustc_hash::FxHashMap;
 
 use crate::connector::generator::W2Event;
 use crate::connector::sinks::Counted;
-use crate::job::{EngineOptions, JobError, Node};
+use crate::job::{EngineOptions, JobError};
 use crate::jobs;
 
-use super::rss::peak_rss_bytes;
 use super::BenchResult;
 
 /// Runs W2 with `n` events on a node with `options`, checks the result and reports it.
 pub fn run(options: EngineOptions, n: u64) -> Result<BenchResult, JobError> {
-    let parallelism = options.parallelism;
-    let started = Instant::now();
-    let node = Node::new(options)?;
-    let (job, sink, late) = jobs::w2(n);
-    node.run(job)?;
-    let seconds = started.elapsed().as_secs_f64();
-    let rows = sink.result();
-    let check = match check(n, &rows, late.load(Ordering::Relaxed)) {
-        Ok(()) => "passed".to_string(),
-        Err(why) => {
-            eprintln!("W2 check failed: {why}");
-            "failed".to_string()
-        }
-    };
-    Ok(BenchResult {
-        workload: "w2".into(),
+    BenchResult::measure(
+        "w2",
+        options,
         n,
-        parallelism,
-        checkpointing: false,
-        seconds,
-        records_per_sec: n as f64 / seconds.max(1e-9),
-        peak_rss_bytes: peak_rss_bytes(),
-        check,
-    })
+        |node| {
+            let (job, sink, late) = jobs::w2(n);
+            node.run(job)?;
+            Ok((sink, late))
+        },
+        |(sink, late)| check(n, &sink.result(), late.load(Ordering::Relaxed)),
+    )
 }
 
 /// W2's check: no event was late; one row per (key, window) holding events, none

@@ -282,19 +282,7 @@ where
         P: KeyedProcess<Key = Sel::Key, In = Sel::Value>,
         H: IntoPlan<C, ExchangeSpec<Sel>>,
     {
-        let Stream {
-            name,
-            mut done,
-            head,
-            chain,
-        } = self.stream;
-        done.push(head.into_plan(chain, ExchangeSpec(self.selector)));
-        Stream {
-            name,
-            done,
-            head: KeyedHead(process),
-            chain: Identity,
-        }
+        self.process_through(ExchangeSpec, process)
     }
 
     /// Closes the current stage with the terminal `make_term` builds from the key
