@@ -183,8 +183,10 @@ impl Access<'_> {
 ///
 /// sled 0.34 holds a whole batch in memory several times over while applying it (one
 /// batch of 200,000 small writes peaked above 1 GB), so a large flush is applied as a
-/// sequence of bounded batches.
-pub const FLUSH_CHUNK: usize = 1024;
+/// sequence of bounded batches. The size was measured on W1's final flush of 100,000
+/// keys: peak RSS 91 MB with batches of 64, 95 MB with 128, 145-199 MB with 1,024 and
+/// 430 MB with 16,384, with no loss of speed for the small ones.
+pub const FLUSH_CHUNK: usize = 128;
 
 /// The state shared by every cache during one flush.
 pub(crate) struct FlushCtx<'a> {
