@@ -79,7 +79,12 @@ where
 {
     type Terminal = PreAggExchange<T, Sel, A, G>;
     fn describe(&self) -> String {
-        "pre_aggregate -> key_by".into()
+        if self.assigner.is_merging() || self.assigner.domain() != TimeDomain::EventTime {
+            // Session and processing-time windows are aggregated after the exchange.
+            "key_by".into()
+        } else {
+            "pre_aggregate -> key_by".into()
+        }
     }
     fn is_exchange(&self) -> bool {
         true
