@@ -18,6 +18,20 @@ struct Pipe<'a, C, Tm, W: Send + 'static> {
     into: IntoTerminal<'a, Tm, W>,
 }
 
+impl<'a, C, Tm, W: Send + 'static> Pipe<'a, C, Tm, W> {
+    /// Pushes into `chain`, then `term`, sending through `out`.
+    fn new(chain: &'a mut C, term: &'a mut Tm, out: &'a mut Outbox<W>) -> Self {
+        Pipe {
+            chain,
+            into: IntoTerminal {
+                term,
+                out,
+                ts: NO_TIMESTAMP,
+            },
+        }
+    }
+}
+
 impl<In, C, Tm> Collector<In> for Pipe<'_, C, Tm, Tm::Wire>
 where
     C: Chain<In>,
@@ -165,14 +179,7 @@ where
             time: &self.time,
             max_ts: &mut self.progress.max_ts,
             count: 0,
-            pipe: Pipe {
-                chain: &mut self.chain,
-                into: IntoTerminal {
-                    term: &mut self.term,
-                    out,
-                    ts: NO_TIMESTAMP,
-                },
-            },
+            pipe: Pipe::new(&mut self.chain, &mut self.term, out),
         };
         let status = self
             .reader
@@ -221,14 +228,7 @@ where
         up_to: i64,
         out: &mut Outbox<Tm::Wire>,
     ) -> Result<(), TaskError> {
-        let mut pipe = Pipe {
-            chain: &mut self.chain,
-            into: IntoTerminal {
-                term: &mut self.term,
-                out,
-                ts: NO_TIMESTAMP,
-            },
-        };
+        let mut pipe = Pipe::new(&mut self.chain, &mut self.term, out);
         while let Some(timer) = self
             .state
             .pop_timer(domain, up_to)
@@ -278,14 +278,7 @@ where
         batch: Vec<Keyed<P::Key, P::In>>,
         out: &mut Outbox<Tm::Wire>,
     ) -> Result<(), TaskError> {
-        let mut pipe = Pipe {
-            chain: &mut self.chain,
-            into: IntoTerminal {
-                term: &mut self.term,
-                out,
-                ts: NO_TIMESTAMP,
-            },
-        };
+        let mut pipe = Pipe::new(&mut self.chain, &mut self.term, out);
         for record in batch {
             pipe.into.ts = record.ts;
             let mut ctx = KeyedContext {
@@ -346,14 +339,7 @@ where
         // Processing-time timers still pending fire now, so a bounded job's last
         // processing-time windows are not lost.
         self.fire_timers(TimerDomain::ProcessingTime, i64::MAX, out)?;
-        let mut pipe = Pipe {
-            chain: &mut self.chain,
-            into: IntoTerminal {
-                term: &mut self.term,
-                out,
-                ts: NO_TIMESTAMP,
-            },
-        };
+        let mut pipe = Pipe::new(&mut self.chain, &mut self.term, out);
         self.process
             .close(&mut pipe)
             .map_err(|e| TaskError::caused("close", e))?;
