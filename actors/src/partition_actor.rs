@@ -363,6 +363,7 @@ impl<T: Task> Handler<Pump> for PartitionActor<T> {
         let task = &mut self.task;
         let out = &mut self.out;
         let result = guarded(|| task.pump(out)).and_then(|pumped| {
+            self.stats.set_read(self.task.records_read());
             self.idle = pumped == Pumped::Idle;
             match pumped {
                 Pumped::More => Ok(()),

@@ -21,7 +21,7 @@ pub struct ActorStats {
 /// A consistent-enough copy of [`ActorStats`] at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StatsSnapshot {
-    /// Records received.
+    /// Records received (for a source: records read).
     pub records_in: u64,
     /// Records emitted.
     pub records_out: u64,
@@ -53,6 +53,12 @@ impl ActorStats {
     pub(crate) fn add_in(&self, records: u64) {
         self.records_in.fetch_add(records, Ordering::Relaxed);
         self.messages_in.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// For sources: the records read so far (a source has no input, so its
+    /// `records_in` counts what it read).
+    pub(crate) fn set_read(&self, records: u64) {
+        self.records_in.store(records, Ordering::Relaxed);
     }
 
     pub(crate) fn set_out(&self, records: u64) {

@@ -98,6 +98,12 @@ pub trait Task: Send + 'static {
         Ok(())
     }
 
+    /// For sources: how many records the task has read so far (reported as the
+    /// actor's records in; what it emits may differ, e.g. after pre-aggregation).
+    fn records_read(&self) -> u64 {
+        0
+    }
+
     /// The processing time (ms since the Unix epoch) at which the task next wants
     /// [`Task::on_processing_time`] called, if any. Asked after every message.
     fn next_deadline(&self) -> Option<i64> {

@@ -190,6 +190,7 @@ where
                 reader,
                 time: self.time.clone(),
                 progress: SplitProgress::new(),
+                read: 0,
                 chain: self.chain.clone(),
                 term,
                 budget: env.options.batch_size.max(1),

@@ -30,7 +30,7 @@ impl LiveStats {
     pub fn records_read(&self) -> u64 {
         self.stages
             .first()
-            .map_or(0, |(_, a)| a.iter().map(|s| s.records_out).sum())
+            .map_or(0, |(_, a)| a.iter().map(|s| s.records_in).sum())
     }
 
     /// Records the last stage received so far.

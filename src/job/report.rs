@@ -49,7 +49,7 @@ pub struct JobReport {
 impl JobReport {
     /// Records the sources emitted.
     pub fn records_read(&self) -> u64 {
-        self.stages.first().map_or(0, |s| s.records_out)
+        self.stages.first().map_or(0, |s| s.records_in)
     }
 }
 

@@ -89,6 +89,8 @@ pub(crate) struct SourceTask<R, S, C, Tm> {
     pub budget: usize,
     pub what: String,
     pub progress: SplitProgress,
+    /// Records read so far.
+    pub read: u64,
 }
 
 /// Event-time progress of one source split.
@@ -186,6 +188,7 @@ where
             .read(self.budget, &mut stamp)
             .map_err(|e| TaskError::caused(format!("reading {}", self.what), e))?;
         let read = stamp.count;
+        self.read += read as u64;
         check(&mut self.term)?;
         if S::ENABLED && status != ReadStatus::Exhausted {
             self.progress(read, out);
@@ -195,6 +198,10 @@ where
             ReadStatus::Idle => Pumped::Idle,
             ReadStatus::Exhausted => Pumped::Exhausted,
         })
+    }
+
+    fn records_read(&self) -> u64 {
+        self.read
     }
 
     fn end_of_input(&mut self, out: &mut Outbox<Tm::Wire>) -> Result<(), TaskError> {

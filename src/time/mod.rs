@@ -2,8 +2,8 @@
 //!
 //! A source stage given a [`WatermarkStrategy`] takes each record's timestamp from it,
 //! tracks the highest timestamp its split has seen, and emits the watermark
-//! `max_seen - max_out_of_orderness` in-band (at most once per `interval`, and when its
-//! input ends). Each source partition reads one split, so a split's watermark is its
+//! `max_seen - max_out_of_orderness` in-band (at most once per `interval`); its
+//! end-of-input marker stands for a watermark of +infinity. Each source partition reads one split, so a split's watermark is its
 //! partition's; downstream actors take the minimum over their inputs (the kernel's
 //! `WatermarkTracker`), which makes a source's watermark the minimum over its splits.
 //! A split with no input for `idle_timeout` declares itself idle and stops holding the

@@ -242,3 +242,4 @@ pub use operator::{WindowFunction, WindowOperator, WindowResult};
 pub use preagg::{PreAggregatedWindow, WindowInput};
 pub use stream::{GlobalWindowedStream, WindowedStream};
 pub use trigger::{CountTrigger, EveryEventTime, Trigger, TriggerContext, TriggerResult};
+pub use weir_actors::state::TimerDomain;

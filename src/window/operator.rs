@@ -91,7 +91,7 @@ impl<K: 'static, V: 'static> LateOutput<K, V> {
                 .write((key, value))
                 .map_err(|e| OperatorError::msg(format!("writing a late record: {e}"))),
             None => {
-                if n.is_power_of_two() {
+                if (n + 1).is_power_of_two() {
                     tracing::warn!(timestamp = ts, watermark, late_records = n + 1,
                         "a record arrived after its windows closed (counted; give the window a late-data sink to keep them)");
                 }
