@@ -73,6 +73,20 @@ impl WatermarkTracker {
         self.current
     }
 
+    /// Whether every input that has not ended is idle (and at least one is open).
+    pub fn all_idle(&self) -> bool {
+        let mut open = false;
+        for input in &self.inputs {
+            if !input.ended {
+                open = true;
+                if !input.idle {
+                    return false;
+                }
+            }
+        }
+        open
+    }
+
     /// Input `i` sent watermark `w` (and so is active).
     pub fn watermark(&mut self, i: usize, w: i64) -> Progress {
         if let Some(input) = self.inputs.get_mut(i) {
@@ -159,6 +173,20 @@ mod tests {
             t.watermark(1, 200),
             Progress::Advanced(200),
             "idle input 0 holds nothing back"
+        );
+    }
+
+    #[test]
+    fn all_idle_is_known_until_an_input_is_active_again() {
+        let mut t = WatermarkTracker::new(2);
+        t.watermark(0, 10);
+        t.idle(0);
+        t.idle(1);
+        assert!(t.all_idle());
+        t.watermark(1, 5);
+        assert!(
+            !t.all_idle(),
+            "an input that sends a watermark is active, even behind"
         );
     }
 

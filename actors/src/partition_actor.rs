@@ -222,7 +222,16 @@ impl<T: Task> PartitionActor<T> {
 
     fn fire_watermark(&mut self, progress: Progress, forward: bool) -> Result<(), Failure> {
         match progress {
-            Progress::Unchanged => Ok(()),
+            Progress::Unchanged => {
+                // An input woke up behind the watermark: this actor is active again,
+                // and its receivers must stop treating it as idle.
+                if forward && self.idle_sent && !self.watermarks.all_idle() {
+                    self.idle_sent = false;
+                    self.out
+                        .broadcast_marker(Marker::Watermark(self.watermarks.current()));
+                }
+                Ok(())
+            }
             Progress::AllIdle => {
                 if forward && !self.idle_sent {
                     self.idle_sent = true;

@@ -27,6 +27,7 @@ pub struct TriggerContext {
     watermark: i64,
     processing_time: i64,
     timers: Vec<(TimerDomain, i64)>,
+    deleted: Vec<(TimerDomain, i64)>,
 }
 
 impl TriggerContext {
@@ -53,6 +54,11 @@ impl TriggerContext {
     /// Asks for [`Trigger::on_timer`] when the wall clock passes `time`.
     pub fn register_processing_timer(&mut self, time: i64) {
         self.timers.push((TimerDomain::ProcessingTime, time));
+    }
+
+    /// Cancels a timer registered earlier (for instance when purging the window).
+    pub fn delete_timer(&mut self, domain: TimerDomain, time: i64) {
+        self.deleted.push((domain, time));
     }
 }
 
@@ -202,6 +208,7 @@ where
             watermark: ctx.current_watermark(),
             processing_time: ctx.processing_time(),
             timers: Vec::new(),
+            deleted: Vec::new(),
         }
     }
 
@@ -212,6 +219,12 @@ where
         tctx: TriggerContext,
         ctx: &mut KeyedContext<'_, K, WindowResult<K, F::Output>>,
     ) -> Result<(), OperatorError> {
+        for (domain, time) in tctx.deleted {
+            match domain {
+                TimerDomain::EventTime => ctx.delete_event_timer(time)?,
+                TimerDomain::ProcessingTime => ctx.delete_processing_timer(time)?,
+            }
+        }
         for (domain, time) in tctx.timers {
             match domain {
                 TimerDomain::EventTime => ctx.register_event_timer(time)?,
