@@ -699,3 +699,123 @@ fn a_continuous_event_time_trigger_fires_the_running_window_every_interval() {
     // +infinity; from there no further timer is registered, so it fires only once.
     assert_eq!(counts, vec![250, 500, 750, 1_000]);
 }
+
+/// One split (so that lateness is decided by list order), one event per round.
+#[derive(Clone)]
+struct OneSplit(Vec<(u64, i64)>);
+
+impl Source for OneSplit {
+    type Item = (u64, i64);
+    type Reader = EventsReader;
+    fn name(&self) -> String {
+        "one-split".into()
+    }
+    fn max_parallelism(&self) -> Option<u32> {
+        Some(1)
+    }
+    fn reader(&self, _split: u32, _splits: u32) -> Result<EventsReader, SourceError> {
+        Ok(EventsReader {
+            events: self.0.clone(),
+            at: 0,
+            stop: None,
+        })
+    }
+}
+
+#[test]
+fn late_records_can_be_read_as_a_stream_and_keyed_again() {
+    // Keys 0..5: a full window [0, 100) each, then an event at 1000 moves the
+    // watermark past it, then key k sends k + 1 late events into [0, 100).
+    let mut events = Vec::new();
+    for t in 0..100 {
+        events.extend((0..5u64).map(|k| (k, t)));
+    }
+    events.push((0, 1_000));
+    for k in 0..5u64 {
+        events.extend((0..=k).map(|i| (k, 10 + i as i64)));
+    }
+    let rows = Rows::new();
+    let late_counts = CountingSink::<u64, u64>::new();
+    let lc = late_counts.clone();
+    // Bound 1: events sharing a timestamp (one per key) are not late to each other.
+    let windowed = Job::new("late-stream")
+        .source_with_time(OneSplit(events), time(1))
+        .key_by(|e: &(u64, i64)| e.0)
+        .window(Tumbling::of(Duration::from_millis(100)).unwrap())
+        .late_stream(move |late| {
+            late.map(|(key, _event): (u64, (u64, i64))| (key, 1u64))
+                .group_by_key()
+                .reduce(|a, b| a + b)
+                .sink(lc)
+        });
+    let late = windowed.late_records();
+    let job = windowed.aggregate(Count).sink(rows.clone());
+    let names = job.stage_names();
+    assert_eq!(names.len(), 4, "{names:?}");
+    assert!(
+        names[2].starts_with("late-data -> map -> key_by"),
+        "{names:?}"
+    );
+    let report = Node::new(EngineOptions::for_tests(2))
+        .unwrap()
+        .run(job)
+        .unwrap();
+
+    // The late branch: each key's late events counted, through its own keyed stage.
+    let got: BTreeMap<u64, u64> = late_counts.result().last.into_iter().collect();
+    let expected: BTreeMap<u64, u64> = (0..5).map(|k| (k, k + 1)).collect();
+    assert_eq!(got, expected);
+    assert_eq!(late.load(Ordering::Relaxed), 15);
+    // The main results do not change: 100 per key in [0, 100), and key 0 at 1000.
+    let mut main: Vec<(u64, i64, u64)> = rows
+        .items()
+        .iter()
+        .map(|r| (r.key, r.window.start, r.value))
+        .collect();
+    main.sort();
+    let mut want: Vec<(u64, i64, u64)> = (0..5).map(|k| (k, 0, 100)).collect();
+    want.push((0, 1_000, 1));
+    want.sort();
+    assert_eq!(main, want);
+    // Every stage, branch included, is in the report.
+    assert_eq!(
+        report.stages.len(),
+        4,
+        "{:?}",
+        report.stages.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_window_reduce_keeps_the_reduced_value_per_window() {
+    // The latest event of each key in each 100 ms window.
+    let events: Vec<(u64, i64)> = disorder((0..1_000).map(|t| (t as u64 % 3, t)).collect(), 5);
+    let rows = CollectSink::<WindowResult<u64, Option<(u64, i64)>>>::new();
+    let job = Job::new("reduce")
+        .source_with_time(
+            Events {
+                events: events.clone(),
+                stop: None,
+            },
+            time(20),
+        )
+        .key_by(|e: &(u64, i64)| e.0)
+        .window(Tumbling::of(Duration::from_millis(100)).unwrap())
+        .reduce(|a: (u64, i64), b: (u64, i64)| if a.1 >= b.1 { a } else { b })
+        .sink(rows.clone());
+    Node::new(EngineOptions::for_tests(2))
+        .unwrap()
+        .run(job)
+        .unwrap();
+    let mut expected: BTreeMap<(u64, i64), i64> = BTreeMap::new();
+    for &(k, t) in &events {
+        let slot = expected.entry((k, t - t % 100)).or_insert(i64::MIN);
+        *slot = (*slot).max(t);
+    }
+    let got: BTreeMap<(u64, i64), i64> = rows
+        .items()
+        .iter()
+        .map(|r| ((r.key, r.window.start), r.value.map_or(i64::MIN, |v| v.1)))
+        .collect();
+    assert_eq!(got, expected);
+}

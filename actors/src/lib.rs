@@ -15,6 +15,7 @@ pub mod message;
 pub mod outbox;
 pub mod panic;
 pub mod partition_actor;
+pub mod side;
 pub mod state;
 pub mod stats;
 pub mod supervisor;
@@ -26,6 +27,7 @@ pub use marker::{Marker, Progress, WatermarkTracker, NO_WATERMARK};
 pub use message::{Deliver, Payload};
 pub use outbox::{Outbox, PendingSends};
 pub use partition_actor::{ActorId, PartitionActor, Stop};
+pub use side::{ForwardSide, SideOutput};
 pub use stats::{ActorStats, StatsSnapshot};
 pub use supervisor::{
     ActorEvent, ActorReport, JobFailure, JobOutcome, JobSupervisor, StageSupervisor,

@@ -137,6 +137,22 @@ impl<T: Task> PartitionActor<T> {
         ctx.stop();
     }
 
+    /// Queues `marker` on the main output and the side output.
+    fn broadcast(&mut self, marker: Marker) {
+        self.out.broadcast_marker(marker);
+        if let Some(side) = self.task.side_output() {
+            side.broadcast_marker(marker);
+        }
+    }
+
+    /// Seals partly filled batches of both outputs.
+    fn flush_outputs(&mut self) {
+        self.out.flush();
+        if let Some(side) = self.task.side_output() {
+            side.flush();
+        }
+    }
+
     /// Schedules a wake-up for the task's next processing-time deadline, if it is
     /// earlier than the one already scheduled.
     fn schedule_deadline(&mut self, ctx: &mut Context<Self>) {
@@ -161,14 +177,34 @@ impl<T: Task> PartitionActor<T> {
         if self.phase == Phase::Running {
             self.schedule_deadline(ctx);
         }
-        match self.out.send_now() {
-            Ok(true) => {
+        let main_done = self.out.send_now();
+        let side_done = match self.task.side_output() {
+            Some(side) => side.send_now(),
+            None => Ok(true),
+        };
+        match (main_done, side_done) {
+            (Ok(true), Ok(true)) => {
                 self.proceed(ctx);
                 AtomicResponse::new(Box::pin(actix::fut::ready(())))
             }
-            Ok(false) => {
-                let pending = self.out.take_pending();
-                AtomicResponse::new(Box::pin(actix::fut::wrap_future(pending.send_all()).map(
+            (Ok(main_done), Ok(side_done)) => {
+                let main = (!main_done).then(|| self.out.take_pending());
+                let side = if side_done {
+                    None
+                } else {
+                    self.task.side_output().map(|s| s.take_pending())
+                };
+                let sending = async move {
+                    let mut waited = std::time::Duration::ZERO;
+                    if let Some(main) = main {
+                        waited += main.send_all().await?;
+                    }
+                    if let Some(side) = side {
+                        waited += side.await?;
+                    }
+                    Ok::<_, crate::mailbox::MailboxClosed>(waited)
+                };
+                AtomicResponse::new(Box::pin(actix::fut::wrap_future(sending).map(
                     |sent, act: &mut Self, ctx: &mut Context<Self>| match sent {
                         Ok(waited) => {
                             act.stats.add_send_wait(waited);
@@ -178,7 +214,7 @@ impl<T: Task> PartitionActor<T> {
                     },
                 )))
             }
-            Err(closed) => {
+            (Err(closed), _) | (_, Err(closed)) => {
                 self.fail(Failure::Error(closed.to_string()), ctx);
                 AtomicResponse::new(Box::pin(actix::fut::ready(())))
             }
@@ -209,7 +245,7 @@ impl<T: Task> PartitionActor<T> {
         let task = &mut self.task;
         let out = &mut self.out;
         guarded(|| task.end_of_input(out))?;
-        self.out.broadcast_marker(Marker::EndOfInput);
+        self.broadcast(Marker::EndOfInput);
         self.phase = Phase::Finishing;
         Ok(())
     }
@@ -227,15 +263,15 @@ impl<T: Task> PartitionActor<T> {
                 // and its receivers must stop treating it as idle.
                 if forward && self.idle_sent && !self.watermarks.all_idle() {
                     self.idle_sent = false;
-                    self.out
-                        .broadcast_marker(Marker::Watermark(self.watermarks.current()));
+                    let current = self.watermarks.current();
+                    self.broadcast(Marker::Watermark(current));
                 }
                 Ok(())
             }
             Progress::AllIdle => {
                 if forward && !self.idle_sent {
                     self.idle_sent = true;
-                    self.out.broadcast_marker(Marker::Idle);
+                    self.broadcast(Marker::Idle);
                 }
                 Ok(())
             }
@@ -245,7 +281,7 @@ impl<T: Task> PartitionActor<T> {
                 guarded(|| task.on_watermark(w, out))?;
                 if forward {
                     self.idle_sent = false;
-                    self.out.broadcast_marker(Marker::Watermark(w));
+                    self.broadcast(Marker::Watermark(w));
                 }
                 Ok(())
             }
@@ -355,7 +391,7 @@ impl<T: Task> Handler<Deliver<T::In>> for PartitionActor<T> {
         // Nothing else is waiting: send partly filled batches now rather than hold
         // records until a batch fills (latency when input is slow).
         if self.stats.mailbox().depth() == 0 {
-            self.out.flush();
+            self.flush_outputs();
         }
         self.settle(started, result, ctx)
     }
@@ -377,7 +413,7 @@ impl<T: Task> Handler<Pump> for PartitionActor<T> {
             match pumped {
                 Pumped::More => Ok(()),
                 Pumped::Idle => {
-                    self.out.flush();
+                    self.flush_outputs();
                     Ok(())
                 }
                 Pumped::Exhausted => self.finish_input(),

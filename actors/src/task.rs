@@ -98,6 +98,12 @@ pub trait Task: Send + 'static {
         Ok(())
     }
 
+    /// The task's side output, if it has one: the kernel sends it like the main
+    /// output (same backpressure, markers broadcast to it too).
+    fn side_output(&mut self) -> Option<&mut (dyn crate::side::SideOutput + 'static)> {
+        None
+    }
+
     /// For sources: how many records the task has read so far (reported as the
     /// actor's records in; what it emits may differ, e.g. after pre-aggregation).
     fn records_read(&self) -> u64 {

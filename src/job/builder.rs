@@ -42,7 +42,7 @@ use crate::operator::chain::{FilterOp, FlatMapOp, Identity, MapOp, Then};
 use crate::operator::{Aggregate, AggregateFn, Chain, Emitter, Key, KeyedProcess, Reduce};
 use crate::time::{NoEventTime, TimestampStrategy};
 
-use super::plan::{KeyedStagePlan, SourceStagePlan, StagePlan};
+use super::plan::{KeyedStagePlan, SideStagePlan, SourceStagePlan, StagePlan};
 use super::terminal::{ExchangeSpec, KeyBy, KeySelector, PairKey, SinkSpec, TerminalSpec};
 
 /// A complete job: a chain of stages from a source to a sink, ready to run on a
@@ -50,6 +50,14 @@ use super::terminal::{ExchangeSpec, KeyBy, KeySelector, PairKey, SinkSpec, Termi
 pub struct Job {
     pub(crate) name: String,
     pub(crate) stages: Vec<Box<dyn StagePlan>>,
+    pub(crate) branches: Vec<Branch>,
+}
+
+/// A pipeline fed by the side output of stage `from` of the job (for instance a
+/// window's late records), ending in a sink of its own.
+pub(crate) struct Branch {
+    pub from: usize,
+    pub job: Job,
 }
 
 impl Job {
@@ -64,9 +72,13 @@ impl Job {
         &self.name
     }
 
-    /// The names of its stages, in order.
+    /// The names of its stages, in order: the main pipeline's, then each branch's.
     pub fn stage_names(&self) -> Vec<String> {
-        self.stages.iter().map(|s| s.name()).collect()
+        let mut names: Vec<String> = self.stages.iter().map(|s| s.name()).collect();
+        for branch in &self.branches {
+            names.extend(branch.job.stage_names());
+        }
+        names
     }
 }
 
@@ -93,6 +105,7 @@ impl JobBuilder {
             done: Vec::new(),
             head: SourceHead(source, time),
             chain: Identity,
+            branches: Vec::new(),
         }
     }
 }
@@ -157,6 +170,70 @@ where
     }
 }
 
+/// A stage that starts at another stage's side output.
+pub struct SideHead<T> {
+    what: String,
+    _in: PhantomData<fn(T)>,
+}
+
+impl<T: Send + Unpin + 'static> Head for SideHead<T> {
+    type Out = T;
+}
+
+impl<T, C, Ts> IntoPlan<C, Ts> for SideHead<T>
+where
+    T: Send + Unpin + 'static,
+    C: Chain<T>,
+    Ts: TerminalSpec<C::Out>,
+{
+    fn into_plan(self, chain: C, term: Ts) -> Box<dyn StagePlan> {
+        Box::new(SideStagePlan {
+            chain,
+            term,
+            what: self.what,
+            _in: PhantomData,
+        })
+    }
+}
+
+/// The start of a branch reading a side output named `what` of job `job`.
+pub(crate) fn side_stream<T: Send + Unpin + 'static>(
+    job: &str,
+    what: &str,
+) -> Stream<SideHead<T>, Identity> {
+    Stream {
+        name: job.to_string(),
+        done: Vec::new(),
+        head: SideHead {
+            what: what.to_string(),
+            _in: PhantomData,
+        },
+        chain: Identity,
+        branches: Vec::new(),
+    }
+}
+
+impl<H, C> Stream<H, C> {
+    /// The job's name.
+    pub(crate) fn job_name(&self) -> &str {
+        &self.name
+    }
+
+    /// Feeds `branch` from the side output of the stage now being built (the one this
+    /// stream's head starts).
+    pub(crate) fn add_branch_here(&mut self, branch: Job) {
+        let from = self.done.len();
+        self.branches.push(Branch { from, job: branch });
+    }
+}
+
+impl<H, C, Sel> KeyedStream<H, C, Sel> {
+    /// The job's name.
+    pub(crate) fn job_name(&self) -> &str {
+        self.stream.job_name()
+    }
+}
+
 /// A stream of records under construction: a head, then a chain of stateless
 /// operators. Stateless operators fuse into the current stage; `key_by` ends it.
 pub struct Stream<H, C> {
@@ -164,6 +241,7 @@ pub struct Stream<H, C> {
     done: Vec<Box<dyn StagePlan>>,
     head: H,
     chain: C,
+    branches: Vec<Branch>,
 }
 
 impl<H: Head, C: Chain<H::Out>> Stream<H, C> {
@@ -176,6 +254,7 @@ impl<H: Head, C: Chain<H::Out>> Stream<H, C> {
                 first: self.chain,
                 second: next,
             },
+            branches: self.branches,
         }
     }
 
@@ -240,6 +319,7 @@ impl<H: Head, C: Chain<H::Out>> Stream<H, C> {
         Job {
             name: self.name,
             stages,
+            branches: self.branches,
         }
     }
 }
@@ -302,6 +382,7 @@ where
             mut done,
             head,
             chain,
+            branches,
         } = self.stream;
         done.push(head.into_plan(chain, make_term(self.selector)));
         Stream {
@@ -309,6 +390,7 @@ where
             done,
             head: KeyedHead(process),
             chain: Identity,
+            branches,
         }
     }
 

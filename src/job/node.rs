@@ -86,7 +86,11 @@ impl Node {
 
     /// Runs `job` under `control`.
     pub fn run_with(&self, job: Job, control: RunControl) -> Result<JobReport, JobError> {
-        let Job { name, stages } = job;
+        let Job {
+            name,
+            stages,
+            branches,
+        } = job;
         let plan_error = |reason: String| JobError::Plan {
             job: name.clone(),
             reason,
@@ -101,70 +105,151 @@ impl Node {
                 opts.parallelism, opts.key_partitions
             )));
         }
-        let parallelism: Vec<u32> = stages
+        let parallelism_of = |s: &dyn super::plan::StagePlan| {
+            s.max_parallelism()
+                .map_or(opts.parallelism, |m| m.min(opts.parallelism))
+                .max(1)
+        };
+        // The main pipeline, then each branch (fed by a side output of a main stage).
+        let main_len = stages.len();
+        let mut pipelines: Vec<Pipeline> = vec![Pipeline {
+            from: None,
+            plans: stages,
+        }];
+        for branch in branches {
+            if !branch.job.branches.is_empty() || branch.job.stages.is_empty() {
+                return Err(plan_error(
+                    "a branch must be a simple pipeline ending in a sink".into(),
+                ));
+            }
+            if branch.from >= main_len {
+                return Err(plan_error(format!(
+                    "a branch reads stage {} of {main_len}",
+                    branch.from
+                )));
+            }
+            pipelines.push(Pipeline {
+                from: Some(branch.from),
+                plans: branch.job.stages,
+            });
+        }
+        let main_parallelism: Vec<u32> = pipelines[0]
+            .plans
             .iter()
-            .map(|s| {
-                s.max_parallelism()
-                    .map_or(opts.parallelism, |m| m.min(opts.parallelism))
-                    .max(1)
-            })
+            .map(|p| parallelism_of(p.as_ref()))
             .collect();
-        let names: Vec<String> = stages.iter().map(|s| s.name()).collect();
+        let total: usize = pipelines.iter().map(|p| p.plans.len()).sum();
         let job_name: Arc<str> = Arc::from(name.as_str());
 
         let system = actix::System::new();
         system.block_on(async move {
             let started = Instant::now();
             let pool = WorkerPool::start(opts.workers);
-            let (supervisor, outcome) = JobSupervisor::new(name.clone(), stages.len());
+            let (supervisor, outcome) = JobSupervisor::new(name.clone(), total);
             let job_addr = supervisor.start();
 
-            let n = stages.len();
-            let mut downstream: Box<dyn Any> = Box::new(());
-            let mut stage_sups = Vec::with_capacity(n);
+            let mut stage_sups = Vec::with_capacity(total);
             let mut gates = Vec::new();
-            let mut stats: Vec<(String, Vec<Arc<ActorStats>>)> = Vec::with_capacity(n);
-            for (i, plan) in stages.into_iter().enumerate().rev() {
-                let env = SpawnEnv {
-                    job: job_name.clone(),
-                    stage_index: i as u32,
-                    stage_name: Arc::from(names[i].as_str()),
-                    parallelism: parallelism[i],
-                    inputs: if i == 0 { 0 } else { parallelism[i - 1] },
-                    downstream: if i + 1 < n { parallelism[i + 1] } else { 0 },
-                    pool: &pool,
-                    job_supervisor: job_addr.clone(),
-                    options: opts,
-                    store: &self.store,
-                    clock: self.clock.clone(),
+            let mut stats: Vec<(String, Vec<Arc<ActorStats>>)> =
+                vec![(String::new(), Vec::new()); total];
+            let mut side_feeders: std::collections::HashMap<
+                usize,
+                Vec<Box<dyn weir_actors::SideOutput>>,
+            > = std::collections::HashMap::new();
+            // Branches first (they are downstream of the main pipeline), each from
+            // its last stage to its first; then the main pipeline.
+            let mut index_base = main_len;
+            let mut order: Vec<(usize, usize)> = Vec::new(); // (pipeline, index base)
+            for (p, pipeline) in pipelines.iter().enumerate().skip(1) {
+                order.push((p, index_base));
+                index_base += pipeline.plans.len();
+            }
+            order.push((0, 0));
+            let mut pipelines: Vec<Option<Pipeline>> = pipelines.into_iter().map(Some).collect();
+            for (p, base) in order {
+                let Some(pipeline) = pipelines[p].take() else {
+                    continue;
                 };
-                if plan.is_source() != (i == 0) {
-                    job_addr.do_send(CancelJob);
-                    pool.shutdown();
-                    return Err(JobError::Plan {
-                        job: name,
-                        reason: format!("stage '{}' is a source but not the first stage", names[i]),
-                    });
-                }
-                match plan.spawn(&env, downstream) {
-                    Ok(mut spawned) => {
-                        downstream = std::mem::replace(&mut spawned.inbound, Box::new(()));
-                        stage_sups.push(spawned.supervisor);
-                        gates.extend(spawned.gates);
-                        stats.push((names[i].clone(), spawned.stats));
-                    }
-                    Err(e) => {
-                        job_addr.do_send(AdoptStages {
-                            stages: stage_sups,
-                            gates,
-                        });
-                        job_addr.do_send(CancelJob);
-                        pool.shutdown();
-                        return Err(e);
+                let names: Vec<String> = pipeline.plans.iter().map(|s| s.name()).collect();
+                let parallelism: Vec<u32> = pipeline
+                    .plans
+                    .iter()
+                    .map(|p| parallelism_of(p.as_ref()))
+                    .collect();
+                let n = pipeline.plans.len();
+                let mut downstream: Box<dyn Any> = Box::new(());
+                for (i, plan) in pipeline.plans.into_iter().enumerate().rev() {
+                    let inputs = match (i, pipeline.from) {
+                        (0, None) => 0,
+                        (0, Some(from)) => main_parallelism[from],
+                        _ => parallelism[i - 1],
+                    };
+                    let env = SpawnEnv {
+                        job: job_name.clone(),
+                        stage_index: (base + i) as u32,
+                        stage_name: Arc::from(names[i].as_str()),
+                        parallelism: parallelism[i],
+                        inputs,
+                        downstream: if i + 1 < n { parallelism[i + 1] } else { 0 },
+                        pool: &pool,
+                        job_supervisor: job_addr.clone(),
+                        options: opts,
+                        store: &self.store,
+                        clock: self.clock.clone(),
+                        side_outputs: std::cell::RefCell::new(if p == 0 {
+                            side_feeders.remove(&i)
+                        } else {
+                            None
+                        }),
+                    };
+                    let misplaced_source = plan.is_source() != (i == 0 && pipeline.from.is_none());
+                    let spawned = if misplaced_source {
+                        Err(JobError::Plan {
+                            job: name.clone(),
+                            reason: format!(
+                                "stage '{}' is a source but not the first stage",
+                                names[i]
+                            ),
+                        })
+                    } else {
+                        plan.spawn(&env, downstream)
+                    };
+                    match spawned {
+                        Ok(mut spawned) => {
+                            downstream = std::mem::replace(&mut spawned.inbound, Box::new(()));
+                            if let (0, Some(from), Some(feeders)) =
+                                (i, pipeline.from, spawned.side_feeders.take())
+                            {
+                                side_feeders.insert(from, feeders);
+                            }
+                            stage_sups.push(spawned.supervisor);
+                            gates.extend(spawned.gates);
+                            stats[base + i] = (names[i].clone(), spawned.stats);
+                        }
+                        Err(e) => {
+                            job_addr.do_send(AdoptStages {
+                                stages: stage_sups,
+                                gates,
+                            });
+                            job_addr.do_send(CancelJob);
+                            pool.shutdown();
+                            return Err(e);
+                        }
                     }
                 }
             }
-            stats.reverse();
+            if !side_feeders.is_empty() {
+                job_addr.do_send(AdoptStages {
+                    stages: stage_sups,
+                    gates,
+                });
+                job_addr.do_send(CancelJob);
+                pool.shutdown();
+                return Err(JobError::Plan {
+                    job: name,
+                    reason: "a branch reads the side output of a stage that has none".into(),
+                });
+            }
             job_addr.do_send(AdoptStages {
                 stages: stage_sups,
                 gates,
@@ -177,12 +262,12 @@ impl Node {
                 control,
                 opts.progress,
                 started,
-                &stats,
+                (&stats, main_len),
             )
             .await;
             let elapsed = started.elapsed();
             pool.shutdown();
-            let live = LiveStats::read(elapsed, &stats);
+            let live = LiveStats::read(elapsed, &stats, main_len);
             outcome?;
             Ok(JobReport {
                 job: name,
@@ -197,6 +282,16 @@ impl Node {
     }
 }
 
+/// A stage's name and the counters of its actors.
+type StageStats = (String, Vec<Arc<ActorStats>>);
+
+/// A pipeline of stages: the job's main one, or a branch fed by the side output of
+/// main stage `from`.
+struct Pipeline {
+    from: Option<usize>,
+    plans: Vec<Box<dyn super::plan::StagePlan>>,
+}
+
 /// Waits for the job's outcome while printing progress, calling the observer, and
 /// handling the duration limit and Ctrl-C.
 async fn watch(
@@ -206,7 +301,7 @@ async fn watch(
     mut control: RunControl,
     progress: Option<Duration>,
     started: Instant,
-    stats: &[(String, Vec<Arc<ActorStats>>)],
+    (stats, main_stages): (&[StageStats], usize),
 ) -> Result<(), JobError> {
     let tick = match (progress, control.observer.is_some()) {
         (Some(p), true) => p.min(control.observe_every.unwrap_or(Duration::from_secs(1))),
@@ -237,7 +332,7 @@ async fn watch(
                         stop.stop();
                     }
                 }
-                let live = LiveStats::read(elapsed, stats);
+                let live = LiveStats::read(elapsed, stats, main_stages);
                 if let Some(observer) = control.observer.as_mut() {
                     observer(&live);
                 }

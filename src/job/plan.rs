@@ -8,8 +8,8 @@ use actix::prelude::*;
 use weir_actors::state::{Clock, StateStore};
 use weir_actors::supervisor::AdoptPartitions;
 use weir_actors::{
-    ActorId, ActorStats, JobSupervisor, Mailbox, MailboxGate, Outbox, PartitionActor,
-    StageSupervisor, Task, WorkerPool,
+    ActorId, ActorStats, ForwardSide, JobSupervisor, Mailbox, MailboxGate, Outbox, PartitionActor,
+    SideOutput, StageSupervisor, Task, WorkerPool,
 };
 
 use crate::connector::Source;
@@ -17,7 +17,7 @@ use crate::operator::{Chain, KeyedProcess};
 
 use super::error::JobError;
 use super::options::EngineOptions;
-use super::tasks::{KeyedTask, SourceTask, SplitProgress};
+use super::tasks::{KeyedTask, PassTask, SourceTask, SplitProgress};
 use super::terminal::TerminalSpec;
 use crate::time::TimestampStrategy;
 
@@ -36,6 +36,9 @@ pub struct SpawnEnv<'a> {
     pub options: &'a EngineOptions,
     pub store: &'a StateStore,
     pub clock: Arc<dyn Clock>,
+    /// Side outputs feeding a branch, one per partition of this stage (taken by the
+    /// stage that produces the side output).
+    pub side_outputs: std::cell::RefCell<Option<Vec<Box<dyn SideOutput>>>>,
 }
 
 /// A spawned stage.
@@ -45,6 +48,9 @@ pub struct Spawned {
     pub stats: Vec<Arc<ActorStats>>,
     pub gates: Vec<MailboxGate>,
     pub supervisor: Addr<StageSupervisor>,
+    /// For the first stage of a side branch: the side outputs the feeding stage's
+    /// partitions send through, one per upstream partition.
+    pub side_feeders: Option<Vec<Box<dyn SideOutput>>>,
 }
 
 /// A stage, types erased.
@@ -126,6 +132,7 @@ fn spawn_tasks<T: Task>(
         stats,
         gates,
         supervisor,
+        side_feeders: None,
     }
 }
 
@@ -241,6 +248,7 @@ where
         // again while the sources start over.
         env.store.clear_stage(&state_name)?;
         let mut tasks = Vec::with_capacity(env.parallelism as usize);
+        let mut sides = env.side_outputs.borrow_mut().take().map(Vec::into_iter);
         for i in 0..env.parallelism {
             let owned =
                 crate::partition::owned_range(i, env.options.key_partitions, env.parallelism);
@@ -265,8 +273,91 @@ where
                 partition: i,
                 parallelism: env.parallelism,
                 watermark: weir_actors::NO_WATERMARK,
+                side: sides.as_mut().and_then(Iterator::next),
             });
         }
         Ok(spawn_tasks(env, tasks, downstream))
+    }
+}
+
+/// The first stage of a branch that reads another stage's side output: partition `i`
+/// receives what partition `i` of the feeding stage sends to its side output.
+pub(crate) struct SideStagePlan<T, C, Ts> {
+    pub chain: C,
+    pub term: Ts,
+    pub what: String,
+    pub _in: std::marker::PhantomData<fn(T)>,
+}
+
+impl<T, C, Ts> StagePlan for SideStagePlan<T, C, Ts>
+where
+    T: Send + Unpin + 'static,
+    C: Chain<T>,
+    Ts: TerminalSpec<C::Out>,
+{
+    fn name(&self) -> String {
+        let mut parts = vec![self.what.clone()];
+        self.chain.names(&mut parts);
+        parts.push(self.term.describe());
+        parts.join(" -> ")
+    }
+
+    fn max_parallelism(&self) -> Option<u32> {
+        None
+    }
+
+    fn is_source(&self) -> bool {
+        false
+    }
+
+    fn spawn(
+        self: Box<Self>,
+        env: &SpawnEnv<'_>,
+        downstream: Box<dyn Any>,
+    ) -> Result<Spawned, JobError> {
+        let downstream = downcast_mailboxes(env, downstream)?;
+        let mut tasks = Vec::with_capacity(env.parallelism as usize);
+        for i in 0..env.parallelism {
+            let term = self
+                .term
+                .build(
+                    i,
+                    env.parallelism,
+                    env.downstream,
+                    env.options.key_partitions,
+                )
+                .map_err(|source| JobError::Sink {
+                    stage: env.stage_name.to_string(),
+                    source,
+                })?;
+            tasks.push(PassTask {
+                chain: self.chain.clone(),
+                term,
+                _in: std::marker::PhantomData::<fn(T)>,
+            });
+        }
+        let mut spawned = spawn_tasks(env, tasks, downstream);
+        let receivers = spawned
+            .inbound
+            .downcast_ref::<Vec<Mailbox<T>>>()
+            .cloned()
+            .ok_or_else(|| {
+                JobError::Runtime(format!(
+                    "stage '{}': side input type (planner bug)",
+                    env.stage_name
+                ))
+            })?;
+        spawned.side_feeders = Some(
+            (0..env.inputs)
+                .map(|p| {
+                    Box::new(ForwardSide::new(
+                        p,
+                        receivers.clone(),
+                        env.options.batch_size,
+                    )) as Box<dyn SideOutput>
+                })
+                .collect(),
+        );
+        Ok(spawned)
     }
 }

@@ -11,14 +11,22 @@ use weir_actors::{ActorStats, StatsSnapshot};
 pub struct LiveStats {
     /// Time since the job started.
     pub elapsed: Duration,
-    /// Per stage: its name and its actors' counters.
+    /// Per stage: its name and its actors' counters (the main pipeline's stages
+    /// first, then those of branches).
     pub stages: Vec<(String, Vec<StatsSnapshot>)>,
+    /// How many of `stages` belong to the main pipeline.
+    pub main_stages: usize,
 }
 
 impl LiveStats {
-    pub(crate) fn read(elapsed: Duration, stages: &[(String, Vec<Arc<ActorStats>>)]) -> Self {
+    pub(crate) fn read(
+        elapsed: Duration,
+        stages: &[(String, Vec<Arc<ActorStats>>)],
+        main_stages: usize,
+    ) -> Self {
         LiveStats {
             elapsed,
+            main_stages,
             stages: stages
                 .iter()
                 .map(|(name, actors)| (name.clone(), actors.iter().map(|a| a.snapshot()).collect()))
@@ -33,10 +41,10 @@ impl LiveStats {
             .map_or(0, |(_, a)| a.iter().map(|s| s.records_in).sum())
     }
 
-    /// Records the last stage received so far.
+    /// Records the last stage of the main pipeline received so far.
     pub fn records_written(&self) -> u64 {
         self.stages
-            .last()
+            .get(self.main_stages.saturating_sub(1))
             .map_or(0, |(_, a)| a.iter().map(|s| s.records_in).sum())
     }
 }

@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use weir_actors::state::{KeyedState, TimerDomain};
-use weir_actors::{Marker, Outbox, Pumped, Task, TaskError, NO_WATERMARK};
+use weir_actors::{Marker, Outbox, Pumped, SideOutput, Task, TaskError, NO_WATERMARK};
 
 use crate::connector::{ReadStatus, SourceReader};
 use crate::operator::{Chain, Collector, KeyedContext, KeyedProcess, OpenContext};
@@ -219,6 +219,8 @@ pub(crate) struct KeyedTask<P: KeyedProcess, C, Tm> {
     pub partition: u32,
     pub parallelism: u32,
     pub watermark: i64,
+    /// The side output the job reads from this stage, if any.
+    pub side: Option<Box<dyn SideOutput>>,
 }
 
 impl<P, C, Tm> KeyedTask<P, C, Tm>
@@ -250,6 +252,7 @@ where
                 ts: timer.timestamp,
                 watermark: self.watermark,
                 timer_domain: Some(domain),
+                side: self.side.as_deref_mut(),
             };
             self.process
                 .on_timer(timer.timestamp, &mut ctx)
@@ -296,6 +299,7 @@ where
                 ts: record.ts,
                 watermark: self.watermark,
                 timer_domain: None,
+                side: self.side.as_deref_mut(),
             };
             self.process
                 .process(record.value, &mut ctx)
@@ -319,6 +323,10 @@ where
         self.state
             .maintain()
             .map_err(|e| TaskError::caused("state cache maintenance", e))
+    }
+
+    fn side_output(&mut self) -> Option<&mut (dyn SideOutput + 'static)> {
+        self.side.as_deref_mut()
     }
 
     /// A processing-time timer for `t` fires once the clock has passed `t` (at
@@ -354,6 +362,50 @@ where
         self.state
             .flush()
             .map_err(|e| TaskError::caused("flushing state at end of input", e))?;
+        self.term.finish(out)
+    }
+}
+
+/// The first stage of a branch read from another stage's side output: runs its chain
+/// and terminal on each record it receives.
+pub(crate) struct PassTask<T, C, Tm> {
+    pub chain: C,
+    pub term: Tm,
+    pub _in: std::marker::PhantomData<fn(T)>,
+}
+
+impl<T, C, Tm> Task for PassTask<T, C, Tm>
+where
+    T: Send + Unpin + 'static,
+    C: Chain<T>,
+    Tm: Terminal<C::Out>,
+{
+    type In = T;
+    type Out = Tm::Wire;
+
+    fn on_batch(
+        &mut self,
+        _from: u32,
+        batch: Vec<T>,
+        out: &mut Outbox<Tm::Wire>,
+    ) -> Result<(), TaskError> {
+        let mut pipe = Pipe::new(&mut self.chain, &mut self.term, out);
+        for item in batch {
+            pipe.collect(item);
+        }
+        check(&mut self.term)
+    }
+
+    fn on_watermark(
+        &mut self,
+        watermark: i64,
+        out: &mut Outbox<Tm::Wire>,
+    ) -> Result<(), TaskError> {
+        self.term.on_watermark(watermark, out);
+        check(&mut self.term)
+    }
+
+    fn end_of_input(&mut self, out: &mut Outbox<Tm::Wire>) -> Result<(), TaskError> {
         self.term.finish(out)
     }
 }

@@ -71,6 +71,8 @@ pub struct KeyedContext<'a, K, O> {
     pub(crate) watermark: i64,
     /// Which kind of timer is firing (in `on_timer`), if any.
     pub(crate) timer_domain: Option<TimerDomain>,
+    /// The stage's side output, if the job reads one.
+    pub(crate) side: Option<&'a mut (dyn weir_actors::SideOutput + 'static)>,
 }
 
 impl<K: Key, O> KeyedContext<'_, K, O> {
@@ -122,6 +124,20 @@ impl<K: Key, O> KeyedContext<'_, K, O> {
         Ok(self
             .state
             .delete_timer(TimerDomain::ProcessingTime, self.kp, self.key, timestamp)?)
+    }
+
+    /// Whether the job reads this stage's side output.
+    pub fn has_side_output(&self) -> bool {
+        self.side.is_some()
+    }
+
+    /// Sends `item` to the stage's side output (read by the job as a stream of its
+    /// own). Fails if the job reads no side output here, or reads it as another type.
+    pub fn emit_side<T: Send + 'static>(&mut self, item: T) -> Result<(), OperatorError> {
+        match self.side.as_mut() {
+            Some(side) => side.push_any(Box::new(item)).map_err(OperatorError::Failed),
+            None => Err(OperatorError::msg("this stage has no side output")),
+        }
     }
 
     /// In [`KeyedProcess::on_timer`]: whether an event-time or a processing-time timer

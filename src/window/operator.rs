@@ -43,6 +43,8 @@ pub struct LateOutput<K, V> {
     factory: Option<LateSinkFactory<K, V>>,
     sink: Option<Box<dyn Sink<(K, V)>>>,
     count: Arc<AtomicU64>,
+    /// Late records go to the stage's side output, read by the job as a stream.
+    to_side: bool,
 }
 
 impl<K, V> Clone for LateOutput<K, V> {
@@ -51,6 +53,7 @@ impl<K, V> Clone for LateOutput<K, V> {
             factory: self.factory.clone(),
             sink: None,
             count: self.count.clone(),
+            to_side: self.to_side,
         }
     }
 }
@@ -62,6 +65,17 @@ impl<K: 'static, V: 'static> LateOutput<K, V> {
             factory: None,
             sink: None,
             count,
+            to_side: false,
+        }
+    }
+
+    /// Late records go to the stage's side output (a stream of the job), counted.
+    pub fn to_side_output(count: Arc<AtomicU64>) -> Self {
+        LateOutput {
+            factory: None,
+            sink: None,
+            count,
+            to_side: true,
         }
     }
 
@@ -71,6 +85,7 @@ impl<K: 'static, V: 'static> LateOutput<K, V> {
             factory: Some(factory),
             sink: None,
             count,
+            to_side: false,
         }
     }
 
@@ -464,6 +479,10 @@ where
         self.scratch = windows;
         let Some((&last, others)) = open.split_last() else {
             let key = ctx.key().clone();
+            if self.late.to_side {
+                self.late.count.fetch_add(1, Ordering::Relaxed);
+                return ctx.emit_side((key, value));
+            }
             return self.late.send(key, value, ts, watermark);
         };
         if self.assigner.is_merging() {

@@ -8,8 +8,11 @@ use std::time::Duration;
 use weir_actors::state::StateValue;
 
 use crate::connector::{Sink, SinkFactory};
-use crate::job::builder::{Head, IntoPlan, KeyedStream, Processed};
+use crate::job::builder::{
+    side_stream, Head, IntoPlan, Job, KeyedStream, Processed, SideHead, Stream,
+};
 use crate::job::terminal::{ExchangeSpec, KeySelector};
+use crate::operator::chain::Identity;
 use crate::operator::{AggregateFn, Chain};
 
 use super::assigner::{TimeWindow, WindowAssigner};
@@ -21,6 +24,41 @@ use super::trigger::{CountTrigger, GlobalWindowOperator, Trigger};
 /// function `F`.
 pub type Windowed<K, V, A, F> = Processed<WindowOperator<K, V, A, F>>;
 
+/// The stream a pre-aggregated window emits: keys `K`, values `V`, assigner `A`,
+/// aggregate `G`.
+pub type PreAggregated<K, V, A, G> = Processed<PreAggregatedWindow<K, V, A, G>>;
+
+/// A reduce function as an [`AggregateFn`]: the accumulator is the value reduced so
+/// far (none before the first record).
+#[derive(Clone)]
+pub struct ReduceFn<F>(pub F);
+
+impl<V, F> AggregateFn<V> for ReduceFn<F>
+where
+    V: StateValue,
+    F: Fn(V, V) -> V + Clone + Send + 'static,
+{
+    type Acc = Option<V>;
+    type Output = Option<V>;
+    fn create(&self) -> Option<V> {
+        None
+    }
+    fn add(&self, acc: &mut Option<V>, value: V) {
+        *acc = Some(match acc.take() {
+            Some(a) => (self.0)(a, value),
+            None => value,
+        });
+    }
+    fn merge(&self, acc: &mut Option<V>, other: Option<V>) {
+        if let Some(o) = other {
+            self.add(acc, o);
+        }
+    }
+    fn result(&self, acc: &Option<V>) -> Option<V> {
+        acc.clone()
+    }
+}
+
 /// A keyed stream cut into windows, waiting for its window function.
 pub struct WindowedStream<H, C, Sel: KeySelector<O>, O, A> {
     keyed: KeyedStream<H, C, Sel>,
@@ -28,6 +66,7 @@ pub struct WindowedStream<H, C, Sel: KeySelector<O>, O, A> {
     allowed_lateness: i64,
     late: LateOutput<Sel::Key, Sel::Value>,
     late_count: Arc<AtomicU64>,
+    late_branch: Option<Job>,
     _out: std::marker::PhantomData<fn() -> O>,
 }
 
@@ -47,6 +86,7 @@ where
             allowed_lateness: 0,
             late: LateOutput::counted(late_count.clone()),
             late_count,
+            late_branch: None,
             _out: std::marker::PhantomData,
         }
     }
@@ -105,6 +145,19 @@ where
         self
     }
 
+    /// Reads the records later than the allowed lateness as a stream of `(key, value)`
+    /// of its own (Flink's late-data side output): `branch` continues it like any
+    /// stream and ends it in a sink. The late records are counted too.
+    pub fn late_stream(
+        mut self,
+        branch: impl FnOnce(Stream<SideHead<(Sel::Key, Sel::Value)>, Identity>) -> Job,
+    ) -> Self {
+        let job = branch(side_stream(self.keyed.job_name(), "late-data"));
+        self.late = LateOutput::to_side_output(self.late_count.clone());
+        self.late_branch = Some(job);
+        self
+    }
+
     /// How many records arrived too late for all their windows (live; final once the
     /// job has finished).
     pub fn late_records(&self) -> Arc<AtomicU64> {
@@ -116,7 +169,7 @@ where
     /// The stage before the key exchange pre-aggregates each (key, window) locally and
     /// sends partial aggregates (see [`preagg`](super::preagg)); session windows are
     /// aggregated after the exchange only.
-    pub fn aggregate<G>(self, agg: G) -> Processed<PreAggregatedWindow<Sel::Key, Sel::Value, A, G>>
+    pub fn aggregate<G>(self, agg: G) -> PreAggregated<Sel::Key, Sel::Value, A, G>
     where
         G: AggregateFn<Sel::Value>,
         G::Acc: Unpin,
@@ -129,7 +182,7 @@ where
             self.late,
         );
         let (assigner, max_entries) = (self.assigner, DEFAULT_PREAGG_ENTRIES);
-        self.keyed.process_through(
+        let mut stream = self.keyed.process_through(
             move |selector| PreAggSpec {
                 selector,
                 assigner,
@@ -137,7 +190,22 @@ where
                 max_entries,
             },
             PreAggregatedWindow::new(op),
-        )
+        );
+        if let Some(branch) = self.late_branch {
+            stream.add_branch_here(branch);
+        }
+        stream
+    }
+
+    /// Reduces each window's values with `f` (incrementally, pre-aggregated like
+    /// `aggregate`); a firing emits the reduced value.
+    pub fn reduce<F>(self, f: F) -> PreAggregated<Sel::Key, Sel::Value, A, ReduceFn<F>>
+    where
+        Sel::Value: StateValue + Unpin,
+        F: Fn(Sel::Value, Sel::Value) -> Sel::Value + Clone + Send + 'static,
+        H: IntoPlan<C, PreAggSpec<Sel, A, ReduceFn<F>>>,
+    {
+        self.aggregate(ReduceFn(f))
     }
 
     /// Gives each window's records, all at once, to `f` when it fires.
@@ -153,7 +221,11 @@ where
             self.allowed_lateness,
             self.late,
         );
-        self.keyed.process(op)
+        let mut stream = self.keyed.process(op);
+        if let Some(branch) = self.late_branch {
+            stream.add_branch_here(branch);
+        }
+        stream
     }
 }
 
