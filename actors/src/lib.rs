@@ -16,6 +16,7 @@ pub mod outbox;
 pub mod panic;
 pub mod partition_actor;
 pub mod side;
+pub mod snapshot;
 pub mod state;
 pub mod stats;
 pub mod supervisor;

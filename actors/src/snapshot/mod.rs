@@ -1,0 +1,31 @@
+//! Durable storage for checkpoint snapshots.
+//!
+//! The checkpoint machinery cuts a consistent snapshot at each epoch marker: every
+//! stage writes the state of each key partition (and every source the position of
+//! each split) as a *chunk*, and once all chunks of an epoch are stored the
+//! coordinator commits a *manifest* listing them. An epoch exists for restore only once
+//! its manifest is committed, and only if the manifest and all its chunks still read
+//! back cleanly; otherwise restore falls back to the previous epoch.
+//!
+//! The store is complete and tested on its own; the checkpoint coordinator, the
+//! per-partition snapshot writers and recovery that use it are the next step (they
+//! are not built yet).
+//!
+//! - [`format`](mod@format) holds the versioned, checksummed envelope every file uses.
+//! - [`store`] holds the data model and the [`SnapshotStore`] trait.
+//! - [`local`] holds [`LocalDirStore`], the store on a local directory.
+//! - [`names`] maps user-supplied names to file names.
+//! - [`error`] holds [`SnapshotError`].
+
+pub mod error;
+pub mod format;
+pub mod local;
+pub mod names;
+pub mod store;
+
+#[cfg(test)]
+mod testutil;
+
+pub use error::SnapshotError;
+pub use local::LocalDirStore;
+pub use store::{ChunkId, ChunkRef, Manifest, RetainStats, SnapshotStore};
