@@ -170,8 +170,9 @@ fn value_map_and_list_state_through_a_job_and_into_sled() {
 
 #[test]
 fn records_of_a_slow_source_reach_the_sink_while_the_job_runs() {
-    // Batches of 64 would take ~130 ms to fill at one record per 2 ms; the records
-    // must arrive well before that, and long before the input ends.
+    // Batches of 1,024 would take over 2 s to fill at one record per 2-3 ms, longer
+    // than the job runs: records that arrive early were sent because the source went
+    // idle, not because a batch filled.
     let stop = StopFlag::new();
     let job = Job::new("trickle")
         .source(common::Trickle { stop: stop.clone() })
@@ -182,7 +183,7 @@ fn records_of_a_slow_source_reach_the_sink_while_the_job_runs() {
     let seen = seen_while_running.clone();
     let control = RunControl {
         stop: Some(stop),
-        duration: Some(std::time::Duration::from_millis(600)),
+        duration: Some(std::time::Duration::from_millis(1_200)),
         observer: Some(Box::new(move |live| {
             seen.lock()
                 .unwrap()
@@ -191,14 +192,15 @@ fn records_of_a_slow_source_reach_the_sink_while_the_job_runs() {
         observe_every: Some(std::time::Duration::from_millis(20)),
         ..Default::default()
     };
-    Node::new(EngineOptions::for_tests(2))
-        .unwrap()
-        .run_with(job, control)
-        .unwrap();
+    let options = EngineOptions {
+        batch_size: 1_024,
+        ..EngineOptions::for_tests(2)
+    };
+    Node::new(options).unwrap().run_with(job, control).unwrap();
     let seen = seen_while_running.lock().unwrap();
     let early = seen
         .iter()
-        .find(|(t, _)| *t >= std::time::Duration::from_millis(100))
+        .find(|(t, _)| *t >= std::time::Duration::from_millis(300))
         .expect("observed after 100 ms");
     assert!(
         early.1 >= 10,
