@@ -73,11 +73,6 @@ impl<T: Send + 'static> Mailbox<T> {
         Mailbox { recipient, gate }
     }
 
-    /// The gate bounding this mailbox.
-    pub fn gate(&self) -> &MailboxGate {
-        &self.gate
-    }
-
     /// Enqueues `payload` if a slot is free now; gives it back otherwise.
     pub fn try_send(&self, from: u32, payload: Payload<T>) -> Result<(), TrySendError<T>> {
         match self.gate.slots.clone().try_acquire_owned() {

@@ -31,16 +31,6 @@ pub struct Deliver<T> {
 }
 
 impl<T> Deliver<T> {
-    /// A delivery that holds no mailbox slot (used by tests that drive an actor
-    /// directly).
-    pub fn unbounded(from: u32, payload: Payload<T>) -> Self {
-        Deliver {
-            from,
-            payload,
-            slot: None,
-        }
-    }
-
     /// Frees the mailbox slot this message occupied.
     pub fn release_slot(&mut self) {
         self.slot = None;

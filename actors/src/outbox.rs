@@ -40,11 +40,6 @@ impl<T: Send + 'static> Outbox<T> {
         }
     }
 
-    /// An outbox with no destination, for sinks.
-    pub fn none() -> Self {
-        Outbox::new(0, Vec::new(), 1)
-    }
-
     /// How many downstream partition actors this outbox feeds.
     #[inline]
     pub fn destinations(&self) -> usize {
@@ -93,11 +88,6 @@ impl<T: Send + 'static> Outbox<T> {
         for dest in 0..self.dests.len() {
             self.queue.push_back((dest, Payload::Marker(marker)));
         }
-    }
-
-    /// Whether sealed batches or markers are waiting to be sent.
-    pub fn has_queued(&self) -> bool {
-        !self.queue.is_empty()
     }
 
     /// Sends queued messages while mailbox slots are free, without waiting. Returns

@@ -7,8 +7,6 @@
 //! outcome names the stage, the partition and the cause. Restarting from a snapshot
 //! instead of failing is added on this same path by the snapshot work.
 
-use std::collections::BTreeMap;
-
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
@@ -181,7 +179,6 @@ pub struct JobSupervisor {
     stages: Vec<Addr<StageSupervisor>>,
     gates: Vec<MailboxGate>,
     outcome: Option<oneshot::Sender<JobOutcome>>,
-    settled: BTreeMap<&'static str, bool>,
 }
 
 impl JobSupervisor {
@@ -200,7 +197,6 @@ impl JobSupervisor {
                 stages: Vec::new(),
                 gates: Vec::new(),
                 outcome: Some(tx),
-                settled: BTreeMap::new(),
             },
             rx,
         )
@@ -213,7 +209,6 @@ impl JobSupervisor {
         for stage in &self.stages {
             stage.do_send(StopStage);
         }
-        self.settled.insert("stopped", true);
     }
 
     fn settle(&mut self, outcome: JobOutcome, ctx: &mut Context<Self>) {

@@ -202,13 +202,6 @@ impl SourceReader for LineReader {
     }
 }
 
-/// Reads all of `input` (helper for tests and small tools).
-pub fn read_all(mut input: impl Read) -> std::io::Result<Vec<u8>> {
-    let mut v = Vec::new();
-    input.read_to_end(&mut v)?;
-    Ok(v)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
