@@ -136,6 +136,36 @@ fn spawn_tasks<T: Task>(
     }
 }
 
+/// A stage's name: its first operator, then the chain's, then the terminal.
+fn stage_name<In, C: Chain<In>, Ts: TerminalSpec<C::Out>>(
+    first: String,
+    chain: &C,
+    term: &Ts,
+) -> String {
+    let mut parts = vec![first];
+    chain.names(&mut parts);
+    parts.push(term.describe());
+    parts.join(" -> ")
+}
+
+/// Partition `i`'s terminal, with a failure naming the stage.
+fn build_terminal<T, Ts: TerminalSpec<T>>(
+    term: &Ts,
+    env: &SpawnEnv<'_>,
+    i: u32,
+) -> Result<Ts::Terminal, JobError> {
+    term.build(
+        i,
+        env.parallelism,
+        env.downstream,
+        env.options.key_partitions,
+    )
+    .map_err(|source| JobError::Sink {
+        stage: env.stage_name.to_string(),
+        source,
+    })
+}
+
 /// A stage that starts at a source.
 pub(crate) struct SourceStagePlan<S, T, C, Ts> {
     pub source: S,
@@ -152,10 +182,11 @@ where
     Ts: TerminalSpec<C::Out>,
 {
     fn name(&self) -> String {
-        let mut parts = vec![format!("source:{}", self.source.name())];
-        self.chain.names(&mut parts);
-        parts.push(self.term.describe());
-        parts.join(" -> ")
+        stage_name(
+            format!("source:{}", self.source.name()),
+            &self.chain,
+            &self.term,
+        )
     }
 
     fn max_parallelism(&self) -> Option<u32> {
@@ -181,18 +212,7 @@ where
                         stage: env.stage_name.to_string(),
                         source,
                     })?;
-            let term = self
-                .term
-                .build(
-                    i,
-                    env.parallelism,
-                    env.downstream,
-                    env.options.key_partitions,
-                )
-                .map_err(|source| JobError::Sink {
-                    stage: env.stage_name.to_string(),
-                    source,
-                })?;
+            let term = build_terminal(&self.term, env, i)?;
             tasks.push(SourceTask {
                 reader,
                 time: self.time.clone(),
@@ -222,10 +242,7 @@ where
     Ts: TerminalSpec<C::Out>,
 {
     fn name(&self) -> String {
-        let mut parts = vec![self.process.name()];
-        self.chain.names(&mut parts);
-        parts.push(self.term.describe());
-        parts.join(" -> ")
+        stage_name(self.process.name(), &self.chain, &self.term)
     }
 
     fn max_parallelism(&self) -> Option<u32> {
@@ -253,18 +270,7 @@ where
             let owned =
                 crate::partition::owned_range(i, env.options.key_partitions, env.parallelism);
             let state = env.store.keyed(&state_name, owned, env.clock.clone())?;
-            let term = self
-                .term
-                .build(
-                    i,
-                    env.parallelism,
-                    env.downstream,
-                    env.options.key_partitions,
-                )
-                .map_err(|source| JobError::Sink {
-                    stage: env.stage_name.to_string(),
-                    source,
-                })?;
+            let term = build_terminal(&self.term, env, i)?;
             tasks.push(KeyedTask {
                 process: self.process.clone(),
                 state,
@@ -296,10 +302,7 @@ where
     Ts: TerminalSpec<C::Out>,
 {
     fn name(&self) -> String {
-        let mut parts = vec![self.what.clone()];
-        self.chain.names(&mut parts);
-        parts.push(self.term.describe());
-        parts.join(" -> ")
+        stage_name(self.what.clone(), &self.chain, &self.term)
     }
 
     fn max_parallelism(&self) -> Option<u32> {
@@ -318,18 +321,7 @@ where
         let downstream = downcast_mailboxes(env, downstream)?;
         let mut tasks = Vec::with_capacity(env.parallelism as usize);
         for i in 0..env.parallelism {
-            let term = self
-                .term
-                .build(
-                    i,
-                    env.parallelism,
-                    env.downstream,
-                    env.options.key_partitions,
-                )
-                .map_err(|source| JobError::Sink {
-                    stage: env.stage_name.to_string(),
-                    source,
-                })?;
+            let term = build_terminal(&self.term, env, i)?;
             tasks.push(PassTask {
                 chain: self.chain.clone(),
                 term,
