@@ -31,8 +31,6 @@ pub trait TerminalSpec<T>: Send + 'static {
     type Terminal: Terminal<T>;
     /// A short name for the stage name.
     fn describe(&self) -> String;
-    /// Whether records cross to another stage.
-    fn is_exchange(&self) -> bool;
     /// The terminal for `partition` of `parallelism`, feeding `downstream` actors.
     fn build(
         &self,
@@ -103,9 +101,6 @@ impl<T: 'static, F: SinkFactory<T>> TerminalSpec<T> for SinkSpec<F> {
     type Terminal = SinkTerminal<F::Sink>;
     fn describe(&self) -> String {
         format!("sink:{}", self.0.name())
-    }
-    fn is_exchange(&self) -> bool {
-        false
     }
     fn build(
         &self,
@@ -223,9 +218,6 @@ impl<T: 'static, Sel: KeySelector<T>> TerminalSpec<T> for ExchangeSpec<Sel> {
     type Terminal = KeyExchange<Sel>;
     fn describe(&self) -> String {
         "key_by".into()
-    }
-    fn is_exchange(&self) -> bool {
-        true
     }
     fn build(
         &self,

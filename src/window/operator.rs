@@ -99,8 +99,24 @@ impl<K: 'static, V: 'static> LateOutput<K, V> {
         Ok(())
     }
 
-    fn send(&mut self, key: K, value: V, ts: i64, watermark: i64) -> Result<(), OperatorError> {
+    /// Counts a late record and sends it where the job asked: the stage's side
+    /// output, the late-data sink, or the log.
+    fn send<O>(
+        &mut self,
+        key: K,
+        value: V,
+        ts: i64,
+        watermark: i64,
+        ctx: &mut KeyedContext<'_, K, O>,
+    ) -> Result<(), OperatorError>
+    where
+        K: Key,
+        V: Send,
+    {
         let n = self.count.fetch_add(1, Ordering::Relaxed);
+        if self.to_side {
+            return ctx.emit_side((key, value));
+        }
         match self.sink.as_mut() {
             Some(sink) => sink
                 .write((key, value))
@@ -326,8 +342,9 @@ where
         value: V,
         ctx: &mut KeyedContext<'_, K, WindowResult<K, F::Output>>,
     ) -> Result<(), OperatorError> {
-        let function = self.function.clone();
-        self.update_window(w, ctx, move |contents| function.add(contents, value))
+        self.update_window(w, ctx, move |function, contents| {
+            function.add(contents, value)
+        })
     }
 
     /// Merges partial contents (aggregated before the key exchange) into window `w`.
@@ -343,15 +360,16 @@ where
                 ctx.current_watermark()
             )));
         }
-        let function = self.function.clone();
-        self.update_window(w, ctx, move |contents| function.merge(contents, partial))
+        self.update_window(w, ctx, move |function, contents| {
+            function.merge(contents, partial)
+        })
     }
 
     fn update_window(
         &mut self,
         w: TimeWindow,
         ctx: &mut KeyedContext<'_, K, WindowResult<K, F::Output>>,
-        update: impl FnOnce(&mut F::Contents),
+        update: impl FnOnce(&F, &mut F::Contents),
     ) -> Result<(), OperatorError> {
         let handle = self.handles()?;
         let watermark = self.now(ctx);
@@ -360,7 +378,7 @@ where
             Some(c) => (c, false),
             None => (self.function.create(), true),
         };
-        update(&mut contents);
+        update(&self.function, &mut contents);
         // Event time: a window the watermark already passed (a late record within the
         // allowed lateness) fires at once. Processing-time windows always fire by
         // their timer, even when the clock is already at their end.
@@ -466,33 +484,31 @@ where
             )));
         }
         let watermark = self.now(ctx);
-        let mut windows = std::mem::take(&mut self.scratch);
-        windows.clear();
-        self.assigner.assign(ts, &mut windows);
+        let mut open = std::mem::take(&mut self.scratch);
+        open.clear();
+        self.assigner.assign(ts, &mut open);
         // In processing time nothing is late: the windows come from the clock itself.
-        let processing_time = self.processing_time();
-        let open: Vec<TimeWindow> = windows
-            .iter()
-            .copied()
-            .filter(|w| processing_time || self.cleanup_time(w) > watermark)
-            .collect();
-        self.scratch = windows;
-        let Some((&last, others)) = open.split_last() else {
-            let key = ctx.key().clone();
-            if self.late.to_side {
-                self.late.count.fetch_add(1, Ordering::Relaxed);
-                return ctx.emit_side((key, value));
+        if !self.processing_time() {
+            let lateness = self.allowed_lateness;
+            open.retain(|w| w.max_timestamp().saturating_add(lateness) > watermark);
+        }
+        let result = match open.split_last() {
+            None => {
+                let key = ctx.key().clone();
+                self.late.send(key, value, ts, watermark, ctx)
             }
-            return self.late.send(key, value, ts, watermark);
+            Some((&last, _)) if self.assigner.is_merging() => self.add_to_session(last, value, ctx),
+            Some((&last, others)) => {
+                // A record in several windows (sliding) is added to each.
+                let mut added = Ok(());
+                for &w in others {
+                    added = added.and_then(|()| self.add_to_window(w, value.clone(), ctx));
+                }
+                added.and_then(|()| self.add_to_window(last, value, ctx))
+            }
         };
-        if self.assigner.is_merging() {
-            return self.add_to_session(last, value, ctx);
-        }
-        // A record in several windows (sliding) is added to each.
-        for &w in others {
-            self.add_to_window(w, value.clone(), ctx)?;
-        }
-        self.add_to_window(last, value, ctx)
+        self.scratch = open;
+        result
     }
 
     fn on_timer(

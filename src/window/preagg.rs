@@ -41,6 +41,13 @@ pub enum WindowInput<V, Acc> {
     Partial(TimeWindow, Acc),
 }
 
+/// Whether windows of `assigner` are folded before the exchange: event-time windows
+/// that never merge. Session windows (whose extent is known only after merging) and
+/// processing-time windows (no watermark releases partials) are aggregated after it.
+fn pre_aggregates<A: WindowAssigner>(assigner: &A) -> bool {
+    !assigner.is_merging() && assigner.domain() == TimeDomain::EventTime
+}
+
 /// What a pre-aggregating exchange sends: keyed records or partials.
 pub type PreAggWire<K, V, Acc> = Keyed<K, WindowInput<V, Acc>>;
 
@@ -79,15 +86,11 @@ where
 {
     type Terminal = PreAggExchange<T, Sel, A, G>;
     fn describe(&self) -> String {
-        if self.assigner.is_merging() || self.assigner.domain() != TimeDomain::EventTime {
-            // Session and processing-time windows are aggregated after the exchange.
-            "key_by".into()
-        } else {
+        if pre_aggregates(&self.assigner) {
             "pre_aggregate -> key_by".into()
+        } else {
+            "key_by".into()
         }
-    }
-    fn is_exchange(&self) -> bool {
-        true
     }
     fn build(
         &self,
@@ -172,10 +175,7 @@ where
             }
         };
         self.windows.clear();
-        if ts != NO_TIMESTAMP
-            && !self.assigner.is_merging()
-            && self.assigner.domain() == TimeDomain::EventTime
-        {
+        if ts != NO_TIMESTAMP && pre_aggregates(&self.assigner) {
             self.assigner.assign(ts, &mut self.windows);
         }
         // Records without windows to fold into, or whose windows already ended here,

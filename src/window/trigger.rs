@@ -283,21 +283,25 @@ where
     ) -> Result<(), OperatorError> {
         let handle = self.handle()?;
         let ts = ctx.timestamp();
-        let count = {
+        let (watermark, processing_time) = (ctx.current_watermark(), ctx.processing_time());
+        let (result, tctx) = {
+            // One lookup: count the record, ask the trigger, then add the record (a
+            // firing includes it).
             let function = &self.function;
             let mut state = ctx.value(handle);
-            let (count, _) = state.get_or_insert_with(|| (0, function.create()))?;
+            let (count, contents) = state.get_or_insert_with(|| (0, function.create()))?;
             *count += 1;
-            *count
-        };
-        let mut tctx = Self::context(ctx, count);
-        let result = self.trigger.on_element(&value, ts, &mut tctx);
-        {
-            let function = &self.function;
-            let mut state = ctx.value(handle);
-            let (_, contents) = state.get_or_insert_with(|| (0, function.create()))?;
+            let mut tctx = TriggerContext {
+                count: *count,
+                watermark,
+                processing_time,
+                timers: Vec::new(),
+                deleted: Vec::new(),
+            };
+            let result = self.trigger.on_element(&value, ts, &mut tctx);
             function.add(contents, value);
-        }
+            (result, tctx)
+        };
         self.apply(result, tctx, ctx)
     }
 
