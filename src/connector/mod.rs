@@ -8,5 +8,5 @@ pub mod sinks;
 pub mod source;
 
 pub use dead_letter::{DeadLetter, DeadLetters};
-pub use sink::{Sink, SinkError, SinkFactory};
+pub use sink::{CommitAction, Sink, SinkError, SinkFactory};
 pub use source::{ReadStatus, Source, SourceError, SourceReader, StopFlag};
