@@ -9,6 +9,7 @@
 //! The kernel knows nothing of Kafka, windows or the network; the `weir` crate builds
 //! the stream processor on top of it.
 
+pub mod checkpoint;
 pub mod mailbox;
 pub mod marker;
 pub mod message;

@@ -21,6 +21,12 @@ pub enum Marker {
     /// The sender has had no input for a while: until it sends a watermark again, it
     /// does not hold back its receivers' watermarks.
     Idle,
+    /// Epoch barrier `e`: everything the sender sent before it belongs to epochs
+    /// below `e`, everything after it to epoch `e` or later. An actor with several
+    /// inputs aligns the barrier (holds back the inputs that delivered it until all
+    /// have), snapshots its state, forwards it and acknowledges; see
+    /// [`crate::checkpoint`].
+    Barrier(u64),
 }
 
 /// The lowest possible watermark: no event-time progress yet.

@@ -1,10 +1,12 @@
 //! The partition actor: runs one [`Task`] for one partition of one stage.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
+use crate::checkpoint::{Acknowledge, Aligned, Aligner, EpochComplete, TriggerEpoch};
 use crate::marker::{Marker, Progress, WatermarkTracker};
 use crate::message::{Deliver, Payload};
 use crate::outbox::Outbox;
@@ -91,6 +93,16 @@ pub struct PartitionActor<T: Task> {
     wakeup: Option<(i64, SpawnHandle)>,
     supervisor: Recipient<ActorReport>,
     stats: Arc<ActorStats>,
+    /// Barrier alignment over the inputs.
+    aligner: Aligner,
+    /// Messages of inputs blocked by the alignment, per input, in arrival order; they
+    /// keep their mailbox slots until handled.
+    held: Vec<VecDeque<Deliver<T::In>>>,
+    held_count: usize,
+    /// Where snapshots are acknowledged; `None` when nobody coordinates epochs.
+    checkpoints: Option<Recipient<Acknowledge>>,
+    /// The last epoch whose barrier this actor passed.
+    last_epoch: u64,
 }
 
 impl<T: Task> PartitionActor<T> {
@@ -117,7 +129,70 @@ impl<T: Task> PartitionActor<T> {
             wakeup: None,
             supervisor,
             stats,
+            aligner: Aligner::new(inputs as usize),
+            held: (0..inputs).map(|_| VecDeque::new()).collect(),
+            held_count: 0,
+            checkpoints: None,
+            last_epoch: 0,
         }
+    }
+
+    /// Acknowledges snapshots to `coordinator` (epoch barriers, final snapshot).
+    pub fn with_checkpoints(mut self, coordinator: Recipient<Acknowledge>) -> Self {
+        self.checkpoints = Some(coordinator);
+        self
+    }
+
+    /// The actor's barriers continue from `epoch` (the epoch the job was restored
+    /// from), so that its final snapshot is numbered after it.
+    pub fn with_restored_epoch(mut self, epoch: u64) -> Self {
+        self.last_epoch = epoch;
+        self
+    }
+
+    /// Takes the task's snapshot for `epoch` and sends it to the coordinator (as the
+    /// final snapshot when `epoch` is `None`).
+    fn take_snapshot(&mut self, epoch: Option<u64>, alignment: Duration) -> Result<(), Failure> {
+        let Some(coordinator) = self.checkpoints.clone() else {
+            return Ok(());
+        };
+        let number = epoch.unwrap_or(self.last_epoch + 1);
+        let task = &mut self.task;
+        let out = &mut self.out;
+        let snapshot = guarded(|| task.snapshot(number, out))?;
+        coordinator.do_send(Acknowledge {
+            actor: self.id.clone(),
+            epoch,
+            snapshot,
+            alignment,
+        });
+        Ok(())
+    }
+
+    /// Every input delivered barrier `epoch` (or ended): snapshot, forward the
+    /// barrier, acknowledge, then handle what the alignment held back.
+    fn complete_epoch(&mut self, epoch: u64, alignment: Duration) -> Result<(), Failure> {
+        self.take_snapshot(Some(epoch), alignment)?;
+        self.last_epoch = epoch;
+        self.broadcast(Marker::Barrier(epoch));
+        self.replay_held()
+    }
+
+    /// Handles held messages of inputs no longer blocked, in their arrival order.
+    fn replay_held(&mut self) -> Result<(), Failure> {
+        for input in 0..self.held.len() {
+            while !self.aligner.is_blocked(input) && self.phase == Phase::Running {
+                let Some(mut msg) = self.held[input].pop_front() else {
+                    break;
+                };
+                self.held_count -= 1;
+                let payload = std::mem::replace(&mut msg.payload, Payload::Batch(Vec::new()));
+                let result = self.handle_payload(msg.from, payload);
+                msg.release_slot();
+                result?;
+            }
+        }
+        Ok(())
     }
 
     fn is_source(&self) -> bool {
@@ -245,6 +320,7 @@ impl<T: Task> PartitionActor<T> {
         let task = &mut self.task;
         let out = &mut self.out;
         guarded(|| task.end_of_input(out))?;
+        self.take_snapshot(None, Duration::ZERO)?;
         self.broadcast(Marker::EndOfInput);
         self.phase = Phase::Finishing;
         Ok(())
@@ -333,17 +409,10 @@ impl<T: Task> Actor for PartitionActor<T> {
     }
 }
 
-impl<T: Task> Handler<Deliver<T::In>> for PartitionActor<T> {
-    type Result = AtomicResponse<Self, ()>;
-
-    fn handle(&mut self, mut msg: Deliver<T::In>, ctx: &mut Context<Self>) -> Self::Result {
-        if self.phase != Phase::Running {
-            return self.done();
-        }
-        let started = Instant::now();
-        let from = msg.from;
-        let payload = std::mem::replace(&mut msg.payload, Payload::Batch(Vec::new()));
-        let result = match payload {
+impl<T: Task> PartitionActor<T> {
+    /// Handles one batch or marker from input `from`.
+    fn handle_payload(&mut self, from: u32, payload: Payload<T::In>) -> Result<(), Failure> {
+        match payload {
             Payload::Batch(batch) => {
                 self.stats.add_in(batch.len() as u64);
                 let task = &mut self.task;
@@ -360,12 +429,26 @@ impl<T: Task> Handler<Deliver<T::In>> for PartitionActor<T> {
                 let progress = self.watermarks.idle(from as usize);
                 self.on_progress(progress)
             }
+            Payload::Marker(Marker::Barrier(epoch)) => {
+                self.stats.add_in(0);
+                match self.aligner.barrier(from as usize, epoch, &self.ended) {
+                    Ok(Aligned::Waiting) => Ok(()),
+                    Ok(Aligned::Complete { epoch, took }) => self.complete_epoch(epoch, took),
+                    Err(violation) => Err(Failure::Error(violation)),
+                }
+            }
             Payload::Marker(Marker::EndOfInput) => {
                 self.stats.add_in(0);
                 match self.ended.get_mut(from as usize) {
                     Some(ended) if !*ended => {
                         *ended = true;
                         self.open_inputs -= 1;
+                        // An ended input counts as aligned for a barrier in progress.
+                        if let Aligned::Complete { epoch, took } =
+                            self.aligner.input_ended(&self.ended)
+                        {
+                            self.complete_epoch(epoch, took)?;
+                        }
                         if self.open_inputs == 0 {
                             // The last input ended: event time runs out (the
                             // watermark reaches +infinity), then the input ends.
@@ -386,14 +469,72 @@ impl<T: Task> Handler<Deliver<T::In>> for PartitionActor<T> {
                     ))),
                 }
             }
-        };
+        }
+    }
+}
+
+impl<T: Task> Handler<Deliver<T::In>> for PartitionActor<T> {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, mut msg: Deliver<T::In>, ctx: &mut Context<Self>) -> Self::Result {
+        if self.phase != Phase::Running {
+            return self.done();
+        }
+        let from = msg.from;
+        if self.aligner.is_blocked(from as usize) {
+            // Held until the alignment completes; the message keeps its slot, so this
+            // input's sender waits once its channel is full.
+            if let Some(queue) = self.held.get_mut(from as usize) {
+                queue.push_back(msg);
+                self.held_count += 1;
+            }
+            return self.done();
+        }
+        let started = Instant::now();
+        let payload = std::mem::replace(&mut msg.payload, Payload::Batch(Vec::new()));
+        let result = self.handle_payload(from, payload);
         msg.release_slot();
         // Nothing else is waiting: send partly filled batches now rather than hold
         // records until a batch fills (latency when input is slow).
-        if self.stats.mailbox().depth() == 0 {
+        if self.stats.mailbox().depth() <= self.held_count {
             self.flush_outputs();
         }
         self.settle(started, result, ctx)
+    }
+}
+
+impl<T: Task> Handler<TriggerEpoch> for PartitionActor<T> {
+    type Result = AtomicResponse<Self, ()>;
+
+    /// A source starts epoch `e`: snapshot (its split positions), then barrier `e`
+    /// right after the last record it sent.
+    fn handle(&mut self, msg: TriggerEpoch, ctx: &mut Context<Self>) -> Self::Result {
+        if self.phase != Phase::Running {
+            return self.done();
+        }
+        let started = Instant::now();
+        let result = self.take_snapshot(Some(msg.0), Duration::ZERO).map(|()| {
+            self.last_epoch = msg.0;
+            self.broadcast(Marker::Barrier(msg.0));
+        });
+        self.settle(started, result, ctx)
+    }
+}
+
+impl<T: Task> Handler<EpochComplete> for PartitionActor<T> {
+    type Result = ();
+
+    fn handle(&mut self, msg: EpochComplete, ctx: &mut Context<Self>) {
+        if self.phase == Phase::Done {
+            return;
+        }
+        let task = &mut self.task;
+        if let Err(failure) = guarded(|| {
+            task.epoch_complete(msg.0);
+            Ok(())
+        }) {
+            self.fail(failure, ctx);
+        }
     }
 }
 

@@ -48,6 +48,14 @@ pub enum JobFailure {
         /// The panic or error.
         failure: Failure,
     },
+    /// A checkpoint could not be made durable.
+    #[error("job '{job}' failed: {reason}")]
+    Checkpoint {
+        /// The job.
+        job: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// The job was cancelled before it finished.
     #[error("job '{job}' was cancelled")]
     Cancelled {
@@ -164,6 +172,27 @@ pub struct AdoptStages {
     pub stages: Vec<Addr<StageSupervisor>>,
     /// Every partition actor's mailbox gate, closed on failure.
     pub gates: Vec<MailboxGate>,
+}
+
+/// The checkpoint coordinator could not make an epoch durable: the job fails (and
+/// recovers from the last complete epoch if its restart strategy allows).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct CheckpointFailed(pub String);
+
+impl Handler<CheckpointFailed> for JobSupervisor {
+    type Result = ();
+    fn handle(&mut self, msg: CheckpointFailed, ctx: &mut Context<Self>) {
+        if self.outcome.is_some() {
+            let failure = JobFailure::Checkpoint {
+                job: self.job.clone(),
+                reason: msg.0,
+            };
+            tracing::error!(%failure, "job failed; stopping every actor");
+            self.stop_everything();
+            self.settle(Err(failure), ctx);
+        }
+    }
 }
 
 /// Cancels a running job: its actors stop and its outcome is `Cancelled`.

@@ -131,6 +131,22 @@ pub trait Task: Send + 'static {
         Ok(())
     }
 
+    /// An epoch barrier: everything before it on every input has been handled. Return
+    /// the snapshot of this partition (cheaply: the bytes are written by another
+    /// thread while the actor goes on). Output emitted here precedes the barrier. Also
+    /// called once after [`Task::end_of_input`] for the final snapshot.
+    fn snapshot(
+        &mut self,
+        _epoch: u64,
+        _out: &mut Outbox<Self::Out>,
+    ) -> Result<crate::checkpoint::TaskSnapshot, TaskError> {
+        Ok(crate::checkpoint::TaskSnapshot::default())
+    }
+
+    /// Epoch `epoch` is complete (its manifest is durable and the commit actions up
+    /// to it ran).
+    fn epoch_complete(&mut self, _epoch: u64) {}
+
     /// The actor is stopping, after finishing or because its job failed.
     fn stopped(&mut self) {}
 }

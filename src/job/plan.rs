@@ -106,7 +106,7 @@ fn spawn_tasks<T: Task>(
     let mut gates = Vec::with_capacity(tasks.len());
     let mut stops = Vec::with_capacity(tasks.len());
     for (i, task) in tasks.into_iter().enumerate() {
-        let gate = MailboxGate::new(env.options.mailbox_capacity);
+        let gate = MailboxGate::new(env.options.mailbox_capacity, env.inputs);
         let actor_stats = Arc::new(ActorStats::new(gate.clone()));
         let out = Outbox::new(i as u32, downstream.clone(), env.options.batch_size);
         let id = ActorId {

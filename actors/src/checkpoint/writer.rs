@@ -1,0 +1,236 @@
+//! The coordinator's writer thread: stores an epoch's chunks, folds deltas into the
+//! per-chunk chains (compacting long ones), commits the manifest, runs the commit
+//! actions, applies retention and exports savepoints — all off the actor threads, in
+//! epoch order.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::oneshot;
+
+use crate::snapshot::{ChunkId, ChunkRef, LocalDirStore, Manifest, SnapshotStore};
+
+use super::coordinator::{Committer, Merger};
+use super::{ChunkData, COMMITS_CHUNK_STAGE};
+
+/// One epoch handed to the writer.
+pub(crate) struct EpochWrite {
+    pub epoch: u64,
+    pub chunks: Vec<ChunkData>,
+    pub commits: Vec<Vec<u8>>,
+    /// Abandoned epochs store their chunks (later epochs build on them) but commit no
+    /// manifest and run no commit actions.
+    pub abandoned: bool,
+    pub is_final: bool,
+    /// Export the epoch as a savepoint into this directory.
+    pub savepoint: Option<PathBuf>,
+    pub reply: oneshot::Sender<Result<Written, String>>,
+}
+
+/// What the writer did with an epoch.
+#[derive(Debug, Clone)]
+pub(crate) struct Written {
+    /// Bytes of chunk data stored for this epoch.
+    pub bytes: u64,
+    /// Time spent writing.
+    pub took: Duration,
+    /// Where the savepoint went, if one was asked for.
+    pub savepoint: Option<PathBuf>,
+}
+
+/// The writer's fixed settings.
+pub(crate) struct WriterSetup {
+    pub job: String,
+    pub store: Option<Arc<dyn SnapshotStore>>,
+    pub retain: usize,
+    pub compact_after: usize,
+    pub committer: Committer,
+    pub merge: Merger,
+    pub meta: BTreeMap<String, String>,
+    /// The chains of the restored epoch, if any.
+    pub chains: BTreeMap<ChunkId, Vec<ChunkRef>>,
+}
+
+/// Starts the writer thread; it ends when the sender is dropped.
+pub(crate) fn start(setup: WriterSetup) -> std::sync::mpsc::Sender<EpochWrite> {
+    let (tx, rx) = std::sync::mpsc::channel::<EpochWrite>();
+    let spawned = std::thread::Builder::new()
+        .name(format!("weir-checkpoint-{}", setup.job))
+        .spawn(move || {
+            let mut writer = Writer { setup };
+            while let Ok(job) = rx.recv() {
+                let reply = job.reply;
+                let result = writer.write(
+                    job.epoch,
+                    job.chunks,
+                    job.commits,
+                    job.abandoned,
+                    job.is_final,
+                    job.savepoint,
+                );
+                let _ = reply.send(result);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "could not start the checkpoint writer thread");
+    }
+    tx
+}
+
+struct Writer {
+    setup: WriterSetup,
+}
+
+impl Writer {
+    fn write(
+        &mut self,
+        epoch: u64,
+        chunks: Vec<ChunkData>,
+        commits: Vec<Vec<u8>>,
+        abandoned: bool,
+        is_final: bool,
+        savepoint: Option<PathBuf>,
+    ) -> Result<Written, String> {
+        let started = Instant::now();
+        let Some(store) = self.setup.store.clone() else {
+            // Checkpointing is off: only the final epoch runs its commit actions.
+            if !abandoned {
+                self.apply(&commits)?;
+            }
+            return Ok(Written {
+                bytes: 0,
+                took: started.elapsed(),
+                savepoint: None,
+            });
+        };
+        let job = self.setup.job.clone();
+        let mut bytes = 0u64;
+        for chunk in chunks {
+            bytes += chunk.data.len() as u64;
+            self.store_chunk(store.as_ref(), epoch, chunk)?;
+        }
+        if abandoned {
+            return Ok(Written {
+                bytes,
+                took: started.elapsed(),
+                savepoint: None,
+            });
+        }
+        let commits_id = ChunkId::new(COMMITS_CHUNK_STAGE, 0);
+        if commits.is_empty() {
+            self.setup.chains.remove(&commits_id);
+        } else {
+            let data = bincode::serialize(&commits)
+                .map_err(|e| format!("encoding the commit actions of epoch {epoch}: {e}"))?;
+            let stored = store
+                .put_chunk(&job, epoch, &commits_id, None, &data)
+                .map_err(|e| e.to_string())?;
+            self.setup.chains.insert(commits_id, vec![stored]);
+        }
+        let mut meta = self.setup.meta.clone();
+        if is_final {
+            meta.insert("final".into(), "true".into());
+        }
+        let manifest = Manifest {
+            job: job.clone(),
+            epoch,
+            created_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            chunks: self.setup.chains.values().cloned().collect(),
+            meta,
+        };
+        store.commit(&manifest).map_err(|e| e.to_string())?;
+        self.apply(&commits)?;
+        if let Err(e) = store.retain(&job, self.setup.retain.max(1)) {
+            tracing::warn!(job = %job, error = %e, "checkpoint retention failed; old epochs stay on disk");
+        }
+        let savepoint = match savepoint {
+            Some(dir) => Some(export_savepoint(store.as_ref(), &manifest, &dir)?),
+            None => None,
+        };
+        Ok(Written {
+            bytes,
+            took: started.elapsed(),
+            savepoint,
+        })
+    }
+
+    fn apply(&self, commits: &[Vec<u8>]) -> Result<(), String> {
+        for action in commits {
+            (self.setup.committer)(action)?;
+        }
+        Ok(())
+    }
+
+    /// Stores one chunk and updates its chain: a full chunk starts a new chain, a
+    /// delta extends the chain (or starts one when there is none: a delta on empty
+    /// state is a full image), and a chain reaching `compact_after` deltas is folded
+    /// into one full chunk.
+    fn store_chunk(
+        &mut self,
+        store: &dyn SnapshotStore,
+        epoch: u64,
+        chunk: ChunkData,
+    ) -> Result<(), String> {
+        let job = &self.setup.job;
+        let chain = self.setup.chains.entry(chunk.id.clone()).or_default();
+        // A chain may hold a chunk of this same epoch number from an abandoned
+        // attempt only if epochs were reused, which the coordinator never does.
+        let (base, data) = if chunk.full || chain.is_empty() {
+            (None, chunk.data)
+        } else if chain.len() > self.setup.compact_after {
+            let mut parts = Vec::with_capacity(chain.len() + 1);
+            for link in chain.iter() {
+                parts.push(store.read_chunk(job, link).map_err(|e| e.to_string())?);
+            }
+            parts.push(chunk.data);
+            let full = (self.setup.merge)(&parts).map_err(|e| {
+                format!(
+                    "compacting stage {:?} partition {}: {e}",
+                    chunk.id.stage, chunk.id.key_partition
+                )
+            })?;
+            (None, full)
+        } else {
+            (chain.last().map(|c| c.epoch), chunk.data)
+        };
+        let stored = store
+            .put_chunk(job, epoch, &chunk.id, base, &data)
+            .map_err(|e| e.to_string())?;
+        if base.is_none() {
+            chain.clear();
+        }
+        chain.push(stored);
+        Ok(())
+    }
+}
+
+/// Copies a committed epoch into its own store under `dir` (a directory of its own),
+/// so the savepoint outlives retention and can be moved.
+fn export_savepoint(
+    store: &dyn SnapshotStore,
+    manifest: &Manifest,
+    dir: &std::path::Path,
+) -> Result<PathBuf, String> {
+    let target = dir.join(format!("savepoint-{:06}", manifest.epoch));
+    std::fs::create_dir_all(&target)
+        .map_err(|e| format!("creating savepoint directory {}: {e}", target.display()))?;
+    let out = LocalDirStore::new(&target).map_err(|e| e.to_string())?;
+    let mut copied = manifest.clone();
+    for chain in copied.chunks.iter_mut() {
+        for link in chain.iter_mut() {
+            let data = store
+                .read_chunk(&manifest.job, link)
+                .map_err(|e| e.to_string())?;
+            *link = out
+                .put_chunk(&manifest.job, link.epoch, &link.id, link.base, &data)
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    copied.meta.insert("savepoint".into(), "true".into());
+    out.commit(&copied).map_err(|e| e.to_string())?;
+    Ok(target)
+}
