@@ -4,7 +4,10 @@
 
 use crate::operator::Collector;
 
-use super::source::{ReadStatus, Source, SourceError, SourceReader, StopFlag};
+use super::source::{
+    counter_position, decode_counter_position, ReadStatus, Source, SourceError, SourceReader,
+    StopFlag,
+};
 
 /// SplitMix64, exactly as WORKLOADS.md defines it (with the increment).
 #[inline]
@@ -127,6 +130,15 @@ impl SourceReader for W1Reader {
             ReadStatus::More
         })
     }
+
+    fn position(&self) -> Option<Vec<u8>> {
+        Some(counter_position(self.next))
+    }
+
+    fn seek(&mut self, position: &[u8]) -> Result<(), SourceError> {
+        self.next = decode_counter_position("w1-lines", position)?;
+        Ok(())
+    }
 }
 
 /// One W2 event.
@@ -214,6 +226,15 @@ impl SourceReader for W2Reader {
             ReadStatus::More
         })
     }
+
+    fn position(&self) -> Option<Vec<u8>> {
+        Some(counter_position(self.next))
+    }
+
+    fn seek(&mut self, position: &[u8]) -> Result<(), SourceError> {
+        self.next = decode_counter_position("w2-events", position)?;
+        Ok(())
+    }
 }
 
 /// The demo stream: endless sensor readings `(sensor, temperature in tenths of a
@@ -281,6 +302,15 @@ impl SourceReader for SensorReader {
             self.next += self.step;
         }
         Ok(ReadStatus::More)
+    }
+
+    fn position(&self) -> Option<Vec<u8>> {
+        Some(counter_position(self.next))
+    }
+
+    fn seek(&mut self, position: &[u8]) -> Result<(), SourceError> {
+        self.next = decode_counter_position("sensor-readings", position)?;
+        Ok(())
     }
 }
 

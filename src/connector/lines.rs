@@ -59,6 +59,10 @@ pub struct LineReader {
     offset: u64,
     buf: Vec<u8>,
     dead_letters: DeadLetters,
+    /// The file read (`None` for stdin, which cannot rewind).
+    path: Option<PathBuf>,
+    /// End of the split's byte range (files).
+    end: u64,
 }
 
 impl Source for LineSource {
@@ -95,6 +99,8 @@ impl Source for LineSource {
                 offset: 0,
                 buf: Vec::new(),
                 dead_letters: self.dead_letters.clone(),
+                path: None,
+                end: u64::MAX,
             }),
             Origin::File(path) => {
                 let what = path.display().to_string();
@@ -130,6 +136,8 @@ impl Source for LineSource {
                     offset,
                     buf: Vec::new(),
                     dead_letters: self.dead_letters.clone(),
+                    path: Some(path.clone()),
+                    end,
                 })
             }
         }
@@ -199,6 +207,37 @@ impl SourceReader for LineReader {
             }
         }
         Ok(ReadStatus::More)
+    }
+
+    /// A file split's position: the byte offset of the next line and, for the first
+    /// split, its line number.
+    fn position(&self) -> Option<Vec<u8>> {
+        self.path.as_ref()?;
+        bincode::serialize(&(self.offset, self.line_no)).ok()
+    }
+
+    fn seek(&mut self, position: &[u8]) -> Result<(), SourceError> {
+        let Some(path) = self.path.clone() else {
+            return Err(SourceError::Invalid(
+                "stdin cannot resume from a snapshot position".into(),
+            ));
+        };
+        let (offset, line_no): (u64, Option<u64>) = bincode::deserialize(position)
+            .map_err(|e| SourceError::Invalid(format!("{}: bad snapshot position: {e}", self.what)))?;
+        let io = |source| SourceError::Io {
+            what: self.what.clone(),
+            source,
+        };
+        let mut file = File::open(&path).map_err(io)?;
+        file.seek(SeekFrom::Start(offset)).map_err(io)?;
+        self.input = Some(BufReader::with_capacity(
+            1 << 16,
+            Box::new(file) as Box<dyn Read + Send>,
+        ));
+        self.offset = offset;
+        self.line_no = line_no;
+        self.remaining = self.end.saturating_sub(offset);
+        Ok(())
     }
 }
 

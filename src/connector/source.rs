@@ -51,6 +51,17 @@ pub trait Source: Send + 'static {
 
     /// The reader of split `split` of `splits`.
     fn reader(&self, split: u32, splits: u32) -> Result<Self::Reader, SourceError>;
+
+    /// How many splits the source is cut into when a job first starts at
+    /// `parallelism`. The number is fixed for the job's life (it is recorded in every
+    /// snapshot); a job restored at another parallelism spreads the same splits over
+    /// its partition actors. Defaults to one split per partition actor.
+    fn splits(&self, parallelism: u32) -> u32 {
+        match self.max_parallelism() {
+            Some(max) => parallelism.min(max).max(1),
+            None => parallelism.max(1),
+        }
+    }
 }
 
 /// Reads one split of a source, a bounded round at a time.
@@ -64,6 +75,37 @@ pub trait SourceReader: Send + 'static {
         budget: usize,
         out: &mut C,
     ) -> Result<ReadStatus, SourceError>;
+
+    /// Where the reader is: the bytes [`SourceReader::seek`] takes to resume right
+    /// after the last record read. `None` when the source cannot rewind (stdin), which
+    /// rules out exactly-once checkpointing of a job reading it.
+    fn position(&self) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// Moves the reader to `position` (from [`SourceReader::position`] of a reader of
+    /// the same split), so that it reads on from there after a recovery.
+    fn seek(&mut self, _position: &[u8]) -> Result<(), SourceError> {
+        Err(SourceError::Invalid(
+            "this source cannot resume from a snapshot position".into(),
+        ))
+    }
+}
+
+/// Encodes a position that is one counter.
+pub fn counter_position(next: u64) -> Vec<u8> {
+    next.to_le_bytes().to_vec()
+}
+
+/// Decodes a position made by [`counter_position`], naming `what` in the error.
+pub fn decode_counter_position(what: &str, position: &[u8]) -> Result<u64, SourceError> {
+    let bytes: [u8; 8] = position.try_into().map_err(|_| {
+        SourceError::Invalid(format!(
+            "{what}: a snapshot position of {} bytes, expected 8",
+            position.len()
+        ))
+    })?;
+    Ok(u64::from_le_bytes(bytes))
 }
 
 /// Asks unbounded sources to end their input, so a job drains and finishes cleanly

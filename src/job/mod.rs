@@ -8,6 +8,7 @@ pub mod options;
 #[doc(hidden)]
 pub mod plan;
 pub mod progress;
+pub mod recovery;
 pub mod report;
 pub(crate) mod tasks;
 pub mod terminal;

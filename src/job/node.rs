@@ -2,22 +2,30 @@
 //! state store, and runs jobs to completion.
 
 use std::any::Any;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use weir_actors::checkpoint::{
+    CheckpointConfig, CheckpointCoordinator, CheckpointStats, FinishJob, JobActors,
+    RequestSavepoint, ShutdownCoordinator,
+};
+use weir_actors::snapshot::SnapshotStore;
 use weir_actors::state::{Clock, StateStore, StoreConfig, SystemClock};
 use weir_actors::supervisor::{AdoptStages, CancelJob};
-use weir_actors::{ActorStats, JobSupervisor, WorkerPool};
+use weir_actors::{ActorStats, JobFailure, JobSupervisor, WorkerPool};
 
-use crate::connector::StopFlag;
+use crate::connector::{CommitAction, StopFlag};
 
 use super::builder::Job;
 use super::error::JobError;
 use super::options::EngineOptions;
 use super::plan::SpawnEnv;
 use super::progress::{LiveStats, ProgressPrinter};
-use super::report::{JobReport, StageSummary};
+use super::recovery;
+use super::report::{CheckpointSummary, JobReport, StageSummary};
+use super::restart::{RestartDecision, RestartTracker};
 
 /// Watches a running job's live counters.
 pub type Observer = Box<dyn FnMut(&LiveStats) + Send>;
@@ -36,6 +44,20 @@ pub struct RunControl {
     pub observer: Option<Observer>,
     /// How often the observer is called.
     pub observe_every: Option<Duration>,
+    /// Savepoint requests from the embedding program (tests, a control endpoint).
+    pub savepoints: Option<std::sync::mpsc::Receiver<SavepointCommand>>,
+    /// Take a savepoint on SIGUSR1 and stop with a savepoint on SIGUSR2.
+    pub handle_signals: bool,
+}
+
+/// Asks a running job for a savepoint.
+#[derive(Debug)]
+pub struct SavepointCommand {
+    /// Stop the job once the savepoint is taken (stop-with-savepoint); nothing after
+    /// the savepoint's epoch is committed.
+    pub stop: bool,
+    /// Told the savepoint's directory, or why it could not be taken.
+    pub reply: Option<std::sync::mpsc::Sender<Result<PathBuf, String>>>,
 }
 
 /// One weir node: worker threads, a state store and the jobs it runs.
@@ -84,8 +106,10 @@ impl Node {
         self.run_with(job, RunControl::default())
     }
 
-    /// Runs `job` under `control`.
-    pub fn run_with(&self, job: Job, control: RunControl) -> Result<JobReport, JobError> {
+    /// Runs `job` under `control`: restores it from its newest complete epoch (or
+    /// the savepoint in the options), runs it, and on a failure restarts it from
+    /// the last complete epoch for as long as the restart strategy allows.
+    pub fn run_with(&self, job: Job, mut control: RunControl) -> Result<JobReport, JobError> {
         let Job {
             name,
             stages,
@@ -105,11 +129,6 @@ impl Node {
                 opts.parallelism, opts.key_partitions
             )));
         }
-        let parallelism_of = |s: &dyn super::plan::StagePlan| {
-            s.max_parallelism()
-                .map_or(opts.parallelism, |m| m.min(opts.parallelism))
-                .max(1)
-        };
         // The main pipeline, then each branch (fed by a side output of a main stage).
         let main_len = stages.len();
         let mut pipelines: Vec<Pipeline> = vec![Pipeline {
@@ -133,6 +152,138 @@ impl Node {
                 plans: branch.job.stages,
             });
         }
+        // Every stage with its index: the main pipeline's first, then the branches'.
+        let indexed: Vec<(u32, &dyn super::plan::StagePlan)> = pipelines
+            .iter()
+            .flat_map(|p| p.plans.iter())
+            .enumerate()
+            .map(|(i, plan)| (i as u32, plan.as_ref()))
+            .collect();
+        let stage_names: Vec<String> = indexed.iter().map(|(_, p)| p.name()).collect();
+
+        let checkpointing = opts.checkpoint.interval.is_some();
+        let (snapshots, _temporary) = match &opts.state_dir {
+            Some(dir) => (Some(recovery::open_store(&recovery::snapshot_dir(dir))?), None),
+            None if checkpointing || opts.from_savepoint.is_some() => {
+                let tmp = TemporaryDir::new(&name)?;
+                (Some(recovery::open_store(tmp.path())?), Some(tmp))
+            }
+            None => (None, None),
+        };
+        let mut restarts = RestartTracker::new(opts.restart.clone());
+        let mut savepoint = opts.from_savepoint.clone();
+        let system = actix::System::new();
+        let started = Instant::now();
+        loop {
+            let attempt_started = Instant::now();
+            let manifest = match (&snapshots, savepoint.take()) {
+                (Some(store), Some(path)) => {
+                    Some(recovery::import_savepoint(&path, store.as_ref(), &name)?)
+                }
+                (Some(store), None) => recovery::latest_unfinished(store.as_ref(), &name)?,
+                (None, _) => None,
+            };
+            let restore = match &manifest {
+                Some(m) => {
+                    tracing::info!(job = %name, epoch = m.epoch, "restoring from the last complete epoch");
+                    let store = snapshots.as_deref().map(|s| s as &dyn SnapshotStore);
+                    let Some(store) = store else {
+                        return Err(JobError::Runtime("no snapshot store".into()));
+                    };
+                    Some(recovery::restore(
+                        &name,
+                        m,
+                        store,
+                        &self.store,
+                        &indexed,
+                        opts.key_partitions,
+                        &stage_names,
+                    )?)
+                }
+                None => {
+                    recovery::clear_state(&name, &self.store, &indexed)?;
+                    None
+                }
+            };
+            for (_, plan) in &indexed {
+                plan.recover()?;
+            }
+            let first_epoch = match &snapshots {
+                Some(store) => store
+                    .manifests(&name)
+                    .map_err(|e| JobError::Runtime(format!("snapshot store: {e}")))?
+                    .into_iter()
+                    .max()
+                    .map_or(1, |m| m + 1),
+                None => 1,
+            };
+            let setup = AttemptSetup {
+                name: &name,
+                pipelines: &pipelines,
+                main_len,
+                stage_names: &stage_names,
+                snapshots: snapshots.clone(),
+                manifest,
+                restore: restore.as_ref(),
+                first_epoch,
+                started,
+            };
+            let attempt = system.block_on(self.attempt(setup, &mut control));
+            match attempt {
+                Ok(mut report) => {
+                    report.restarts = restarts.restarts();
+                    return Ok(report);
+                }
+                Err(JobError::Failed(failure)) if is_restartable(&failure) => {
+                    match restarts.on_failure(Instant::now(), attempt_started.elapsed()) {
+                        RestartDecision::Restart { delay, attempt } => {
+                            tracing::warn!(job = %name, %failure, attempt, ?delay,
+                                "job failed; restarting from the last complete epoch");
+                            std::thread::sleep(delay);
+                        }
+                        RestartDecision::GiveUp { reason } => {
+                            let kept = snapshots.as_ref().and_then(|s| {
+                                s.manifests(&name).ok().and_then(|m| m.into_iter().max())
+                            });
+                            return Err(JobError::RestartsExhausted {
+                                failure,
+                                restarts: restarts.restarts(),
+                                reason,
+                                kept_epoch: kept,
+                            });
+                        }
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// One attempt: spawns the job's actors and its checkpoint coordinator, runs
+    /// until the job finishes, fails or stops with a savepoint.
+    async fn attempt(
+        &self,
+        setup: AttemptSetup<'_>,
+        control: &mut RunControl,
+    ) -> Result<JobReport, JobError> {
+        let AttemptSetup {
+            name,
+            pipelines,
+            main_len,
+            stage_names,
+            snapshots,
+            manifest,
+            restore,
+            first_epoch,
+            started,
+        } = setup;
+        let name = name.to_string();
+        let opts = &self.options;
+        let parallelism_of = |s: &dyn super::plan::StagePlan| {
+            s.max_parallelism()
+                .map_or(opts.parallelism, |m| m.min(opts.parallelism))
+                .max(1)
+        };
         let main_parallelism: Vec<u32> = pipelines[0]
             .plans
             .iter()
@@ -140,145 +291,285 @@ impl Node {
             .collect();
         let total: usize = pipelines.iter().map(|p| p.plans.len()).sum();
         let job_name: Arc<str> = Arc::from(name.as_str());
-
-        let system = actix::System::new();
-        system.block_on(async move {
-            let started = Instant::now();
-            let pool = WorkerPool::start(opts.workers);
-            let (supervisor, outcome) = JobSupervisor::new(name.clone(), total);
-            let job_addr = supervisor.start();
-
-            let mut stage_sups = Vec::with_capacity(total);
-            let mut gates = Vec::new();
-            let mut stats: Vec<(String, Vec<Arc<ActorStats>>)> =
-                vec![(String::new(), Vec::new()); total];
-            let mut side_feeders: std::collections::HashMap<
-                usize,
-                Vec<Box<dyn weir_actors::SideOutput>>,
-            > = std::collections::HashMap::new();
-            // Branches first (they are downstream of the main pipeline), each from
-            // its last stage to its first; then the main pipeline.
-            let mut index_base = main_len;
-            let mut order: Vec<(usize, usize)> = Vec::new(); // (pipeline, index base)
-            for (p, pipeline) in pipelines.iter().enumerate().skip(1) {
-                order.push((p, index_base));
-                index_base += pipeline.plans.len();
-            }
-            order.push((0, 0));
-            let mut pipelines: Vec<Option<Pipeline>> = pipelines.into_iter().map(Some).collect();
-            for (p, base) in order {
-                let Some(pipeline) = pipelines[p].take() else {
-                    continue;
+        let attempt_started = Instant::now();
+        let pool = WorkerPool::start(opts.workers);
+        let (supervisor, outcome) = JobSupervisor::new(name.clone(), total);
+        let job_addr = supervisor.start();
+        let checkpoint_stats = Arc::new(CheckpointStats::default());
+        let mut meta = recovery::manifest_meta(opts.key_partitions, stage_names);
+        // The source stages' split counts go into every manifest.
+        for (index, plan) in pipelines.iter().flat_map(|p| p.plans.iter()).enumerate() {
+            if plan.is_source() {
+                let splits = match restore {
+                    Some(r) => r.splits_of(index as u32).unwrap_or(0),
+                    None => plan.splits(parallelism_of(plan.as_ref())),
                 };
-                let names: Vec<String> = pipeline.plans.iter().map(|s| s.name()).collect();
-                let parallelism: Vec<u32> = pipeline
-                    .plans
-                    .iter()
-                    .map(|p| parallelism_of(p.as_ref()))
-                    .collect();
-                let n = pipeline.plans.len();
-                let mut downstream: Box<dyn Any> = Box::new(());
-                for (i, plan) in pipeline.plans.into_iter().enumerate().rev() {
-                    let inputs = match (i, pipeline.from) {
-                        (0, None) => 0,
-                        (0, Some(from)) => main_parallelism[from],
-                        _ => parallelism[i - 1],
-                    };
-                    let env = SpawnEnv {
-                        job: job_name.clone(),
-                        stage_index: (base + i) as u32,
-                        stage_name: Arc::from(names[i].as_str()),
-                        parallelism: parallelism[i],
-                        inputs,
-                        downstream: if i + 1 < n { parallelism[i + 1] } else { 0 },
-                        pool: &pool,
-                        job_supervisor: job_addr.clone(),
-                        options: opts,
-                        store: &self.store,
-                        clock: self.clock.clone(),
-                        side_outputs: std::cell::RefCell::new(if p == 0 {
-                            side_feeders.remove(&i)
-                        } else {
-                            None
-                        }),
-                    };
-                    let misplaced_source = plan.is_source() != (i == 0 && pipeline.from.is_none());
-                    let spawned = if misplaced_source {
-                        Err(JobError::Plan {
-                            job: name.clone(),
-                            reason: format!(
-                                "stage '{}' is a source but not the first stage",
-                                names[i]
-                            ),
-                        })
-                    } else {
-                        plan.spawn(&env, downstream)
-                    };
-                    match spawned {
-                        Ok(mut spawned) => {
-                            downstream = std::mem::replace(&mut spawned.inbound, Box::new(()));
-                            if let (0, Some(from), Some(feeders)) =
-                                (i, pipeline.from, spawned.side_feeders.take())
-                            {
-                                side_feeders.insert(from, feeders);
-                            }
-                            stage_sups.push(spawned.supervisor);
-                            gates.extend(spawned.gates);
-                            stats[base + i] = (names[i].clone(), spawned.stats);
-                        }
-                        Err(e) => {
-                            job_addr.do_send(AdoptStages {
-                                stages: stage_sups,
-                                gates,
-                            });
-                            job_addr.do_send(CancelJob);
-                            pool.shutdown();
-                            return Err(e);
-                        }
-                    }
-                }
+                meta.insert(format!("{}{index}", recovery::META_SPLITS), splits.to_string());
             }
-            if !side_feeders.is_empty() {
-                job_addr.do_send(AdoptStages {
-                    stages: stage_sups,
-                    gates,
-                });
-                job_addr.do_send(CancelJob);
-                pool.shutdown();
-                return Err(JobError::Plan {
-                    job: name,
-                    reason: "a branch reads the side output of a stage that has none".into(),
-                });
-            }
+        }
+        let coordinator = CheckpointCoordinator::new(
+            CheckpointConfig {
+                job: name.clone(),
+                interval: opts.checkpoint.interval,
+                timeout: opts.checkpoint.timeout,
+                retain: opts.checkpoint.retain,
+                compact_after: opts.checkpoint.compact_after,
+                store: snapshots.map(|s| s as Arc<dyn SnapshotStore>),
+                committer: Arc::new(apply_commit_action),
+                merge: Arc::new(|chain: &[Vec<u8>]| {
+                    let parts: Vec<&[u8]> = chain.iter().map(Vec::as_slice).collect();
+                    weir_actors::state::merge_chain(&parts).map_err(|e| e.to_string())
+                }),
+                meta,
+                first_epoch,
+                restored: manifest,
+            },
+            job_addr.clone(),
+            checkpoint_stats.clone(),
+        );
+
+        let mut stage_sups = Vec::with_capacity(total);
+        let mut gates = Vec::new();
+        let mut triggers = Vec::new();
+        let mut completes = Vec::new();
+        let mut stats: Vec<(String, Vec<Arc<ActorStats>>)> =
+            vec![(String::new(), Vec::new()); total];
+        let mut side_feeders: std::collections::HashMap<
+            usize,
+            Vec<Box<dyn weir_actors::SideOutput>>,
+        > = std::collections::HashMap::new();
+        let coordinator = coordinator.start();
+        // Branches first (they are downstream of the main pipeline), each from
+        // its last stage to its first; then the main pipeline.
+        let mut index_base = main_len;
+        let mut order: Vec<(usize, usize)> = Vec::new(); // (pipeline, index base)
+        for (p, pipeline) in pipelines.iter().enumerate().skip(1) {
+            order.push((p, index_base));
+            index_base += pipeline.plans.len();
+        }
+        order.push((0, 0));
+        let fail_setup = |stage_sups, gates, e: JobError| {
             job_addr.do_send(AdoptStages {
                 stages: stage_sups,
                 gates,
             });
-
-            let outcome = watch(
-                &name,
-                &job_addr,
-                outcome,
-                control,
-                opts.progress,
-                started,
-                (&stats, main_len),
-            )
-            .await;
-            let elapsed = started.elapsed();
+            job_addr.do_send(CancelJob);
+            Err(e)
+        };
+        let mut setup_error = None;
+        'spawn: for (p, base) in order {
+            let pipeline = &pipelines[p];
+            let parallelism: Vec<u32> = pipeline
+                .plans
+                .iter()
+                .map(|p| parallelism_of(p.as_ref()))
+                .collect();
+            let n = pipeline.plans.len();
+            let mut downstream: Box<dyn Any> = Box::new(());
+            for (i, plan) in pipeline.plans.iter().enumerate().rev() {
+                let stage_name = &stage_names[base + i];
+                let inputs = match (i, pipeline.from) {
+                    (0, None) => 0,
+                    (0, Some(from)) => main_parallelism[from],
+                    _ => parallelism[i - 1],
+                };
+                let env = SpawnEnv {
+                    job: job_name.clone(),
+                    stage_index: (base + i) as u32,
+                    stage_name: Arc::from(stage_name.as_str()),
+                    parallelism: parallelism[i],
+                    inputs,
+                    downstream: if i + 1 < n { parallelism[i + 1] } else { 0 },
+                    pool: &pool,
+                    job_supervisor: job_addr.clone(),
+                    options: opts,
+                    store: &self.store,
+                    clock: self.clock.clone(),
+                    side_outputs: std::cell::RefCell::new(if p == 0 {
+                        side_feeders.remove(&i)
+                    } else {
+                        None
+                    }),
+                    checkpoints: coordinator.clone().recipient(),
+                    checkpointing: opts.checkpoint.interval.is_some(),
+                    restore,
+                };
+                let misplaced_source = plan.is_source() != (i == 0 && pipeline.from.is_none());
+                let spawned = if misplaced_source {
+                    Err(JobError::Plan {
+                        job: name.clone(),
+                        reason: format!("stage '{stage_name}' is a source but not the first stage"),
+                    })
+                } else {
+                    plan.spawn(&env, downstream)
+                };
+                match spawned {
+                    Ok(mut spawned) => {
+                        downstream = std::mem::replace(&mut spawned.inbound, Box::new(()));
+                        if let (0, Some(from), Some(feeders)) =
+                            (i, pipeline.from, spawned.side_feeders.take())
+                        {
+                            side_feeders.insert(from, feeders);
+                        }
+                        stage_sups.push(spawned.supervisor);
+                        gates.extend(spawned.gates);
+                        triggers.extend(spawned.triggers);
+                        completes.extend(spawned.completes);
+                        stats[base + i] = (stage_name.clone(), spawned.stats);
+                    }
+                    Err(e) => {
+                        setup_error = Some(e);
+                        break 'spawn;
+                    }
+                }
+            }
+        }
+        if setup_error.is_none() && !side_feeders.is_empty() {
+            setup_error = Some(JobError::Plan {
+                job: name.clone(),
+                reason: "a branch reads the side output of a stage that has none".into(),
+            });
+        }
+        if let Some(e) = setup_error {
+            let result = fail_setup(stage_sups, gates, e);
+            shutdown_coordinator(&coordinator).await;
             pool.shutdown();
-            let live = LiveStats::read(elapsed, &stats, main_len);
-            outcome?;
-            Ok(JobReport {
-                job: name,
-                elapsed,
-                stages: live
-                    .stages
-                    .iter()
-                    .map(|(n, s)| StageSummary::from_snapshots(n, s))
-                    .collect(),
-            })
+            return result;
+        }
+        job_addr.do_send(AdoptStages {
+            stages: stage_sups,
+            gates,
+        });
+        coordinator.do_send(JobActors {
+            sources: triggers,
+            all: completes,
+        });
+
+        let watched = watch(
+            &name,
+            &job_addr,
+            &coordinator,
+            outcome,
+            control,
+            opts,
+            (started, attempt_started),
+            (&stats, main_len),
+        )
+        .await;
+        let mut savepoint = None;
+        let outcome = match watched {
+            Ok(Watched::Finished) => {
+                // Every actor finished: the final epoch commits what sinks staged last.
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                coordinator.do_send(FinishJob(tx));
+                match rx.await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(reason)) => Err(JobError::Runtime(format!(
+                        "job '{name}': the final commit failed: {reason}"
+                    ))),
+                    Err(_) => Err(JobError::Runtime(format!(
+                        "job '{name}': the checkpoint coordinator vanished"
+                    ))),
+                }
+            }
+            Ok(Watched::StoppedWithSavepoint(path)) => {
+                savepoint = Some(path);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        };
+        shutdown_coordinator(&coordinator).await;
+        let elapsed = started.elapsed();
+        pool.shutdown();
+        let live = LiveStats::read(elapsed, &stats, main_len);
+        outcome?;
+        Ok(JobReport {
+            job: name,
+            elapsed,
+            stages: live
+                .stages
+                .iter()
+                .map(|(n, s)| StageSummary::from_snapshots(n, s))
+                .collect(),
+            restarts: 0,
+            checkpoints: CheckpointSummary::read(&checkpoint_stats),
+            savepoint,
         })
+    }
+}
+
+/// What one attempt needs besides the node.
+struct AttemptSetup<'a> {
+    name: &'a str,
+    pipelines: &'a [Pipeline],
+    main_len: usize,
+    stage_names: &'a [String],
+    snapshots: Option<Arc<weir_actors::snapshot::LocalDirStore>>,
+    manifest: Option<weir_actors::snapshot::Manifest>,
+    restore: Option<&'a recovery::RestorePoint>,
+    first_epoch: u64,
+    started: Instant,
+}
+
+/// Whether a failure is one a restart may cure (an operator or a checkpoint), rather
+/// than a cancellation.
+fn is_restartable(failure: &JobFailure) -> bool {
+    matches!(
+        failure,
+        JobFailure::Operator { .. } | JobFailure::Checkpoint { .. }
+    )
+}
+
+/// Decodes and applies one sink commit action.
+fn apply_commit_action(bytes: &[u8]) -> Result<(), String> {
+    let action: CommitAction =
+        bincode::deserialize(bytes).map_err(|e| format!("decoding a commit action: {e}"))?;
+    action.apply().map_err(|e| e.to_string())
+}
+
+/// Stops the coordinator and waits until its writer thread has finished what it was
+/// writing, so that the next attempt restores from a settled store.
+async fn shutdown_coordinator(coordinator: &Addr<CheckpointCoordinator>) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if coordinator.try_send(ShutdownCoordinator(tx)).is_ok() {
+        let _ = rx.await;
+    }
+}
+
+/// A directory removed when dropped: the snapshot store of a checkpointed job run
+/// without a state directory.
+struct TemporaryDir(PathBuf);
+
+impl TemporaryDir {
+    fn new(job: &str) -> Result<Self, JobError> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let safe: String = job
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let dir = std::env::temp_dir().join(format!(
+            "weir-snapshots-{safe}-{}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            JobError::Runtime(format!(
+                "creating a temporary snapshot directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+        Ok(TemporaryDir(dir))
+    }
+
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TemporaryDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -292,37 +583,128 @@ struct Pipeline {
     plans: Vec<Box<dyn super::plan::StagePlan>>,
 }
 
-/// Waits for the job's outcome while printing progress, calling the observer, and
-/// handling the duration limit and Ctrl-C.
+/// How a watched attempt ended (failures are errors).
+enum Watched {
+    /// Every actor finished.
+    Finished,
+    /// A stop-with-savepoint took this savepoint and cancelled the job.
+    StoppedWithSavepoint(PathBuf),
+}
+
+/// A savepoint on its way: whether the job stops after it, and who hears the result.
+struct PendingSavepoint {
+    rx: tokio::sync::oneshot::Receiver<Result<PathBuf, String>>,
+    stop: bool,
+    reply: Option<std::sync::mpsc::Sender<Result<PathBuf, String>>>,
+}
+
+/// Where savepoints go: the configured directory, or `<state dir>/savepoints`.
+fn savepoint_dir(opts: &EngineOptions) -> Result<PathBuf, String> {
+    match (&opts.savepoint_dir, &opts.state_dir) {
+        (Some(dir), _) => Ok(dir.clone()),
+        (None, Some(state)) => Ok(state.join("savepoints")),
+        (None, None) => Err(
+            "no savepoint directory: set savepoint.dir (--savepoint-dir) or state.dir (--state-dir)"
+                .into(),
+        ),
+    }
+}
+
+/// Waits for the job's outcome while printing progress, calling the observer,
+/// handling the duration limit, Ctrl-C, savepoint requests and signals.
+#[allow(clippy::too_many_arguments)]
 async fn watch(
     name: &str,
     job: &Addr<JobSupervisor>,
+    coordinator: &Addr<CheckpointCoordinator>,
     mut outcome: tokio::sync::oneshot::Receiver<weir_actors::JobOutcome>,
-    mut control: RunControl,
-    progress: Option<Duration>,
-    started: Instant,
+    control: &mut RunControl,
+    opts: &EngineOptions,
+    (started, attempt_started): (Instant, Instant),
     (stats, main_stages): (&[StageStats], usize),
-) -> Result<(), JobError> {
+) -> Result<Watched, JobError> {
+    let progress = opts.progress;
     let tick = match (progress, control.observer.is_some()) {
         (Some(p), true) => p.min(control.observe_every.unwrap_or(Duration::from_secs(1))),
         (Some(p), false) => p,
         (None, true) => control.observe_every.unwrap_or(Duration::from_secs(1)),
         (None, false) => Duration::from_millis(100),
-    };
+    }
+    .min(Duration::from_millis(100));
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut printer = ProgressPrinter::new();
     let mut last_print = Duration::ZERO;
+    let mut last_observed = Duration::ZERO;
+    let observe_every = control.observe_every.unwrap_or(Duration::from_secs(1));
     let mut interrupts = 0u32;
     let mut ctrl_c = Box::pin(tokio::signal::ctrl_c());
+    let mut signals = SavepointSignals::new(control.handle_signals);
+    let mut pending: Option<PendingSavepoint> = None;
+    let mut stopped_with: Option<PathBuf> = None;
+    let mut signalled: Option<bool> = None;
     loop {
+        // A savepoint request from the embedding program or a signal.
+        let mut request: Option<SavepointCommand> = None;
+        if pending.is_none() {
+            request = match signalled.take() {
+                Some(stop) => Some(SavepointCommand { stop, reply: None }),
+                None => control.savepoints.as_ref().and_then(|rx| rx.try_recv().ok()),
+            };
+        }
+        if let Some(cmd) = request.take() {
+            match savepoint_dir(opts) {
+                Ok(dir) => {
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    coordinator.do_send(RequestSavepoint { dir, reply: tx });
+                    pending = Some(PendingSavepoint {
+                        rx,
+                        stop: cmd.stop,
+                        reply: cmd.reply,
+                    });
+                }
+                Err(reason) => {
+                    tracing::error!(job = name, %reason, "cannot take a savepoint");
+                    if let Some(reply) = cmd.reply {
+                        let _ = reply.send(Err(reason));
+                    }
+                }
+            }
+        }
         tokio::select! {
             result = &mut outcome => {
                 return match result {
-                    Ok(Ok(())) => Ok(()),
+                    Ok(Ok(())) => Ok(Watched::Finished),
+                    Ok(Err(JobFailure::Cancelled { .. })) if stopped_with.is_some() => {
+                        Ok(Watched::StoppedWithSavepoint(stopped_with.take().unwrap_or_default()))
+                    }
                     Ok(Err(failure)) => Err(JobError::Failed(failure)),
                     Err(_) => Err(JobError::Runtime(format!("job '{name}': its supervisor vanished"))),
                 };
+            }
+            done = async { match pending.as_mut() { Some(p) => (&mut p.rx).await, None => std::future::pending().await } } => {
+                let Some(p) = pending.take() else { continue };
+                let result = done.unwrap_or_else(|_| Err("the checkpoint coordinator stopped".into()));
+                match &result {
+                    Ok(path) => {
+                        eprintln!("[weir] savepoint taken: {}", path.display());
+                        if p.stop {
+                            tracing::info!(job = name, path = %path.display(), "stopping with a savepoint");
+                            stopped_with = Some(path.clone());
+                            job.do_send(CancelJob);
+                        }
+                    }
+                    Err(reason) => {
+                        eprintln!("[weir] savepoint failed: {reason}");
+                        tracing::error!(job = name, %reason, "savepoint failed");
+                    }
+                }
+                if let Some(reply) = p.reply {
+                    let _ = reply.send(result);
+                }
+            }
+            stop = signals.next() => {
+                signalled = Some(stop);
             }
             _ = ticker.tick() => {
                 let elapsed = started.elapsed();
@@ -332,9 +714,12 @@ async fn watch(
                         stop.stop();
                     }
                 }
-                let live = LiveStats::read(elapsed, stats, main_stages);
+                let live = LiveStats::read(attempt_started.elapsed(), stats, main_stages);
                 if let Some(observer) = control.observer.as_mut() {
-                    observer(&live);
+                    if elapsed - last_observed >= observe_every {
+                        observer(&live);
+                        last_observed = elapsed;
+                    }
                 }
                 if let Some(p) = progress {
                     if elapsed - last_print >= p {
@@ -358,5 +743,41 @@ async fn watch(
                 }
             }
         }
+    }
+}
+
+/// SIGUSR1 (take a savepoint) and SIGUSR2 (stop with a savepoint), when asked for.
+struct SavepointSignals {
+    #[cfg(unix)]
+    usr: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl SavepointSignals {
+    fn new(enabled: bool) -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let usr = enabled
+                .then(|| Some((signal(SignalKind::user_defined1()).ok()?, signal(SignalKind::user_defined2()).ok()?)))
+                .flatten();
+            SavepointSignals { usr }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = enabled;
+            SavepointSignals {}
+        }
+    }
+
+    /// The next signal: `false` for a savepoint, `true` for stop-with-savepoint.
+    async fn next(&mut self) -> bool {
+        #[cfg(unix)]
+        if let Some((one, two)) = self.usr.as_mut() {
+            return tokio::select! {
+                _ = one.recv() => false,
+                _ = two.recv() => true,
+            };
+        }
+        std::future::pending().await
     }
 }

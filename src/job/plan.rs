@@ -5,10 +5,11 @@ use std::any::Any;
 use std::sync::Arc;
 
 use actix::prelude::*;
+use weir_actors::checkpoint::{source_chunk_stage, state_chunk_stage, Acknowledge, EpochComplete, TriggerEpoch};
 use weir_actors::state::{Clock, StateStore};
 use weir_actors::supervisor::AdoptPartitions;
 use weir_actors::{
-    ActorId, ActorStats, ForwardSide, JobSupervisor, Mailbox, MailboxGate, Outbox, PartitionActor,
+    ActorId, ActorStats, ForwardSide, WatermarkTracker, JobSupervisor, Mailbox, MailboxGate, Outbox, PartitionActor,
     SideOutput, StageSupervisor, Task, WorkerPool,
 };
 
@@ -17,9 +18,14 @@ use crate::operator::{Chain, KeyedProcess};
 
 use super::error::JobError;
 use super::options::EngineOptions;
-use super::tasks::{KeyedTask, PassTask, SourceTask, SplitProgress};
+use super::tasks::{KeyedTask, PassTask, SourceSplit, SourceTask, SplitProgress};
 use super::terminal::TerminalSpec;
 use crate::time::TimestampStrategy;
+
+/// The sled tree name of a keyed stage's state.
+pub(crate) fn state_tree_name(job: &str, stage_index: u32) -> String {
+    format!("{job}/{stage_index}")
+}
 
 /// What a stage needs to spawn its actors.
 pub struct SpawnEnv<'a> {
@@ -39,6 +45,12 @@ pub struct SpawnEnv<'a> {
     /// Side outputs feeding a branch, one per partition of this stage (taken by the
     /// stage that produces the side output).
     pub side_outputs: std::cell::RefCell<Option<Vec<Box<dyn SideOutput>>>>,
+    /// Where actors acknowledge their snapshots.
+    pub checkpoints: Recipient<Acknowledge>,
+    /// Whether epochs are checkpointed (sources must then be able to rewind).
+    pub checkpointing: bool,
+    /// What the job was restored from, if anything.
+    pub restore: Option<&'a super::recovery::RestorePoint>,
 }
 
 /// A spawned stage.
@@ -61,13 +73,16 @@ pub trait StagePlan: Send {
     fn max_parallelism(&self) -> Option<u32>;
     /// Whether this is a source stage.
     fn is_source(&self) -> bool;
+    /// Whether the stage keeps keyed state (restored from snapshots before a run).
+    fn has_keyed_state(&self) -> bool {
+        false
+    }
+    /// Before a run: lets the stage's sink discard output staged by a run that did
+    /// not complete its epoch.
+    fn recover(&self) -> Result<(), JobError>;
     /// Spawns the stage's actors; `downstream` is the next stage's `Vec<Mailbox<_>>`
-    /// (or `()` when this stage ends in a sink).
-    fn spawn(
-        self: Box<Self>,
-        env: &SpawnEnv<'_>,
-        downstream: Box<dyn Any>,
-    ) -> Result<Spawned, JobError>;
+    /// (or `()` when this stage ends in a sink). Called again for each restart.
+    fn spawn(&self, env: &SpawnEnv<'_>, downstream: Box<dyn Any>) -> Result<Spawned, JobError>;
 }
 
 fn downcast_mailboxes<W: Send + 'static>(
@@ -105,6 +120,9 @@ fn spawn_tasks<T: Task>(
     let mut stats = Vec::with_capacity(tasks.len());
     let mut gates = Vec::with_capacity(tasks.len());
     let mut stops = Vec::with_capacity(tasks.len());
+    let mut triggers = Vec::new();
+    let mut completes = Vec::with_capacity(tasks.len());
+    let restored_epoch = env.restore.map_or(0, |r| r.epoch);
     for (i, task) in tasks.into_iter().enumerate() {
         let gate = MailboxGate::new(env.options.mailbox_capacity, env.inputs);
         let actor_stats = Arc::new(ActorStats::new(gate.clone()));
@@ -118,9 +136,17 @@ fn spawn_tasks<T: Task>(
         let report_to = supervisor.clone().recipient();
         let inputs = env.inputs;
         let s = actor_stats.clone();
+        let acks = env.checkpoints.clone();
         let addr = PartitionActor::start_in_arbiter(&env.pool.worker(i), move |_ctx| {
             PartitionActor::new(id, task, inputs, out, report_to, s)
+                .with_checkpoints(acks)
+                .with_restored_epoch(restored_epoch)
         });
+        let key = (env.stage_index, i as u32);
+        if env.inputs == 0 {
+            triggers.push((key, addr.clone().recipient()));
+        }
+        completes.push((key, addr.clone().recipient()));
         inbound.push(Mailbox::new(addr.clone().recipient(), gate.clone()));
         stops.push(addr.recipient());
         stats.push(actor_stats);
@@ -133,6 +159,8 @@ fn spawn_tasks<T: Task>(
         gates,
         supervisor,
         side_feeders: None,
+        triggers,
+        completes,
     }
 }
 
@@ -146,6 +174,11 @@ fn stage_name<In, C: Chain<In>, Ts: TerminalSpec<C::Out>>(
     chain.names(&mut parts);
     parts.push(term.describe());
     parts.join(" -> ")
+}
+
+/// Runs a terminal spec's recovery, with a failure naming the stage.
+fn recover_terminal<T, Ts: TerminalSpec<T>>(term: &Ts, stage: String) -> Result<(), JobError> {
+    term.recover().map_err(|source| JobError::Sink { stage, source })
 }
 
 /// Partition `i`'s terminal, with a failure naming the stage.
@@ -197,31 +230,66 @@ where
         true
     }
 
-    fn spawn(
-        self: Box<Self>,
-        env: &SpawnEnv<'_>,
-        downstream: Box<dyn Any>,
-    ) -> Result<Spawned, JobError> {
+    fn recover(&self) -> Result<(), JobError> {
+        recover_terminal(&self.term, self.name())
+    }
+
+    fn spawn(&self, env: &SpawnEnv<'_>, downstream: Box<dyn Any>) -> Result<Spawned, JobError> {
         let downstream = downcast_mailboxes(env, downstream)?;
+        let source_error = |source| JobError::Source {
+            stage: env.stage_name.to_string(),
+            source,
+        };
+        // The splits are fixed for the job's life: restored from the snapshot, or
+        // chosen by the source at the first start; actor i reads splits i, i + p, ...
+        let total = match env.restore {
+            Some(r) => r.splits_of(env.stage_index).unwrap_or(0),
+            None => self.source.splits(env.parallelism),
+        };
         let mut tasks = Vec::with_capacity(env.parallelism as usize);
         for i in 0..env.parallelism {
-            let reader =
-                self.source
-                    .reader(i, env.parallelism)
-                    .map_err(|source| JobError::Source {
-                        stage: env.stage_name.to_string(),
-                        source,
-                    })?;
+            let mut splits = Vec::new();
+            for id in (i..total).step_by(env.parallelism.max(1) as usize) {
+                let mut reader = self.source.reader(id, total).map_err(source_error)?;
+                let mut progress = SplitProgress::new();
+                let mut exhausted = false;
+                if let Some(saved) = env.restore.and_then(|r| r.split(env.stage_index, id)) {
+                    exhausted = saved.exhausted;
+                    progress.max_ts = saved.max_ts;
+                    if let (false, Some(position)) = (saved.exhausted, &saved.position) {
+                        reader.seek(position).map_err(source_error)?;
+                    }
+                }
+                if env.checkpointing && !exhausted && reader.position().is_none() {
+                    return Err(JobError::Plan {
+                        job: env.job.to_string(),
+                        reason: format!(
+                            "source {} cannot rewind, so it cannot be read with checkpointing on",
+                            self.source.name()
+                        ),
+                    });
+                }
+                splits.push(SourceSplit {
+                    id,
+                    reader,
+                    progress,
+                    exhausted,
+                    idle_now: false,
+                });
+            }
             let term = build_terminal(&self.term, env, i)?;
             tasks.push(SourceTask {
-                reader,
+                watermarks: WatermarkTracker::new(splits.len()),
+                splits,
+                cursor: 0,
+                idle_sent: false,
                 time: self.time.clone(),
-                progress: SplitProgress::new(),
                 read: 0,
                 chain: self.chain.clone(),
                 term,
                 budget: env.options.batch_size.max(1),
                 what: self.source.name(),
+                chunk_stage: source_chunk_stage(env.stage_index),
             });
         }
         Ok(spawn_tasks(env, tasks, downstream))
@@ -253,17 +321,18 @@ where
         false
     }
 
-    fn spawn(
-        self: Box<Self>,
-        env: &SpawnEnv<'_>,
-        downstream: Box<dyn Any>,
-    ) -> Result<Spawned, JobError> {
+    fn has_keyed_state(&self) -> bool {
+        true
+    }
+
+    fn recover(&self) -> Result<(), JobError> {
+        recover_terminal(&self.term, self.name())
+    }
+
+    fn spawn(&self, env: &SpawnEnv<'_>, downstream: Box<dyn Any>) -> Result<Spawned, JobError> {
         let downstream = downcast_mailboxes(env, downstream)?;
-        let state_name = format!("{}/{}", env.job, env.stage_index);
-        // Until jobs restore from snapshots, every run starts from empty state: state
-        // left by an earlier run (with the same state dir) would otherwise be counted
-        // again while the sources start over.
-        env.store.clear_stage(&state_name)?;
+        // The node restored (or cleared) this stage's state before the run.
+        let state_name = state_tree_name(&env.job, env.stage_index);
         let mut tasks = Vec::with_capacity(env.parallelism as usize);
         let mut sides = env.side_outputs.borrow_mut().take().map(Vec::into_iter);
         for i in 0..env.parallelism {
@@ -280,6 +349,7 @@ where
                 parallelism: env.parallelism,
                 watermark: weir_actors::NO_WATERMARK,
                 side: sides.as_mut().and_then(Iterator::next),
+                chunk_stage: state_chunk_stage(env.stage_index),
             });
         }
         Ok(spawn_tasks(env, tasks, downstream))
@@ -313,11 +383,11 @@ where
         false
     }
 
-    fn spawn(
-        self: Box<Self>,
-        env: &SpawnEnv<'_>,
-        downstream: Box<dyn Any>,
-    ) -> Result<Spawned, JobError> {
+    fn recover(&self) -> Result<(), JobError> {
+        recover_terminal(&self.term, self.name())
+    }
+
+    fn spawn(&self, env: &SpawnEnv<'_>, downstream: Box<dyn Any>) -> Result<Spawned, JobError> {
         let downstream = downcast_mailboxes(env, downstream)?;
         let mut tasks = Vec::with_capacity(env.parallelism as usize);
         for i in 0..env.parallelism {

@@ -2,8 +2,12 @@
 
 use std::time::Instant;
 
+use weir_actors::checkpoint::{ChunkData, TaskSnapshot};
+use weir_actors::snapshot::ChunkId;
 use weir_actors::state::{KeyedState, TimerDomain};
-use weir_actors::{Marker, Outbox, Pumped, SideOutput, Task, TaskError, NO_WATERMARK};
+use weir_actors::{
+    Marker, Outbox, Progress, Pumped, SideOutput, Task, TaskError, WatermarkTracker, NO_WATERMARK,
+};
 
 use crate::connector::{ReadStatus, SourceReader};
 use crate::operator::{Chain, Collector, KeyedContext, KeyedProcess, OpenContext};
@@ -78,25 +82,61 @@ fn check<Tm: Terminal<T>, T>(term: &mut Tm) -> Result<(), TaskError> {
     }
 }
 
-/// A source stage's partition: reads a split, stamps records with event time, runs
-/// the chain, feeds the terminal, and sends the split's watermarks.
-pub(crate) struct SourceTask<R, S, C, Tm> {
+/// One split a source task reads.
+pub(crate) struct SourceSplit<R> {
+    /// The split's number among the source's splits.
+    pub id: u32,
     pub reader: R,
+    pub progress: SplitProgress,
+    pub exhausted: bool,
+    /// The last read found nothing available right now.
+    pub idle_now: bool,
+}
+
+/// What a source split's snapshot holds (format version 1, inside a checksummed
+/// chunk).
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SplitSnapshot {
+    /// Format version of this record.
+    pub version: u8,
+    /// The reader's position (`None` once exhausted).
+    pub position: Option<Vec<u8>>,
+    /// Whether the split was read to its end.
+    pub exhausted: bool,
+    /// The highest timestamp read so far, so the watermark resumes where it was.
+    pub max_ts: i64,
+}
+
+/// The current [`SplitSnapshot`] format version.
+pub(crate) const SPLIT_SNAPSHOT_VERSION: u8 = 1;
+
+/// A source stage's partition: reads its splits in turn, stamps records with event
+/// time, runs the chain, feeds the terminal, and sends the combined watermark of its
+/// splits.
+pub(crate) struct SourceTask<R, S, C, Tm> {
+    pub splits: Vec<SourceSplit<R>>,
+    /// The split read next (round robin).
+    pub cursor: usize,
+    /// The splits' watermarks combined: the minimum over active splits.
+    pub watermarks: WatermarkTracker,
+    /// Whether this task told its receivers it is idle.
+    pub idle_sent: bool,
     pub time: S,
     pub chain: C,
     pub term: Tm,
     /// Records read per round.
     pub budget: usize,
     pub what: String,
-    pub progress: SplitProgress,
+    /// Chunk-id stage of the split positions.
+    pub chunk_stage: String,
     /// Records read so far.
     pub read: u64,
 }
 
 /// Event-time progress of one source split.
 pub(crate) struct SplitProgress {
-    max_ts: i64,
-    sent: i64,
+    pub max_ts: i64,
+    pub sent: i64,
     sent_at: Option<Instant>,
     last_input: Instant,
     idle: bool,
@@ -121,17 +161,18 @@ where
     C: Chain<R::Item>,
     Tm: Terminal<C::Out>,
 {
-    /// After a round that read `read` records: send the watermark if it advanced and
-    /// the interval passed, or declare the split idle after its idle timeout.
-    fn progress(&mut self, read: usize, out: &mut Outbox<Tm::Wire>) {
+    /// After split `i` read `read` records: update its watermark or idleness (the
+    /// watermark at most once per interval), then act on the combined watermark.
+    fn progress(&mut self, i: usize, read: usize, out: &mut Outbox<Tm::Wire>) {
         let now = Instant::now();
-        let p = &mut self.progress;
+        let p = &mut self.splits[i].progress;
+        let mut change = None;
         if read > 0 {
             p.last_input = now;
             if p.idle {
-                // Active again: a watermark (even an old one) says so downstream.
+                // Active again (even behind): the tracker must count it again.
                 p.idle = false;
-                out.broadcast_marker(Marker::Watermark(p.sent));
+                change = Some(self.watermarks.watermark(i, p.sent));
             }
         }
         let wm = self.time.watermark(p.max_ts);
@@ -139,18 +180,56 @@ where
             .sent_at
             .is_none_or(|at| now.duration_since(at) >= self.time.interval());
         if wm > p.sent && due {
-            self.term.on_watermark(wm, out);
-            out.broadcast_marker(Marker::Watermark(wm));
             p.sent = wm;
             p.sent_at = Some(now);
+            change = Some(self.watermarks.watermark(i, wm));
         } else if read == 0 && !p.idle {
             if let Some(timeout) = self.time.idle_timeout() {
                 if now.duration_since(p.last_input) >= timeout {
                     p.idle = true;
-                    out.broadcast_marker(Marker::Idle);
+                    change = Some(self.watermarks.idle(i));
                 }
             }
         }
+        if let Some(progress) = change {
+            self.announce(progress, out);
+        }
+    }
+
+    /// Sends what a change of the combined watermark means downstream.
+    fn announce(&mut self, progress: Progress, out: &mut Outbox<Tm::Wire>) {
+        match progress {
+            Progress::Advanced(w) => {
+                self.term.on_watermark(w, out);
+                out.broadcast_marker(Marker::Watermark(w));
+                self.idle_sent = false;
+            }
+            Progress::AllIdle => {
+                if !self.idle_sent {
+                    self.idle_sent = true;
+                    out.broadcast_marker(Marker::Idle);
+                }
+            }
+            Progress::Unchanged => {
+                if self.idle_sent && !self.watermarks.all_idle() {
+                    self.idle_sent = false;
+                    out.broadcast_marker(Marker::Watermark(self.watermarks.current()));
+                }
+            }
+        }
+    }
+
+    /// The next split to read, round robin over those not exhausted.
+    fn next_split(&mut self) -> Option<usize> {
+        let n = self.splits.len();
+        for step in 0..n {
+            let i = (self.cursor + step) % n;
+            if !self.splits[i].exhausted {
+                self.cursor = (i + 1) % n;
+                return Some(i);
+            }
+        }
+        None
     }
 }
 
@@ -177,26 +256,42 @@ where
     }
 
     fn pump(&mut self, out: &mut Outbox<Tm::Wire>) -> Result<Pumped, TaskError> {
+        let Some(i) = self.next_split() else {
+            return Ok(Pumped::Exhausted);
+        };
+        let split = &mut self.splits[i];
         let mut stamp = Stamp {
             time: &self.time,
-            max_ts: &mut self.progress.max_ts,
+            max_ts: &mut split.progress.max_ts,
             count: 0,
             pipe: Pipe::new(&mut self.chain, &mut self.term, out),
         };
-        let status = self
-            .reader
-            .read(self.budget, &mut stamp)
-            .map_err(|e| TaskError::caused(format!("reading {}", self.what), e))?;
+        let status = split.reader.read(self.budget, &mut stamp).map_err(|e| {
+            TaskError::caused(format!("reading {} split {}", self.what, split.id), e)
+        })?;
         let read = stamp.count;
         self.read += read as u64;
+        split.idle_now = status == ReadStatus::Idle;
         check(&mut self.term)?;
-        if S::ENABLED && status != ReadStatus::Exhausted {
-            self.progress(read, out);
+        if status == ReadStatus::Exhausted {
+            self.splits[i].exhausted = true;
+            if S::ENABLED && self.splits.iter().any(|s| !s.exhausted) {
+                let progress = self.watermarks.ended(i);
+                self.announce(progress, out);
+            }
+        } else if S::ENABLED {
+            self.progress(i, read, out);
         }
-        Ok(match status {
-            ReadStatus::More => Pumped::More,
-            ReadStatus::Idle => Pumped::Idle,
-            ReadStatus::Exhausted => Pumped::Exhausted,
+        let live = self.splits.iter().filter(|s| !s.exhausted);
+        let (mut any, mut all_idle) = (false, true);
+        for s in live {
+            any = true;
+            all_idle &= s.idle_now;
+        }
+        Ok(match (any, all_idle) {
+            (false, _) => Pumped::Exhausted,
+            (true, true) => Pumped::Idle,
+            (true, false) => Pumped::More,
         })
     }
 
@@ -206,6 +301,41 @@ where
 
     fn end_of_input(&mut self, out: &mut Outbox<Tm::Wire>) -> Result<(), TaskError> {
         self.term.finish(out)
+    }
+
+    fn snapshot(&mut self, epoch: u64, out: &mut Outbox<Tm::Wire>) -> Result<TaskSnapshot, TaskError> {
+        let commits = self.term.pre_commit(epoch, out)?;
+        let mut chunks = Vec::with_capacity(self.splits.len());
+        for split in &self.splits {
+            let position = if split.exhausted {
+                None
+            } else {
+                Some(split.reader.position().ok_or_else(|| {
+                    TaskError::msg(format!(
+                        "source {} cannot be checkpointed: it cannot rewind to a position",
+                        self.what
+                    ))
+                })?)
+            };
+            let record = SplitSnapshot {
+                version: SPLIT_SNAPSHOT_VERSION,
+                position,
+                exhausted: split.exhausted,
+                max_ts: split.progress.max_ts,
+            };
+            let data = bincode::serialize(&record)
+                .map_err(|e| TaskError::caused("encoding a split position", e))?;
+            chunks.push(ChunkData {
+                id: ChunkId::new(self.chunk_stage.clone(), split.id),
+                full: true,
+                data,
+            });
+        }
+        Ok(TaskSnapshot { chunks, commits })
+    }
+
+    fn epoch_complete(&mut self, epoch: u64) {
+        self.term.committed(epoch);
     }
 }
 
@@ -221,6 +351,8 @@ pub(crate) struct KeyedTask<P: KeyedProcess, C, Tm> {
     pub watermark: i64,
     /// The side output the job reads from this stage, if any.
     pub side: Option<Box<dyn SideOutput>>,
+    /// Chunk-id stage of this stage's state.
+    pub chunk_stage: String,
 }
 
 impl<P, C, Tm> KeyedTask<P, C, Tm>
@@ -364,6 +496,29 @@ where
             .map_err(|e| TaskError::caused("flushing state at end of input", e))?;
         self.term.finish(out)
     }
+
+    /// The key partitions whose state changed since the previous epoch, as deltas;
+    /// encoding them is the only work done here, writing is the coordinator's.
+    fn snapshot(&mut self, epoch: u64, out: &mut Outbox<Tm::Wire>) -> Result<TaskSnapshot, TaskError> {
+        let commits = self.term.pre_commit(epoch, out)?;
+        let deltas = self
+            .state
+            .take_delta()
+            .map_err(|e| TaskError::caused(format!("capturing the state of epoch {epoch}"), e))?;
+        let chunks = deltas
+            .into_iter()
+            .map(|(kp, data)| ChunkData {
+                id: ChunkId::new(self.chunk_stage.clone(), kp),
+                full: false,
+                data,
+            })
+            .collect();
+        Ok(TaskSnapshot { chunks, commits })
+    }
+
+    fn epoch_complete(&mut self, epoch: u64) {
+        self.term.committed(epoch);
+    }
 }
 
 /// The first stage of a branch read from another stage's side output: runs its chain
@@ -407,5 +562,16 @@ where
 
     fn end_of_input(&mut self, out: &mut Outbox<Tm::Wire>) -> Result<(), TaskError> {
         self.term.finish(out)
+    }
+
+    fn snapshot(&mut self, epoch: u64, out: &mut Outbox<Tm::Wire>) -> Result<TaskSnapshot, TaskError> {
+        Ok(TaskSnapshot {
+            chunks: Vec::new(),
+            commits: self.term.pre_commit(epoch, out)?,
+        })
+    }
+
+    fn epoch_complete(&mut self, epoch: u64) {
+        self.term.committed(epoch);
     }
 }

@@ -23,6 +23,17 @@ pub trait Terminal<T>: Send + 'static {
     fn on_watermark(&mut self, _watermark: i64, _out: &mut Outbox<Self::Wire>) {}
     /// The input has ended.
     fn finish(&mut self, out: &mut Outbox<Self::Wire>) -> Result<(), TaskError>;
+    /// An epoch barrier: send on what is held back (it must precede the barrier) and
+    /// return the sink's encoded commit actions for the epoch.
+    fn pre_commit(
+        &mut self,
+        _epoch: u64,
+        _out: &mut Outbox<Self::Wire>,
+    ) -> Result<Vec<Vec<u8>>, TaskError> {
+        Ok(Vec::new())
+    }
+    /// Epoch `epoch` is complete.
+    fn committed(&mut self, _epoch: u64) {}
 }
 
 /// Builds one partition's terminal.
@@ -31,6 +42,11 @@ pub trait TerminalSpec<T>: Send + 'static {
     type Terminal: Terminal<T>;
     /// A short name for the stage name.
     fn describe(&self) -> String;
+    /// Before a run: a transactional sink discards what a run that did not complete
+    /// its epoch staged.
+    fn recover(&self) -> Result<(), SinkError> {
+        Ok(())
+    }
     /// The terminal for `partition` of `parallelism`, feeding `downstream` actors.
     fn build(
         &self,
@@ -92,6 +108,26 @@ impl<T, S: Sink<T>> Terminal<T> for SinkTerminal<S> {
             .finish()
             .map_err(|e| TaskError::caused("sink finish failed", e))
     }
+
+    fn pre_commit(&mut self, epoch: u64, _out: &mut Outbox<()>) -> Result<Vec<Vec<u8>>, TaskError> {
+        if let Some(e) = self.take_error() {
+            return Err(e);
+        }
+        let actions = self
+            .sink
+            .pre_commit(epoch)
+            .map_err(|e| TaskError::caused(format!("sink pre-commit of epoch {epoch}"), e))?;
+        actions
+            .iter()
+            .map(|a| {
+                bincode::serialize(a).map_err(|e| TaskError::caused("encoding a commit action", e))
+            })
+            .collect()
+    }
+
+    fn committed(&mut self, epoch: u64) {
+        self.sink.committed(epoch);
+    }
 }
 
 /// A sink factory in the role of a terminal spec.
@@ -101,6 +137,9 @@ impl<T: 'static, F: SinkFactory<T>> TerminalSpec<T> for SinkSpec<F> {
     type Terminal = SinkTerminal<F::Sink>;
     fn describe(&self) -> String {
         format!("sink:{}", self.0.name())
+    }
+    fn recover(&self) -> Result<(), SinkError> {
+        self.0.recover()
     }
     fn build(
         &self,

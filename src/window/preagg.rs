@@ -223,6 +223,17 @@ where
         self.flush(|w| w.max_timestamp() <= watermark, out);
     }
 
+    /// Partial aggregates are not snapshotted: they are sent on before the barrier,
+    /// where the window operator merges them into its (snapshotted) state.
+    fn pre_commit(
+        &mut self,
+        _epoch: u64,
+        out: &mut Outbox<Self::Wire>,
+    ) -> Result<Vec<Vec<u8>>, TaskError> {
+        self.flush(|_| true, out);
+        Ok(Vec::new())
+    }
+
     fn finish(&mut self, out: &mut Outbox<Self::Wire>) -> Result<(), TaskError> {
         self.flush(|_| true, out);
         match self.take_error() {

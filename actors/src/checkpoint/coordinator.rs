@@ -147,6 +147,7 @@ pub struct CheckpointCoordinator {
     waiting_savepoints: VecDeque<RequestSavepoint>,
     finishing: Option<oneshot::Sender<Result<(), String>>>,
     writer: std::sync::mpsc::Sender<EpochWrite>,
+    writer_thread: Option<std::thread::JoinHandle<()>>,
     stats: Arc<CheckpointStats>,
     supervisor: Addr<JobSupervisor>,
 }
@@ -168,7 +169,7 @@ impl CheckpointCoordinator {
                     .collect()
             })
             .unwrap_or_default();
-        let writer = writer::start(writer::WriterSetup {
+        let (writer, writer_thread) = writer::start(writer::WriterSetup {
             job: config.job.clone(),
             store: config.store,
             retain: config.retain,
@@ -192,6 +193,7 @@ impl CheckpointCoordinator {
             waiting_savepoints: VecDeque::new(),
             finishing: None,
             writer,
+            writer_thread,
             stats,
             supervisor,
         }
@@ -479,3 +481,30 @@ impl Handler<FinishJob> for CheckpointCoordinator {
     }
 }
 
+
+/// Stops the coordinator once its writer thread has written everything handed to it
+/// (so a restart restores from a settled store), then replies.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ShutdownCoordinator(pub oneshot::Sender<()>);
+
+impl Handler<ShutdownCoordinator> for CheckpointCoordinator {
+    type Result = ();
+    fn handle(&mut self, msg: ShutdownCoordinator, ctx: &mut Context<Self>) {
+        // Replace the writer's channel so the thread sees the end of its queue, then
+        // wait for it off the actor thread.
+        let (closed, _) = std::sync::mpsc::channel();
+        drop(std::mem::replace(&mut self.writer, closed));
+        let handle = self.writer_thread.take();
+        for sp in self.waiting_savepoints.drain(..) {
+            let _ = sp.reply.send(Err("the job stopped before the savepoint".into()));
+        }
+        ctx.stop();
+        std::thread::spawn(move || {
+            if let Some(h) = handle {
+                let _ = h.join();
+            }
+            let _ = msg.0.send(());
+        });
+    }
+}

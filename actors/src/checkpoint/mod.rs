@@ -28,7 +28,7 @@ mod writer;
 pub use align::{Aligned, Aligner};
 pub use coordinator::{
     CheckpointConfig, CheckpointCoordinator, CheckpointStats, Committer, FinishJob, JobActors,
-    Merger, RequestSavepoint, SavepointDone,
+    Merger, RequestSavepoint, SavepointDone, ShutdownCoordinator,
 };
 
 use std::time::Duration;

@@ -54,7 +54,12 @@ pub(crate) struct WriterSetup {
 }
 
 /// Starts the writer thread; it ends when the sender is dropped.
-pub(crate) fn start(setup: WriterSetup) -> std::sync::mpsc::Sender<EpochWrite> {
+pub(crate) fn start(
+    setup: WriterSetup,
+) -> (
+    std::sync::mpsc::Sender<EpochWrite>,
+    Option<std::thread::JoinHandle<()>>,
+) {
     let (tx, rx) = std::sync::mpsc::channel::<EpochWrite>();
     let spawned = std::thread::Builder::new()
         .name(format!("weir-checkpoint-{}", setup.job))
@@ -73,10 +78,13 @@ pub(crate) fn start(setup: WriterSetup) -> std::sync::mpsc::Sender<EpochWrite> {
                 let _ = reply.send(result);
             }
         });
-    if let Err(e) = spawned {
-        tracing::error!(error = %e, "could not start the checkpoint writer thread");
+    match spawned {
+        Ok(handle) => (tx, Some(handle)),
+        Err(e) => {
+            tracing::error!(error = %e, "could not start the checkpoint writer thread");
+            (tx, None)
+        }
     }
-    tx
 }
 
 struct Writer {

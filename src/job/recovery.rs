@@ -1,0 +1,248 @@
+//! Recovery: finding the epoch a run starts from (the newest complete checkpoint, or
+//! a savepoint), redoing its commit actions, and rebuilding state and source
+//! positions from it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use weir_actors::checkpoint::{source_chunk_stage, state_chunk_stage, COMMITS_CHUNK_STAGE};
+use weir_actors::snapshot::{LocalDirStore, Manifest, SnapshotStore};
+use weir_actors::state::StateStore;
+
+use crate::connector::CommitAction;
+
+use super::error::JobError;
+use super::plan::{state_tree_name, StagePlan};
+use super::tasks::{SplitSnapshot, SPLIT_SNAPSHOT_VERSION};
+
+/// Manifest metadata key: the job's key partitions `P` (state is filed by it).
+pub const META_KEY_PARTITIONS: &str = "key_partitions";
+/// Manifest metadata key prefix: `splits/<stage index>` = a source stage's splits.
+pub const META_SPLITS: &str = "splits/";
+/// Manifest metadata key: the stage names, joined by newlines (a savepoint must be
+/// restored into the same job graph).
+pub const META_STAGES: &str = "stages";
+
+/// What a run restores: the epoch, and each source split's saved position.
+#[derive(Debug, Default)]
+pub struct RestorePoint {
+    /// The restored epoch; new epochs are numbered after every epoch on disk.
+    pub epoch: u64,
+    splits: HashMap<u32, u32>,
+    positions: HashMap<(u32, u32), SplitSnapshot>,
+}
+
+impl RestorePoint {
+    /// How many splits source stage `stage` has.
+    pub(crate) fn splits_of(&self, stage: u32) -> Option<u32> {
+        self.splits.get(&stage).copied()
+    }
+
+    /// The saved state of split `split` of source stage `stage`.
+    pub(crate) fn split(&self, stage: u32, split: u32) -> Option<&SplitSnapshot> {
+        self.positions.get(&(stage, split))
+    }
+}
+
+/// The job's snapshot store: `<state dir>/snapshots`.
+pub fn snapshot_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("snapshots")
+}
+
+/// Opens a snapshot store, naming the directory in the error.
+pub fn open_store(dir: &Path) -> Result<Arc<LocalDirStore>, JobError> {
+    LocalDirStore::new(dir).map(Arc::new).map_err(|e| {
+        JobError::Runtime(format!(
+            "cannot open the snapshot store in {}: {e}",
+            dir.display()
+        ))
+    })
+}
+
+fn snapshot_error(e: impl std::fmt::Display) -> JobError {
+    JobError::Runtime(format!("snapshot store: {e}"))
+}
+
+/// The epoch to resume `job` from: the newest complete epoch in `store`, unless the
+/// job finished (then it starts over).
+pub fn latest_unfinished(
+    store: &dyn SnapshotStore,
+    job: &str,
+) -> Result<Option<Manifest>, JobError> {
+    match store.latest_complete(job).map_err(snapshot_error)? {
+        Some(m) if m.meta.get("final").map(String::as_str) == Some("true") => {
+            tracing::info!(job, epoch = m.epoch, "the job's last run finished; starting from the beginning");
+            Ok(None)
+        }
+        other => Ok(other),
+    }
+}
+
+/// Copies the savepoint at `path` into `store` so that later epochs can build on its
+/// chunks, and returns its manifest.
+pub fn import_savepoint(
+    path: &Path,
+    store: &dyn SnapshotStore,
+    job: &str,
+) -> Result<Manifest, JobError> {
+    let bad = |reason: String| JobError::Plan {
+        job: job.to_string(),
+        reason: format!("savepoint {}: {reason}", path.display()),
+    };
+    if !path.is_dir() {
+        return Err(bad("no such directory".into()));
+    }
+    let source = LocalDirStore::new(path).map_err(|e| bad(e.to_string()))?;
+    let Some(manifest) = source.latest_complete(job).map_err(|e| bad(e.to_string()))? else {
+        return Err(bad(format!(
+            "it holds no complete snapshot of job '{job}' (a savepoint is restored into the job it was taken from)"
+        )));
+    };
+    let mut copied = manifest.clone();
+    for chain in copied.chunks.iter_mut() {
+        for link in chain.iter_mut() {
+            let data = source
+                .read_chunk(job, link)
+                .map_err(|e| bad(e.to_string()))?;
+            *link = store
+                .put_chunk(job, link.epoch, &link.id, link.base, &data)
+                .map_err(snapshot_error)?;
+        }
+    }
+    copied.meta.remove("savepoint");
+    store.commit(&copied).map_err(snapshot_error)?;
+    tracing::info!(job, epoch = manifest.epoch, path = %path.display(), "restoring from savepoint");
+    Ok(copied)
+}
+
+/// The metadata every manifest of this job carries.
+pub fn manifest_meta(key_partitions: u32, stages: &[String]) -> BTreeMap<String, String> {
+    let mut meta = BTreeMap::new();
+    meta.insert(META_KEY_PARTITIONS.into(), key_partitions.to_string());
+    meta.insert(META_STAGES.into(), stages.join("\n"));
+    meta
+}
+
+/// Restores the job to `manifest`: redoes its commit actions, rebuilds every keyed
+/// stage's state in the node's store, and reads the source positions.
+///
+/// `stages` are the job's stages with their stage indices.
+pub fn restore(
+    job: &str,
+    manifest: &Manifest,
+    store: &dyn SnapshotStore,
+    state: &StateStore,
+    stages: &[(u32, &dyn StagePlan)],
+    key_partitions: u32,
+    stage_names: &[String],
+) -> Result<RestorePoint, JobError> {
+    let plan_error = |reason: String| JobError::Plan {
+        job: job.to_string(),
+        reason,
+    };
+    if let Some(p) = manifest.meta.get(META_KEY_PARTITIONS) {
+        if p != &key_partitions.to_string() {
+            return Err(plan_error(format!(
+                "its snapshot of epoch {} files state under {p} key partitions, but the node is \
+                 configured with {key_partitions}; key_partitions is fixed for a job's life",
+                manifest.epoch
+            )));
+        }
+    }
+    if let Some(saved) = manifest.meta.get(META_STAGES) {
+        let now = stage_names.join("\n");
+        if saved != &now {
+            return Err(plan_error(format!(
+                "its snapshot of epoch {} was taken from another job graph (stages {:?}, now {:?})",
+                manifest.epoch,
+                saved.split('\n').collect::<Vec<_>>(),
+                stage_names
+            )));
+        }
+    }
+    let read = |link: &weir_actors::snapshot::ChunkRef| {
+        store.read_chunk(job, link).map_err(snapshot_error)
+    };
+    // 1. Commit actions of the restored epoch: a crash may have come between the
+    //    manifest and the actions.
+    for chain in &manifest.chunks {
+        let Some(first) = chain.first() else { continue };
+        if first.id.stage != COMMITS_CHUNK_STAGE {
+            continue;
+        }
+        for link in chain {
+            let actions: Vec<Vec<u8>> = bincode::deserialize(&read(link)?).map_err(|e| {
+                JobError::Runtime(format!("decoding the commit actions of epoch {}: {e}", link.epoch))
+            })?;
+            for action in actions {
+                let action: CommitAction = bincode::deserialize(&action).map_err(|e| {
+                    JobError::Runtime(format!("decoding a commit action: {e}"))
+                })?;
+                action.apply().map_err(|e| {
+                    JobError::Runtime(format!("redoing a commit action of epoch {}: {e}", link.epoch))
+                })?;
+            }
+        }
+    }
+    // 2. Keyed state and source positions.
+    let mut point = RestorePoint {
+        epoch: manifest.epoch,
+        ..RestorePoint::default()
+    };
+    for &(index, plan) in stages {
+        if plan.has_keyed_state() {
+            let prefix = state_chunk_stage(index);
+            let mut chains = Vec::new();
+            for chain in &manifest.chunks {
+                let Some(first) = chain.first() else { continue };
+                if first.id.stage != prefix {
+                    continue;
+                }
+                let mut parts = Vec::with_capacity(chain.len());
+                for link in chain {
+                    parts.push(read(link)?);
+                }
+                chains.push((first.id.key_partition, parts));
+            }
+            state.restore_stage(&state_tree_name(job, index), chains)?;
+        }
+        if plan.is_source() {
+            let prefix = source_chunk_stage(index);
+            let mut count = 0;
+            for chain in &manifest.chunks {
+                let Some(last) = chain.last() else { continue };
+                if last.id.stage != prefix {
+                    continue;
+                }
+                let saved: SplitSnapshot = bincode::deserialize(&read(last)?).map_err(|e| {
+                    JobError::Runtime(format!("decoding split {} of stage {index}: {e}", last.id.key_partition))
+                })?;
+                if saved.version != SPLIT_SNAPSHOT_VERSION {
+                    return Err(JobError::Runtime(format!(
+                        "split {} of stage {index}: unknown snapshot version {}",
+                        last.id.key_partition, saved.version
+                    )));
+                }
+                count += 1;
+                point.positions.insert((index, last.id.key_partition), saved);
+            }
+            point.splits.insert(index, count);
+        }
+    }
+    Ok(point)
+}
+
+/// Starts every keyed stage of the job from empty state (a fresh run).
+pub fn clear_state(
+    job: &str,
+    state: &StateStore,
+    stages: &[(u32, &dyn StagePlan)],
+) -> Result<(), JobError> {
+    for &(index, plan) in stages {
+        if plan.has_keyed_state() {
+            state.clear_stage(&state_tree_name(job, index))?;
+        }
+    }
+    Ok(())
+}
