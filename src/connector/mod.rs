@@ -6,7 +6,9 @@ pub mod lines;
 pub mod sink;
 pub mod sinks;
 pub mod source;
+pub mod txn_file;
 
 pub use dead_letter::{DeadLetter, DeadLetters};
 pub use sink::{CommitAction, Sink, SinkError, SinkFactory};
 pub use source::{ReadStatus, Source, SourceError, SourceReader, StopFlag};
+pub use txn_file::{TransactionalFilePart, TransactionalFileSink};
