@@ -40,7 +40,26 @@ pub enum JobError {
     /// The state store could not be opened or used.
     #[error("state store: {0}")]
     State(#[from] StateError),
+    /// The job failed and its restart strategy allows no more restarts.
+    #[error("{failure}; not restarting: {reason} ({restarts} restart(s) made){}", kept_note(*kept_epoch))]
+    RestartsExhausted {
+        /// The last failure.
+        failure: JobFailure,
+        /// Restarts made.
+        restarts: u32,
+        /// Which bound of the strategy was hit.
+        reason: String,
+        /// The newest epoch kept on disk, which the next start resumes from.
+        kept_epoch: Option<u64>,
+    },
     /// The runtime itself failed (a thread could not start, a channel closed).
     #[error("runtime: {0}")]
     Runtime(String),
+}
+
+fn kept_note(epoch: Option<u64>) -> String {
+    match epoch {
+        Some(e) => format!("; the snapshot of epoch {e} is kept and the next start resumes from it"),
+        None => String::new(),
+    }
 }

@@ -7,6 +7,7 @@ pub mod node;
 pub mod options;
 #[doc(hidden)]
 pub mod plan;
+pub(crate) mod poison;
 pub mod progress;
 pub mod recovery;
 pub mod report;
@@ -15,6 +16,6 @@ pub mod terminal;
 
 pub use builder::{Job, JobBuilder, KeyedStream, Stream};
 pub use error::JobError;
-pub use node::Node;
+pub use node::{Node, RunControl, SavepointCommand};
 pub use options::EngineOptions;
-pub use report::{JobReport, StageSummary};
+pub use report::{CheckpointSummary, JobReport, StageSummary};

@@ -16,13 +16,14 @@ use weir_actors::state::{Clock, StateStore, StoreConfig, SystemClock};
 use weir_actors::supervisor::{AdoptStages, CancelJob};
 use weir_actors::{ActorStats, JobFailure, JobSupervisor, WorkerPool};
 
-use crate::connector::{CommitAction, StopFlag};
+use crate::connector::{CommitAction, DeadLetters, StopFlag};
 
 use super::builder::Job;
 use super::error::JobError;
 use super::options::EngineOptions;
 use super::plan::SpawnEnv;
 use super::progress::{LiveStats, ProgressPrinter};
+use super::poison::PoisonBoard;
 use super::recovery;
 use super::report::{CheckpointSummary, JobReport, StageSummary};
 use super::restart::{RestartDecision, RestartTracker};
@@ -65,6 +66,7 @@ pub struct Node {
     options: EngineOptions,
     store: StateStore,
     clock: Arc<dyn Clock>,
+    dead_letters: DeadLetters,
 }
 
 impl Node {
@@ -82,12 +84,19 @@ impl Node {
             options,
             store,
             clock: Arc::new(SystemClock),
+            dead_letters: DeadLetters::to_log(),
         })
     }
 
     /// Replaces the processing-time clock (for tests of state TTL).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Where poison records go (default: the log).
+    pub fn with_dead_letters(mut self, dead_letters: DeadLetters) -> Self {
+        self.dead_letters = dead_letters;
         self
     }
 
@@ -172,6 +181,11 @@ impl Node {
         };
         let mut restarts = RestartTracker::new(opts.restart.clone());
         let mut savepoint = opts.from_savepoint.clone();
+        let mut poison = PoisonBoard::new(
+            opts.poison.enabled,
+            opts.poison.replays,
+            self.dead_letters.clone(),
+        );
         let system = actix::System::new();
         let started = Instant::now();
         loop {
@@ -227,6 +241,7 @@ impl Node {
                 restore: restore.as_ref(),
                 first_epoch,
                 started,
+                poison: &poison,
             };
             let attempt = system.block_on(self.attempt(setup, &mut control));
             match attempt {
@@ -235,6 +250,15 @@ impl Node {
                     return Ok(report);
                 }
                 Err(JobError::Failed(failure)) if is_restartable(&failure) => {
+                    if let JobFailure::Operator {
+                        stage,
+                        partition,
+                        failure: cause,
+                        ..
+                    } = &failure
+                    {
+                        poison.on_failure(stage, *partition, &cause.to_string());
+                    }
                     match restarts.on_failure(Instant::now(), attempt_started.elapsed()) {
                         RestartDecision::Restart { delay, attempt } => {
                             tracing::warn!(job = %name, %failure, attempt, ?delay,
@@ -276,6 +300,7 @@ impl Node {
             restore,
             first_epoch,
             started,
+            poison,
         } = setup;
         let name = name.to_string();
         let opts = &self.options;
@@ -393,6 +418,7 @@ impl Node {
                     checkpoints: coordinator.clone().recipient(),
                     checkpointing: opts.checkpoint.interval.is_some(),
                     restore,
+                    poison,
                 };
                 let misplaced_source = plan.is_source() != (i == 0 && pipeline.from.is_none());
                 let spawned = if misplaced_source {
@@ -494,6 +520,7 @@ impl Node {
             restarts: 0,
             checkpoints: CheckpointSummary::read(&checkpoint_stats),
             savepoint,
+            restored_from: restore.map(|r| r.epoch),
         })
     }
 }
@@ -509,6 +536,7 @@ struct AttemptSetup<'a> {
     restore: Option<&'a recovery::RestorePoint>,
     first_epoch: u64,
     started: Instant,
+    poison: &'a PoisonBoard,
 }
 
 /// Whether a failure is one a restart may cure (an operator or a checkpoint), rather

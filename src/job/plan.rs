@@ -13,7 +13,7 @@ use weir_actors::{
     SideOutput, StageSupervisor, Task, WorkerPool,
 };
 
-use crate::connector::Source;
+use crate::connector::{Source, SourceReader};
 use crate::operator::{Chain, KeyedProcess};
 
 use super::error::JobError;
@@ -51,6 +51,8 @@ pub struct SpawnEnv<'a> {
     pub checkpointing: bool,
     /// What the job was restored from, if anything.
     pub restore: Option<&'a super::recovery::RestorePoint>,
+    /// Poison-record bookkeeping: which stages run suspiciously.
+    pub poison: &'a super::poison::PoisonBoard,
 }
 
 /// A spawned stage.
@@ -63,6 +65,10 @@ pub struct Spawned {
     /// For the first stage of a side branch: the side outputs the feeding stage's
     /// partitions send through, one per upstream partition.
     pub side_feeders: Option<Vec<Box<dyn SideOutput>>>,
+    /// For a source stage: each actor's trigger, keyed by (stage index, partition).
+    pub triggers: Vec<((u32, u32), Recipient<TriggerEpoch>)>,
+    /// Every actor's epoch-complete notification, keyed the same way.
+    pub completes: Vec<((u32, u32), Recipient<EpochComplete>)>,
 }
 
 /// A stage, types erased.
@@ -73,6 +79,10 @@ pub trait StagePlan: Send {
     fn max_parallelism(&self) -> Option<u32>;
     /// Whether this is a source stage.
     fn is_source(&self) -> bool;
+    /// For a source stage: how many splits its source is cut into at `parallelism`.
+    fn splits(&self, _parallelism: u32) -> u32 {
+        0
+    }
     /// Whether the stage keeps keyed state (restored from snapshots before a run).
     fn has_keyed_state(&self) -> bool {
         false
@@ -230,6 +240,10 @@ where
         true
     }
 
+    fn splits(&self, parallelism: u32) -> u32 {
+        self.source.splits(parallelism)
+    }
+
     fn recover(&self) -> Result<(), JobError> {
         recover_terminal(&self.term, self.name())
     }
@@ -350,6 +364,7 @@ where
                 watermark: weir_actors::NO_WATERMARK,
                 side: sides.as_mut().and_then(Iterator::next),
                 chunk_stage: state_chunk_stage(env.stage_index),
+                suspect: env.poison.suspect(&env.stage_name, i),
             });
         }
         Ok(spawn_tasks(env, tasks, downstream))

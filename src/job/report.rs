@@ -44,6 +44,45 @@ pub struct JobReport {
     pub elapsed: Duration,
     /// Per-stage totals, in stage order.
     pub stages: Vec<StageSummary>,
+    /// Restarts after failures (each from the last complete epoch).
+    pub restarts: u32,
+    /// Checkpoints of the last attempt.
+    pub checkpoints: CheckpointSummary,
+    /// The savepoint a stop-with-savepoint took, if the job stopped that way.
+    pub savepoint: Option<std::path::PathBuf>,
+    /// The epoch the last attempt restored (a checkpoint or savepoint), if any.
+    pub restored_from: Option<u64>,
+}
+
+/// Checkpoint counters of a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckpointSummary {
+    /// Epochs completed (the final commit at the end of input included).
+    pub completed: u64,
+    /// Epochs abandoned or failed.
+    pub failed: u64,
+    /// The last completed epoch (0 for none).
+    pub last_epoch: u64,
+    /// Trigger-to-manifest time of the last completed epoch.
+    pub last_duration: Duration,
+    /// Bytes stored for the last completed epoch.
+    pub last_bytes: u64,
+    /// Longest barrier alignment of the last completed epoch.
+    pub last_alignment: Duration,
+}
+
+impl CheckpointSummary {
+    /// Reads the coordinator's counters.
+    pub fn read(stats: &weir_actors::checkpoint::CheckpointStats) -> Self {
+        CheckpointSummary {
+            completed: stats.completed(),
+            failed: stats.failed(),
+            last_epoch: stats.last_epoch(),
+            last_duration: stats.last_duration(),
+            last_bytes: stats.last_bytes(),
+            last_alignment: stats.last_alignment(),
+        }
+    }
 }
 
 impl JobReport {

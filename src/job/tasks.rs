@@ -353,6 +353,9 @@ pub(crate) struct KeyedTask<P: KeyedProcess, C, Tm> {
     pub side: Option<Box<dyn SideOutput>>,
     /// Chunk-id stage of this stage's state.
     pub chunk_stage: String,
+    /// Set when this stage failed in an earlier attempt: records are noted before
+    /// they are processed, and poisoned ones diverted to the dead letters.
+    pub suspect: Option<super::poison::Suspect>,
 }
 
 impl<P, C, Tm> KeyedTask<P, C, Tm>
@@ -420,8 +423,18 @@ where
         batch: Vec<Keyed<P::Key, P::In>>,
         out: &mut Outbox<Tm::Wire>,
     ) -> Result<(), TaskError> {
+        let suspect = self.suspect.clone();
         let mut pipe = Pipe::new(&mut self.chain, &mut self.term, out);
         for record in batch {
+            if let Some(suspect) = &suspect {
+                let shown = format!(
+                    "key {:?}, value {:?}, timestamp {}",
+                    record.key, record.value, record.ts
+                );
+                if !suspect.admit(shown) {
+                    continue;
+                }
+            }
             pipe.into.ts = record.ts;
             let mut ctx = KeyedContext {
                 state: &mut self.state,
@@ -436,6 +449,9 @@ where
             self.process
                 .process(record.value, &mut ctx)
                 .map_err(|e| TaskError::caused("process", e))?;
+        }
+        if let Some(suspect) = &suspect {
+            suspect.clear();
         }
         check(&mut self.term)?;
         self.state

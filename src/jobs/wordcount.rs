@@ -1,6 +1,7 @@
 //! Word count over text lines.
 
-use crate::connector::sinks::CountingSink;
+use crate::connector::sinks::{tab_separated, CountingSink};
+use crate::connector::TransactionalFileSink;
 use crate::connector::Source;
 use crate::job::Job;
 use crate::operator::Emitter;
@@ -31,6 +32,26 @@ where
         .reduce(|count, one| count + one)
         .sink(sink.clone());
     (job, sink)
+}
+
+/// Word count whose running counts are written exactly once into `dir`: one
+/// `word<TAB>count` line per word occurrence, staged per epoch and published when the
+/// epoch completes (see [`TransactionalFileSink`]). After any crash and resume the
+/// committed lines are those of a run without a crash.
+pub fn wordcount_to_dir<S>(source: S, dir: &std::path::Path) -> Job
+where
+    S: Source<Item = String>,
+{
+    Job::new("wordcount")
+        .source(source)
+        .flat_map(|line: String, out: &mut Emitter<'_, (String, u64)>| {
+            for word in words(&line) {
+                out.emit((word, 1));
+            }
+        })
+        .group_by_key()
+        .reduce(|count, one| count + one)
+        .sink(TransactionalFileSink::new(dir, tab_separated::<String, u64>))
 }
 
 #[cfg(test)]

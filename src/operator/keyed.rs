@@ -12,8 +12,8 @@ use super::error::OperatorError;
 
 /// What can be a key: encodable (its encoding picks the key partition and names its
 /// state on disk), hashable, comparable and cloneable. Implemented for every such type.
-pub trait Key: StateKey + Unpin {}
-impl<T: StateKey + Unpin> Key for T {}
+pub trait Key: StateKey + Unpin + std::fmt::Debug {}
+impl<T: StateKey + Unpin + std::fmt::Debug> Key for T {}
 
 /// Given to [`KeyedProcess::open`]: registers the operator's state.
 pub struct OpenContext<'a, K> {
@@ -207,8 +207,9 @@ impl<K: Key, O> KeyedContext<'_, K, O> {
 pub trait KeyedProcess: Clone + Send + 'static {
     /// The key type; records arrive grouped by it.
     type Key: Key;
-    /// The value of each incoming record.
-    type In: Send + Unpin + 'static;
+    /// The value of each incoming record (`Debug` so that a poison record can be shown
+    /// in the dead-letter output).
+    type In: Send + Unpin + std::fmt::Debug + 'static;
     /// What the operator emits.
     type Out: 'static;
 

@@ -14,6 +14,8 @@ pub struct Numbers {
     pub n: Option<u64>,
     pub stop: StopFlag,
     pub emitted: Arc<AtomicU64>,
+    /// Sleep this long after each read (so a run lasts long enough to checkpoint).
+    pub pause: Option<std::time::Duration>,
 }
 
 impl Numbers {
@@ -22,18 +24,26 @@ impl Numbers {
             n: Some(n),
             stop: StopFlag::new(),
             emitted: Arc::default(),
+            pause: None,
         }
+    }
+    /// Pauses `pause` after every read.
+    pub fn paced(mut self, pause: std::time::Duration) -> Self {
+        self.pause = Some(pause);
+        self
     }
     pub fn endless(stop: StopFlag) -> Self {
         Numbers {
             n: None,
             stop,
             emitted: Arc::default(),
+            pause: None,
         }
     }
 }
 
 pub struct NumbersReader {
+    pause: Option<std::time::Duration>,
     next: u64,
     step: u64,
     end: u64,
@@ -49,6 +59,7 @@ impl Source for Numbers {
     }
     fn reader(&self, split: u32, splits: u32) -> Result<NumbersReader, SourceError> {
         Ok(NumbersReader {
+            pause: self.pause,
             next: u64::from(split),
             step: u64::from(splits),
             end: self.n.unwrap_or(u64::MAX),
@@ -76,7 +87,22 @@ impl SourceReader for NumbersReader {
             self.emitted.fetch_add(1, Ordering::Relaxed);
             self.next += self.step;
         }
+        if let Some(pause) = self.pause {
+            std::thread::sleep(pause);
+        }
         Ok(ReadStatus::More)
+    }
+
+    fn position(&self) -> Option<Vec<u8>> {
+        Some(self.next.to_le_bytes().to_vec())
+    }
+
+    fn seek(&mut self, position: &[u8]) -> Result<(), SourceError> {
+        let bytes: [u8; 8] = position
+            .try_into()
+            .map_err(|_| SourceError::Invalid("bad numbers position".into()))?;
+        self.next = u64::from_le_bytes(bytes);
+        Ok(())
     }
 }
 

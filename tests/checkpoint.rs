@@ -1,0 +1,305 @@
+//! Exactly-once under failure: panics injected at seeded records, restarts from the
+//! last complete epoch, savepoints and restore at another parallelism, snapshot
+//! corruption, restart-strategy bounds. Every faulty run's committed output is
+//! compared record for record with a run without faults.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::Numbers;
+use weir::prelude::*;
+
+/// Records per run; two source splits, each paced so a run spans many epochs.
+const N: u64 = 40_000;
+
+/// Panics the first time it sees each of its target records (a transient fault:
+/// after the restart the record goes through).
+#[derive(Clone, Default)]
+struct Faults {
+    targets: Arc<HashSet<u64>>,
+    fired: Arc<Mutex<HashSet<u64>>>,
+}
+
+impl Faults {
+    /// `count` targets drawn from `seed` (SplitMix64), spread over `0..N`.
+    fn seeded(seed: u64, count: usize) -> Self {
+        let mut targets = HashSet::new();
+        let mut x = seed;
+        while targets.len() < count {
+            x = weir::connector::generator::splitmix64(x);
+            targets.insert(x % N);
+        }
+        Faults {
+            targets: Arc::new(targets),
+            fired: Arc::default(),
+        }
+    }
+
+    fn check(&self, record: u64) {
+        if self.targets.contains(&record) {
+            let first = self.fired.lock().map(|mut f| f.insert(record)).unwrap_or(false);
+            if first {
+                panic!("injected fault at record {record}");
+            }
+        }
+    }
+
+    fn fired(&self) -> usize {
+        self.fired.lock().map(|f| f.len()).unwrap_or(0)
+    }
+}
+
+/// Key of a record: records of one key all come from one source split (x mod 2
+/// decides the split), so each key's running sums are the same in every run.
+fn key_of(x: u64) -> u64 {
+    x % 194
+}
+
+/// numbers -> (key, x) [fault in the source stage] -> running sum per key [fault in
+/// the keyed stage] -> exactly-once file sink.
+fn job(out: &Path, source_faults: Faults, keyed_faults: Faults) -> Job {
+    Job::new("sums")
+        .source(Numbers::upto(N).paced(Duration::from_micros(300)))
+        .map(move |x: u64| {
+            source_faults.check(x);
+            (key_of(x), x)
+        })
+        .group_by_key()
+        .reduce(move |sum: u64, x: u64| {
+            keyed_faults.check(x);
+            sum + x
+        })
+        .sink(TransactionalFileSink::new(out, tab_separated))
+}
+
+fn options(state: &Path, parallelism: u32) -> EngineOptions {
+    let mut o = EngineOptions::for_tests(parallelism);
+    o.state_dir = Some(state.to_path_buf());
+    o.checkpoint.interval = Some(Duration::from_millis(30));
+    o.restart = RestartStrategy::FixedDelay {
+        attempts: 20,
+        delay: Duration::from_millis(5),
+    };
+    o
+}
+
+fn sorted(mut lines: Vec<String>) -> Vec<String> {
+    lines.sort();
+    lines
+}
+
+/// The committed output of a run without faults (computed once per test).
+fn reference(root: &Path) -> Vec<String> {
+    let out = root.join("reference-out");
+    let node = Node::new(options(&root.join("reference-state"), 2)).expect("node");
+    let report = node
+        .run(job(&out, Faults::default(), Faults::default()))
+        .expect("reference run");
+    assert_eq!(report.restarts, 0);
+    let lines = read_committed(&out).expect("reference output");
+    assert_eq!(lines.len() as u64, N, "one running sum per record");
+    sorted(lines)
+}
+
+#[test]
+fn panics_at_seeded_records_recover_to_the_output_of_a_run_without_faults() {
+    let root = tempfile::tempdir().unwrap();
+    let want = reference(root.path());
+    for seed in [7u64, 1234] {
+        let out = root.path().join(format!("out-{seed}"));
+        let source_faults = Faults::seeded(seed, 3);
+        let keyed_faults = Faults::seeded(seed ^ 0xABCD, 3);
+        let node = Node::new(options(&root.path().join(format!("state-{seed}")), 2)).unwrap();
+        let report = node
+            .run(job(&out, source_faults.clone(), keyed_faults.clone()))
+            .expect("the job recovers from every injected panic");
+        assert_eq!(source_faults.fired() + keyed_faults.fired(), 6, "every fault fired");
+        assert_eq!(report.restarts, 6, "one restart per fault");
+        assert!(report.checkpoints.completed > 0);
+        let got = sorted(read_committed(&out).unwrap());
+        assert_eq!(got.len(), want.len(), "seed {seed}: no record lost or duplicated");
+        assert!(got == want, "seed {seed}: output differs from the run without faults");
+    }
+}
+
+#[test]
+fn the_restart_strategy_bounds_restarts_and_keeps_the_last_snapshot() {
+    let root = tempfile::tempdir().unwrap();
+    let mut o = options(&root.path().join("state"), 2);
+    o.restart = RestartStrategy::FixedDelay {
+        attempts: 2,
+        delay: Duration::from_millis(1),
+    };
+    o.poison.enabled = false;
+    let node = Node::new(o).unwrap();
+    // A fault that fires every time: the strategy gives up after 2 restarts.
+    let always = Job::new("always")
+        .source(Numbers::upto(N).paced(Duration::from_micros(300)))
+        .map(|x: u64| {
+            assert!(x != 30_001, "permanent fault at {x}");
+            (key_of(x), x)
+        })
+        .group_by_key()
+        .reduce(|a: u64, b: u64| a + b)
+        .sink(CountingSink::new());
+    let err = node.run(always).expect_err("the job must give up");
+    let text = err.to_string();
+    match &err {
+        JobError::RestartsExhausted { restarts, kept_epoch, .. } => {
+            assert_eq!(*restarts, 2, "{text}");
+            assert!(kept_epoch.is_some(), "a snapshot is kept: {text}");
+        }
+        other => panic!("expected RestartsExhausted, got {other}"),
+    }
+    assert!(text.contains("permanent fault at 30001"), "{text}");
+    assert!(text.contains("stage"), "{text}");
+}
+
+#[test]
+fn a_savepoint_restores_at_another_parallelism_with_the_same_output() {
+    let root = tempfile::tempdir().unwrap();
+    let want = reference(root.path());
+    for (p1, p2) in [(2u32, 3u32), (2, 1)] {
+        let out = root.path().join(format!("out-{p1}-{p2}"));
+        let state = root.path().join(format!("state-{p1}-{p2}"));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (reply_tx, reply_rx) = std::sync::mpsc::channel();
+        let asker = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(400));
+            tx.send(SavepointCommand {
+                stop: true,
+                reply: Some(reply_tx),
+            })
+            .unwrap();
+            reply_rx.recv().unwrap()
+        });
+        let node = Node::new(options(&state, p1)).unwrap();
+        let first = node
+            .run_with(
+                job(&out, Faults::default(), Faults::default()),
+                RunControl {
+                    savepoints: Some(rx),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let savepoint: PathBuf = asker.join().unwrap().expect("savepoint taken");
+        assert_eq!(first.savepoint.as_ref(), Some(&savepoint));
+        let partial = read_committed(&out).unwrap().len() as u64;
+        assert!(partial < N, "stopped early ({partial} of {N} committed)");
+        drop(node);
+        let mut o = options(&root.path().join(format!("state2-{p1}-{p2}")), p2);
+        o.workers = p2 as usize;
+        o.from_savepoint = Some(savepoint);
+        let node = Node::new(o).unwrap();
+        node.run(job(&out, Faults::default(), Faults::default()))
+            .expect("restored run");
+        let got = sorted(read_committed(&out).unwrap());
+        assert!(
+            got == want,
+            "{p1} -> {p2}: {} lines, want {}",
+            got.len(),
+            want.len()
+        );
+    }
+}
+
+#[test]
+fn a_flipped_byte_in_the_newest_snapshot_falls_back_to_the_previous_epoch() {
+    let root = tempfile::tempdir().unwrap();
+    let want = reference(root.path());
+    let out = root.path().join("out");
+    let state = root.path().join("state");
+    // Run 1 fails for good late in the input, leaving complete epochs behind.
+    let mut o = options(&state, 2);
+    o.restart = RestartStrategy::None;
+    let failing = Faults {
+        targets: Arc::new([30_001u64].into_iter().collect()),
+        fired: Arc::default(),
+    };
+    Node::new(o)
+        .unwrap()
+        .run(job(&out, failing, Faults::default()))
+        .expect_err("run 1 fails");
+    let manifests = state.join("snapshots").join("sums").join("manifests");
+    let mut epochs: Vec<u64> = std::fs::read_dir(&manifests)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|n| n.strip_suffix(".manifest")?.parse().ok())
+        .collect();
+    epochs.sort();
+    assert!(epochs.len() >= 2, "complete epochs kept: {epochs:?}");
+    let newest = *epochs.last().unwrap();
+    // Flip one byte in a chunk written for the newest epoch only.
+    let chunks = state.join("snapshots").join("sums").join("chunks");
+    let victim = std::fs::read_dir(&chunks)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("{newest}-")) && n.ends_with(".chunk"))
+        })
+        .expect("a chunk of the newest epoch");
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&victim, bytes).unwrap();
+    // Run 2 resumes from the previous complete epoch and finishes the input.
+    let report = Node::new(options(&state, 2))
+        .unwrap()
+        .run(job(&out, Faults::default(), Faults::default()))
+        .expect("run 2");
+    let restored = report.restored_from.expect("run 2 restored");
+    assert!(restored < newest, "fell back from {newest} to {restored}");
+    let got = sorted(read_committed(&out).unwrap());
+    assert!(got == want, "{} lines, want {}", got.len(), want.len());
+}
+
+
+#[test]
+fn a_record_failing_on_consecutive_replays_goes_to_the_dead_letters() {
+    const POISON: u64 = 25_001;
+    let root = tempfile::tempdir().unwrap();
+    let sums = |out: &Path, skip_poison: bool| {
+        Job::new("sums")
+            .source(Numbers::upto(N).paced(Duration::from_micros(300)))
+            .filter(move |x: &u64| !(skip_poison && *x == POISON))
+            .map(|x: u64| (key_of(x), x))
+            .group_by_key()
+            .reduce(|sum: u64, x: u64| {
+                assert!(x != POISON, "cannot add {x}");
+                sum + x
+            })
+            .sink(TransactionalFileSink::new(out, tab_separated))
+    };
+    // The reference never sees the poison record.
+    let reference = root.path().join("reference");
+    Node::new(options(&root.path().join("reference-state"), 2))
+        .unwrap()
+        .run(sums(&reference, true))
+        .unwrap();
+    let want = sorted(read_committed(&reference).unwrap());
+
+    let letters_path = root.path().join("dead-letters.jsonl");
+    let letters = DeadLetters::to_file(&letters_path).unwrap();
+    let mut o = options(&root.path().join("state"), 2);
+    o.poison.replays = 2;
+    let out = root.path().join("out");
+    let report = Node::new(o)
+        .unwrap()
+        .with_dead_letters(letters.clone())
+        .run(sums(&out, false))
+        .expect("the poison record is diverted, the job finishes");
+    assert_eq!(report.restarts, 3, "the first play, then 2 replays fail");
+    assert_eq!(letters.count(), 1);
+    let text = std::fs::read_to_string(&letters_path).unwrap();
+    assert!(text.contains(&format!("value {POISON}")), "{text}");
+    assert!(text.contains("cannot add 25001"), "{text}");
+    let got = sorted(read_committed(&out).unwrap());
+    assert!(got == want, "{} lines, want {}", got.len(), want.len());
+}
