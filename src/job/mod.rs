@@ -9,11 +9,13 @@ pub mod options;
 pub mod plan;
 pub mod progress;
 pub mod report;
+pub mod restart;
 pub(crate) mod tasks;
 pub mod terminal;
 
 pub use builder::{Job, JobBuilder, KeyedStream, Stream};
 pub use error::JobError;
 pub use node::Node;
-pub use options::EngineOptions;
+pub use options::{CheckpointOptions, EngineOptions};
 pub use report::{JobReport, StageSummary};
+pub use restart::{PoisonPolicy, PoisonTracker, RestartDecision, RestartStrategy, RestartTracker};
