@@ -43,9 +43,26 @@ pub const BATCH_SIZE_RANGE: RangeInclusive<usize> = 1..=1_000_000;
 pub const SLED_CACHE_MB_RANGE: RangeInclusive<u64> = 1..=65_536;
 /// The allowed values of `progress.interval_ms`, in milliseconds.
 pub const PROGRESS_INTERVAL_MS_RANGE: RangeInclusive<u64> = 50..=3_600_000;
+/// The allowed values of a non-zero `checkpoint.interval_ms`, in milliseconds
+/// (`0` turns checkpointing off). Below 10 ms a node would do little but
+/// checkpoint; above a day is almost surely a unit mistake.
+pub const CHECKPOINT_INTERVAL_MS_RANGE: RangeInclusive<u64> = 10..=86_400_000;
+/// The allowed values of `checkpoint.timeout_ms`, in milliseconds.
+pub const CHECKPOINT_TIMEOUT_MS_RANGE: RangeInclusive<u64> = 1..=86_400_000;
+/// The allowed values of the restart delays (`restart.delay_ms`,
+/// `restart.initial_delay_ms`, `restart.max_delay_ms`), in milliseconds. `0`
+/// restarts at once; the upper bound is one day.
+pub const RESTART_DELAY_MS_RANGE: RangeInclusive<u64> = 0..=86_400_000;
+/// The allowed values of the restart time windows (`restart.reset_after_ms`,
+/// `restart.failure_interval_ms`), in milliseconds.
+pub const RESTART_WINDOW_MS_RANGE: RangeInclusive<u64> = 1..=86_400_000;
+/// The allowed values of `restart.multiplier`.
+pub const RESTART_MULTIPLIER_RANGE: RangeInclusive<f64> = 1.0..=1000.0;
 
 /// A node's complete configuration, one field per TOML section.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+///
+/// Only `PartialEq`, not `Eq`: `restart.multiplier` is a float.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct WeirConfig {
     /// How work is spread over threads and actors (`[engine]`).
@@ -58,6 +75,14 @@ pub struct WeirConfig {
     pub log: LogConfig,
     /// The Prometheus metrics endpoint (`[metrics]`).
     pub metrics: MetricsConfig,
+    /// Periodic checkpoints of operator state (`[checkpoint]`).
+    pub checkpoint: CheckpointConfig,
+    /// What the node does when a job fails (`[restart]`).
+    pub restart: RestartConfig,
+    /// Records that fail the job again and again (`[poison]`).
+    pub poison: PoisonConfig,
+    /// Where savepoints go (`[savepoint]`).
+    pub savepoint: SavepointConfig,
 }
 
 /// Threading, partitioning and batching of the dataflow (`[engine]`).
@@ -246,6 +271,180 @@ impl Default for MetricsConfig {
     }
 }
 
+/// Periodic checkpoints of operator state (`[checkpoint]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckpointConfig {
+    /// Milliseconds between the starts of two checkpoints; `0` turns
+    /// checkpointing off. Read it through [`CheckpointConfig::interval`].
+    pub interval_ms: u64,
+    /// Milliseconds a checkpoint may take before it is abandoned.
+    pub timeout_ms: u64,
+    /// Complete checkpoints (epochs) kept on disk; older ones are deleted.
+    pub retain: usize,
+    /// Incremental chunks a chain may grow to before the next checkpoint
+    /// writes a full, compacted copy instead.
+    pub compact_after: usize,
+}
+
+impl CheckpointConfig {
+    /// The checkpoint interval, or `None` when checkpointing is off.
+    pub fn interval(&self) -> Option<Duration> {
+        (self.interval_ms > 0).then(|| Duration::from_millis(self.interval_ms))
+    }
+
+    /// The checkpoint timeout as a [`Duration`].
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        CheckpointConfig {
+            interval_ms: 0,
+            timeout_ms: 60_000,
+            retain: 3,
+            compact_after: 8,
+        }
+    }
+}
+
+/// What the node does when a job fails (`[restart]`).
+///
+/// Every key may be set whatever the strategy; each strategy reads only its
+/// own keys (listed on [`RestartStrategyName`]) and ignores the others.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RestartConfig {
+    /// Which strategy decides whether, and after how long, to restart.
+    pub strategy: RestartStrategyName,
+    /// fixed-delay: restarts allowed over the job's whole life.
+    pub attempts: u32,
+    /// fixed-delay and failure-rate: milliseconds to wait before a restart.
+    pub delay_ms: u64,
+    /// exponential-backoff: milliseconds to wait before the first restart.
+    pub initial_delay_ms: u64,
+    /// exponential-backoff: the longest wait, in milliseconds.
+    pub max_delay_ms: u64,
+    /// exponential-backoff: factor applied to the wait after each failure.
+    pub multiplier: f64,
+    /// exponential-backoff: a run that lasted at least this many milliseconds
+    /// before failing resets the wait to `initial_delay_ms`.
+    pub reset_after_ms: u64,
+    /// failure-rate: failures tolerated within `failure_interval_ms`; one
+    /// more and the job fails for good.
+    pub max_failures: u32,
+    /// failure-rate: length of the sliding window, in milliseconds.
+    pub failure_interval_ms: u64,
+}
+
+impl Default for RestartConfig {
+    fn default() -> Self {
+        RestartConfig {
+            strategy: RestartStrategyName::FixedDelay,
+            attempts: 10,
+            delay_ms: 1000,
+            initial_delay_ms: 100,
+            max_delay_ms: 30_000,
+            multiplier: 2.0,
+            reset_after_ms: 60_000,
+            max_failures: 3,
+            failure_interval_ms: 60_000,
+        }
+    }
+}
+
+/// The restart strategies, as named in `restart.strategy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartStrategyName {
+    /// Never restart: the first failure fails the job.
+    None,
+    /// Restart after `delay_ms`, at most `attempts` times in total.
+    #[default]
+    FixedDelay,
+    /// Restart without limit, waiting `initial_delay_ms` at first and
+    /// `multiplier` times longer after each further failure, up to
+    /// `max_delay_ms`; `reset_after_ms` of trouble-free running resets the wait.
+    ExponentialBackoff,
+    /// Restart after `delay_ms` unless more than `max_failures` failures fall
+    /// within `failure_interval_ms`.
+    FailureRate,
+}
+
+impl RestartStrategyName {
+    /// Every strategy, in the order the documentation lists them.
+    pub const ALL: [RestartStrategyName; 4] = [
+        RestartStrategyName::None,
+        RestartStrategyName::FixedDelay,
+        RestartStrategyName::ExponentialBackoff,
+        RestartStrategyName::FailureRate,
+    ];
+
+    /// The name used in the config file and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartStrategyName::None => "none",
+            RestartStrategyName::FixedDelay => "fixed-delay",
+            RestartStrategyName::ExponentialBackoff => "exponential-backoff",
+            RestartStrategyName::FailureRate => "failure-rate",
+        }
+    }
+
+    /// The strategy called `name`, if there is one.
+    pub fn from_name(name: &str) -> Option<RestartStrategyName> {
+        RestartStrategyName::ALL
+            .into_iter()
+            .find(|strategy| strategy.as_str() == name)
+    }
+}
+
+/// Records that fail the job again and again (`[poison]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoisonConfig {
+    /// Whether a record that keeps failing is set aside as a dead letter.
+    /// When off, such a record fails the job until the restart strategy gives
+    /// up.
+    pub enabled: bool,
+    /// How many consecutive replays a record may fail, after the failure that
+    /// first hit it, before it goes to the dead letters.
+    pub replays: u32,
+}
+
+impl Default for PoisonConfig {
+    fn default() -> Self {
+        PoisonConfig {
+            enabled: true,
+            replays: 3,
+        }
+    }
+}
+
+/// Where savepoints go (`[savepoint]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SavepointConfig {
+    /// Directory for savepoints the node takes when signalled. `None` means
+    /// `savepoints` inside the state directory (see
+    /// [`SavepointConfig::effective_dir`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+}
+
+impl SavepointConfig {
+    /// The directory savepoints go to, given the directory the node actually
+    /// keeps its state in (which may be a temporary one when `state.dir` is
+    /// unset).
+    pub fn effective_dir(&self, state_dir: &Path) -> PathBuf {
+        match &self.dir {
+            Some(dir) => dir.clone(),
+            None => state_dir.join("savepoints"),
+        }
+    }
+}
+
 /// Reads a socket address from a string, with a message that shows the
 /// rejected text and the expected form (serde's own says only "invalid socket
 /// address syntax").
@@ -307,8 +506,9 @@ impl WeirConfig {
     /// Writes the configuration as a complete, commented TOML file with every
     /// key, as printed by `weir config --print-default`.
     ///
-    /// Unset optional keys (`engine.parallelism`, `state.dir`) appear as
-    /// comments so that the text parses back to an equal value. A `state.dir`
+    /// Unset optional keys (`engine.parallelism`, `state.dir`,
+    /// `savepoint.dir`) appear as
+    /// comments so that the text parses back to an equal value. A directory
     /// that is not valid UTF-8 cannot be written in TOML and is written
     /// lossily.
     pub fn to_toml_string(&self) -> String {

@@ -28,9 +28,12 @@ fn write_all(out: &mut String, config: &WeirConfig) -> std::fmt::Result {
     )?;
     writeln!(
         out,
-        "# its default. Command-line flags of the same name (with dashes, e.g."
+        "# its default. Command-line flags (listed in docs/configuration.md,"
     )?;
-    writeln!(out, "# --key-partitions) override these values.")?;
+    writeln!(
+        out,
+        "# e.g. --key-partitions or --restart-attempts) override these values."
+    )?;
     writeln!(out)?;
 
     writeln!(out, "[engine]")?;
@@ -113,5 +116,106 @@ fn write_all(out: &mut String, config: &WeirConfig) -> std::fmt::Result {
         "addr = {}",
         toml_string(&config.metrics.addr.to_string())
     )?;
+    writeln!(out)?;
+
+    let checkpoint = &config.checkpoint;
+    writeln!(out, "[checkpoint]")?;
+    writeln!(
+        out,
+        "# Milliseconds between checkpoints. 0: off; otherwise 10..=86400000."
+    )?;
+    writeln!(out, "interval_ms = {}", checkpoint.interval_ms)?;
+    writeln!(
+        out,
+        "# Milliseconds a checkpoint may take before it is abandoned. 1..=86400000."
+    )?;
+    writeln!(out, "timeout_ms = {}", checkpoint.timeout_ms)?;
+    writeln!(out, "# Complete checkpoints kept on disk. >= 1.")?;
+    writeln!(out, "retain = {}", checkpoint.retain)?;
+    writeln!(
+        out,
+        "# Incremental chunks in a chain before a full, compacted checkpoint. >= 1."
+    )?;
+    writeln!(out, "compact_after = {}", checkpoint.compact_after)?;
+    writeln!(out)?;
+
+    let restart = &config.restart;
+    writeln!(out, "[restart]")?;
+    writeln!(
+        out,
+        "# \"none\", \"fixed-delay\", \"exponential-backoff\" or \"failure-rate\"."
+    )?;
+    writeln!(
+        out,
+        "# Each strategy reads only the keys marked with its name."
+    )?;
+    writeln!(out, "strategy = {}", toml_string(restart.strategy.as_str()))?;
+    writeln!(out, "# fixed-delay: restarts allowed in total. >= 1.")?;
+    writeln!(out, "attempts = {}", restart.attempts)?;
+    writeln!(
+        out,
+        "# fixed-delay, failure-rate: milliseconds before a restart. 0..=86400000."
+    )?;
+    writeln!(out, "delay_ms = {}", restart.delay_ms)?;
+    writeln!(
+        out,
+        "# exponential-backoff: milliseconds before the first restart. 0..=86400000."
+    )?;
+    writeln!(out, "initial_delay_ms = {}", restart.initial_delay_ms)?;
+    writeln!(
+        out,
+        "# exponential-backoff: longest delay in milliseconds, >= initial_delay_ms."
+    )?;
+    writeln!(out, "max_delay_ms = {}", restart.max_delay_ms)?;
+    writeln!(
+        out,
+        "# exponential-backoff: factor on the delay after each failure. 1.0..=1000.0."
+    )?;
+    writeln!(
+        out,
+        "multiplier = {}",
+        toml::Value::Float(restart.multiplier)
+    )?;
+    writeln!(
+        out,
+        "# exponential-backoff: a run this long (ms) before failing resets the delay."
+    )?;
+    writeln!(out, "reset_after_ms = {}", restart.reset_after_ms)?;
+    writeln!(
+        out,
+        "# failure-rate: failures tolerated within failure_interval_ms. >= 1."
+    )?;
+    writeln!(out, "max_failures = {}", restart.max_failures)?;
+    writeln!(
+        out,
+        "# failure-rate: the sliding window in milliseconds. 1..=86400000."
+    )?;
+    writeln!(out, "failure_interval_ms = {}", restart.failure_interval_ms)?;
+    writeln!(out)?;
+
+    let poison = &config.poison;
+    writeln!(out, "[poison]")?;
+    writeln!(
+        out,
+        "# Whether a record that keeps failing the job goes to the dead letters."
+    )?;
+    writeln!(out, "enabled = {}", poison.enabled)?;
+    writeln!(
+        out,
+        "# Consecutive failed replays, after its first failure, before it does. >= 1."
+    )?;
+    writeln!(out, "replays = {}", poison.replays)?;
+    writeln!(out)?;
+
+    writeln!(out, "[savepoint]")?;
+    writeln!(
+        out,
+        "# Directory for savepoints taken on a signal. Unset: \"savepoints\" inside"
+    )?;
+    writeln!(out, "# the state directory.")?;
+    match &config.savepoint.dir {
+        Some(dir) => writeln!(out, "dir = {}", toml_string(&dir.to_string_lossy()))?,
+        None => writeln!(out, "# dir = \"weir-savepoints\"")?,
+    }
     Ok(())
 }

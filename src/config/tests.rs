@@ -49,6 +49,30 @@ fn everything_set() -> WeirConfig {
         metrics: MetricsConfig {
             addr: "0.0.0.0:9100".parse().expect("literal address"),
         },
+        checkpoint: CheckpointConfig {
+            interval_ms: 5000,
+            timeout_ms: 20_000,
+            retain: 5,
+            compact_after: 4,
+        },
+        restart: RestartConfig {
+            strategy: RestartStrategyName::ExponentialBackoff,
+            attempts: 7,
+            delay_ms: 250,
+            initial_delay_ms: 50,
+            max_delay_ms: 10_000,
+            multiplier: 1.5,
+            reset_after_ms: 120_000,
+            max_failures: 6,
+            failure_interval_ms: 300_000,
+        },
+        poison: PoisonConfig {
+            enabled: false,
+            replays: 2,
+        },
+        savepoint: SavepointConfig {
+            dir: Some(PathBuf::from("/var/lib/weir/savepoints")),
+        },
     }
 }
 
@@ -75,6 +99,30 @@ filter = "weir=debug,sled=warn"
 
 [metrics]
 addr = "0.0.0.0:9100"
+
+[checkpoint]
+interval_ms = 5000
+timeout_ms = 20000
+retain = 5
+compact_after = 4
+
+[restart]
+strategy = "exponential-backoff"
+attempts = 7
+delay_ms = 250
+initial_delay_ms = 50
+max_delay_ms = 10000
+multiplier = 1.5
+reset_after_ms = 120000
+max_failures = 6
+failure_interval_ms = 300000
+
+[poison]
+enabled = false
+replays = 2
+
+[savepoint]
+dir = "/var/lib/weir/savepoints"
 "#;
 
 #[test]
@@ -100,6 +148,23 @@ fn defaults_match_the_documented_values() {
     assert_eq!(config.log.format, LogFormat::Text);
     assert_eq!(config.log.filter, "info");
     assert_eq!(config.metrics.addr.to_string(), "127.0.0.1:9464");
+    assert_eq!(config.checkpoint.interval_ms, 0);
+    assert_eq!(config.checkpoint.interval(), None);
+    assert_eq!(config.checkpoint.timeout_ms, 60_000);
+    assert_eq!(config.checkpoint.retain, 3);
+    assert_eq!(config.checkpoint.compact_after, 8);
+    assert_eq!(config.restart.strategy, RestartStrategyName::FixedDelay);
+    assert_eq!(config.restart.attempts, 10);
+    assert_eq!(config.restart.delay_ms, 1000);
+    assert_eq!(config.restart.initial_delay_ms, 100);
+    assert_eq!(config.restart.max_delay_ms, 30_000);
+    assert_eq!(config.restart.multiplier, 2.0);
+    assert_eq!(config.restart.reset_after_ms, 60_000);
+    assert_eq!(config.restart.max_failures, 3);
+    assert_eq!(config.restart.failure_interval_ms, 60_000);
+    assert!(config.poison.enabled);
+    assert_eq!(config.poison.replays, 3);
+    assert_eq!(config.savepoint.dir, None);
     if let Err(err) = config.validate() {
         panic!("the defaults must be valid: {err}");
     }
@@ -141,6 +206,24 @@ fn defaults_render_and_parse_back_equal() {
         "format = ",
         "filter = ",
         "addr = ",
+        "[checkpoint]",
+        "timeout_ms = ",
+        "retain = ",
+        "compact_after = ",
+        "[restart]",
+        "strategy = ",
+        "attempts = ",
+        "delay_ms = ",
+        "initial_delay_ms = ",
+        "max_delay_ms = ",
+        "multiplier = ",
+        "reset_after_ms = ",
+        "max_failures = ",
+        "failure_interval_ms = ",
+        "[poison]",
+        "replays = ",
+        "[savepoint]",
+        "# dir = \"weir-savepoints\"",
     ] {
         assert!(rendered.contains(key), "missing {key:?} in:\n{rendered}");
     }
@@ -204,6 +287,77 @@ fn every_range_rule_reports_its_dotted_key() {
         ),
         ("[log]\nfilter = \"\"", "log.filter", "\"\""),
         ("[log]\nfilter = \"  \"", "log.filter", "\"  \""),
+        (
+            "[checkpoint]\ninterval_ms = 9",
+            "checkpoint.interval_ms",
+            "9",
+        ),
+        (
+            "[checkpoint]\ninterval_ms = 86400001",
+            "checkpoint.interval_ms",
+            "86400001",
+        ),
+        ("[checkpoint]\ntimeout_ms = 0", "checkpoint.timeout_ms", "0"),
+        (
+            "[checkpoint]\ntimeout_ms = 86400001",
+            "checkpoint.timeout_ms",
+            "86400001",
+        ),
+        ("[checkpoint]\nretain = 0", "checkpoint.retain", "0"),
+        (
+            "[checkpoint]\ncompact_after = 0",
+            "checkpoint.compact_after",
+            "0",
+        ),
+        ("[restart]\nattempts = 0", "restart.attempts", "0"),
+        (
+            "[restart]\ndelay_ms = 86400001",
+            "restart.delay_ms",
+            "86400001",
+        ),
+        (
+            "[restart]\ninitial_delay_ms = 86400001",
+            "restart.initial_delay_ms",
+            "86400001",
+        ),
+        (
+            "[restart]\nmax_delay_ms = 86400001",
+            "restart.max_delay_ms",
+            "86400001",
+        ),
+        ("[restart]\nmultiplier = 0.5", "restart.multiplier", "0.5"),
+        (
+            "[restart]\nmultiplier = 1001",
+            "restart.multiplier",
+            "1001.0",
+        ),
+        ("[restart]\nmultiplier = nan", "restart.multiplier", "nan"),
+        ("[restart]\nmultiplier = inf", "restart.multiplier", "inf"),
+        (
+            "[restart]\nreset_after_ms = 0",
+            "restart.reset_after_ms",
+            "0",
+        ),
+        ("[restart]\nmax_failures = 0", "restart.max_failures", "0"),
+        (
+            "[restart]\nfailure_interval_ms = 0",
+            "restart.failure_interval_ms",
+            "0",
+        ),
+        (
+            "[restart]\nstrategy = \"exponential-backoff\"\ninitial_delay_ms = 500\n\
+             max_delay_ms = 499",
+            "restart.max_delay_ms",
+            "499",
+        ),
+        (
+            "[restart]\nstrategy = \"failure-rate\"\ndelay_ms = 20001\nmax_failures = 3\n\
+             failure_interval_ms = 60000",
+            "restart.delay_ms",
+            "20001",
+        ),
+        ("[poison]\nreplays = 0", "poison.replays", "0"),
+        ("[savepoint]\ndir = \"\"", "savepoint.dir", "\"\""),
     ];
     for (text, want_key, want_value) in cases {
         match parse_err(text) {
@@ -233,6 +387,169 @@ fn range_bounds_themselves_are_accepted() {
                  mailbox_capacity = 1000000\nbatch_size = 1000000\n[state]\n\
                  sled_cache_mb = 65536\n[progress]\ninterval_ms = 3600000\n";
     parse_ok(highs);
+    let checkpoint_lows = "[checkpoint]\ninterval_ms = 10\ntimeout_ms = 1\nretain = 1\n\
+                           compact_after = 1\n";
+    parse_ok(checkpoint_lows);
+    let checkpoint_highs = "[checkpoint]\ninterval_ms = 86400000\ntimeout_ms = 86400000\n";
+    parse_ok(checkpoint_highs);
+    let restart_lows = "[restart]\nattempts = 1\ndelay_ms = 0\ninitial_delay_ms = 0\n\
+                        max_delay_ms = 0\nmultiplier = 1.0\nreset_after_ms = 1\n\
+                        max_failures = 1\nfailure_interval_ms = 1\n[poison]\nreplays = 1\n";
+    parse_ok(restart_lows);
+    let restart_highs = "[restart]\ndelay_ms = 86400000\ninitial_delay_ms = 86400000\n\
+                         max_delay_ms = 86400000\nmultiplier = 1000.0\n\
+                         reset_after_ms = 86400000\nfailure_interval_ms = 86400000\n";
+    parse_ok(restart_highs);
+}
+
+#[test]
+fn checkpoint_interval_zero_means_off() {
+    let config = parse_ok("[checkpoint]\ninterval_ms = 0\n");
+    assert_eq!(config.checkpoint.interval(), None);
+    let config = parse_ok("[checkpoint]\ninterval_ms = 250\ntimeout_ms = 900\n");
+    assert_eq!(
+        config.checkpoint.interval(),
+        Some(std::time::Duration::from_millis(250))
+    );
+    assert_eq!(
+        config.checkpoint.timeout(),
+        std::time::Duration::from_millis(900)
+    );
+    let err = parse_err("[checkpoint]\ninterval_ms = 5\n");
+    assert_eq!(
+        err.to_string(),
+        "config file node.toml: checkpoint.interval_ms = 5 is invalid: must be 0 \
+         (checkpointing off) or between 10 and 86400000"
+    );
+}
+
+#[test]
+fn restart_strategies_are_named_in_kebab_case() {
+    for strategy in RestartStrategyName::ALL {
+        let text = format!("[restart]\nstrategy = \"{}\"\n", strategy.as_str());
+        assert_eq!(parse_ok(&text).restart.strategy, strategy);
+        assert_eq!(
+            RestartStrategyName::from_name(strategy.as_str()),
+            Some(strategy)
+        );
+    }
+    assert_eq!(RestartStrategyName::from_name("fixed_delay"), None);
+    let ConfigError::Parse { message, .. } = parse_err("[restart]\nstrategy = \"fixed_delay\"")
+    else {
+        panic!("expected Parse");
+    };
+    assert!(message.contains("in key `restart.strategy`"), "{message}");
+    for name in [
+        "`none`",
+        "`fixed-delay`",
+        "`exponential-backoff`",
+        "`failure-rate`",
+    ] {
+        assert!(message.contains(name), "{name} missing from: {message}");
+    }
+}
+
+#[test]
+fn an_integer_multiplier_is_accepted() {
+    assert_eq!(
+        parse_ok("[restart]\nmultiplier = 3\n").restart.multiplier,
+        3.0
+    );
+}
+
+#[test]
+fn restart_cross_rules_apply_only_to_the_strategy_that_reads_both_keys() {
+    // max_delay below initial_delay is only a contradiction for exponential backoff.
+    let backwards = "initial_delay_ms = 500\nmax_delay_ms = 100\n";
+    for strategy in ["none", "fixed-delay", "failure-rate"] {
+        parse_ok(&format!(
+            "[restart]\nstrategy = \"{strategy}\"\n{backwards}"
+        ));
+    }
+    let err = parse_err(&format!(
+        "[restart]\nstrategy = \"exponential-backoff\"\n{backwards}"
+    ));
+    assert_eq!(
+        err.to_string(),
+        "config file node.toml: restart.max_delay_ms = 100 is invalid: must not be less than \
+         restart.initial_delay_ms (500) with the exponential-backoff strategy"
+    );
+    parse_ok("[restart]\nstrategy = \"exponential-backoff\"\ninitial_delay_ms = 100\nmax_delay_ms = 100\n");
+
+    // A failure-rate window the restarts can never fill.
+    let slow = "delay_ms = 30000\nmax_failures = 3\nfailure_interval_ms = 60000\n";
+    for strategy in ["none", "fixed-delay", "exponential-backoff"] {
+        parse_ok(&format!("[restart]\nstrategy = \"{strategy}\"\n{slow}"));
+    }
+    let err = parse_err(&format!("[restart]\nstrategy = \"failure-rate\"\n{slow}"));
+    assert_eq!(err.key(), Some("restart.delay_ms"));
+    let message = err.to_string();
+    assert!(message.contains("restart forever"), "{message}");
+    // Exactly filling the window is fine.
+    parse_ok(
+        "[restart]\nstrategy = \"failure-rate\"\ndelay_ms = 20000\nmax_failures = 3\n\
+         failure_interval_ms = 60000\n",
+    );
+}
+
+#[test]
+fn zero_attempts_or_replays_point_at_the_switch_instead() {
+    let message = parse_err("[restart]\nattempts = 0\n").to_string();
+    assert!(message.contains("restart.strategy = \"none\""), "{message}");
+    let message = parse_err("[poison]\nreplays = 0\n").to_string();
+    assert!(message.contains("poison.enabled = false"), "{message}");
+}
+
+#[test]
+fn savepoints_default_to_a_directory_inside_the_state_directory() {
+    let state = std::path::Path::new("/data/weir");
+    let config = WeirConfig::default();
+    assert_eq!(
+        config.savepoint.effective_dir(state),
+        PathBuf::from("/data/weir/savepoints")
+    );
+    let config = parse_ok("[savepoint]\ndir = \"/backup/sp\"\n");
+    assert_eq!(
+        config.savepoint.effective_dir(state),
+        PathBuf::from("/backup/sp")
+    );
+}
+
+#[test]
+fn keys_shared_between_sections_are_named_with_their_section() {
+    let cases = [
+        (
+            "[checkpoint]\ninterval_ms = \"x\"\n",
+            "checkpoint.interval_ms",
+        ),
+        ("[poison]\nenabled = 1\n", "poison.enabled"),
+        ("[savepoint]\ndir = 3\n", "savepoint.dir"),
+        ("[restart]\nmultiplier = \"2\"\n", "restart.multiplier"),
+    ];
+    for (text, key) in cases {
+        let ConfigError::Parse { message, .. } = parse_err(text) else {
+            panic!("expected Parse for {text:?}");
+        };
+        assert!(
+            message.contains(&format!("in key `{key}`")),
+            "for {text:?}: {message}"
+        );
+    }
+}
+
+#[test]
+fn the_shipped_example_file_is_the_rendered_defaults_on_two_workers() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/ops/weir.toml");
+    let text = std::fs::read_to_string(path).expect("read ops/weir.toml");
+    let mut want = WeirConfig::default();
+    want.engine.workers = 2;
+    assert_eq!(parse_ok(&text), want);
+    assert_eq!(
+        text,
+        want.to_toml_string(),
+        "ops/weir.toml is out of date; regenerate it with `weir config --print-default` \
+         and workers = 2"
+    );
 }
 
 #[test]
@@ -301,7 +618,17 @@ fn unknown_section_lists_the_sections() {
         panic!("expected Parse");
     };
     assert!(message.contains("engin"), "{message}");
-    for section in ["engine", "state", "progress", "log", "metrics"] {
+    for section in [
+        "engine",
+        "state",
+        "progress",
+        "log",
+        "metrics",
+        "checkpoint",
+        "restart",
+        "poison",
+        "savepoint",
+    ] {
         assert!(
             message.contains(section),
             "{section} missing from: {message}"
@@ -513,15 +840,83 @@ fn valid_config() -> impl Strategy<Value = WeirConfig> {
         };
         MetricsConfig { addr }
     });
-    (engine, state, progress, log, metrics).prop_map(|(engine, state, progress, log, metrics)| {
-        WeirConfig {
-            engine,
-            state,
-            progress,
-            log,
-            metrics,
-        }
-    })
+    let checkpoint = (
+        prop_oneof![Just(0u64), 10u64..=86_400_000],
+        1u64..=86_400_000,
+        1usize..1000,
+        1usize..1000,
+    )
+        .prop_map(
+            |(interval_ms, timeout_ms, retain, compact_after)| CheckpointConfig {
+                interval_ms,
+                timeout_ms,
+                retain,
+                compact_after,
+            },
+        );
+    let strategy = prop_oneof![
+        Just(RestartStrategyName::None),
+        Just(RestartStrategyName::FixedDelay),
+        Just(RestartStrategyName::ExponentialBackoff),
+        Just(RestartStrategyName::FailureRate),
+    ];
+    let restart = (
+        strategy,
+        1u32..1000,
+        (0u64..=86_400_000, 0u64..=86_400_000, 0u64..=86_400_000),
+        prop_oneof![Just(1.0), Just(2.0), 1.0f64..=1000.0],
+        1u64..=86_400_000,
+        1u32..1000,
+    )
+        .prop_map(
+            |(strategy, attempts, (delay_ms, a, b), multiplier, reset_after_ms, max_failures)| {
+                // Keep the cross-field rules of the chosen strategy satisfied.
+                let (initial_delay_ms, max_delay_ms) = (a.min(b), a.max(b));
+                let failure_interval_ms = delay_ms
+                    .saturating_mul(u64::from(max_failures))
+                    .clamp(1, 86_400_000);
+                let delay_ms = delay_ms.min(failure_interval_ms / u64::from(max_failures));
+                RestartConfig {
+                    strategy,
+                    attempts,
+                    delay_ms,
+                    initial_delay_ms,
+                    max_delay_ms,
+                    multiplier,
+                    reset_after_ms,
+                    max_failures,
+                    failure_interval_ms,
+                }
+            },
+        );
+    let poison =
+        (any::<bool>(), 1u32..100).prop_map(|(enabled, replays)| PoisonConfig { enabled, replays });
+    let savepoint =
+        proptest::option::of("[a-zA-Z0-9 _./\\\\'\"-]{1,30}").prop_map(|dir| SavepointConfig {
+            dir: dir.map(PathBuf::from),
+        });
+    (
+        (engine, state, progress, log, metrics),
+        (checkpoint, restart, poison, savepoint),
+    )
+        .prop_map(
+            |(
+                (engine, state, progress, log, metrics),
+                (checkpoint, restart, poison, savepoint),
+            )| {
+                WeirConfig {
+                    engine,
+                    state,
+                    progress,
+                    log,
+                    metrics,
+                    checkpoint,
+                    restart,
+                    poison,
+                    savepoint,
+                }
+            },
+        )
 }
 
 proptest! {

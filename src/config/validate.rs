@@ -4,8 +4,10 @@ use std::fmt::Display;
 use std::ops::RangeInclusive;
 
 use super::{
-    ConfigError, WeirConfig, BATCH_SIZE_RANGE, KEY_PARTITIONS_RANGE, MAILBOX_CAPACITY_RANGE,
-    PROGRESS_INTERVAL_MS_RANGE, SLED_CACHE_MB_RANGE,
+    ConfigError, RestartStrategyName, WeirConfig, BATCH_SIZE_RANGE, CHECKPOINT_INTERVAL_MS_RANGE,
+    CHECKPOINT_TIMEOUT_MS_RANGE, KEY_PARTITIONS_RANGE, MAILBOX_CAPACITY_RANGE,
+    PROGRESS_INTERVAL_MS_RANGE, RESTART_DELAY_MS_RANGE, RESTART_MULTIPLIER_RANGE,
+    RESTART_WINDOW_MS_RANGE, SLED_CACHE_MB_RANGE,
 };
 
 /// Checks every rule in file order and reports the first one broken.
@@ -103,6 +105,180 @@ pub(super) fn check(config: &WeirConfig, origin: &str) -> Result<(), ConfigError
             toml_string(&config.log.filter),
             "must not be empty; use e.g. \"info\" or \"weir=debug,warn\"".to_owned(),
         ));
+    }
+
+    check_checkpoint(config, origin)?;
+    check_restart(config, origin)?;
+
+    if config.poison.replays == 0 {
+        return Err(invalid(
+            "poison.replays",
+            "0".to_owned(),
+            "must be at least 1; set poison.enabled = false to never set records aside".to_owned(),
+        ));
+    }
+
+    if let Some(dir) = &config.savepoint.dir {
+        if dir.as_os_str().is_empty() {
+            return Err(invalid(
+                "savepoint.dir",
+                "\"\"".to_owned(),
+                "must not be empty; leave the key out to use \"savepoints\" inside the state \
+                 directory"
+                    .to_owned(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The rules of `[checkpoint]`.
+fn check_checkpoint(config: &WeirConfig, origin: &str) -> Result<(), ConfigError> {
+    let checkpoint = &config.checkpoint;
+    if checkpoint.interval_ms != 0
+        && !CHECKPOINT_INTERVAL_MS_RANGE.contains(&checkpoint.interval_ms)
+    {
+        return Err(ConfigError::Invalid {
+            origin: origin.to_owned(),
+            key: "checkpoint.interval_ms".to_owned(),
+            value: checkpoint.interval_ms.to_string(),
+            reason: format!(
+                "must be 0 (checkpointing off) or between {} and {}",
+                CHECKPOINT_INTERVAL_MS_RANGE.start(),
+                CHECKPOINT_INTERVAL_MS_RANGE.end()
+            ),
+        });
+    }
+    check_range(
+        origin,
+        "checkpoint.timeout_ms",
+        checkpoint.timeout_ms,
+        &CHECKPOINT_TIMEOUT_MS_RANGE,
+    )?;
+    check_at_least_one(origin, "checkpoint.retain", checkpoint.retain)?;
+    check_at_least_one(origin, "checkpoint.compact_after", checkpoint.compact_after)?;
+    Ok(())
+}
+
+/// The rules of `[restart]`.
+///
+/// Each key must make sense on its own whatever the strategy (like
+/// `progress.interval_ms`, which is checked even when reports are off), but
+/// rules that relate two keys apply only when the chosen strategy reads both.
+fn check_restart(config: &WeirConfig, origin: &str) -> Result<(), ConfigError> {
+    let restart = &config.restart;
+    if restart.attempts == 0 {
+        return Err(ConfigError::Invalid {
+            origin: origin.to_owned(),
+            key: "restart.attempts".to_owned(),
+            value: "0".to_owned(),
+            reason: "must be at least 1; set restart.strategy = \"none\" to never restart"
+                .to_owned(),
+        });
+    }
+    check_range(
+        origin,
+        "restart.delay_ms",
+        restart.delay_ms,
+        &RESTART_DELAY_MS_RANGE,
+    )?;
+    check_range(
+        origin,
+        "restart.initial_delay_ms",
+        restart.initial_delay_ms,
+        &RESTART_DELAY_MS_RANGE,
+    )?;
+    check_range(
+        origin,
+        "restart.max_delay_ms",
+        restart.max_delay_ms,
+        &RESTART_DELAY_MS_RANGE,
+    )?;
+    if !RESTART_MULTIPLIER_RANGE.contains(&restart.multiplier) {
+        return Err(ConfigError::Invalid {
+            origin: origin.to_owned(),
+            key: "restart.multiplier".to_owned(),
+            value: toml::Value::Float(restart.multiplier).to_string(),
+            reason: format!(
+                "must be between {:?} and {:?}, so that the delay never shrinks",
+                RESTART_MULTIPLIER_RANGE.start(),
+                RESTART_MULTIPLIER_RANGE.end()
+            ),
+        });
+    }
+    check_range(
+        origin,
+        "restart.reset_after_ms",
+        restart.reset_after_ms,
+        &RESTART_WINDOW_MS_RANGE,
+    )?;
+    if restart.max_failures == 0 {
+        return Err(ConfigError::Invalid {
+            origin: origin.to_owned(),
+            key: "restart.max_failures".to_owned(),
+            value: "0".to_owned(),
+            reason: "must be at least 1; set restart.strategy = \"none\" to never restart"
+                .to_owned(),
+        });
+    }
+    check_range(
+        origin,
+        "restart.failure_interval_ms",
+        restart.failure_interval_ms,
+        &RESTART_WINDOW_MS_RANGE,
+    )?;
+
+    if restart.strategy == RestartStrategyName::ExponentialBackoff
+        && restart.max_delay_ms < restart.initial_delay_ms
+    {
+        return Err(ConfigError::Invalid {
+            origin: origin.to_owned(),
+            key: "restart.max_delay_ms".to_owned(),
+            value: restart.max_delay_ms.to_string(),
+            reason: format!(
+                "must not be less than restart.initial_delay_ms ({}) with the \
+                 exponential-backoff strategy",
+                restart.initial_delay_ms
+            ),
+        });
+    }
+    if restart.strategy == RestartStrategyName::FailureRate {
+        // Restarts are at least `delay_ms` apart, so `max_failures + 1`
+        // failures span at least `max_failures * delay_ms`. If that exceeds
+        // the window they never all fall within it and the strategy would
+        // restart forever, which is surely not what was meant.
+        let span = restart
+            .delay_ms
+            .saturating_mul(u64::from(restart.max_failures));
+        if span > restart.failure_interval_ms {
+            return Err(ConfigError::Invalid {
+                origin: origin.to_owned(),
+                key: "restart.delay_ms".to_owned(),
+                value: restart.delay_ms.to_string(),
+                reason: format!(
+                    "is too long for the failure-rate strategy: restarts at least {} ms apart \
+                     can never fit {} failures into restart.failure_interval_ms ({} ms), so \
+                     the job would restart forever; shorten the delay, lower \
+                     restart.max_failures or widen the interval",
+                    restart.delay_ms,
+                    u64::from(restart.max_failures) + 1,
+                    restart.failure_interval_ms
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Fails when `value` is zero.
+fn check_at_least_one(origin: &str, key: &str, value: usize) -> Result<(), ConfigError> {
+    if value == 0 {
+        return Err(ConfigError::Invalid {
+            origin: origin.to_owned(),
+            key: key.to_owned(),
+            value: value.to_string(),
+            reason: "must be at least 1".to_owned(),
+        });
     }
     Ok(())
 }

@@ -11,11 +11,13 @@ pub(crate) mod poison;
 pub mod progress;
 pub mod recovery;
 pub mod report;
+pub mod restart;
 pub(crate) mod tasks;
 pub mod terminal;
 
 pub use builder::{Job, JobBuilder, KeyedStream, Stream};
 pub use error::JobError;
 pub use node::{Node, RunControl, SavepointCommand};
-pub use options::EngineOptions;
+pub use options::{CheckpointOptions, EngineOptions};
 pub use report::{CheckpointSummary, JobReport, StageSummary};
+pub use restart::{PoisonPolicy, PoisonTracker, RestartDecision, RestartStrategy, RestartTracker};
