@@ -348,6 +348,13 @@ impl Node {
                 meta,
                 first_epoch,
                 restored: manifest,
+                hold_off: if poison.suspicious() {
+                    opts.checkpoint
+                        .interval
+                        .map_or(Duration::ZERO, |i| (i * 10).max(Duration::from_secs(1)))
+                } else {
+                    Duration::ZERO
+                },
             },
             job_addr.clone(),
             checkpoint_stats.clone(),
@@ -701,6 +708,11 @@ async fn watch(
         }
         tokio::select! {
             result = &mut outcome => {
+                if let Some(p) = pending.take() {
+                    if let Some(reply) = p.reply {
+                        let _ = reply.send(Err("the job ended before the savepoint completed".into()));
+                    }
+                }
                 return match result {
                     Ok(Ok(())) => Ok(Watched::Finished),
                     Ok(Err(JobFailure::Cancelled { .. })) if stopped_with.is_some() => {

@@ -52,7 +52,7 @@ pub struct SpawnEnv<'a> {
     /// What the job was restored from, if anything.
     pub restore: Option<&'a super::recovery::RestorePoint>,
     /// Poison-record bookkeeping: which stages run suspiciously.
-    pub poison: &'a super::poison::PoisonBoard,
+    pub(crate) poison: &'a super::poison::PoisonBoard,
 }
 
 /// A spawned stage.

@@ -2,10 +2,17 @@
 //! to the dead-letter output with the error instead of restarting the job forever.
 //!
 //! Normal runs pay nothing. After an operator fails, the next attempt runs that stage
-//! *suspiciously*: before each record it notes the record's description and
-//! fingerprint in a slot the node can read after a failure. When the same
-//! fingerprint fails `poison.replays` times in a row, the following attempts divert
-//! that record to the dead letters (with the error) and process the rest.
+//! *suspiciously*: before each record it notes the record's identity in a slot the
+//! node can read after a failure. When the same identity fails `poison.replays` times
+//! in a row, the following attempts divert that record to the dead letters (with the
+//! error) and process the rest.
+//!
+//! A record's identity is its stage, key, timestamp and its ordinal among the records
+//! of that key the partition handled since the restored epoch. Values need no trait
+//! bound for this; the price is that the ordinal is only stable across replays when
+//! the key's records arrive in the same order each time — true when a key's records
+//! come from one source split (a Kafka partition keyed by the same key, a file split),
+//! not when one key is fed by several splits that interleave differently per replay.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -21,13 +28,14 @@ pub(crate) struct InFlight {
 
 /// One suspicious partition's view: which records are poisoned, where to note the
 /// record in flight, and where poisoned records go.
-#[derive(Clone)]
 pub(crate) struct Suspect {
     stage: Arc<str>,
     partition: u32,
     poisoned: Arc<HashMap<u64, String>>,
     in_flight: Arc<Mutex<Option<InFlight>>>,
     dead_letters: DeadLetters,
+    /// Records seen per key (by the key's description) since the attempt started.
+    ordinals: HashMap<String, u64>,
 }
 
 /// FNV-1a over the stage name and the record's description.
@@ -41,9 +49,18 @@ pub(crate) fn fingerprint(stage: &str, shown: &str) -> u64 {
 }
 
 impl Suspect {
-    /// Notes the record described by `shown` as in flight, or, when it is poisoned,
-    /// sends it to the dead letters and returns `false` (skip it).
-    pub fn admit(&self, shown: String) -> bool {
+    /// Notes the record of `key` at `ts` as in flight, or, when it is poisoned, sends
+    /// it to the dead letters and returns `false` (skip it).
+    pub fn admit<K: std::fmt::Debug>(&mut self, key: &K, ts: i64) -> bool {
+        let key = format!("{key:?}");
+        let ordinal = self.ordinals.entry(key.clone()).or_insert(0);
+        *ordinal += 1;
+        let time = if ts == crate::record::NO_TIMESTAMP {
+            String::new()
+        } else {
+            format!(", timestamp {ts}")
+        };
+        let shown = format!("key {key}{time}, record #{ordinal} of this key since the restored epoch");
         let fp = fingerprint(&self.stage, &shown);
         if let Some(error) = self.poisoned.get(&fp) {
             self.dead_letters.send(DeadLetter {
@@ -99,6 +116,13 @@ impl PoisonBoard {
         }
     }
 
+    /// Whether a failing record is being identified (a failure happened and no
+    /// attempt has passed it yet): epochs are then held off so that replays start
+    /// from the same epoch and count records alike.
+    pub fn suspicious(&self) -> bool {
+        self.enabled && !self.suspects.is_empty()
+    }
+
     /// The suspect view for partition `partition` of `stage`, if that stage runs
     /// suspiciously in this attempt.
     pub fn suspect(&self, stage: &str, partition: u32) -> Option<Suspect> {
@@ -115,6 +139,7 @@ impl PoisonBoard {
             poisoned: self.poisoned.clone(),
             in_flight: slot,
             dead_letters: self.dead_letters.clone(),
+            ordinals: HashMap::new(),
         })
     }
 
@@ -164,13 +189,13 @@ mod tests {
         assert!(board.suspect("s", 0).is_none(), "not suspicious before a failure");
         board.on_failure("s", 0, "boom"); // the first play: record unknown
         for replay in 1..=2 {
-            let s = board.suspect("s", 0).expect("suspicious after a failure");
-            assert!(s.admit("bad".into()), "replay {replay}: not yet poisoned");
+            let mut s = board.suspect("s", 0).expect("suspicious after a failure");
+            assert!(s.admit(&"bad", 0), "replay {replay}: not yet poisoned");
             board.on_failure("s", 0, "boom");
         }
-        let s = board.suspect("s", 0).unwrap();
-        assert!(!s.admit("bad".into()), "poisoned after 2 consecutive replays");
-        assert!(s.admit("good".into()));
+        let mut s = board.suspect("s", 0).unwrap();
+        assert!(!s.admit(&"bad", 0), "poisoned after 2 consecutive replays");
+        assert!(s.admit(&"good", 0));
         assert_eq!(board.dead_letters.count(), 1);
     }
 
@@ -178,11 +203,11 @@ mod tests {
     fn another_record_failing_resets_the_streak_and_disabled_never_poisons() {
         let mut board = PoisonBoard::new(true, 2, DeadLetters::to_log());
         board.on_failure("s", 0, "x");
-        board.suspect("s", 0).unwrap().admit("a".into());
+        board.suspect("s", 0).unwrap().admit(&"a", 0);
         board.on_failure("s", 0, "x");
-        board.suspect("s", 0).unwrap().admit("b".into());
+        board.suspect("s", 0).unwrap().admit(&"b", 0);
         board.on_failure("s", 0, "x");
-        assert!(board.suspect("s", 0).unwrap().admit("a".into()), "streak was reset");
+        assert!(board.suspect("s", 0).unwrap().admit(&"a", 0), "streak was reset");
         let mut off = PoisonBoard::new(false, 1, DeadLetters::to_log());
         off.on_failure("s", 0, "x");
         assert!(off.suspect("s", 0).is_none());

@@ -423,15 +423,11 @@ where
         batch: Vec<Keyed<P::Key, P::In>>,
         out: &mut Outbox<Tm::Wire>,
     ) -> Result<(), TaskError> {
-        let suspect = self.suspect.clone();
+        let mut suspect = self.suspect.take();
         let mut pipe = Pipe::new(&mut self.chain, &mut self.term, out);
         for record in batch {
-            if let Some(suspect) = &suspect {
-                let shown = format!(
-                    "key {:?}, value {:?}, timestamp {}",
-                    record.key, record.value, record.ts
-                );
-                if !suspect.admit(shown) {
+            if let Some(suspect) = suspect.as_mut() {
+                if !suspect.admit(&record.key, record.ts) {
                     continue;
                 }
             }
@@ -453,6 +449,7 @@ where
         if let Some(suspect) = &suspect {
             suspect.clear();
         }
+        self.suspect = suspect;
         check(&mut self.term)?;
         self.state
             .maintain()

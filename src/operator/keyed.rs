@@ -207,9 +207,8 @@ impl<K: Key, O> KeyedContext<'_, K, O> {
 pub trait KeyedProcess: Clone + Send + 'static {
     /// The key type; records arrive grouped by it.
     type Key: Key;
-    /// The value of each incoming record (`Debug` so that a poison record can be shown
-    /// in the dead-letter output).
-    type In: Send + Unpin + std::fmt::Debug + 'static;
+    /// The value of each incoming record.
+    type In: Send + Unpin + 'static;
     /// What the operator emits.
     type Out: 'static;
 

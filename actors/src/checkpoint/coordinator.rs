@@ -48,6 +48,9 @@ pub struct CheckpointConfig {
     pub first_epoch: u64,
     /// The epoch the job was restored from, whose chains later epochs extend.
     pub restored: Option<Manifest>,
+    /// No periodic epoch starts before the job has run this long (after a failure,
+    /// replays then start from the same epoch while a failing record is identified).
+    pub hold_off: Duration,
 }
 
 /// Checkpoint counters, readable while the job runs.
@@ -144,6 +147,9 @@ pub struct CheckpointCoordinator {
     carry: (Vec<ChunkData>, Vec<Vec<u8>>),
     inflight: VecDeque<Epoch>,
     last_trigger: Instant,
+    hold_until: Instant,
+    /// Epochs handed to the writer and not yet reported back.
+    writing: usize,
     waiting_savepoints: VecDeque<RequestSavepoint>,
     finishing: Option<oneshot::Sender<Result<(), String>>>,
     writer: std::sync::mpsc::Sender<EpochWrite>,
@@ -190,6 +196,8 @@ impl CheckpointCoordinator {
             carry: (Vec::new(), Vec::new()),
             inflight: VecDeque::new(),
             last_trigger: Instant::now(),
+            hold_until: Instant::now() + config.hold_off,
+            writing: 0,
             waiting_savepoints: VecDeque::new(),
             finishing: None,
             writer,
@@ -206,9 +214,11 @@ impl CheckpointCoordinator {
             .count()
     }
 
-    /// Whether an epoch that still counts (not abandoned) is in flight.
+    /// Whether an epoch that still counts (not abandoned) is in flight or still
+    /// being written: the next one starts only after it is durable, so a slow disk
+    /// spaces epochs out instead of queueing writes.
     fn busy(&self) -> bool {
-        self.inflight.iter().any(|e| !e.abandoned)
+        self.writing > 0 || self.inflight.iter().any(|e| !e.abandoned)
     }
 
     fn start_epoch(&mut self, savepoint: Option<RequestSavepoint>, is_final: bool) {
@@ -259,7 +269,7 @@ impl CheckpointCoordinator {
             self.start_epoch(Some(sp), false);
         } else if self
             .interval
-            .is_some_and(|i| self.last_trigger.elapsed() >= i)
+            .is_some_and(|i| self.last_trigger.elapsed() >= i && Instant::now() >= self.hold_until)
         {
             self.start_epoch(None, false);
         }
@@ -308,6 +318,7 @@ impl CheckpointCoordinator {
             savepoint: savepoint.as_ref().map(|s| s.dir.clone()),
             reply: tx,
         };
+        self.writing += 1;
         if self.writer.send(write).is_err() {
             self.fail(format!("epoch {number}: the checkpoint writer thread is gone"));
             return;
@@ -333,6 +344,7 @@ impl CheckpointCoordinator {
         written: Result<Written, String>,
         ctx: &mut Context<Self>,
     ) {
+        self.writing = self.writing.saturating_sub(1);
         match written {
             Ok(w) if !abandoned => {
                 let s = &self.stats;

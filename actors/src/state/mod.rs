@@ -57,6 +57,7 @@
 
 mod clock;
 pub mod codec;
+pub mod delta;
 mod descriptor;
 mod error;
 mod keyed;
@@ -73,7 +74,8 @@ pub use error::StateError;
 pub use keyed::{FlushStats, KeyedState, DEFAULT_PURGE_PER_FLUSH, FLUSH_CHUNK};
 pub use list::ListState;
 pub use map::MapState;
-pub use store::{tree_name, StateStore, StoreConfig};
+pub use delta::{merge_chain, Delta};
+pub use store::{tree_name, RestoreStats, StateStore, StoreConfig};
 pub use timers::{FiredTimer, TimerDomain};
 pub use value::ValueState;
 
@@ -98,5 +100,7 @@ pub trait StateValue: Serialize + DeserializeOwned + Clone + Send + 'static {}
 
 impl<T> StateValue for T where T: Serialize + DeserializeOwned + Clone + Send + 'static {}
 
+#[cfg(test)]
+mod capture_tests;
 #[cfg(test)]
 mod testutil;
