@@ -2,9 +2,11 @@
 
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{ConfigError, LogFormat, WeirConfig, COMMAND_LINE_ORIGIN};
+use crate::config::{ConfigError, LogFormat, RestartStrategyName, WeirConfig, COMMAND_LINE_ORIGIN};
+use crate::job::EngineOptions;
 
 /// weir: a stateful stream processor on the actor model.
 #[derive(Parser, Debug)]
@@ -66,9 +68,24 @@ pub struct RunArgs {
     /// the log.
     #[arg(long)]
     pub dead_letters: Option<PathBuf>,
+    /// Start from the state in this savepoint instead of empty state. There is no
+    /// configuration key for it: it names one run's starting point.
+    #[arg(long, value_name = "PATH", help_heading = CHECKPOINT_HEADING)]
+    pub from_savepoint: Option<PathBuf>,
     /// Engine options.
     #[command(flatten)]
     pub engine: EngineArgs,
+}
+
+impl RunArgs {
+    /// The engine options for this run: `config` (from [`EngineArgs::resolve`])
+    /// plus the settings that exist only on the command line (`--from-savepoint`).
+    pub fn engine_options(&self, config: &WeirConfig) -> EngineOptions {
+        EngineOptions {
+            from_savepoint: self.from_savepoint.clone(),
+            ..EngineOptions::from_config(config)
+        }
+    }
 }
 
 /// The benchmark workloads.
@@ -104,6 +121,9 @@ pub struct ConfigArgs {
     #[arg(long)]
     pub check: Option<PathBuf>,
 }
+
+/// The help heading of the checkpoint, restart, poison and savepoint flags.
+const CHECKPOINT_HEADING: &str = "Checkpoints and recovery";
 
 /// Engine options: each overrides the same key of the configuration file.
 #[derive(Args, Debug, Default, Clone)]
@@ -147,6 +167,60 @@ pub struct EngineArgs {
     /// Log filter, an EnvFilter directive (log.filter; RUST_LOG wins).
     #[arg(long)]
     pub log_filter: Option<String>,
+    /// Milliseconds between checkpoints, 0 for none (checkpoint.interval_ms).
+    #[arg(long, value_name = "MS", help_heading = CHECKPOINT_HEADING)]
+    pub checkpoint_interval_ms: Option<u64>,
+    /// Milliseconds a checkpoint may take before it is abandoned (checkpoint.timeout_ms).
+    #[arg(long, value_name = "MS", help_heading = CHECKPOINT_HEADING)]
+    pub checkpoint_timeout_ms: Option<u64>,
+    /// Complete checkpoints kept on disk (checkpoint.retain).
+    #[arg(long, value_name = "N", help_heading = CHECKPOINT_HEADING)]
+    pub checkpoint_retain: Option<usize>,
+    /// Incremental chunks before a full, compacted checkpoint (checkpoint.compact_after).
+    #[arg(long, value_name = "N", help_heading = CHECKPOINT_HEADING)]
+    pub checkpoint_compact_after: Option<usize>,
+    /// What to do when the job fails (restart.strategy).
+    #[arg(
+        long,
+        value_name = "STRATEGY",
+        help_heading = CHECKPOINT_HEADING,
+        value_parser = PossibleValuesParser::new(RestartStrategyName::ALL.map(RestartStrategyName::as_str))
+            .map(|name| RestartStrategyName::from_name(&name).unwrap_or_default()),
+    )]
+    pub restart_strategy: Option<RestartStrategyName>,
+    /// fixed-delay: restarts allowed in total (restart.attempts).
+    #[arg(long, value_name = "N", help_heading = CHECKPOINT_HEADING)]
+    pub restart_attempts: Option<u32>,
+    /// fixed-delay, failure-rate: milliseconds before a restart (restart.delay_ms).
+    #[arg(long, value_name = "MS", help_heading = CHECKPOINT_HEADING)]
+    pub restart_delay_ms: Option<u64>,
+    /// exponential-backoff: milliseconds before the first restart (restart.initial_delay_ms).
+    #[arg(long, value_name = "MS", help_heading = CHECKPOINT_HEADING)]
+    pub restart_initial_delay_ms: Option<u64>,
+    /// exponential-backoff: the longest delay in milliseconds (restart.max_delay_ms).
+    #[arg(long, value_name = "MS", help_heading = CHECKPOINT_HEADING)]
+    pub restart_max_delay_ms: Option<u64>,
+    /// exponential-backoff: factor on the delay after each failure (restart.multiplier).
+    #[arg(long, value_name = "FACTOR", help_heading = CHECKPOINT_HEADING)]
+    pub restart_multiplier: Option<f64>,
+    /// exponential-backoff: a run this long resets the delay (restart.reset_after_ms).
+    #[arg(long, value_name = "MS", help_heading = CHECKPOINT_HEADING)]
+    pub restart_reset_after_ms: Option<u64>,
+    /// failure-rate: failures tolerated within the interval (restart.max_failures).
+    #[arg(long, value_name = "N", help_heading = CHECKPOINT_HEADING)]
+    pub restart_max_failures: Option<u32>,
+    /// failure-rate: the window failures are counted in, in ms (restart.failure_interval_ms).
+    #[arg(long, value_name = "MS", help_heading = CHECKPOINT_HEADING)]
+    pub restart_failure_interval_ms: Option<u64>,
+    /// Never set records that keep failing aside (poison.enabled = false).
+    #[arg(long, help_heading = CHECKPOINT_HEADING)]
+    pub no_poison: bool,
+    /// Failed replays, after its first failure, before a record is set aside (poison.replays).
+    #[arg(long, value_name = "N", help_heading = CHECKPOINT_HEADING)]
+    pub poison_replays: Option<u32>,
+    /// Where savepoints taken on a signal go (savepoint.dir; default: <state dir>/savepoints).
+    #[arg(long, value_name = "PATH", help_heading = CHECKPOINT_HEADING)]
+    pub savepoint_dir: Option<PathBuf>,
 }
 
 impl EngineArgs {
@@ -197,8 +271,63 @@ impl EngineArgs {
         if let Some(v) = &self.log_filter {
             config.log.filter = v.clone();
         }
+        self.apply_recovery(&mut config);
         config.validate_with_origin(COMMAND_LINE_ORIGIN)?;
         Ok(config)
+    }
+
+    /// Applies the checkpoint, restart, poison and savepoint flags.
+    fn apply_recovery(&self, config: &mut WeirConfig) {
+        let c = &mut config.checkpoint;
+        if let Some(v) = self.checkpoint_interval_ms {
+            c.interval_ms = v;
+        }
+        if let Some(v) = self.checkpoint_timeout_ms {
+            c.timeout_ms = v;
+        }
+        if let Some(v) = self.checkpoint_retain {
+            c.retain = v;
+        }
+        if let Some(v) = self.checkpoint_compact_after {
+            c.compact_after = v;
+        }
+        let r = &mut config.restart;
+        if let Some(v) = self.restart_strategy {
+            r.strategy = v;
+        }
+        if let Some(v) = self.restart_attempts {
+            r.attempts = v;
+        }
+        if let Some(v) = self.restart_delay_ms {
+            r.delay_ms = v;
+        }
+        if let Some(v) = self.restart_initial_delay_ms {
+            r.initial_delay_ms = v;
+        }
+        if let Some(v) = self.restart_max_delay_ms {
+            r.max_delay_ms = v;
+        }
+        if let Some(v) = self.restart_multiplier {
+            r.multiplier = v;
+        }
+        if let Some(v) = self.restart_reset_after_ms {
+            r.reset_after_ms = v;
+        }
+        if let Some(v) = self.restart_max_failures {
+            r.max_failures = v;
+        }
+        if let Some(v) = self.restart_failure_interval_ms {
+            r.failure_interval_ms = v;
+        }
+        if self.no_poison {
+            config.poison.enabled = false;
+        }
+        if let Some(v) = self.poison_replays {
+            config.poison.replays = v;
+        }
+        if let Some(v) = &self.savepoint_dir {
+            config.savepoint.dir = Some(v.clone());
+        }
     }
 }
 
@@ -234,5 +363,256 @@ mod tests {
             err.contains("engine.key_partitions") && err.contains("command line"),
             "{err}"
         );
+    }
+
+    /// Parses a full command line, panicking with clap's message on failure.
+    fn parse(args: &[&str]) -> Cli {
+        match Cli::try_parse_from(args) {
+            Ok(cli) => cli,
+            Err(err) => panic!("{args:?} should parse: {err}"),
+        }
+    }
+
+    fn run_args(args: &[&str]) -> RunArgs {
+        match parse(args).command {
+            Command::Run(run) => run,
+            other => panic!("expected run, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn run_takes_every_checkpoint_and_recovery_flag() {
+        let run = run_args(&[
+            "weir",
+            "run",
+            "demo",
+            "--checkpoint-interval-ms",
+            "250",
+            "--checkpoint-timeout-ms",
+            "5000",
+            "--checkpoint-retain",
+            "2",
+            "--checkpoint-compact-after",
+            "4",
+            "--restart-strategy",
+            "exponential-backoff",
+            "--restart-attempts",
+            "5",
+            "--restart-delay-ms",
+            "20",
+            "--restart-initial-delay-ms",
+            "10",
+            "--restart-max-delay-ms",
+            "900",
+            "--restart-multiplier",
+            "1.5",
+            "--restart-reset-after-ms",
+            "7000",
+            "--restart-max-failures",
+            "4",
+            "--restart-failure-interval-ms",
+            "8000",
+            "--no-poison",
+            "--poison-replays",
+            "6",
+            "--savepoint-dir",
+            "/sp",
+            "--from-savepoint",
+            "/sp/savepoint-1",
+        ]);
+        let c = run.engine.resolve().unwrap();
+        assert_eq!(
+            (
+                c.checkpoint.interval_ms,
+                c.checkpoint.timeout_ms,
+                c.checkpoint.retain,
+                c.checkpoint.compact_after
+            ),
+            (250, 5000, 2, 4)
+        );
+        let r = &c.restart;
+        assert_eq!(r.strategy, RestartStrategyName::ExponentialBackoff);
+        assert_eq!((r.attempts, r.delay_ms), (5, 20));
+        assert_eq!((r.initial_delay_ms, r.max_delay_ms), (10, 900));
+        assert_eq!((r.multiplier, r.reset_after_ms), (1.5, 7000));
+        assert_eq!((r.max_failures, r.failure_interval_ms), (4, 8000));
+        assert!(!c.poison.enabled);
+        assert_eq!(c.poison.replays, 6);
+        assert_eq!(c.savepoint.dir, Some(PathBuf::from("/sp")));
+
+        let options = run.engine_options(&c);
+        assert_eq!(
+            options.from_savepoint,
+            Some(PathBuf::from("/sp/savepoint-1"))
+        );
+        assert_eq!(options.savepoint_dir, Some(PathBuf::from("/sp")));
+        assert_eq!(
+            options.checkpoint.interval,
+            Some(std::time::Duration::from_millis(250))
+        );
+        assert_eq!(
+            options.restart,
+            crate::job::RestartStrategy::ExponentialBackoff {
+                initial: std::time::Duration::from_millis(10),
+                max: std::time::Duration::from_millis(900),
+                multiplier: 1.5,
+                reset_after: std::time::Duration::from_secs(7),
+            }
+        );
+    }
+
+    #[test]
+    fn without_flags_the_new_sections_keep_their_defaults() {
+        let run = run_args(&["weir", "run", "wordcount"]);
+        assert_eq!(run.from_savepoint, None);
+        let c = run.engine.resolve().unwrap();
+        let defaults = WeirConfig::default();
+        assert_eq!(c.checkpoint, defaults.checkpoint);
+        assert_eq!(c.restart, defaults.restart);
+        assert_eq!(c.poison, defaults.poison);
+        assert_eq!(c.savepoint, defaults.savepoint);
+        assert_eq!(run.engine_options(&c).from_savepoint, None);
+    }
+
+    #[test]
+    fn every_restart_strategy_name_parses_and_others_do_not() {
+        for strategy in RestartStrategyName::ALL {
+            let run = run_args(&[
+                "weir",
+                "run",
+                "demo",
+                "--restart-strategy",
+                strategy.as_str(),
+            ]);
+            assert_eq!(run.engine.restart_strategy, Some(strategy));
+        }
+        let err = Cli::try_parse_from(["weir", "run", "demo", "--restart-strategy", "always"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("fixed-delay") && err.contains("failure-rate"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bench_takes_checkpoint_interval_and_state_dir_but_not_a_savepoint_to_start_from() {
+        let cli = parse(&[
+            "weir",
+            "bench",
+            "w2",
+            "--checkpoint-interval-ms",
+            "100",
+            "--state-dir",
+            "/tmp/weir-bench",
+        ]);
+        let Command::Bench(bench) = cli.command else {
+            panic!("expected bench");
+        };
+        assert_eq!(bench.workload, Workload::W2);
+        let c = bench.engine.resolve().unwrap();
+        assert_eq!(c.checkpoint.interval_ms, 100);
+        assert_eq!(c.state.dir, Some(PathBuf::from("/tmp/weir-bench")));
+        let options = EngineOptions::from_config(&c);
+        assert_eq!(
+            options.checkpoint.interval,
+            Some(std::time::Duration::from_millis(100))
+        );
+        assert_eq!(options.state_dir, Some(PathBuf::from("/tmp/weir-bench")));
+
+        assert!(Cli::try_parse_from(["weir", "bench", "w1", "--from-savepoint", "x"]).is_err());
+    }
+
+    #[test]
+    fn recovery_flags_override_the_file_and_bad_ones_name_the_command_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            "[checkpoint]\ninterval_ms = 1000\nretain = 5\n\
+             [restart]\nstrategy = \"failure-rate\"\nmax_failures = 2\n",
+        )
+        .unwrap();
+        let config = Some(path);
+        let args = EngineArgs {
+            config: config.clone(),
+            checkpoint_interval_ms: Some(0),
+            restart_strategy: Some(RestartStrategyName::None),
+            ..Default::default()
+        };
+        let c = args.resolve().unwrap();
+        assert_eq!(c.checkpoint.interval_ms, 0);
+        assert_eq!(c.checkpoint.retain, 5, "kept from the file");
+        assert_eq!(c.restart.strategy, RestartStrategyName::None);
+        assert_eq!(c.restart.max_failures, 2, "kept from the file");
+
+        let cases: Vec<(EngineArgs, &str)> = vec![
+            (
+                EngineArgs {
+                    checkpoint_interval_ms: Some(5),
+                    ..Default::default()
+                },
+                "checkpoint.interval_ms",
+            ),
+            (
+                EngineArgs {
+                    checkpoint_timeout_ms: Some(0),
+                    ..Default::default()
+                },
+                "checkpoint.timeout_ms",
+            ),
+            (
+                EngineArgs {
+                    checkpoint_retain: Some(0),
+                    ..Default::default()
+                },
+                "checkpoint.retain",
+            ),
+            (
+                EngineArgs {
+                    restart_attempts: Some(0),
+                    ..Default::default()
+                },
+                "restart.attempts",
+            ),
+            (
+                EngineArgs {
+                    restart_multiplier: Some(f64::NAN),
+                    ..Default::default()
+                },
+                "restart.multiplier",
+            ),
+            (
+                EngineArgs {
+                    poison_replays: Some(0),
+                    ..Default::default()
+                },
+                "poison.replays",
+            ),
+            (
+                // The file's failure-rate window cannot hold restarts this far apart.
+                EngineArgs {
+                    config: config.clone(),
+                    restart_delay_ms: Some(60_000),
+                    ..Default::default()
+                },
+                "restart.delay_ms",
+            ),
+            (
+                EngineArgs {
+                    restart_strategy: Some(RestartStrategyName::ExponentialBackoff),
+                    restart_initial_delay_ms: Some(500),
+                    restart_max_delay_ms: Some(400),
+                    ..Default::default()
+                },
+                "restart.max_delay_ms",
+            ),
+        ];
+        for (args, key) in cases {
+            let err = args.resolve().unwrap_err();
+            assert_eq!(err.key(), Some(key), "{err}");
+            let message = err.to_string();
+            assert!(message.starts_with("command line: "), "{message}");
+        }
     }
 }

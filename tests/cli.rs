@@ -154,3 +154,92 @@ fn the_shipped_example_config_is_valid() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn run_and_bench_help_list_the_checkpoint_and_recovery_flags() {
+    let out = weir().args(["run", "--help"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--checkpoint-interval-ms",
+        "--checkpoint-timeout-ms",
+        "--checkpoint-retain",
+        "--checkpoint-compact-after",
+        "--restart-strategy",
+        "--restart-attempts",
+        "--restart-delay-ms",
+        "--restart-initial-delay-ms",
+        "--restart-max-delay-ms",
+        "--restart-multiplier",
+        "--restart-reset-after-ms",
+        "--restart-max-failures",
+        "--restart-failure-interval-ms",
+        "--no-poison",
+        "--poison-replays",
+        "--savepoint-dir",
+        "--from-savepoint",
+        "exponential-backoff",
+    ] {
+        assert!(text.contains(flag), "missing {flag}: {text}");
+    }
+    let out = weir().args(["bench", "--help"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--checkpoint-interval-ms", "--state-dir"] {
+        assert!(text.contains(flag), "missing {flag}: {text}");
+    }
+    assert!(!text.contains("--from-savepoint"), "{text}");
+}
+
+#[test]
+fn a_bad_recovery_flag_is_named_with_the_command_line_and_its_key() {
+    for (flag, value, key) in [
+        ("--checkpoint-interval-ms", "5", "checkpoint.interval_ms"),
+        ("--restart-multiplier", "0.5", "restart.multiplier"),
+        ("--poison-replays", "0", "poison.replays"),
+    ] {
+        let out = weir()
+            .args(["run", "demo", "--duration", "0.1", flag, value])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{flag} {value} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("command line: {key} = ")),
+            "{flag} {value}: {stderr}"
+        );
+    }
+    let out = weir()
+        .args(["run", "demo", "--restart-strategy", "sometimes"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("failure-rate"), "{stderr}");
+}
+
+#[test]
+fn bench_accepts_a_checkpoint_interval_and_a_state_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = weir()
+        .args([
+            "bench",
+            "w1",
+            "--n",
+            "20000",
+            "--no-progress",
+            "--checkpoint-interval-ms",
+            "100",
+            "--state-dir",
+        ])
+        .arg(dir.path().join("state"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(v["workload"], "w1");
+    assert_eq!(v["check"], "passed");
+}
