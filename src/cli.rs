@@ -55,6 +55,10 @@ pub struct RunArgs {
     /// wordcount: where to write `word<TAB>count` lines (default: standard output).
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// wordcount: write each word's running count exactly once into part files in
+    /// this directory (committed per epoch; resumes after a crash with --state-dir).
+    #[arg(long, value_name = "DIR", conflicts_with = "output")]
+    pub output_dir: Option<PathBuf>,
     /// demo: stop after this many seconds (default: run until Ctrl-C).
     #[arg(long)]
     pub duration: Option<f64>,

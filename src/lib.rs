@@ -31,10 +31,10 @@ pub mod prelude {
         tab_separated, CollectSink, CountingSink, FileSink, StdoutSink,
     };
     pub use crate::connector::txn_file::{read_committed, TransactionalFileSink};
-    pub use crate::job::node::SavepointCommand;
-    pub use crate::job::restart::RestartStrategy;
     pub use crate::connector::{DeadLetters, Sink, SinkFactory, Source, SourceReader, StopFlag};
     pub use crate::job::node::RunControl;
+    pub use crate::job::node::SavepointCommand;
+    pub use crate::job::restart::RestartStrategy;
     pub use crate::job::{EngineOptions, Job, JobError, JobReport, Node};
     pub use crate::operator::{
         AggregateFn, Collector, Emitter, Key, KeyedContext, KeyedProcess, OpenContext,

@@ -61,7 +61,7 @@ fn config(args: ConfigArgs) -> Result<ExitCode, Error> {
 fn run_job(args: RunArgs) -> Result<ExitCode, Error> {
     let config = args.engine.resolve()?;
     init_logging(&config);
-    let node = Node::new(EngineOptions::from_config(&config))?;
+    let node = Node::new(args.engine_options(&config))?;
     let dead_letters = match &args.dead_letters {
         Some(path) => DeadLetters::to_file(path)
             .map_err(|e| format!("cannot open dead-letter file {}: {e}", path.display()))?,
@@ -80,6 +80,7 @@ fn run_job(args: RunArgs) -> Result<ExitCode, Error> {
                     stop: Some(stop),
                     duration: args.duration.map(Duration::from_secs_f64),
                     handle_ctrl_c: true,
+                    handle_signals: true,
                     ..Default::default()
                 },
             )?;
@@ -108,8 +109,18 @@ fn run_job(args: RunArgs) -> Result<ExitCode, Error> {
                 Some(path) => LineSource::file(path, dead_letters.clone()),
                 None => LineSource::stdin(dead_letters.clone()),
             };
+            let control = || RunControl {
+                handle_ctrl_c: false,
+                handle_signals: true,
+                ..Default::default()
+            };
+            if let Some(dir) = &args.output_dir {
+                let report = node.run_with(weir::jobs::wordcount_to_dir(source, dir), control())?;
+                eprint!("{report}");
+                return Ok(ExitCode::SUCCESS);
+            }
             let (job, sink) = weir::jobs::wordcount(source);
-            let report = node.run(job)?;
+            let report = node.run_with(job, control())?;
             let mut counts: Vec<_> = sink.result().last.into_iter().collect();
             counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
             let mut text = String::new();

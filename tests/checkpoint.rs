@@ -41,7 +41,11 @@ impl Faults {
 
     fn check(&self, record: u64) {
         if self.targets.contains(&record) {
-            let first = self.fired.lock().map(|mut f| f.insert(record)).unwrap_or(false);
+            let first = self
+                .fired
+                .lock()
+                .map(|mut f| f.insert(record))
+                .unwrap_or(false);
             if first {
                 panic!("injected fault at record {record}");
             }
@@ -117,12 +121,23 @@ fn panics_at_seeded_records_recover_to_the_output_of_a_run_without_faults() {
         let report = node
             .run(job(&out, source_faults.clone(), keyed_faults.clone()))
             .expect("the job recovers from every injected panic");
-        assert_eq!(source_faults.fired() + keyed_faults.fired(), 6, "every fault fired");
+        assert_eq!(
+            source_faults.fired() + keyed_faults.fired(),
+            6,
+            "every fault fired"
+        );
         assert_eq!(report.restarts, 6, "one restart per fault");
         assert!(report.checkpoints.completed > 0);
         let got = sorted(read_committed(&out).unwrap());
-        assert_eq!(got.len(), want.len(), "seed {seed}: no record lost or duplicated");
-        assert!(got == want, "seed {seed}: output differs from the run without faults");
+        assert_eq!(
+            got.len(),
+            want.len(),
+            "seed {seed}: no record lost or duplicated"
+        );
+        assert!(
+            got == want,
+            "seed {seed}: output differs from the run without faults"
+        );
     }
 }
 
@@ -149,7 +164,11 @@ fn the_restart_strategy_bounds_restarts_and_keeps_the_last_snapshot() {
     let err = node.run(always).expect_err("the job must give up");
     let text = err.to_string();
     match &err {
-        JobError::RestartsExhausted { restarts, kept_epoch, .. } => {
+        JobError::RestartsExhausted {
+            restarts,
+            kept_epoch,
+            ..
+        } => {
             assert_eq!(*restarts, 2, "{text}");
             assert!(kept_epoch.is_some(), "a snapshot is kept: {text}");
         }
@@ -259,7 +278,6 @@ fn a_flipped_byte_in_the_newest_snapshot_falls_back_to_the_previous_epoch() {
     let got = sorted(read_committed(&out).unwrap());
     assert!(got == want, "{} lines, want {}", got.len(), want.len());
 }
-
 
 #[test]
 fn a_record_failing_on_consecutive_replays_goes_to_the_dead_letters() {

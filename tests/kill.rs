@@ -21,16 +21,23 @@ fn write_input(path: &Path, words: u64) {
 
 fn weir(input: &Path, out: &Path, state: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir"));
-    cmd.args(["run", "wordcount", "--workers", "2", "--checkpoint-interval-ms", "40"])
-        .arg("--input")
-        .arg(input)
-        .arg("--output-dir")
-        .arg(out)
-        .arg("--state-dir")
-        .arg(state)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    cmd.args([
+        "run",
+        "wordcount",
+        "--workers",
+        "2",
+        "--checkpoint-interval-ms",
+        "40",
+    ])
+    .arg("--input")
+    .arg(input)
+    .arg("--output-dir")
+    .arg(out)
+    .arg("--state-dir")
+    .arg(state)
+    .env("RUST_LOG", "warn")
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
     cmd
 }
 
@@ -92,6 +99,13 @@ fn sigkill_at_seeded_moments_then_resume_gives_the_output_of_an_unkilled_run() {
     }
     assert!(kills > 0, "the run was killed at least once");
     let got = sorted(&out);
-    assert_eq!(got.len(), want.len(), "after {kills} kills: no line lost or duplicated");
-    assert!(got == want, "after {kills} kills: output differs from the unkilled run");
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "after {kills} kills: no line lost or duplicated"
+    );
+    assert!(
+        got == want,
+        "after {kills} kills: output differs from the unkilled run"
+    );
 }

@@ -222,8 +222,10 @@ impl SourceReader for LineReader {
                 "stdin cannot resume from a snapshot position".into(),
             ));
         };
-        let (offset, line_no): (u64, Option<u64>) = bincode::deserialize(position)
-            .map_err(|e| SourceError::Invalid(format!("{}: bad snapshot position: {e}", self.what)))?;
+        let (offset, line_no): (u64, Option<u64>) =
+            bincode::deserialize(position).map_err(|e| {
+                SourceError::Invalid(format!("{}: bad snapshot position: {e}", self.what))
+            })?;
         let io = |source| SourceError::Io {
             what: self.what.clone(),
             source,

@@ -73,9 +73,10 @@ pub trait SinkFactory<T>: Send + 'static {
     /// The sink of partition `partition` of `parallelism`.
     fn create(&self, partition: u32, parallelism: u32) -> Result<Self::Sink, SinkError>;
     /// Called once per run before any partition's sink is created, after recovery has
-    /// redone the restored epoch's [`CommitAction`]s: a transactional sink discards
-    /// output staged by a run that did not complete its epoch.
-    fn recover(&self) -> Result<(), SinkError> {
+    /// redone the [`CommitAction`]s of the restored epoch (`None` for a run from the
+    /// beginning): a transactional sink discards output staged by a run that did not
+    /// complete its epoch, and retracts output published after the restored epoch.
+    fn recover(&self, _restored: Option<u64>) -> Result<(), SinkError> {
         Ok(())
     }
 }

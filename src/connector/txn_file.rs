@@ -121,10 +121,29 @@ where
 
     /// Creates the output and staging directories if needed and deletes everything
     /// staged: the engine has redone the restored epoch's actions, so what is still
-    /// staged belongs to epochs that never completed. Committed part files stay.
-    fn recover(&self) -> Result<(), SinkError> {
+    /// staged belongs to epochs that never completed. Published part files of epochs
+    /// after `restored` are deleted too: the run restarts from an earlier point (a
+    /// corrupt newest snapshot, or a fresh start when `restored` is `None`) and will
+    /// publish that output again. Published parts up to `restored` stay.
+    fn recover(&self, restored: Option<u64>) -> Result<(), SinkError> {
         let staging = self.dir.join(STAGING);
         ensure_dir(&staging)?;
+        let mut retracted = false;
+        for entry in fs::read_dir(&self.dir).map_err(io_err("listing", &self.dir))? {
+            let entry = entry.map_err(io_err("listing", &self.dir))?;
+            let Some((_, epoch)) = entry.file_name().to_str().and_then(parse_part_name) else {
+                continue;
+            };
+            if restored.is_none_or(|r| epoch > r) {
+                let path = entry.path();
+                fs::remove_file(&path)
+                    .map_err(io_err("retracting output of a rolled-back epoch", &path))?;
+                retracted = true;
+            }
+        }
+        if retracted {
+            sync_dir(&self.dir)?;
+        }
         let entries = fs::read_dir(&staging).map_err(io_err("listing", &staging))?;
         let mut removed = false;
         for entry in entries {
@@ -422,8 +441,30 @@ mod tests {
         TransactionalFileSink::new(dir, number as fn(&u64, &mut String))
     }
 
+    /// Recovery that keeps every published part (restoring the newest epoch).
     fn recover(f: &Factory) {
-        SinkFactory::<u64>::recover(f).unwrap();
+        SinkFactory::<u64>::recover(f, Some(u64::MAX)).unwrap();
+    }
+
+    #[test]
+    fn recovery_to_an_earlier_epoch_retracts_parts_published_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = factory(dir.path());
+        recover(&f);
+        let mut sink = open(&f, 0);
+        for epoch in 1..=3 {
+            write_all(&mut sink, &[epoch]);
+            for action in pre_commit(&mut sink, epoch) {
+                action.apply().unwrap();
+            }
+        }
+        SinkFactory::<u64>::recover(&f, Some(2)).unwrap();
+        assert_eq!(read_committed(dir.path()).unwrap(), ["1", "2"]);
+        SinkFactory::<u64>::recover(&f, None).unwrap();
+        assert!(
+            read_committed(dir.path()).unwrap().is_empty(),
+            "a fresh start retracts all"
+        );
     }
 
     fn open(f: &Factory, partition: u32) -> Part {

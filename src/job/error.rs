@@ -59,7 +59,9 @@ pub enum JobError {
 
 fn kept_note(epoch: Option<u64>) -> String {
     match epoch {
-        Some(e) => format!("; the snapshot of epoch {e} is kept and the next start resumes from it"),
+        Some(e) => {
+            format!("; the snapshot of epoch {e} is kept and the next start resumes from it")
+        }
         None => String::new(),
     }
 }

@@ -22,8 +22,8 @@ use super::builder::Job;
 use super::error::JobError;
 use super::options::EngineOptions;
 use super::plan::SpawnEnv;
-use super::progress::{LiveStats, ProgressPrinter};
 use super::poison::PoisonBoard;
+use super::progress::{LiveStats, ProgressPrinter};
 use super::recovery;
 use super::report::{CheckpointSummary, JobReport, StageSummary};
 use super::restart::{RestartDecision, RestartTracker};
@@ -172,7 +172,10 @@ impl Node {
 
         let checkpointing = opts.checkpoint.interval.is_some();
         let (snapshots, _temporary) = match &opts.state_dir {
-            Some(dir) => (Some(recovery::open_store(&recovery::snapshot_dir(dir))?), None),
+            Some(dir) => (
+                Some(recovery::open_store(&recovery::snapshot_dir(dir))?),
+                None,
+            ),
             None if checkpointing || opts.from_savepoint.is_some() => {
                 let tmp = TemporaryDir::new(&name)?;
                 (Some(recovery::open_store(tmp.path())?), Some(tmp))
@@ -220,7 +223,7 @@ impl Node {
                 }
             };
             for (_, plan) in &indexed {
-                plan.recover()?;
+                plan.recover(restore.as_ref().map(|r| r.epoch))?;
             }
             let first_epoch = match &snapshots {
                 Some(store) => store
@@ -329,7 +332,10 @@ impl Node {
                     Some(r) => r.splits_of(index as u32).unwrap_or(0),
                     None => plan.splits(parallelism_of(plan.as_ref())),
                 };
-                meta.insert(format!("{}{index}", recovery::META_SPLITS), splits.to_string());
+                meta.insert(
+                    format!("{}{index}", recovery::META_SPLITS),
+                    splits.to_string(),
+                );
             }
         }
         let coordinator = CheckpointCoordinator::new(
@@ -684,7 +690,10 @@ async fn watch(
         if pending.is_none() {
             request = match signalled.take() {
                 Some(stop) => Some(SavepointCommand { stop, reply: None }),
-                None => control.savepoints.as_ref().and_then(|rx| rx.try_recv().ok()),
+                None => control
+                    .savepoints
+                    .as_ref()
+                    .and_then(|rx| rx.try_recv().ok()),
             };
         }
         if let Some(cmd) = request.take() {
@@ -798,7 +807,12 @@ impl SavepointSignals {
         {
             use tokio::signal::unix::{signal, SignalKind};
             let usr = enabled
-                .then(|| Some((signal(SignalKind::user_defined1()).ok()?, signal(SignalKind::user_defined2()).ok()?)))
+                .then(|| {
+                    Some((
+                        signal(SignalKind::user_defined1()).ok()?,
+                        signal(SignalKind::user_defined2()).ok()?,
+                    ))
+                })
                 .flatten();
             SavepointSignals { usr }
         }

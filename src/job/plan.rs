@@ -5,12 +5,14 @@ use std::any::Any;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use weir_actors::checkpoint::{source_chunk_stage, state_chunk_stage, Acknowledge, EpochComplete, TriggerEpoch};
+use weir_actors::checkpoint::{
+    source_chunk_stage, state_chunk_stage, Acknowledge, EpochComplete, TriggerEpoch,
+};
 use weir_actors::state::{Clock, StateStore};
 use weir_actors::supervisor::AdoptPartitions;
 use weir_actors::{
-    ActorId, ActorStats, ForwardSide, WatermarkTracker, JobSupervisor, Mailbox, MailboxGate, Outbox, PartitionActor,
-    SideOutput, StageSupervisor, Task, WorkerPool,
+    ActorId, ActorStats, ForwardSide, JobSupervisor, Mailbox, MailboxGate, Outbox, PartitionActor,
+    SideOutput, StageSupervisor, Task, WatermarkTracker, WorkerPool,
 };
 
 use crate::connector::{Source, SourceReader};
@@ -89,7 +91,7 @@ pub trait StagePlan: Send {
     }
     /// Before a run: lets the stage's sink discard output staged by a run that did
     /// not complete its epoch.
-    fn recover(&self) -> Result<(), JobError>;
+    fn recover(&self, restored: Option<u64>) -> Result<(), JobError>;
     /// Spawns the stage's actors; `downstream` is the next stage's `Vec<Mailbox<_>>`
     /// (or `()` when this stage ends in a sink). Called again for each restart.
     fn spawn(&self, env: &SpawnEnv<'_>, downstream: Box<dyn Any>) -> Result<Spawned, JobError>;
@@ -187,8 +189,13 @@ fn stage_name<In, C: Chain<In>, Ts: TerminalSpec<C::Out>>(
 }
 
 /// Runs a terminal spec's recovery, with a failure naming the stage.
-fn recover_terminal<T, Ts: TerminalSpec<T>>(term: &Ts, stage: String) -> Result<(), JobError> {
-    term.recover().map_err(|source| JobError::Sink { stage, source })
+fn recover_terminal<T, Ts: TerminalSpec<T>>(
+    term: &Ts,
+    stage: String,
+    restored: Option<u64>,
+) -> Result<(), JobError> {
+    term.recover(restored)
+        .map_err(|source| JobError::Sink { stage, source })
 }
 
 /// Partition `i`'s terminal, with a failure naming the stage.
@@ -244,8 +251,8 @@ where
         self.source.splits(parallelism)
     }
 
-    fn recover(&self) -> Result<(), JobError> {
-        recover_terminal(&self.term, self.name())
+    fn recover(&self, restored: Option<u64>) -> Result<(), JobError> {
+        recover_terminal(&self.term, self.name(), restored)
     }
 
     fn spawn(&self, env: &SpawnEnv<'_>, downstream: Box<dyn Any>) -> Result<Spawned, JobError> {
@@ -339,8 +346,8 @@ where
         true
     }
 
-    fn recover(&self) -> Result<(), JobError> {
-        recover_terminal(&self.term, self.name())
+    fn recover(&self, restored: Option<u64>) -> Result<(), JobError> {
+        recover_terminal(&self.term, self.name(), restored)
     }
 
     fn spawn(&self, env: &SpawnEnv<'_>, downstream: Box<dyn Any>) -> Result<Spawned, JobError> {
@@ -398,8 +405,8 @@ where
         false
     }
 
-    fn recover(&self) -> Result<(), JobError> {
-        recover_terminal(&self.term, self.name())
+    fn recover(&self, restored: Option<u64>) -> Result<(), JobError> {
+        recover_terminal(&self.term, self.name(), restored)
     }
 
     fn spawn(&self, env: &SpawnEnv<'_>, downstream: Box<dyn Any>) -> Result<Spawned, JobError> {

@@ -60,13 +60,16 @@ impl Suspect {
         } else {
             format!(", timestamp {ts}")
         };
-        let shown = format!("key {key}{time}, record #{ordinal} of this key since the restored epoch");
+        let shown =
+            format!("key {key}{time}, record #{ordinal} of this key since the restored epoch");
         let fp = fingerprint(&self.stage, &shown);
         if let Some(error) = self.poisoned.get(&fp) {
             self.dead_letters.send(DeadLetter {
                 origin: self.stage.to_string(),
                 position: format!("partition {}", self.partition),
-                reason: format!("poison record: it failed the operator on consecutive replays: {error}"),
+                reason: format!(
+                    "poison record: it failed the operator on consecutive replays: {error}"
+                ),
                 record: shown,
             });
             return false;
@@ -186,7 +189,10 @@ mod tests {
     #[test]
     fn a_record_failing_on_k_consecutive_replays_is_poisoned() {
         let mut board = PoisonBoard::new(true, 2, DeadLetters::to_log());
-        assert!(board.suspect("s", 0).is_none(), "not suspicious before a failure");
+        assert!(
+            board.suspect("s", 0).is_none(),
+            "not suspicious before a failure"
+        );
         board.on_failure("s", 0, "boom"); // the first play: record unknown
         for replay in 1..=2 {
             let mut s = board.suspect("s", 0).expect("suspicious after a failure");
@@ -207,7 +213,10 @@ mod tests {
         board.on_failure("s", 0, "x");
         board.suspect("s", 0).unwrap().admit(&"b", 0);
         board.on_failure("s", 0, "x");
-        assert!(board.suspect("s", 0).unwrap().admit(&"a", 0), "streak was reset");
+        assert!(
+            board.suspect("s", 0).unwrap().admit(&"a", 0),
+            "streak was reset"
+        );
         let mut off = PoisonBoard::new(false, 1, DeadLetters::to_log());
         off.on_failure("s", 0, "x");
         assert!(off.suspect("s", 0).is_none());

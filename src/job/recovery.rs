@@ -72,7 +72,11 @@ pub fn latest_unfinished(
 ) -> Result<Option<Manifest>, JobError> {
     match store.latest_complete(job).map_err(snapshot_error)? {
         Some(m) if m.meta.get("final").map(String::as_str) == Some("true") => {
-            tracing::info!(job, epoch = m.epoch, "the job's last run finished; starting from the beginning");
+            tracing::info!(
+                job,
+                epoch = m.epoch,
+                "the job's last run finished; starting from the beginning"
+            );
             Ok(None)
         }
         other => Ok(other),
@@ -94,7 +98,10 @@ pub fn import_savepoint(
         return Err(bad("no such directory".into()));
     }
     let source = LocalDirStore::new(path).map_err(|e| bad(e.to_string()))?;
-    let Some(manifest) = source.latest_complete(job).map_err(|e| bad(e.to_string()))? else {
+    let Some(manifest) = source
+        .latest_complete(job)
+        .map_err(|e| bad(e.to_string()))?
+    else {
         return Err(bad(format!(
             "it holds no complete snapshot of job '{job}' (a savepoint is restored into the job it was taken from)"
         )));
@@ -173,14 +180,19 @@ pub fn restore(
         }
         for link in chain {
             let actions: Vec<Vec<u8>> = bincode::deserialize(&read(link)?).map_err(|e| {
-                JobError::Runtime(format!("decoding the commit actions of epoch {}: {e}", link.epoch))
+                JobError::Runtime(format!(
+                    "decoding the commit actions of epoch {}: {e}",
+                    link.epoch
+                ))
             })?;
             for action in actions {
-                let action: CommitAction = bincode::deserialize(&action).map_err(|e| {
-                    JobError::Runtime(format!("decoding a commit action: {e}"))
-                })?;
+                let action: CommitAction = bincode::deserialize(&action)
+                    .map_err(|e| JobError::Runtime(format!("decoding a commit action: {e}")))?;
                 action.apply().map_err(|e| {
-                    JobError::Runtime(format!("redoing a commit action of epoch {}: {e}", link.epoch))
+                    JobError::Runtime(format!(
+                        "redoing a commit action of epoch {}: {e}",
+                        link.epoch
+                    ))
                 })?;
             }
         }
@@ -216,7 +228,10 @@ pub fn restore(
                     continue;
                 }
                 let saved: SplitSnapshot = bincode::deserialize(&read(last)?).map_err(|e| {
-                    JobError::Runtime(format!("decoding split {} of stage {index}: {e}", last.id.key_partition))
+                    JobError::Runtime(format!(
+                        "decoding split {} of stage {index}: {e}",
+                        last.id.key_partition
+                    ))
                 })?;
                 if saved.version != SPLIT_SNAPSHOT_VERSION {
                     return Err(JobError::Runtime(format!(
@@ -225,7 +240,9 @@ pub fn restore(
                     )));
                 }
                 count += 1;
-                point.positions.insert((index, last.id.key_partition), saved);
+                point
+                    .positions
+                    .insert((index, last.id.key_partition), saved);
             }
             point.splits.insert(index, count);
         }

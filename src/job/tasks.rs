@@ -303,7 +303,11 @@ where
         self.term.finish(out)
     }
 
-    fn snapshot(&mut self, epoch: u64, out: &mut Outbox<Tm::Wire>) -> Result<TaskSnapshot, TaskError> {
+    fn snapshot(
+        &mut self,
+        epoch: u64,
+        out: &mut Outbox<Tm::Wire>,
+    ) -> Result<TaskSnapshot, TaskError> {
         let commits = self.term.pre_commit(epoch, out)?;
         let mut chunks = Vec::with_capacity(self.splits.len());
         for split in &self.splits {
@@ -512,7 +516,11 @@ where
 
     /// The key partitions whose state changed since the previous epoch, as deltas;
     /// encoding them is the only work done here, writing is the coordinator's.
-    fn snapshot(&mut self, epoch: u64, out: &mut Outbox<Tm::Wire>) -> Result<TaskSnapshot, TaskError> {
+    fn snapshot(
+        &mut self,
+        epoch: u64,
+        out: &mut Outbox<Tm::Wire>,
+    ) -> Result<TaskSnapshot, TaskError> {
         let commits = self.term.pre_commit(epoch, out)?;
         let deltas = self
             .state
@@ -577,7 +585,11 @@ where
         self.term.finish(out)
     }
 
-    fn snapshot(&mut self, epoch: u64, out: &mut Outbox<Tm::Wire>) -> Result<TaskSnapshot, TaskError> {
+    fn snapshot(
+        &mut self,
+        epoch: u64,
+        out: &mut Outbox<Tm::Wire>,
+    ) -> Result<TaskSnapshot, TaskError> {
         Ok(TaskSnapshot {
             chunks: Vec::new(),
             commits: self.term.pre_commit(epoch, out)?,

@@ -44,7 +44,7 @@ pub trait TerminalSpec<T>: Send + 'static {
     fn describe(&self) -> String;
     /// Before a run: a transactional sink discards what a run that did not complete
     /// its epoch staged.
-    fn recover(&self) -> Result<(), SinkError> {
+    fn recover(&self, _restored: Option<u64>) -> Result<(), SinkError> {
         Ok(())
     }
     /// The terminal for `partition` of `parallelism`, feeding `downstream` actors.
@@ -138,8 +138,8 @@ impl<T: 'static, F: SinkFactory<T>> TerminalSpec<T> for SinkSpec<F> {
     fn describe(&self) -> String {
         format!("sink:{}", self.0.name())
     }
-    fn recover(&self) -> Result<(), SinkError> {
-        self.0.recover()
+    fn recover(&self, restored: Option<u64>) -> Result<(), SinkError> {
+        self.0.recover(restored)
     }
     fn build(
         &self,

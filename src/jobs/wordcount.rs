@@ -1,8 +1,8 @@
 //! Word count over text lines.
 
 use crate::connector::sinks::{tab_separated, CountingSink};
-use crate::connector::TransactionalFileSink;
 use crate::connector::Source;
+use crate::connector::TransactionalFileSink;
 use crate::job::Job;
 use crate::operator::Emitter;
 
@@ -51,7 +51,10 @@ where
         })
         .group_by_key()
         .reduce(|count, one| count + one)
-        .sink(TransactionalFileSink::new(dir, tab_separated::<String, u64>))
+        .sink(TransactionalFileSink::new(
+            dir,
+            tab_separated::<String, u64>,
+        ))
 }
 
 #[cfg(test)]

@@ -147,7 +147,13 @@ mod tests {
         let ended = [false, false];
         a.barrier(0, 1, &ended).unwrap();
         assert!(a.barrier(0, 1, &ended).unwrap_err().contains("twice"));
-        assert!(a.barrier(1, 2, &ended).unwrap_err().contains("being aligned"));
-        assert!(a.barrier(7, 1, &ended).unwrap_err().contains("unknown input"));
+        assert!(a
+            .barrier(1, 2, &ended)
+            .unwrap_err()
+            .contains("being aligned"));
+        assert!(a
+            .barrier(7, 1, &ended)
+            .unwrap_err()
+            .contains("unknown input"));
     }
 }

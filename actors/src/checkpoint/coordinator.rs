@@ -320,14 +320,18 @@ impl CheckpointCoordinator {
         };
         self.writing += 1;
         if self.writer.send(write).is_err() {
-            self.fail(format!("epoch {number}: the checkpoint writer thread is gone"));
+            self.fail(format!(
+                "epoch {number}: the checkpoint writer thread is gone"
+            ));
             return;
         }
         ctx.spawn(actix::fut::wrap_future(rx).map(
             move |written: Result<Result<Written, String>, _>, act: &mut Self, ctx| {
-                let written = written
-                    .unwrap_or_else(|_| Err("the checkpoint writer thread stopped".into()));
-                act.written(number, started, alignment, abandoned, is_final, savepoint, written, ctx);
+                let written =
+                    written.unwrap_or_else(|_| Err("the checkpoint writer thread stopped".into()));
+                act.written(
+                    number, started, alignment, abandoned, is_final, savepoint, written, ctx,
+                );
             },
         ));
     }
@@ -461,9 +465,9 @@ impl Handler<RequestSavepoint> for CheckpointCoordinator {
     type Result = ();
     fn handle(&mut self, msg: RequestSavepoint, ctx: &mut Context<Self>) {
         if self.finishing.is_some() || self.live_sources() == 0 {
-            let _ = msg
-                .reply
-                .send(Err("the job's input has ended; no savepoint can be taken".into()));
+            let _ = msg.reply.send(Err(
+                "the job's input has ended; no savepoint can be taken".into()
+            ));
             return;
         }
         self.waiting_savepoints.push_back(msg);
@@ -493,7 +497,6 @@ impl Handler<FinishJob> for CheckpointCoordinator {
     }
 }
 
-
 /// Stops the coordinator once its writer thread has written everything handed to it
 /// (so a restart restores from a settled store), then replies.
 #[derive(Message)]
@@ -509,7 +512,9 @@ impl Handler<ShutdownCoordinator> for CheckpointCoordinator {
         drop(std::mem::replace(&mut self.writer, closed));
         let handle = self.writer_thread.take();
         for sp in self.waiting_savepoints.drain(..) {
-            let _ = sp.reply.send(Err("the job stopped before the savepoint".into()));
+            let _ = sp
+                .reply
+                .send(Err("the job stopped before the savepoint".into()));
         }
         ctx.stop();
         std::thread::spawn(move || {

@@ -76,7 +76,10 @@ fn dirty_entries_are_captured_without_touching_sled() {
         points(&deltas[0].1),
         vec![(value_key(2, "n", &a), Some(record(&5u64, 0)))]
     );
-    assert!(contents(&store, "agg").is_empty(), "nothing written to sled");
+    assert!(
+        contents(&store, "agg").is_empty(),
+        "nothing written to sled"
+    );
     // Nothing changed since: nothing to capture, although sled still lags.
     assert!(ks.take_delta().unwrap().is_empty());
     // Captured entries are not evictable before they reach sled...
@@ -126,7 +129,10 @@ fn changes_flushed_and_evicted_before_a_capture_are_in_it_once() {
     assert_eq!(points(&d[0].1), vec![(value_key(1, "v", &7u32), None)]);
     chains.entry(1).or_default().push(d[0].1.clone());
     ks.flush().unwrap();
-    assert_eq!(contents(&restored("agg", &chains), "agg"), contents(&store, "agg"));
+    assert_eq!(
+        contents(&restored("agg", &chains), "agg"),
+        contents(&store, "agg")
+    );
 }
 
 #[test]
@@ -177,7 +183,10 @@ fn map_clears_become_prefix_deletes_also_across_flushes() {
     ks.flush().unwrap();
     ks.evict_clean();
     capture(&mut ks, &mut chains);
-    assert_eq!(contents(&restored("join", &chains), "join"), contents(&store, "join"));
+    assert_eq!(
+        contents(&restored("join", &chains), "join"),
+        contents(&store, "join")
+    );
     assert_eq!(ks.map(m, 0, &1).entries().unwrap(), vec![(4, 4)]);
 }
 
@@ -230,7 +239,10 @@ fn expiry_is_captured_as_a_delete() {
     assert_eq!(ks.purge_expired().unwrap(), 2);
     ks.flush().unwrap();
     capture(&mut ks, &mut chains);
-    assert_eq!(points(chains[&0].last().unwrap()), vec![(value_key(0, "v", &1u8), None)]);
+    assert_eq!(
+        points(chains[&0].last().unwrap()),
+        vec![(value_key(0, "v", &1u8), None)]
+    );
     assert!(contents(&store, "ttl").is_empty());
     assert!(contents(&restored("ttl", &chains), "ttl").is_empty());
 }
@@ -296,7 +308,10 @@ fn timer_changes_are_captured_and_flushes_do_not_repeat_them() {
     ks.register_timer(ET, 1, &4, 40).unwrap();
     capture(&mut ks, &mut chains);
     ks.flush().unwrap();
-    assert_eq!(contents(&restored("win", &chains), "win"), contents(&store, "win"));
+    assert_eq!(
+        contents(&restored("win", &chains), "win"),
+        contents(&store, "win")
+    );
     let back = restored("win", &chains);
     let mut ks2 = back
         .keyed::<u16>("win", 0..3, Arc::new(ManualClock::new(0)))
@@ -331,7 +346,9 @@ fn restored_state_reads_back_and_reports_only_new_changes() {
     let mut back = store
         .keyed::<String>("job", 0..4, Arc::new(clock.clone()))
         .unwrap();
-    let v = back.register_value::<u64>(StateDescriptor::new("v")).unwrap();
+    let v = back
+        .register_value::<u64>(StateDescriptor::new("v"))
+        .unwrap();
     let m = back
         .register_map::<u32, String>(StateDescriptor::new("m"))
         .unwrap();
@@ -351,7 +368,10 @@ fn restored_state_reads_back_and_reports_only_new_changes() {
     back.value(v, 3, &k).set(43).unwrap();
     let d = back.take_delta().unwrap();
     assert_eq!(d.len(), 1);
-    assert_eq!(points(&d[0].1), vec![(value_key(3, "v", &k), Some(record(&43u64, 0)))]);
+    assert_eq!(
+        points(&d[0].1),
+        vec![(value_key(3, "v", &k), Some(record(&43u64, 0)))]
+    );
     // The restored expiry still applies.
     clock.advance(60_000);
     assert!(back.list(l, 0, &k).get().unwrap().is_empty());
@@ -373,10 +393,7 @@ fn restore_replaces_the_whole_stage_and_reports_stats() {
     // Partition 2 has no chain: its stored state goes too.
     chains.remove(&2);
     let stats = store.restore_stage("s", chains.clone()).unwrap();
-    assert_eq!(
-        (stats.partitions, stats.deltas, stats.entries),
-        (2, 3, 3)
-    );
+    assert_eq!((stats.partitions, stats.deltas, stats.entries), (2, 3, 3));
     assert!(stats.bytes > 0);
     let mut ks = store.keyed::<u8>("s", 0..3, Arc::new(clock)).unwrap();
     let h = ks.register_value::<u8>(StateDescriptor::new("v")).unwrap();
@@ -403,7 +420,9 @@ fn restore_rejects_misfiled_damaged_and_duplicate_chains_and_keeps_the_state() {
     let good1 = chains[&1][0].clone();
 
     // Filed under another partition.
-    let err = store.restore_stage("s", [(2, vec![good1.clone()])]).unwrap_err();
+    let err = store
+        .restore_stage("s", [(2, vec![good1.clone()])])
+        .unwrap_err();
     assert!(
         matches!(err, StateError::Corrupt { ref what, ref reason }
             if what.contains("key partition 2") && what.contains("`s`")

@@ -150,7 +150,9 @@ impl<'a> Delta<'a> {
 /// key partition; an empty chain is an error too (it names no key partition). The
 /// output lists each stored key once, in key order.
 pub fn merge_chain(chain: &[&[u8]]) -> Result<Vec<u8>, StateError> {
-    let (kp, image) = fold_chain(chain, None, |i, n| format!("element {} of {n} of a delta chain", i + 1))?;
+    let (kp, image) = fold_chain(chain, None, |i, n| {
+        format!("element {} of {n} of a delta chain", i + 1)
+    })?;
     let mut out = DeltaWriter::new(kp, std::iter::empty());
     for (key, value) in &image {
         out.put(key, value);
@@ -177,15 +179,13 @@ pub(crate) fn fold_chain<'a>(
             reason,
         })?;
         match kp {
-            Some(k) if k != delta.kp => {
-                return Err(StateError::Corrupt {
-                    what: what(i, n),
-                    reason: format!(
-                        "it belongs to key partition {}, but the chain is that of key partition {k}",
-                        delta.kp
-                    ),
-                })
-            }
+            Some(k) if k != delta.kp => return Err(StateError::Corrupt {
+                what: what(i, n),
+                reason: format!(
+                    "it belongs to key partition {}, but the chain is that of key partition {k}",
+                    delta.kp
+                ),
+            }),
             Some(_) => {}
             None => kp = Some(delta.kp),
         }
@@ -358,7 +358,9 @@ impl<'a> Reader<'a> {
         let len = usize::try_from(len)
             .ok()
             .filter(|l| *l <= left)
-            .ok_or_else(|| format!("length {len} at byte {at} runs past the end ({left} bytes left)"))?;
+            .ok_or_else(|| {
+                format!("length {len} at byte {at} runs past the end ({left} bytes left)")
+            })?;
         let out = &self.bytes[self.pos..self.pos + len];
         self.pos += len;
         Ok(out)
@@ -631,10 +633,10 @@ mod tests {
             assert!(r.at_end());
         }
         let bad: [&[u8]; 4] = [
-            &[0x80, 0x00],                  // overlong zero
-            &[0xff; 10],                    // continues past 10 bytes
+            &[0x80, 0x00],                                                 // overlong zero
+            &[0xff; 10], // continues past 10 bytes
             &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02], // 65 bits
-            &[0x80],                        // cut short
+            &[0x80],     // cut short
         ];
         for b in bad {
             let mut r = Reader { bytes: b, pos: 0 };
@@ -714,7 +716,11 @@ mod tests {
         let delta = encode(
             0,
             &[key(0, &[1])],
-            &[(key(0, &[1, 2]), Some(rec(4))), (key(0, &[2]), None), (key(0, &[2]), Some(rec(5)))],
+            &[
+                (key(0, &[1, 2]), Some(rec(4))),
+                (key(0, &[2]), None),
+                (key(0, &[2]), Some(rec(5))),
+            ],
         );
         let merged = merge_chain(&[&base, &delta]).unwrap();
         let d = Delta::decode(&merged).unwrap();

@@ -3,7 +3,9 @@
 
 use super::codec;
 use super::error::StateError;
-use super::keyed::{Access, DeltaCtx, ErasedCache, FlushCtx, StateMeta, TO_BOTH, TO_DELTA, TO_SLED};
+use super::keyed::{
+    Access, DeltaCtx, ErasedCache, FlushCtx, StateMeta, TO_BOTH, TO_DELTA, TO_SLED,
+};
 use super::slab::KeySlab;
 use super::value::{delta_kind, flush_kind, FlushKind, Slot, Synced};
 use super::{StateKey, StateValue};

@@ -69,12 +69,12 @@ mod timers;
 mod value;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use delta::{merge_chain, Delta};
 pub use descriptor::{ListHandle, MapHandle, StateDescriptor, StateKind, ValueHandle};
 pub use error::StateError;
 pub use keyed::{FlushStats, KeyedState, DEFAULT_PURGE_PER_FLUSH, FLUSH_CHUNK};
 pub use list::ListState;
 pub use map::MapState;
-pub use delta::{merge_chain, Delta};
 pub use store::{tree_name, RestoreStats, StateStore, StoreConfig};
 pub use timers::{FiredTimer, TimerDomain};
 pub use value::ValueState;

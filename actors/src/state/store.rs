@@ -308,11 +308,10 @@ fn apply_restore_batch(
     stage: &str,
     batch: sled::Batch,
 ) -> Result<(), StateError> {
-    tree.apply_batch(batch)
-        .map_err(|source| StateError::Sled {
-            context: format!("writing restored state of stage `{stage}`"),
-            source,
-        })
+    tree.apply_batch(batch).map_err(|source| StateError::Sled {
+        context: format!("writing restored state of stage `{stage}`"),
+        source,
+    })
 }
 
 #[cfg(test)]
