@@ -72,14 +72,15 @@ fn a_slow_sink_slows_the_source_and_memory_stays_bounded() {
             let in_flight = e
                 .load(Ordering::Relaxed)
                 .saturating_sub(c.load(Ordering::Relaxed));
-            let deepest = live
+            // The fullest mailbox relative to its own capacity (a mailbox holds
+            // `capacity` messages per input channel).
+            let (deepest, cap) = live
                 .stages
                 .iter()
                 .flat_map(|(_, a)| a.iter())
-                .map(|a| a.mailbox_depth)
-                .max()
-                .unwrap_or(0);
-            let cap = live.stages[0].1[0].mailbox_capacity;
+                .map(|a| (a.mailbox_depth, a.mailbox_capacity))
+                .max_by_key(|&(d, c)| d as i64 - c as i64)
+                .unwrap_or((0, 1));
             s.lock().unwrap().push((in_flight, deepest, cap));
         })),
         observe_every: Some(Duration::from_millis(10)),
@@ -94,8 +95,9 @@ fn a_slow_sink_slows_the_source_and_memory_stays_bounded() {
     assert!(samples.len() > 20, "observed {} times", samples.len());
     // What can be in flight: per source partition, one round of reading (a batch's
     // worth) plus partly filled batches for each destination; per keyed partition a
-    // full mailbox plus the batch being handled.
-    let bound = 2 * (batch + 2 * batch) + 2 * (capacity + 1) * batch;
+    // full mailbox (capacity per input channel, two inputs) plus the batch being
+    // handled.
+    let bound = 2 * (batch + 2 * batch) + 2 * (2 * capacity + 1) * batch;
     let worst = samples.iter().map(|s| s.0).max().unwrap();
     assert!(worst <= bound, "{worst} records in flight, bound {bound}");
     for &(_, deepest, cap) in samples.iter() {

@@ -18,6 +18,9 @@ pub struct BenchResult {
     pub parallelism: u32,
     /// Whether checkpoints were taken.
     pub checkpointing: bool,
+    /// Periodic checkpoints completed during the run (the final commit at the end of
+    /// input not counted).
+    pub checkpoints_completed: u64,
     /// Wall time of the whole job, start-up included.
     pub seconds: f64,
     /// `n / seconds`.
@@ -35,12 +38,15 @@ impl BenchResult {
         workload: &str,
         options: crate::job::EngineOptions,
         n: u64,
-        run: impl FnOnce(crate::job::Node) -> Result<T, crate::job::JobError>,
+        run: impl FnOnce(
+            crate::job::Node,
+        ) -> Result<(T, crate::job::JobReport), crate::job::JobError>,
         check: impl FnOnce(T) -> Result<(), String>,
     ) -> Result<BenchResult, crate::job::JobError> {
         let parallelism = options.parallelism;
+        let checkpointing = options.checkpoint.interval.is_some();
         let started = std::time::Instant::now();
-        let output = run(crate::job::Node::new(options)?)?;
+        let (output, report) = run(crate::job::Node::new(options)?)?;
         let seconds = started.elapsed().as_secs_f64();
         let check = match check(output) {
             Ok(()) => "passed".to_string(),
@@ -53,7 +59,8 @@ impl BenchResult {
             workload: workload.into(),
             n,
             parallelism,
-            checkpointing: false,
+            checkpointing,
+            checkpoints_completed: report.checkpoints.completed.saturating_sub(1),
             seconds,
             records_per_sec: n as f64 / seconds.max(1e-9),
             peak_rss_bytes: rss::peak_rss_bytes(),

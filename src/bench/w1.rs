@@ -15,8 +15,8 @@ pub fn run(options: EngineOptions, n: u64) -> Result<BenchResult, JobError> {
         n,
         |node| {
             let (job, sink) = jobs::w1(n);
-            node.run(job)?;
-            Ok(sink)
+            let report = node.run(job)?;
+            Ok((sink, report))
         },
         |sink| check(n, &sink.result()),
     )

@@ -19,8 +19,8 @@ pub fn run(options: EngineOptions, n: u64) -> Result<BenchResult, JobError> {
         n,
         |node| {
             let (job, sink, late) = jobs::w2(n);
-            node.run(job)?;
-            Ok((sink, late))
+            let report = node.run(job)?;
+            Ok(((sink, late), report))
         },
         |(sink, late)| check(n, &sink.result(), late.load(Ordering::Relaxed)),
     )
