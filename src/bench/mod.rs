@@ -38,9 +38,7 @@ impl BenchResult {
         workload: &str,
         options: crate::job::EngineOptions,
         n: u64,
-        run: impl FnOnce(
-            crate::job::Node,
-        ) -> Result<(T, crate::job::JobReport), crate::job::JobError>,
+        run: impl FnOnce(crate::job::Node) -> Result<(T, crate::job::JobReport), crate::job::JobError>,
         check: impl FnOnce(T) -> Result<(), String>,
     ) -> Result<BenchResult, crate::job::JobError> {
         let parallelism = options.parallelism;

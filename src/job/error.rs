@@ -44,7 +44,7 @@ pub enum JobError {
     #[error("{failure}; not restarting: {reason} ({restarts} restart(s) made){}", kept_note(*kept_epoch))]
     RestartsExhausted {
         /// The last failure.
-        failure: JobFailure,
+        failure: Box<JobFailure>,
         /// Restarts made.
         restarts: u32,
         /// Which bound of the strategy was hit.

@@ -273,7 +273,7 @@ impl Node {
                                 s.manifests(&name).ok().and_then(|m| m.into_iter().max())
                             });
                             return Err(JobError::RestartsExhausted {
-                                failure,
+                                failure: Box::new(failure),
                                 restarts: restarts.restarts(),
                                 reason,
                                 kept_epoch: kept,

@@ -32,7 +32,7 @@ pub(crate) struct Suspect {
     stage: Arc<str>,
     partition: u32,
     poisoned: Arc<HashMap<u64, String>>,
-    in_flight: Arc<Mutex<Option<InFlight>>>,
+    in_flight: InFlightSlot,
     dead_letters: DeadLetters,
     /// Records seen per key (by the key's description) since the attempt started.
     ordinals: HashMap<String, u64>,
@@ -91,6 +91,9 @@ impl Suspect {
     }
 }
 
+/// Where a suspicious partition notes the record in flight.
+type InFlightSlot = Arc<Mutex<Option<InFlight>>>;
+
 /// The node's poison bookkeeping across the attempts of one run.
 pub(crate) struct PoisonBoard {
     enabled: bool,
@@ -103,7 +106,7 @@ pub(crate) struct PoisonBoard {
     /// The current run of consecutive failures: fingerprint and count.
     streak: Option<(u64, u32)>,
     /// In-flight slots of this attempt's suspicious partitions.
-    slots: Mutex<HashMap<(String, u32), Arc<Mutex<Option<InFlight>>>>>,
+    slots: Mutex<HashMap<(String, u32), InFlightSlot>>,
 }
 
 impl PoisonBoard {

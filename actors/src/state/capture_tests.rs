@@ -108,10 +108,13 @@ fn changes_flushed_and_evicted_before_a_capture_are_in_it_once() {
         .keyed::<u32>("agg", 0..2, Arc::new(ManualClock::new(0)))
         .unwrap();
     let h = ks.register_value::<u32>(StateDescriptor::new("v")).unwrap();
+    // Logs larger than the cache: this test is about the log, not its overflow.
+    ks.set_delta_log_limit(usize::MAX);
     for k in 0..100u32 {
         ks.value(h, k % 2, &k).set(k).unwrap();
         ks.maintain().unwrap();
     }
+    assert!(ks.delta_log_len() > 90);
     assert!(ks.cached_entries() <= 10);
     let mut chains = BTreeMap::new();
     capture(&mut ks, &mut chains);
@@ -272,20 +275,26 @@ fn a_purge_never_hides_a_newer_captured_value() {
     let v = ks
         .register_value::<u8>(StateDescriptor::new("v").with_ttl(Duration::from_millis(10)))
         .unwrap();
+    let m = ks
+        .register_map::<String, u8>(StateDescriptor::new("m").with_ttl(Duration::from_millis(10)))
+        .unwrap();
+    let uk = "user key".to_string();
     let mut chains = BTreeMap::new();
     ks.value(v, 0, &1).set(1).unwrap();
+    ks.map(m, 0, &1).insert(uk.clone(), 1).unwrap();
     ks.flush().unwrap();
     capture(&mut ks, &mut chains);
     clock.advance(9);
     ks.value(v, 0, &1).set(2).unwrap(); // refreshed: lives until 1019
+    ks.map(m, 0, &1).insert(uk.clone(), 2).unwrap();
     capture(&mut ks, &mut chains);
     clock.advance(1);
-    // sled's old record expired; the captured one did not.
-    assert_eq!(ks.purge_expired().unwrap(), 1);
+    // sled's old records expired; the captured ones did not.
+    assert_eq!(ks.purge_expired().unwrap(), 2);
     capture(&mut ks, &mut chains);
     ks.flush().unwrap();
     let here = contents(&store, "ttl");
-    assert_eq!(here.len(), 1);
+    assert_eq!(here.len(), 2);
     assert_eq!(contents(&restored("ttl", &chains), "ttl"), here);
 }
 
@@ -464,6 +473,78 @@ fn restore_rejects_misfiled_damaged_and_duplicate_chains_and_keeps_the_state() {
     assert_eq!(contents(&store, "s"), before);
 }
 
+#[test]
+fn an_overflowing_delta_log_turns_into_a_full_image() {
+    let store = StateStore::temporary(StoreConfig {
+        cache_entries: 10,
+        sled_cache_bytes: 1 << 20,
+    })
+    .unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(0));
+    let mut ks = store.keyed::<u32>("s", 0..4, clock.clone()).unwrap();
+    let v = ks.register_value::<u32>(StateDescriptor::new("v")).unwrap();
+    let m = ks
+        .register_map::<u8, u8>(StateDescriptor::new("m"))
+        .unwrap();
+    let mut chains = BTreeMap::new();
+    ks.map(m, 3, &1).insert(1, 1).unwrap();
+    ks.map(m, 3, &2).insert(1, 1).unwrap();
+    ks.register_timer(ET, 3, &5, 5).unwrap();
+    ks.flush().unwrap();
+    capture(&mut ks, &mut chains);
+    // A job that never captures: the logs stay within the limit (the cache size)...
+    for k in 0..1000u32 {
+        ks.value(v, k % 3, &k).set(k).unwrap();
+        ks.maintain().unwrap();
+    }
+    let logged = ks.delta_log_len();
+    assert!(logged <= 10, "{logged}");
+    assert!(ks.delta_resets()[..3].iter().all(|r| *r) && !ks.delta_resets()[3]);
+    // ...and a capture then sends full images of the dropped partitions, including
+    // what is pending in the cache (cleared maps, captured entries, timers).
+    ks.map(m, 0, &1).insert(1, 1).unwrap();
+    ks.flush().unwrap();
+    ks.map(m, 0, &1).clear().unwrap();
+    ks.map(m, 0, &1).insert(2, 2).unwrap();
+    ks.register_timer(ET, 0, &1, 1).unwrap();
+    ks.value(v, 1, &1).clear().unwrap();
+    ks.map(m, 3, &2).clear().unwrap();
+    let d = ks.take_delta().unwrap();
+    assert_eq!(
+        d.iter().map(|(kp, _)| *kp).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3]
+    );
+    for (kp, bytes) in &d {
+        let delta = Delta::decode(bytes).unwrap();
+        if *kp < 3 {
+            assert_eq!(delta.prefix_deletes(), &[&kp.to_be_bytes()[..]]);
+            assert!(delta.points().iter().all(|(_, v)| v.is_some()));
+        } else {
+            assert_eq!(delta.prefix_deletes(), &[&value_key(3, "m", &2u32)[..]]);
+        }
+        chains.entry(*kp).or_default().push(bytes.clone());
+    }
+    assert!(ks.delta_resets().iter().all(|r| !r));
+    // Back to deltas.
+    ks.value(v, 0, &0).set(7).unwrap();
+    let d = ks.take_delta().unwrap();
+    assert_eq!(
+        points(&d[0].1),
+        vec![(value_key(0, "v", &0u32), Some(record(&7u32, 0)))]
+    );
+    chains.entry(0).or_default().push(d[0].1.clone());
+    ks.flush().unwrap();
+    assert_eq!(
+        contents(&restored("s", &chains), "s"),
+        contents(&store, "s")
+    );
+    // Lowering the limit applies at once.
+    ks.value(v, 0, &1).set(1).unwrap();
+    ks.flush().unwrap();
+    ks.set_delta_log_limit(0);
+    assert!(ks.delta_resets()[0]);
+}
+
 /// One step of the model test.
 #[derive(Clone, Debug)]
 enum Op {
@@ -574,6 +655,8 @@ proptest! {
         // Small: maintain flushes and evicts all the time. Large: only explicit
         // flushes reach sled, so captured entries pile up between them.
         cache in prop_oneof![Just(6usize), Just(30), Just(10_000)],
+        // Small: delta logs overflow, and captures send full images.
+        log_limit in prop_oneof![Just(3usize), Just(25), Just(usize::MAX)],
     ) {
         let store = StateStore::temporary(StoreConfig {
             cache_entries: cache,
@@ -586,6 +669,7 @@ proptest! {
                 .keyed::<u8>("m", 0..3, Arc::new(clock.clone()))
                 .unwrap();
             let h = register(&mut ks);
+            ks.set_delta_log_limit(log_limit);
             (ks, h)
         };
         let (mut ks, mut h) = open(&store);

@@ -65,6 +65,10 @@ const TAG_DELETE: u8 = 3;
 /// Most bytes of an unsigned LEB128 encoding of a `u64`.
 const MAX_VARINT_LEN: usize = 10;
 
+/// The sled content of one key partition, borrowed from the deltas it was folded
+/// from: key to value record, in key order.
+pub(crate) type Image<'a> = BTreeMap<&'a [u8], &'a [u8]>;
+
 /// One point operation of a decoded delta: a key and its new value record, or `None`
 /// for a delete.
 pub type Point<'a> = (&'a [u8], Option<&'a [u8]>);
@@ -118,7 +122,7 @@ impl<'a> Delta<'a> {
 
     /// Applies the delta to `image`, the sled content of its key partition as a sorted
     /// map.
-    pub(crate) fn apply_to(&self, image: &mut BTreeMap<&'a [u8], &'a [u8]>) {
+    pub(crate) fn apply_to(&self, image: &mut Image<'a>) {
         for prefix in &self.prefix_deletes {
             let doomed: Vec<&[u8]> = image
                 .range::<[u8], _>((Bound::Included(*prefix), Bound::Unbounded))
@@ -153,7 +157,8 @@ pub fn merge_chain(chain: &[&[u8]]) -> Result<Vec<u8>, StateError> {
     let (kp, image) = fold_chain(chain, None, |i, n| {
         format!("element {} of {n} of a delta chain", i + 1)
     })?;
-    let mut out = DeltaWriter::new(kp, std::iter::empty());
+    let size: usize = image.iter().map(|(k, v)| k.len() + v.len() + 12).sum();
+    let mut out = DeltaWriter::new(kp, std::iter::empty(), size);
     for (key, value) in &image {
         out.put(key, value);
     }
@@ -169,7 +174,7 @@ pub(crate) fn fold_chain<'a>(
     chain: &[&'a [u8]],
     expected_kp: Option<u32>,
     what: impl Fn(usize, usize) -> String,
-) -> Result<(u32, BTreeMap<&'a [u8], &'a [u8]>), StateError> {
+) -> Result<(u32, Image<'a>), StateError> {
     let n = chain.len();
     let mut kp = expected_kp;
     let mut image = BTreeMap::new();
@@ -179,13 +184,15 @@ pub(crate) fn fold_chain<'a>(
             reason,
         })?;
         match kp {
-            Some(k) if k != delta.kp => return Err(StateError::Corrupt {
-                what: what(i, n),
-                reason: format!(
+            Some(k) if k != delta.kp => {
+                return Err(StateError::Corrupt {
+                    what: what(i, n),
+                    reason: format!(
                     "it belongs to key partition {}, but the chain is that of key partition {k}",
                     delta.kp
                 ),
-            }),
+                })
+            }
             Some(_) => {}
             None => kp = Some(delta.kp),
         }
@@ -263,9 +270,14 @@ pub(crate) struct DeltaWriter {
 }
 
 impl DeltaWriter {
-    /// A delta of key partition `kp` starting with the given prefix deletes.
-    pub(crate) fn new<'p>(kp: u32, prefixes: impl IntoIterator<Item = &'p [u8]>) -> Self {
-        let mut out = Vec::with_capacity(256);
+    /// A delta of key partition `kp` starting with the given prefix deletes, with
+    /// room for about `capacity` bytes of records.
+    pub(crate) fn new<'p>(
+        kp: u32,
+        prefixes: impl IntoIterator<Item = &'p [u8]>,
+        capacity: usize,
+    ) -> Self {
+        let mut out = Vec::with_capacity(DELTA_HEADER_LEN + capacity);
         out.push(DELTA_FORMAT_VERSION);
         out.extend_from_slice(&[0; 4]);
         out.extend_from_slice(&kp.to_be_bytes());
@@ -483,6 +495,11 @@ impl DeltaLog {
         self.prefixes.is_empty() && self.points.is_empty()
     }
 
+    /// How many prefix deletes and points are held.
+    pub(crate) fn len(&self) -> usize {
+        self.prefixes.len() + self.points.len()
+    }
+
     /// Records that every key starting with `prefix` was deleted, after everything
     /// recorded so far.
     pub(crate) fn delete_prefix(&mut self, prefix: &[u8]) {
@@ -536,7 +553,9 @@ impl DeltaLog {
             self.delete_prefix(p);
         }
         let log = std::mem::take(self);
-        let mut out = DeltaWriter::new(kp, log.prefixes.iter().map(|p| &p[..]));
+        // Points of the log are mostly small: a rough size saves regrowing the buffer.
+        let capacity = later.bytes.len() + 64 * log.points.len();
+        let mut out = DeltaWriter::new(kp, log.prefixes.iter().map(|p| &p[..]), capacity);
         for (key, value) in &log.points {
             match value {
                 Some(v) => out.put(key, v),
@@ -569,7 +588,7 @@ mod tests {
 
     /// Encodes a delta from plain parts.
     fn encode(kp: u32, prefixes: &[Vec<u8>], points: &[(Vec<u8>, Option<Vec<u8>>)]) -> Vec<u8> {
-        let mut w = DeltaWriter::new(kp, prefixes.iter().map(|p| &p[..]));
+        let mut w = DeltaWriter::new(kp, prefixes.iter().map(|p| &p[..]), 0);
         for (k, v) in points {
             match v {
                 Some(v) => w.put(k, v),
@@ -761,7 +780,10 @@ mod tests {
         (small_key(), proptest::option::of(any::<u8>().prop_map(rec)))
     }
 
-    fn parts() -> impl Strategy<Value = (Vec<Vec<u8>>, Vec<(Vec<u8>, Option<Vec<u8>>)>)> {
+    /// A delta as plain parts: prefix deletes and points.
+    type Parts = (Vec<Vec<u8>>, Vec<(Vec<u8>, Option<Vec<u8>>)>);
+
+    fn parts() -> impl Strategy<Value = Parts> {
         (
             proptest::collection::vec(small_key(), 0..3),
             proptest::collection::vec(point(), 0..12),

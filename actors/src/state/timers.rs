@@ -389,7 +389,7 @@ impl Timers {
     /// Called just before the staged operations are applied: if they include timer
     /// changes and the apply fails part way, sled's state of those timers is unknown.
     pub(crate) fn begin_apply(&mut self) {
-        if !self.pending.is_empty() {
+        if self.pending.values().any(|c| c.sled.is_some()) {
             self.in_doubt = true;
         }
     }
