@@ -67,7 +67,7 @@ fn key_of(x: u64) -> u64 {
 /// the keyed stage] -> exactly-once file sink.
 fn job(out: &Path, source_faults: Faults, keyed_faults: Faults) -> Job {
     Job::new("sums")
-        .source(Numbers::upto(N).paced(Duration::from_millis(1)))
+        .source(Numbers::upto(N).paced(Duration::from_millis(2)))
         .map(move |x: u64| {
             source_faults.check(x);
             (key_of(x), x)
@@ -153,7 +153,7 @@ fn the_restart_strategy_bounds_restarts_and_keeps_the_last_snapshot() {
     let node = Node::new(o).unwrap();
     // A fault that fires every time: the strategy gives up after 2 restarts.
     let always = Job::new("always")
-        .source(Numbers::upto(N).paced(Duration::from_millis(1)))
+        .source(Numbers::upto(N).paced(Duration::from_millis(2)))
         .map(|x: u64| {
             assert!(x != 30_001, "permanent fault at {x}");
             (key_of(x), x)
@@ -188,7 +188,7 @@ fn a_savepoint_restores_at_another_parallelism_with_the_same_output() {
         let (tx, rx) = std::sync::mpsc::channel();
         let (reply_tx, reply_rx) = std::sync::mpsc::channel();
         let asker = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(120));
+            std::thread::sleep(Duration::from_millis(60));
             tx.send(SavepointCommand {
                 stop: true,
                 reply: Some(reply_tx),
@@ -285,7 +285,7 @@ fn a_record_failing_on_consecutive_replays_goes_to_the_dead_letters() {
     let root = tempfile::tempdir().unwrap();
     let sums = |out: &Path, skip_poison: bool| {
         Job::new("sums")
-            .source(Numbers::upto(N).paced(Duration::from_millis(1)))
+            .source(Numbers::upto(N).paced(Duration::from_millis(2)))
             .filter(move |x: &u64| !(skip_poison && *x == POISON))
             .map(|x: u64| (key_of(x), x))
             .group_by_key()
