@@ -57,6 +57,7 @@
 
 mod clock;
 pub mod codec;
+pub mod delta;
 mod descriptor;
 mod error;
 mod keyed;
@@ -68,6 +69,7 @@ mod timers;
 mod value;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use delta::{merge_chain, Delta};
 pub use descriptor::{ListHandle, MapHandle, StateDescriptor, StateKind, ValueHandle};
 pub use error::StateError;
 pub use keyed::{FlushStats, KeyedState, DEFAULT_PURGE_PER_FLUSH, FLUSH_CHUNK};
