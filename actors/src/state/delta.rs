@@ -45,7 +45,7 @@
 
 use super::codec;
 use super::error::StateError;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
 /// Version byte of the delta encoding written by this code.
@@ -222,6 +222,45 @@ fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
+/// Point records encoded ahead of the prefix deletes they will follow: what
+/// [`KeyedState::take_delta`](super::KeyedState::take_delta) collects per key
+/// partition while it walks the caches, before it knows every cleared map.
+#[derive(Default)]
+pub(crate) struct PointRecords {
+    /// The encoded records, in order.
+    bytes: Vec<u8>,
+    /// How many records.
+    len: usize,
+}
+
+impl PointRecords {
+    /// Appends a put of `value` (a value record) under `key`.
+    pub(crate) fn put(&mut self, key: &[u8], value: &[u8]) {
+        self.bytes.push(TAG_PUT);
+        put_bytes(&mut self.bytes, key);
+        put_bytes(&mut self.bytes, value);
+        self.len += 1;
+    }
+
+    /// Appends a delete of `key`.
+    pub(crate) fn delete(&mut self, key: &[u8]) {
+        self.bytes.push(TAG_DELETE);
+        put_bytes(&mut self.bytes, key);
+        self.len += 1;
+    }
+
+    /// How many records.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are none.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 /// Writes one encoded delta: the prefix deletes are given up front, so the order the
 /// format requires holds by construction; points are appended after them.
 pub(crate) struct DeltaWriter {
@@ -258,10 +297,14 @@ impl DeltaWriter {
     }
 
     /// Appends a delete of `key`.
-    #[cfg(test)]
     pub(crate) fn delete(&mut self, key: &[u8]) {
         self.out.push(TAG_DELETE);
         put_bytes(&mut self.out, key);
+    }
+
+    /// Appends records encoded earlier, after those written so far.
+    pub(crate) fn append(&mut self, records: &PointRecords) {
+        self.out.extend_from_slice(&records.bytes);
     }
 
     /// Fills in the body length and the checksum and returns the bytes.
@@ -427,6 +470,96 @@ fn parse(bytes: &[u8]) -> Result<Delta<'_>, String> {
         }
     }
     Ok(delta)
+}
+
+/// Changes of one key partition written to sled since the last capture, kept until
+/// the next [`KeyedState::take_delta`](super::KeyedState::take_delta) puts them into
+/// its delta: what flushes and purges wrote on behalf of entries that then left the
+/// cache (or became clean), so they would otherwise be forgotten.
+///
+/// Composes like the deltas it feeds: a prefix delete drops the points recorded
+/// under it, a point replaces the previous one of the same key. So it holds at most
+/// one point per key, and emptying it at each capture bounds its memory by what
+/// changed in one epoch.
+#[derive(Default, Debug)]
+pub(crate) struct DeltaLog {
+    /// Prefix deletes; no element is a prefix of another.
+    prefixes: BTreeSet<sled::IVec>,
+    /// The latest put (`Some`) or delete (`None`) of each key, after the prefixes.
+    points: BTreeMap<sled::IVec, Option<sled::IVec>>,
+}
+
+impl DeltaLog {
+    /// Whether nothing was recorded.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.prefixes.is_empty() && self.points.is_empty()
+    }
+
+    /// Records that every key starting with `prefix` was deleted, after everything
+    /// recorded so far.
+    pub(crate) fn delete_prefix(&mut self, prefix: &[u8]) {
+        let doomed: Vec<sled::IVec> = self
+            .points
+            .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
+            .map(|(k, _)| k)
+            .take_while(|k| k.starts_with(prefix))
+            .cloned()
+            .collect();
+        for key in doomed {
+            self.points.remove(&key);
+        }
+        // The set is prefix-free, so the only element that can be a prefix of
+        // `prefix` is the greatest one not above it.
+        let covered = self
+            .prefixes
+            .range::<[u8], _>((Bound::Unbounded, Bound::Included(prefix)))
+            .next_back()
+            .is_some_and(|p| prefix.starts_with(p));
+        if covered {
+            return;
+        }
+        let longer: Vec<sled::IVec> = self
+            .prefixes
+            .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(|p| p.starts_with(prefix))
+            .cloned()
+            .collect();
+        for p in longer {
+            self.prefixes.remove(&p);
+        }
+        self.prefixes.insert(prefix.into());
+    }
+
+    /// Records a put (`Some`) or delete (`None`) of `key`, after everything recorded so
+    /// far.
+    pub(crate) fn point(&mut self, key: sled::IVec, value: Option<sled::IVec>) {
+        self.points.insert(key, value);
+    }
+
+    /// Writes the log as a delta of `kp` followed by `later` (changes made after the
+    /// logged ones, with prefix deletes `later_prefixes`), and empties the log.
+    pub(crate) fn drain_into_delta(
+        &mut self,
+        kp: u32,
+        later_prefixes: &[Vec<u8>],
+        later: &PointRecords,
+    ) -> Vec<u8> {
+        for p in later_prefixes {
+            self.delete_prefix(p);
+        }
+        let log = std::mem::take(self);
+        // Points of the log are mostly small: a rough size saves regrowing the buffer.
+        let capacity = later.bytes.len() + 64 * log.points.len();
+        let mut out = DeltaWriter::new(kp, log.prefixes.iter().map(|p| &p[..]), capacity);
+        for (key, value) in &log.points {
+            match value {
+                Some(v) => out.put(key, v),
+                None => out.delete(key),
+            }
+        }
+        out.append(later);
+        out.finish()
+    }
 }
 
 #[cfg(test)]
@@ -652,6 +785,20 @@ mod tests {
         )
     }
 
+    /// One step of a log model: a prefix delete or a point.
+    #[derive(Clone, Debug)]
+    enum LogOp {
+        Prefix(Vec<u8>),
+        Point(Vec<u8>, Option<Vec<u8>>),
+    }
+
+    fn log_op() -> impl Strategy<Value = LogOp> {
+        prop_oneof![
+            1 => small_key().prop_map(LogOp::Prefix),
+            4 => point().prop_map(|(k, v)| LogOp::Point(k, v)),
+        ]
+    }
+
     proptest! {
         #[test]
         fn deltas_round_trip(p in parts()) {
@@ -722,6 +869,55 @@ mod tests {
             let mut rest: Vec<&[u8]> = vec![&head];
             rest.extend_from_slice(&refs[at..]);
             prop_assert_eq!(merge_chain(&rest).unwrap(), merged);
+        }
+
+        /// A log drained into a delta (with later changes appended) has the effect of
+        /// every recorded operation applied in order, then the later ones.
+        #[test]
+        fn delta_log_composes_like_sequential_application(
+            base in proptest::collection::vec(point(), 0..10),
+            ops in proptest::collection::vec(log_op(), 0..20),
+            later in parts(),
+        ) {
+            let mut model = BTreeMap::new();
+            apply_model(&mut model, &[], &base);
+            let base_bytes = encode(5, &[], &base);
+            let mut log = DeltaLog::default();
+            for op in &ops {
+                match op {
+                    LogOp::Prefix(p) => {
+                        log.delete_prefix(p);
+                        apply_model(&mut model, std::slice::from_ref(p), &[]);
+                    }
+                    LogOp::Point(k, v) => {
+                        log.point(k[..].into(), v.as_deref().map(Into::into));
+                        apply_model(&mut model, &[], &[(k.clone(), v.clone())]);
+                    }
+                }
+            }
+            apply_model(&mut model, &later.0, &later.1);
+            let mut records = PointRecords::default();
+            for (k, v) in &later.1 {
+                match v {
+                    Some(v) => records.put(k, v),
+                    None => records.delete(k),
+                }
+            }
+            prop_assert_eq!(records.len(), later.1.len());
+            let delta = log.drain_into_delta(5, &later.0, &records);
+            prop_assert!(log.is_empty());
+            let (_, image) = fold_chain(&[&base_bytes, &delta], Some(5), |i, _| i.to_string()).unwrap();
+            let got: BTreeMap<Vec<u8>, Vec<u8>> =
+                image.into_iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+            prop_assert_eq!(got, model);
+            // The decoded prefix set is prefix-free.
+            let decoded = Delta::decode(&delta).unwrap();
+            let ps = decoded.prefix_deletes();
+            for a in ps {
+                for b in ps {
+                    prop_assert!(a == b || !b.starts_with(a));
+                }
+            }
         }
     }
 }

@@ -2,6 +2,7 @@
 //! write-back cache.
 
 use super::codec::{self, CodecError};
+use super::delta::{DeltaLog, PointRecords};
 use super::descriptor::{ListHandle, MapHandle, StateDescriptor, StateKind, ValueHandle};
 use super::error::StateError;
 use super::list::ListState;
@@ -188,6 +189,21 @@ impl Access<'_> {
 /// 430 MB with 16,384, with no loss of speed for the small ones.
 pub const FLUSH_CHUNK: usize = 128;
 
+/// Bit of a `pending` or `cleared` flag set: something differs from what sled holds,
+/// so the next flush has work there.
+pub(crate) const TO_SLED: u8 = 1;
+
+/// Bit of a `pending` or `cleared` flag set: something changed since the last capture
+/// ([`KeyedState::take_delta`]), so the next capture has work there.
+pub(crate) const TO_DELTA: u8 = 2;
+
+/// Both bits: what every write sets, with a single store.
+pub(crate) const TO_BOTH: u8 = TO_SLED | TO_DELTA;
+
+/// A write or delete applied to sled that the delta log must learn about once the
+/// flush succeeded: key partition, sled key, value record (`None`: delete).
+type Logged = (u32, sled::IVec, Option<sled::IVec>);
+
 /// The state shared by every cache during one flush.
 pub(crate) struct FlushCtx<'a> {
     /// The stage's tree (read for prefix deletes of cleared maps).
@@ -202,6 +218,11 @@ pub(crate) struct FlushCtx<'a> {
     pub(crate) staged: Vec<(sled::IVec, Option<sled::IVec>)>,
     /// Counts of what was staged.
     pub(crate) stats: FlushStats,
+    /// Prefix deletes (cleared maps) to record in the delta log: key partition and
+    /// prefix. Logged before `logged`: a flush clears maps before writing them.
+    pub(crate) logged_prefixes: Vec<(u32, Vec<u8>)>,
+    /// Staged operations the delta log must record (changes the image lacks).
+    pub(crate) logged: Vec<Logged>,
     /// Scratch buffer for sled keys.
     pub(crate) key_buf: &'a mut Vec<u8>,
     /// Scratch buffer for value records.
@@ -209,27 +230,51 @@ pub(crate) struct FlushCtx<'a> {
 }
 
 impl FlushCtx<'_> {
-    /// Stages a write of `value` under the key in `key_buf`.
+    /// Stages a write of `value` under the key in `key_buf`; with `log`, the write is
+    /// also recorded in the delta log of `kp` once applied.
     pub(crate) fn put<T: Serialize>(
         &mut self,
         meta: &StateMeta,
         kp: u32,
         value: &T,
         expires_at: u64,
+        log: bool,
     ) -> Result<(), StateError> {
         codec::encode_value(value, expires_at, self.val_buf)
             .map_err(|e| meta.encode_error(self.stage, kp, e))?;
         self.stats.written += 1;
         self.stats.bytes += (self.key_buf.len() + self.val_buf.len()) as u64;
-        self.staged
-            .push((self.key_buf[..].into(), Some(self.val_buf[..].into())));
+        let key: sled::IVec = self.key_buf[..].into();
+        let value: sled::IVec = self.val_buf[..].into();
+        if log {
+            self.logged.push((kp, key.clone(), Some(value.clone())));
+        }
+        self.staged.push((key, Some(value)));
         Ok(())
     }
 
-    /// Stages a delete of the key in `key_buf`.
-    pub(crate) fn delete(&mut self) {
+    /// Stages a delete of the key in `key_buf`; with `log`, the delete is also
+    /// recorded in the delta log of `kp` once applied.
+    pub(crate) fn delete(&mut self, kp: u32, log: bool) {
         self.stats.deleted += 1;
-        self.staged.push((self.key_buf[..].into(), None));
+        let key: sled::IVec = self.key_buf[..].into();
+        if log {
+            self.logged.push((kp, key.clone(), None));
+        }
+        self.staged.push((key, None));
+    }
+
+    /// Records a delete of the key in `key_buf` in the delta log of `kp` without
+    /// staging it (sled loses the key to a staged prefix scan already).
+    pub(crate) fn log_delete(&mut self, kp: u32) {
+        self.logged.push((kp, self.key_buf[..].into(), None));
+    }
+
+    /// Records a delete of every key under the prefix in `key_buf` in the delta log of
+    /// `kp` (a cleared map; sled gets the deletes through
+    /// [`delete_stored`](Self::delete_stored)).
+    pub(crate) fn log_prefix_delete(&mut self, kp: u32) {
+        self.logged_prefixes.push((kp, self.key_buf.clone()));
     }
 
     /// Stages a delete of a key read from sled (entries under a cleared map).
@@ -273,6 +318,78 @@ impl FlushCtx<'_> {
     }
 }
 
+/// What one key partition's delta collects while a capture walks the caches.
+#[derive(Default)]
+pub(crate) struct PartDelta {
+    /// Maps cleared since the last capture: their sled key prefixes.
+    pub(crate) prefixes: Vec<Vec<u8>>,
+    /// Puts and deletes of entries changed since the last capture.
+    pub(crate) points: PointRecords,
+}
+
+/// The state shared by every cache during one capture ([`KeyedState::take_delta`]).
+pub(crate) struct DeltaCtx<'a> {
+    /// The stage's name.
+    pub(crate) stage: &'a str,
+    /// Key partition of cache partition 0.
+    pub(crate) first_kp: u32,
+    /// Processing time of the capture; entries expired by then are captured as
+    /// deletes.
+    pub(crate) now: u64,
+    /// What each owned key partition's delta collects, indexed like the caches.
+    pub(crate) parts: &'a mut [PartDelta],
+    /// Scratch buffer for sled keys.
+    pub(crate) key_buf: &'a mut Vec<u8>,
+    /// Scratch buffer for value records.
+    pub(crate) val_buf: &'a mut Vec<u8>,
+}
+
+impl DeltaCtx<'_> {
+    /// The collected delta of key partition `kp`.
+    #[inline]
+    fn part(&mut self, kp: u32) -> &mut PartDelta {
+        &mut self.parts[(kp - self.first_kp) as usize]
+    }
+
+    /// Encodes a put of `value` under the key in `key_buf`.
+    pub(crate) fn put<T: Serialize>(
+        &mut self,
+        meta: &StateMeta,
+        kp: u32,
+        value: &T,
+        expires_at: u64,
+    ) -> Result<(), StateError> {
+        codec::encode_value(value, expires_at, self.val_buf)
+            .map_err(|e| meta.encode_error(self.stage, kp, e))?;
+        let (key, val) = (&self.key_buf[..], &self.val_buf[..]);
+        self.parts[(kp - self.first_kp) as usize]
+            .points
+            .put(key, val);
+        Ok(())
+    }
+
+    /// Encodes a put of the value record already in `val_buf` under the key in
+    /// `key_buf`.
+    pub(crate) fn put_record(&mut self, kp: u32) {
+        let (key, val) = (&self.key_buf[..], &self.val_buf[..]);
+        self.parts[(kp - self.first_kp) as usize]
+            .points
+            .put(key, val);
+    }
+
+    /// Encodes a delete of the key in `key_buf`.
+    pub(crate) fn delete(&mut self, kp: u32) {
+        let key = &self.key_buf[..];
+        self.parts[(kp - self.first_kp) as usize].points.delete(key);
+    }
+
+    /// Records a delete of every key under the prefix in `key_buf`.
+    pub(crate) fn delete_prefix(&mut self, kp: u32) {
+        let prefix = self.key_buf.clone();
+        self.part(kp).prefixes.push(prefix);
+    }
+}
+
 /// Whether an entry stamped `expires_at` has expired at `now`.
 #[inline]
 pub(crate) fn expired_at(expires_at: u64, now: u64) -> bool {
@@ -286,7 +403,10 @@ pub(crate) trait ErasedCache<K>: Send {
     fn as_any_mut(&mut self) -> &mut dyn Any;
 
     /// Stages every pending write and delete into `ctx.staged` without changing the
-    /// cache, so a failed flush leaves everything dirty for a retry.
+    /// cache, so a failed flush leaves everything dirty for a retry. Marks for the
+    /// delta log the operations the image lacks (see [`Slot::logged_at_flush`]).
+    ///
+    /// [`Slot::logged_at_flush`]: super::value::Slot::logged_at_flush
     fn stage_flush(&self, ctx: &mut FlushCtx<'_>) -> Result<(), StateError>;
 
     /// After the staged operations were applied: marks staged entries clean, drops deleted and
@@ -299,6 +419,21 @@ pub(crate) trait ErasedCache<K>: Send {
     /// With `cold_only`, drops only entries not used since the previous eviction and
     /// marks the rest unused (second chance). Returns how many entries were dropped.
     fn evict(&mut self, cold_only: bool, budget: &mut usize) -> usize;
+
+    /// Encodes into `ctx.parts` every change since the last capture (dirty entries,
+    /// maps cleared, entries expired at `ctx.now`) without changing the cache, so a
+    /// failed capture leaves everything as it was.
+    fn stage_delta(&self, ctx: &mut DeltaCtx<'_>) -> Result<(), StateError>;
+
+    /// After every cache staged its delta: marks what was staged as captured (dirty
+    /// entries and expired ones become captured, i.e. in the image but not in sled).
+    /// Must select exactly what `stage_delta` staged at the same `now`.
+    fn commit_delta(&mut self, now: u64);
+
+    /// Whether the entry stored under `sled_key` (of this state, in partition index
+    /// `pi`) is cached as captured but not yet flushed, so the image holds a newer
+    /// version than sled. `false` for keys that do not decode.
+    fn is_captured(&self, pi: usize, sled_key: &[u8]) -> bool;
 }
 
 /// A registered descriptor, to detect conflicting registrations.
@@ -322,11 +457,14 @@ struct Registration {
 ///
 /// Reads and writes go through a write-back cache of decoded values: per registered
 /// state, per owned key partition, a hash map keyed by the record key. Nothing reaches
-/// sled until [`flush`](Self::flush) (call it at epoch markers and end of input) or
+/// sled until [`flush`](Self::flush) (call it at end of input) or
 /// [`maintain`](Self::maintain) (call it regularly, e.g. after each record or batch;
-/// it costs one comparison while the cache is under its limit).
+/// it costs one comparison while the cache is under its limit). At epoch markers,
+/// [`take_delta`](Self::take_delta) captures what changed for a snapshot without
+/// writing to sled.
 ///
-/// Dropping a `KeyedState` discards unflushed writes: flush first.
+/// Dropping a `KeyedState` discards unflushed writes: flush first (or capture them
+/// with [`take_delta`](Self::take_delta), for a restore).
 ///
 /// Accessors take the record's key partition `kp`, computed upstream. They **panic**
 /// if `kp` is outside [`owned`](Self::owned): a record routed to the wrong actor is a
@@ -360,6 +498,9 @@ pub struct KeyedState<K> {
     purge_cursor: PurgeCursor,
     /// Every pending timer of the owned partitions (never evicted).
     timers: Timers,
+    /// Per owned key partition: what flushes and purges wrote to sled since the last
+    /// capture on behalf of changes the image lacks (see [`take_delta`](Self::take_delta)).
+    delta_log: Vec<DeltaLog>,
 }
 
 impl<K> fmt::Debug for KeyedState<K> {
@@ -442,6 +583,7 @@ impl<K: StateKey> KeyedState<K> {
             purge_per_flush: DEFAULT_PURGE_PER_FLUSH,
             purge_cursor: PurgeCursor::default(),
             timers,
+            delta_log: (0..len).map(|_| DeltaLog::default()).collect(),
         })
     }
 
@@ -701,6 +843,11 @@ impl<K: StateKey> KeyedState<K> {
     /// entries. Entries stay cached and become clean. Timers registered since the last
     /// flush are written, and timers fired or deleted since then are deleted.
     ///
+    /// Whatever it writes that the last capture did not see (entries changed since,
+    /// expiries, map clears) is recorded in the delta log of its key partition, so
+    /// the next [`take_delta`](Self::take_delta) reports it even if the entries are
+    /// evicted meanwhile. Captured entries are written without being recorded again.
+    ///
     /// The operations are applied in key order as atomic [`sled::Batch`]es of at most
     /// [`FLUSH_CHUNK`] operations, because sled's memory for a single batch grows with
     /// its size. Each batch is atomic; the flush as a whole is not: a crash in the
@@ -727,6 +874,8 @@ impl<K: StateKey> KeyedState<K> {
             now,
             staged: Vec::new(),
             stats: FlushStats::default(),
+            logged_prefixes: Vec::new(),
+            logged: Vec::new(),
             key_buf: &mut self.key_buf,
             val_buf: &mut self.val_buf,
         };
@@ -736,7 +885,23 @@ impl<K: StateKey> KeyedState<K> {
         self.timers.stage_flush(&mut ctx)?;
         self.timers.begin_apply();
         ctx.apply()?;
-        let mut stats = ctx.stats;
+        let FlushCtx {
+            mut stats,
+            logged_prefixes,
+            logged,
+            ..
+        } = ctx;
+        let first = self.owned.start;
+        for (kp, prefix) in logged_prefixes {
+            if let Some(log) = self.delta_log.get_mut((kp - first) as usize) {
+                log.delete_prefix(&prefix);
+            }
+        }
+        for (kp, key, value) in logged {
+            if let Some(log) = self.delta_log.get_mut((kp - first) as usize) {
+                log.point(key, value);
+            }
+        }
         for cache in &mut self.caches {
             let dropped = cache.commit_flush(now, &mut self.partition_on_disk);
             self.cached = self.cached.saturating_sub(dropped);
@@ -754,6 +919,72 @@ impl<K: StateKey> KeyedState<K> {
             "flushed keyed state"
         );
         Ok(stats)
+    }
+
+    /// Captures, per owned key partition, everything that changed in this state since
+    /// the previous capture (or since the state was opened), as an encoded delta
+    /// ([`delta`](super::delta)); key partitions without changes are left out. Writes
+    /// nothing to sled.
+    ///
+    /// Meant for every epoch barrier: the deltas go to a snapshot file (on another
+    /// thread), and a key partition's chain of deltas from a full image on,
+    /// applied in order, reproduces exactly the sled content the partition would have
+    /// after a full [`flush`](Self::flush) at the moment of each capture: values,
+    /// lists, map entries and map clears, deletes, TTL expiries, and timers registered,
+    /// deleted or fired. The one exception is the purge of expired entries that are
+    /// not cached (invisible to readers): it is captured when a flush or
+    /// [`purge_expired`](Self::purge_expired) performs it, not when it is merely due.
+    ///
+    /// The capture has two sources:
+    ///
+    /// * cached entries changed since the previous capture and not yet flushed: they
+    ///   are encoded here and become *captured*, still pending for sled, so the next
+    ///   flush writes them (without logging them again); entries expired by now are
+    ///   captured as deletes and become tombstones;
+    /// * changes a flush or purge wrote to sled since the previous capture (for
+    ///   instance before [`maintain`](Self::maintain) evicted the entries): each flush
+    ///   records them in a per-partition delta log, which this call empties.
+    ///
+    /// The per-record path pays nothing for this: a write sets the same flags it always
+    /// did, and keys are encoded only here, once per changed entry.
+    ///
+    /// On an encoding error nothing is marked captured, and the call can be retried.
+    pub fn take_delta(&mut self) -> Result<Vec<(u32, Vec<u8>)>, StateError> {
+        let now = self.clock.now_ms();
+        let mut parts: Vec<PartDelta> = (0..self.delta_log.len())
+            .map(|_| PartDelta::default())
+            .collect();
+        let mut ctx = DeltaCtx {
+            stage: &self.stage,
+            first_kp: self.owned.start,
+            now,
+            parts: &mut parts,
+            key_buf: &mut self.key_buf,
+            val_buf: &mut self.val_buf,
+        };
+        for cache in &self.caches {
+            cache.stage_delta(&mut ctx)?;
+        }
+        self.timers.stage_delta(&mut ctx)?;
+        for cache in &mut self.caches {
+            cache.commit_delta(now);
+        }
+        self.timers.commit_delta();
+        let mut out = Vec::new();
+        for (pi, (part, log)) in parts.iter().zip(&mut self.delta_log).enumerate() {
+            if part.prefixes.is_empty() && part.points.is_empty() && log.is_empty() {
+                continue;
+            }
+            let kp = self.owned.start + pi as u32;
+            out.push((kp, log.drain_into_delta(kp, &part.prefixes, &part.points)));
+        }
+        tracing::trace!(
+            stage = %self.stage,
+            partitions = out.len(),
+            bytes = out.iter().map(|(_, d)| d.len()).sum::<usize>(),
+            "captured keyed state delta"
+        );
+        Ok(out)
     }
 
     /// Sets how many stored entries of TTL states each [`flush`](Self::flush)
@@ -780,19 +1011,25 @@ impl<K: StateKey> KeyedState<K> {
     /// Safe whatever the cache holds: a cached dirty entry is rewritten by the next
     /// flush, and a clean cached entry equals the stored one, so it is expired in the
     /// cache too.
+    ///
+    /// Each delete is recorded in the delta log, except for keys cached as captured:
+    /// the image holds their newer value, which the next flush writes back to sled.
     fn purge_step(&mut self, budget: usize, now: u64) -> Result<u64, StateError> {
-        let ttl_ids: Vec<u32> = self
+        // (state id, cache index) of the TTL states, in registration order.
+        let ttl_ids: Vec<(u32, usize)> = self
             .registry
             .iter()
-            .filter(|r| r.ttl.is_some())
-            .map(|r| r.id)
+            .enumerate()
+            .filter(|(_, r)| r.ttl.is_some())
+            .map(|(i, r)| (r.id, i))
             .collect();
         let parts = self.partition_on_disk.len();
         if ttl_ids.is_empty() || budget == 0 || parts == 0 {
             return Ok(0);
         }
         let mut cur = std::mem::take(&mut self.purge_cursor);
-        let mut doomed: Vec<sled::IVec> = Vec::new();
+        // Expired stored entries: sled key, cache index, partition index.
+        let mut doomed: Vec<(sled::IVec, usize, usize)> = Vec::new();
         let mut examined = 0usize;
         let mut visited = 0usize;
         'parts: while visited < parts {
@@ -801,7 +1038,7 @@ impl<K: StateKey> KeyedState<K> {
             }
             if self.partition_on_disk[cur.pi] {
                 let kp = self.owned.start + cur.pi as u32;
-                while let Some(&id) = ttl_ids.get(cur.ttl_pos) {
+                while let Some(&(id, cache)) = ttl_ids.get(cur.ttl_pos) {
                     let prefix = codec::state_prefix(kp, id);
                     let from = cur.resume.take().unwrap_or_else(|| prefix.to_vec());
                     for item in self.tree.range(from..) {
@@ -822,7 +1059,7 @@ impl<K: StateKey> KeyedState<K> {
                         examined += 1;
                         match codec::open_value(&record) {
                             Ok((expires_at, _)) if expired_at(expires_at, now) => {
-                                doomed.push(key);
+                                doomed.push((key, cache, cur.pi));
                             }
                             Ok(_) => {}
                             // Left for a read to report with full context; a purge must
@@ -846,7 +1083,7 @@ impl<K: StateKey> KeyedState<K> {
         self.purge_cursor = cur;
         for chunk in doomed.chunks(FLUSH_CHUNK) {
             let mut batch = sled::Batch::default();
-            for key in chunk {
+            for (key, _, _) in chunk {
                 batch.remove(key.clone());
             }
             self.tree
@@ -861,6 +1098,15 @@ impl<K: StateKey> KeyedState<K> {
                     ),
                     source,
                 })?;
+            for (key, cache, pi) in chunk {
+                let captured = self
+                    .caches
+                    .get(*cache)
+                    .is_some_and(|c| c.is_captured(*pi, key));
+                if let (false, Some(log)) = (captured, self.delta_log.get_mut(*pi)) {
+                    log.point(key.clone(), None);
+                }
+            }
         }
         Ok(doomed.len() as u64)
     }

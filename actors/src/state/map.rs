@@ -3,9 +3,11 @@
 
 use super::codec;
 use super::error::StateError;
-use super::keyed::{Access, ErasedCache, FlushCtx, StateMeta};
+use super::keyed::{
+    Access, DeltaCtx, ErasedCache, FlushCtx, StateMeta, TO_BOTH, TO_DELTA, TO_SLED,
+};
 use super::slab::KeySlab;
-use super::value::{flush_kind, FlushKind, Slot};
+use super::value::{delta_kind, flush_kind, FlushKind, Slot, Synced};
 use super::{StateKey, StateValue};
 use rustc_hash::FxHashMap;
 use std::any::Any;
@@ -17,11 +19,13 @@ pub(crate) struct MapEntry<UK, UV> {
     /// Every user entry stored on disk is in `slots` (or was deliberately dropped by a
     /// clear), so lookups of missing user keys need not read sled.
     complete: bool,
-    /// The map was cleared since the last flush: the flush deletes its whole sled
-    /// prefix before writing the dirty entries.
-    cleared: bool,
-    /// Some slot is dirty.
-    dirty: bool,
+    /// The map was cleared: [`TO_SLED`] since the last flush (which deletes its whole
+    /// sled prefix before writing the dirty entries), [`TO_DELTA`] since the last
+    /// capture (which starts with a prefix delete).
+    cleared: u8,
+    /// [`TO_SLED`]: some slot differs from sled; [`TO_DELTA`]: some slot changed since
+    /// the last capture.
+    pending: u8,
     /// Used since the last eviction pass.
     hot: bool,
 }
@@ -31,8 +35,8 @@ impl<UK, UV> Default for MapEntry<UK, UV> {
         Self {
             slots: FxHashMap::default(),
             complete: false,
-            cleared: false,
-            dirty: false,
+            cleared: 0,
+            pending: 0,
             hot: false,
         }
     }
@@ -44,8 +48,12 @@ pub(crate) struct MapPart<K, UK, UV> {
     slab: KeySlab<K, MapEntry<UK, UV>>,
     /// sled may hold entries of this state in this partition.
     on_disk: bool,
-    /// Some map changed since the last flush.
-    dirty: bool,
+    /// sled or the image may hold entries of this state in this partition (implied by
+    /// `on_disk`); when false, a clear need not delete anything.
+    persisted: bool,
+    /// [`TO_SLED`]: some map differs from sled; [`TO_DELTA`]: some map changed since
+    /// the last capture.
+    pending: u8,
     /// Some entry may expire, so flushes scan the partition for expired entries.
     has_expiring: bool,
 }
@@ -66,7 +74,8 @@ impl<K: StateKey, UK: StateKey, UV: StateValue> MapCache<K, UK, UV> {
             .map(|on_disk| MapPart {
                 slab: KeySlab::new(),
                 on_disk,
-                dirty: false,
+                persisted: on_disk,
+                pending: 0,
                 has_expiring: false,
             })
             .collect();
@@ -88,19 +97,21 @@ impl<K: StateKey, UK: StateKey, UV: StateValue> ErasedCache<K> for MapCache<K, U
     fn stage_flush(&self, ctx: &mut FlushCtx<'_>) -> Result<(), StateError> {
         let meta = &self.meta;
         for (pi, part) in self.parts.iter().enumerate() {
-            if !(part.dirty || part.has_expiring) {
+            if !(part.pending != 0 || part.has_expiring) {
                 continue;
             }
             let scan_all = part.has_expiring;
             let kp = ctx.first_kp + pi as u32;
             for (key, entry) in part.slab.iter() {
-                if !(scan_all || entry.dirty || entry.cleared) {
+                if !(scan_all || entry.pending != 0 || entry.cleared != 0) {
                     continue;
                 }
                 codec::write_entry_key(ctx.key_buf, kp, meta.id, key)
                     .map_err(|e| meta.encode_error(ctx.stage, kp, e))?;
                 let prefix_len = ctx.key_buf.len();
-                if entry.cleared {
+                let cleared_in_sled = entry.cleared & TO_SLED != 0;
+                let cleared_in_log = entry.cleared & TO_DELTA != 0;
+                if cleared_in_sled {
                     for item in ctx.tree.scan_prefix(&ctx.key_buf[..]).keys() {
                         let stored = item.map_err(|e| {
                             meta.sled_error(ctx.stage, kp, "scanning a cleared map of", e)
@@ -108,17 +119,34 @@ impl<K: StateKey, UK: StateKey, UV: StateValue> ErasedCache<K> for MapCache<K, U
                         ctx.delete_stored(stored);
                     }
                 }
+                if cleared_in_log {
+                    ctx.log_prefix_delete(kp);
+                }
                 for (uk, slot) in &entry.slots {
                     let kind = flush_kind(slot, ctx.now);
-                    if kind == FlushKind::Keep || (kind == FlushKind::Delete && entry.cleared) {
+                    if kind == FlushKind::Keep {
+                        continue;
+                    }
+                    // A delete under a logged clear is covered by the prefix delete.
+                    let log = slot.logged_at_flush(ctx.now)
+                        && !(kind == FlushKind::Delete && cleared_in_log);
+                    // A delete under a clear is covered by the sled prefix scan.
+                    let apply = !(kind == FlushKind::Delete && cleared_in_sled);
+                    if !(log || apply) {
                         continue;
                     }
                     ctx.key_buf.truncate(prefix_len);
                     codec::append_bincode(ctx.key_buf, uk)
                         .map_err(|e| meta.encode_error(ctx.stage, kp, e))?;
                     match (&slot.value, kind) {
-                        (Some(v), FlushKind::Write) => ctx.put(meta, kp, v, slot.expires_at)?,
-                        _ => ctx.delete(),
+                        (Some(v), FlushKind::Write) => {
+                            ctx.put(meta, kp, v, slot.expires_at, log)?
+                        }
+                        // The clear is pending for sled only (already captured):
+                        // the prefix scan removes the key from sled, but the image
+                        // holds it (captured after the clear) and must learn of it.
+                        _ if !apply => ctx.log_delete(kp),
+                        _ => ctx.delete(kp, log),
                     }
                 }
             }
@@ -129,20 +157,20 @@ impl<K: StateKey, UK: StateKey, UV: StateValue> ErasedCache<K> for MapCache<K, U
     fn commit_flush(&mut self, now: u64, partition_on_disk: &mut [bool]) -> usize {
         let mut dropped = 0;
         for (pi, part) in self.parts.iter_mut().enumerate() {
-            if !(part.dirty || part.has_expiring) {
+            if !(part.pending != 0 || part.has_expiring) {
                 continue;
             }
             let scan_all = part.has_expiring;
             let mut wrote = false;
             let mut expiring = false;
             part.slab.retain(|_, entry| {
-                if scan_all || entry.dirty || entry.cleared {
+                if scan_all || entry.pending != 0 || entry.cleared != 0 {
                     let before = entry.slots.len();
                     entry.slots.retain(|_, slot| match flush_kind(slot, now) {
                         FlushKind::Delete => false,
                         kind => {
                             if kind == FlushKind::Write {
-                                slot.dirty = false;
+                                slot.sync = Synced::Clean;
                                 wrote = true;
                             }
                             expiring |= slot.expires_at != 0;
@@ -150,17 +178,19 @@ impl<K: StateKey, UK: StateKey, UV: StateValue> ErasedCache<K> for MapCache<K, U
                         }
                     });
                     dropped += before - entry.slots.len();
-                    entry.dirty = false;
-                    entry.cleared = false;
+                    entry.pending = 0;
+                    entry.cleared = 0;
                 }
                 true
             });
-            part.dirty = false;
+            // Every change is in sled now, and the ones the image lacked are logged.
+            part.pending = 0;
             // Without a full scan nothing could have expired before, and nothing was
             // written since (the flush holds `&mut`), so the flag stays false.
             part.has_expiring = scan_all && expiring;
             if wrote {
                 part.on_disk = true;
+                part.persisted = true;
                 if let Some(flag) = partition_on_disk.get_mut(pi) {
                     *flag = true;
                 }
@@ -176,7 +206,7 @@ impl<K: StateKey, UK: StateKey, UV: StateValue> ErasedCache<K> for MapCache<K, U
                 break;
             }
             part.slab.retain(|_, entry| {
-                if entry.dirty || entry.cleared || *budget == 0 {
+                if entry.pending != 0 || entry.cleared != 0 || *budget == 0 {
                     return true;
                 }
                 if cold_only && entry.hot {
@@ -191,6 +221,114 @@ impl<K: StateKey, UK: StateKey, UV: StateValue> ErasedCache<K> for MapCache<K, U
         }
         dropped
     }
+
+    fn stage_delta(&self, ctx: &mut DeltaCtx<'_>) -> Result<(), StateError> {
+        let meta = &self.meta;
+        for (pi, part) in self.parts.iter().enumerate() {
+            if part.pending & TO_DELTA == 0 && !part.has_expiring {
+                continue;
+            }
+            let scan_all = part.has_expiring;
+            let kp = ctx.first_kp + pi as u32;
+            for (key, entry) in part.slab.iter() {
+                let cleared = entry.cleared & TO_DELTA != 0;
+                if !(scan_all || cleared || entry.pending & TO_DELTA != 0) {
+                    continue;
+                }
+                codec::write_entry_key(ctx.key_buf, kp, meta.id, key)
+                    .map_err(|e| meta.encode_error(ctx.stage, kp, e))?;
+                let prefix_len = ctx.key_buf.len();
+                if cleared {
+                    ctx.delete_prefix(kp);
+                }
+                for (uk, slot) in &entry.slots {
+                    let kind = delta_kind(slot, ctx.now);
+                    // Deletes under a captured clear are covered by its prefix delete.
+                    if kind == FlushKind::Keep || (kind == FlushKind::Delete && cleared) {
+                        continue;
+                    }
+                    ctx.key_buf.truncate(prefix_len);
+                    codec::append_bincode(ctx.key_buf, uk)
+                        .map_err(|e| meta.encode_error(ctx.stage, kp, e))?;
+                    match (&slot.value, kind) {
+                        (Some(v), FlushKind::Write) => ctx.put(meta, kp, v, slot.expires_at)?,
+                        _ => ctx.delete(kp),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn commit_delta(&mut self, now: u64) {
+        for part in &mut self.parts {
+            if part.pending & TO_DELTA == 0 && !part.has_expiring {
+                continue;
+            }
+            let scan_all = part.has_expiring;
+            let mut lagging = false;
+            let mut wrote = false;
+            part.slab.for_each_mut(|entry| {
+                if !(scan_all || entry.cleared & TO_DELTA != 0 || entry.pending & TO_DELTA != 0) {
+                    return;
+                }
+                let mut entry_lagging = false;
+                for slot in entry.slots.values_mut() {
+                    let kind = delta_kind(slot, now);
+                    wrote |= kind == FlushKind::Write;
+                    entry_lagging |= slot.mark_captured(kind);
+                }
+                entry.cleared &= !TO_DELTA;
+                entry.pending &= !TO_DELTA;
+                if entry_lagging {
+                    entry.pending |= TO_SLED;
+                    lagging = true;
+                }
+            });
+            part.pending &= !TO_DELTA;
+            if lagging {
+                part.pending |= TO_SLED;
+            }
+            if wrote {
+                part.persisted = true;
+            }
+        }
+    }
+
+    fn is_captured(&self, pi: usize, sled_key: &[u8]) -> bool {
+        let Some(part) = self.parts.get(pi) else {
+            return false;
+        };
+        let Some((key, uk)) = sled_key
+            .get(codec::STATE_PREFIX_LEN..)
+            .and_then(split_map_key::<K, UK>)
+        else {
+            return false;
+        };
+        part.slab.find(&key).is_some_and(|i| {
+            part.slab
+                .slot(i)
+                .slots
+                .get(&uk)
+                .is_some_and(|s| s.sync == Synced::Captured)
+        })
+    }
+}
+
+/// Decodes `bincode(key) bincode(user key)`, the tail of a map entry's sled key after
+/// the state prefix; `None` if it is not one.
+fn split_map_key<K: StateKey, UK: StateKey>(tail: &[u8]) -> Option<(K, UK)> {
+    use bincode::Options;
+    let mut rest = tail;
+    // The limit makes a damaged length prefix fail instead of allocating.
+    let key: K = bincode::options()
+        .with_fixint_encoding()
+        .allow_trailing_bytes()
+        .with_limit(tail.len() as u64)
+        .deserialize_from(&mut rest)
+        .ok()?;
+    let uk: UK = codec::decode_exact(rest).ok()?;
+    Some((key, uk))
 }
 
 /// Access to the map of one key in one map state, from
@@ -256,10 +394,12 @@ impl<'a, K: StateKey, UK: StateKey, UV: StateValue> MapState<'a, K, UK, UV> {
         self.ctx.push_user_key(uk)?;
         let found = self.ctx.read::<UV>()?;
         let slot = Slot::loaded(found, |exp| self.ctx.is_expired(exp));
-        self.part.dirty |= slot.dirty;
         self.part.has_expiring |= slot.expires_at != 0;
         let entry = self.part.slab.slot_mut(ei);
-        entry.dirty |= slot.dirty;
+        if slot.unflushed() {
+            entry.pending = TO_BOTH;
+            self.part.pending = TO_BOTH;
+        }
         entry.slots.insert(uk.clone(), slot);
         *self.ctx.cached += 1;
         Ok(Some(ei))
@@ -286,10 +426,12 @@ impl<'a, K: StateKey, UK: StateKey, UV: StateValue> MapState<'a, K, UK, UV> {
             }
             let found = self.ctx.decode::<UV>(&record)?;
             let slot = Slot::loaded(Some(found), |exp| self.ctx.is_expired(exp));
-            self.part.dirty |= slot.dirty;
             self.part.has_expiring |= slot.expires_at != 0;
             let entry = self.part.slab.slot_mut(ei);
-            entry.dirty |= slot.dirty;
+            if slot.unflushed() {
+                entry.pending = TO_BOTH;
+                self.part.pending = TO_BOTH;
+            }
             entry.slots.insert(uk, slot);
             *self.ctx.cached += 1;
         }
@@ -327,10 +469,10 @@ impl<'a, K: StateKey, UK: StateKey, UV: StateValue> MapState<'a, K, UK, UV> {
     pub fn insert(&mut self, uk: UK, uv: UV) -> Result<(), StateError> {
         let expires_at = self.ctx.write_expiry();
         let ei = self.entry_or_create();
-        self.part.dirty = true;
+        self.part.pending = TO_BOTH;
         self.part.has_expiring |= expires_at != 0;
         let entry = self.part.slab.slot_mut(ei);
-        entry.dirty = true;
+        entry.pending = TO_BOTH;
         if entry
             .slots
             .insert(uk, Slot::written(Some(uv), expires_at))
@@ -355,9 +497,9 @@ impl<'a, K: StateKey, UK: StateKey, UV: StateValue> MapState<'a, K, UK, UV> {
         };
         let live = !self.ctx.is_expired(slot.expires_at);
         slot.expires_at = 0;
-        slot.dirty = true;
-        entry.dirty = true;
-        self.part.dirty = true;
+        slot.sync = Synced::Dirty;
+        entry.pending = TO_BOTH;
+        self.part.pending = TO_BOTH;
         Ok(live.then_some(old))
     }
 
@@ -407,15 +549,17 @@ impl<'a, K: StateKey, UK: StateKey, UV: StateValue> MapState<'a, K, UK, UV> {
         let Some(ei) = self.entry_if_any() else {
             return Ok(());
         };
-        let on_disk = self.part.on_disk;
+        // Captured entries stay cached until flushed, so a map with nothing in sled
+        // or the image has nothing to delete beyond its cached slots.
+        let persisted = self.part.persisted;
         let entry = self.part.slab.slot_mut(ei);
         *self.ctx.cached -= entry.slots.len();
         entry.slots = FxHashMap::default();
         entry.complete = true;
-        if on_disk {
-            entry.cleared = true;
-            entry.dirty = true;
-            self.part.dirty = true;
+        if persisted {
+            entry.cleared = TO_BOTH;
+            entry.pending = TO_BOTH;
+            self.part.pending = TO_BOTH;
         }
         Ok(())
     }

@@ -88,6 +88,13 @@ impl<K: Hash + Eq, E: Default> KeySlab<K, E> {
         self.index.iter().map(move |(k, &i)| (k, &self.slots[i]))
     }
 
+    /// Calls `f` on every entry, in no particular order.
+    pub(crate) fn for_each_mut(&mut self, mut f: impl FnMut(&mut E)) {
+        for &i in self.index.values() {
+            f(&mut self.slots[i]);
+        }
+    }
+
     /// Calls `f` on every key and entry; entries for which it returns `false` are
     /// removed. Returns how many were removed.
     pub(crate) fn retain(&mut self, mut f: impl FnMut(&K, &mut E) -> bool) -> usize {
@@ -143,6 +150,13 @@ mod tests {
         assert_eq!(s.len(), 200);
         assert_eq!(s.remove(&7).as_deref(), Some("7"));
         assert_eq!(s.find(&7), None);
+        let mut seen = 0;
+        s.for_each_mut(|v| {
+            seen += 1;
+            v.push('.');
+            v.pop();
+        });
+        assert_eq!(seen, 199);
         let removed = s.retain(|k, _| k % 10 == 0);
         assert_eq!(removed, 179);
         assert_eq!(s.len(), 20);

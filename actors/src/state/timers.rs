@@ -15,7 +15,7 @@
 
 use super::codec;
 use super::error::StateError;
-use super::keyed::{FlushCtx, StateMeta};
+use super::keyed::{DeltaCtx, FlushCtx, StateMeta};
 use rustc_hash::FxHashMap;
 use serde::de::DeserializeOwned;
 use std::borrow::Borrow;
@@ -133,13 +133,25 @@ impl Ord for dyn TimerRef + '_ {
     }
 }
 
-/// What the next flush does with a timer's sled key.
+/// What the next flush (or capture) does with a timer's sled key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Pending {
     /// The timer is pending in memory and (perhaps) not on disk: write it.
     Write,
     /// The timer fired or was deleted and is (perhaps) on disk: delete it.
     Delete,
+}
+
+/// How a changed timer differs from sled and from the last captured delta.
+///
+/// Timers are never evicted, so unlike cached entries they need no delta log: a
+/// change stays here until both the next flush and the next capture have taken it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Changes {
+    /// What the next flush must do, if anything.
+    sled: Option<Pending>,
+    /// What the next capture must encode, if anything.
+    delta: Option<Pending>,
 }
 
 /// The timers of one [`KeyedState`](super::KeyedState): every pending timer of the
@@ -149,9 +161,10 @@ pub(crate) struct Timers {
     meta: StateMeta,
     /// Pending timers per domain ([`TimerDomain::index`]), in firing order.
     queues: [BTreeSet<Queued>; 2],
-    /// Timers whose sled entry differs from memory. Invariant (outside `in_doubt`):
-    /// absent here means sled holds exactly the in-memory state of the timer.
-    pending: FxHashMap<(TimerDomain, Queued), Pending>,
+    /// Timers whose sled entry or captured state differs from memory. Invariant
+    /// (for `sled`, outside `in_doubt`): a `None` side, or absence here, means that
+    /// side holds exactly the in-memory state of the timer.
+    pending: FxHashMap<(TimerDomain, Queued), Changes>,
     /// A flush with pending timer changes failed, so sled may hold any prefix of it:
     /// until the next successful flush, a change that undoes a pending one is staged
     /// as well instead of cancelling it.
@@ -217,21 +230,33 @@ impl Timers {
         &self.meta
     }
 
-    /// Records that `timer` of `domain` now needs `op` at the next flush.
+    /// Records that `timer` of `domain` now needs `op` at the next flush and the next
+    /// capture (one hash lookup, as before captures existed).
     fn note(&mut self, domain: TimerDomain, timer: Queued, op: Pending) {
         match self.pending.entry((domain, timer)) {
             Entry::Vacant(e) => {
-                e.insert(op);
+                e.insert(Changes {
+                    sled: Some(op),
+                    delta: Some(op),
+                });
             }
             Entry::Occupied(mut e) => {
-                // The timer is in memory iff the pending op is a write, and `op` flips
-                // that, so the pending op is the opposite one: `op` returns the timer
-                // to what sled holds. Unless a failed flush may have applied the
-                // pending op already.
-                debug_assert_ne!(*e.get(), op);
-                if self.in_doubt {
-                    e.insert(op);
-                } else {
+                // On each side, the timer is in memory iff the pending op is a write,
+                // and `op` flips that, so a pending op is the opposite one: `op`
+                // returns the timer to what that side holds. Unless a failed flush may
+                // have applied the pending sled op already.
+                let in_doubt = self.in_doubt;
+                let c = e.get_mut();
+                debug_assert!(c.sled != Some(op) && c.delta != Some(op));
+                c.sled = match c.sled {
+                    Some(_) if !in_doubt => None,
+                    _ => Some(op),
+                };
+                c.delta = match c.delta {
+                    Some(_) => None,
+                    None => Some(op),
+                };
+                if c.sled.is_none() && c.delta.is_none() {
                     e.remove();
                 }
             }
@@ -306,26 +331,65 @@ impl Timers {
     /// Timer changes not yet flushed.
     #[cfg(test)]
     pub(crate) fn unflushed(&self) -> usize {
-        self.pending.len()
+        self.pending.values().filter(|c| c.sled.is_some()).count()
+    }
+
+    /// Timer changes not yet captured.
+    #[cfg(test)]
+    pub(crate) fn uncaptured(&self) -> usize {
+        self.pending.values().filter(|c| c.delta.is_some()).count()
     }
 
     /// Stages the writes and deletes of changed timers into `ctx`, without changing
-    /// anything here, so a failed flush can be retried.
+    /// anything here, so a failed flush can be retried. Nothing is logged for the
+    /// next capture: it takes timer changes from here.
     pub(crate) fn stage_flush(&self, ctx: &mut FlushCtx<'_>) -> Result<(), StateError> {
-        for ((domain, timer), op) in &self.pending {
+        for ((domain, timer), c) in &self.pending {
+            let Some(op) = c.sled else { continue };
             codec::write_timer_key(ctx.key_buf, timer.kp, *domain, timer.timestamp, &timer.key);
             match op {
-                Pending::Write => ctx.put(&self.meta, timer.kp, &(), 0)?,
-                Pending::Delete => ctx.delete(),
+                Pending::Write => ctx.put(&self.meta, timer.kp, &(), 0, false)?,
+                Pending::Delete => ctx.delete(timer.kp, false),
             }
         }
         Ok(())
     }
 
+    /// Encodes the timer changes since the last capture into `ctx`, without changing
+    /// anything here.
+    pub(crate) fn stage_delta(&self, ctx: &mut DeltaCtx<'_>) -> Result<(), StateError> {
+        let mut record_ready = false;
+        for ((domain, timer), c) in &self.pending {
+            let Some(op) = c.delta else { continue };
+            codec::write_timer_key(ctx.key_buf, timer.kp, *domain, timer.timestamp, &timer.key);
+            match op {
+                Pending::Write => {
+                    if !record_ready {
+                        codec::encode_value(&(), 0, ctx.val_buf)
+                            .map_err(|e| self.meta.encode_error(ctx.stage, timer.kp, e))?;
+                        record_ready = true;
+                    }
+                    ctx.put_record(timer.kp);
+                }
+                Pending::Delete => ctx.delete(timer.kp),
+            }
+        }
+        Ok(())
+    }
+
+    /// After a capture staged by [`stage_delta`](Self::stage_delta): the image now
+    /// matches memory.
+    pub(crate) fn commit_delta(&mut self) {
+        self.pending.retain(|_, c| {
+            c.delta = None;
+            c.sled.is_some()
+        });
+    }
+
     /// Called just before the staged operations are applied: if they include timer
     /// changes and the apply fails part way, sled's state of those timers is unknown.
     pub(crate) fn begin_apply(&mut self) {
-        if !self.pending.is_empty() {
+        if self.pending.values().any(|c| c.sled.is_some()) {
             self.in_doubt = true;
         }
     }
@@ -333,13 +397,15 @@ impl Timers {
     /// After the staged operations were applied: sled now matches memory. Sets
     /// `partition_on_disk[kp - first_kp]` for partitions that received timers.
     pub(crate) fn commit_flush(&mut self, first_kp: u32, partition_on_disk: &mut [bool]) {
-        for ((_, timer), op) in self.pending.drain() {
-            if op == Pending::Write {
+        self.pending.retain(|(_, timer), c| {
+            if c.sled == Some(Pending::Write) {
                 if let Some(flag) = partition_on_disk.get_mut((timer.kp - first_kp) as usize) {
                     *flag = true;
                 }
             }
-        }
+            c.sled = None;
+            c.delta.is_some()
+        });
         self.in_doubt = false;
     }
 }
@@ -348,7 +414,7 @@ impl Timers {
 mod tests {
     use super::super::testutil::*;
     use super::super::*;
-    use super::{Pending, Queued, Timers};
+    use super::{Changes, Pending, Queued, Timers};
     use proptest::prelude::*;
     use std::collections::BTreeSet;
     use std::sync::Arc;
@@ -594,16 +660,33 @@ mod tests {
             kp: 0,
             key: Box::new([1]),
         };
-        assert_eq!(t.pending.get(&(ET, timer.clone())), Some(&Pending::Delete));
+        // The capture side cancels (it is never in doubt); the sled side does not.
+        assert_eq!(
+            t.pending.get(&(ET, timer.clone())),
+            Some(&Changes {
+                sled: Some(Pending::Delete),
+                delta: None
+            })
+        );
         t.register(ET, 0, &[1], 5);
-        assert_eq!(t.pending.get(&(ET, timer.clone())), Some(&Pending::Write));
+        assert_eq!(
+            t.pending.get(&(ET, timer.clone())),
+            Some(&Changes {
+                sled: Some(Pending::Write),
+                delta: Some(Pending::Write)
+            })
+        );
         let mut on_disk = [false];
         t.commit_flush(0, &mut on_disk);
         assert!(on_disk[0] && t.unflushed() == 0 && !t.in_doubt);
+        assert_eq!(t.uncaptured(), 1);
+        t.commit_delta();
+        assert!(t.pending.is_empty());
         // Once a flush succeeded, undoing changes cancel again.
         t.delete(ET, 0, &[1], 5);
         t.register(ET, 0, &[1], 5);
         assert_eq!(t.unflushed(), 0);
+        assert_eq!(t.uncaptured(), 0);
         assert_eq!(t.len(), 1);
     }
 

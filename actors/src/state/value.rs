@@ -2,20 +2,41 @@
 
 use super::codec;
 use super::error::StateError;
-use super::keyed::{expired_at, Access, ErasedCache, FlushCtx, StateMeta};
+use super::keyed::{
+    expired_at, Access, DeltaCtx, ErasedCache, FlushCtx, StateMeta, TO_BOTH, TO_DELTA, TO_SLED,
+};
 use super::slab::KeySlab;
 use super::{StateKey, StateValue};
 use std::any::Any;
 
+/// How a cached entry relates to sled and to the last captured delta
+/// ([`KeyedState::take_delta`](super::KeyedState::take_delta)).
+///
+/// The fourth combination, "in sled but not yet captured", needs no state: a flush
+/// that writes a [`Dirty`](Self::Dirty) entry records the write in the keyed state's
+/// delta log, so the entry can become clean (and be evicted) at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Synced {
+    /// sled holds exactly this entry, and the image (the last capture plus the delta
+    /// log) holds it too.
+    Clean,
+    /// Changed since the last capture and not written to sled: the next flush writes
+    /// it and logs the write, the next capture encodes it.
+    Dirty,
+    /// In the image (captured) but not yet in sled: the next flush writes it without
+    /// logging it, the next capture leaves it out.
+    Captured,
+}
+
 /// One cached entry: a value (or its known absence) and its bookkeeping.
 pub(crate) struct Slot<T> {
-    /// `None`: absent. Clean and absent means "not on disk either"; dirty and absent is
-    /// a tombstone to delete at the next flush.
+    /// `None`: absent. Clean and absent means "not on disk either"; otherwise absent
+    /// is a tombstone to delete at the next flush (and, if dirty, capture).
     pub(crate) value: Option<T>,
     /// Processing time (ms) at which the entry expires; `0` for never.
     pub(crate) expires_at: u64,
-    /// Differs from what sled holds.
-    pub(crate) dirty: bool,
+    /// Whether sled and the image hold this entry.
+    pub(crate) sync: Synced,
     /// Used since the last eviction pass (second-chance eviction).
     pub(crate) hot: bool,
 }
@@ -25,7 +46,7 @@ impl<T> Default for Slot<T> {
         Self {
             value: None,
             expires_at: 0,
-            dirty: false,
+            sync: Synced::Clean,
             hot: false,
         }
     }
@@ -37,51 +58,99 @@ impl<T> Slot<T> {
         Self {
             value,
             expires_at,
-            dirty: true,
+            sync: Synced::Dirty,
             hot: true,
         }
     }
 
     /// An entry as read from sled (`None`: not stored); records for which `expired`
-    /// holds become tombstones, so the next flush deletes them.
+    /// holds become dirty tombstones, so the next flush deletes them and the next
+    /// capture reports the deletion.
     pub(crate) fn loaded(found: Option<(u64, T)>, expired: impl FnOnce(u64) -> bool) -> Self {
         match found {
             None => Self {
                 value: None,
                 expires_at: 0,
-                dirty: false,
+                sync: Synced::Clean,
                 hot: true,
             },
             Some((exp, _)) if expired(exp) => Self::written(None, 0),
             Some((exp, v)) => Self {
                 value: Some(v),
                 expires_at: exp,
-                dirty: false,
+                sync: Synced::Clean,
                 hot: true,
             },
         }
     }
+
+    /// Whether sled does not hold this entry as cached (a flush has work here).
+    #[inline]
+    pub(crate) fn unflushed(&self) -> bool {
+        self.sync != Synced::Clean
+    }
+
+    /// Whether a flush's write or delete of this entry (at `now`) must be recorded in
+    /// the delta log: the entry changed since the last capture, or it expired (which
+    /// the image does not know yet, unless the capture itself already turned the
+    /// entry into a captured tombstone).
+    #[inline]
+    pub(crate) fn logged_at_flush(&self, now: u64) -> bool {
+        self.sync == Synced::Dirty || (self.value.is_some() && expired_at(self.expires_at, now))
+    }
+
+    /// After a capture that encoded `kind` for this entry: it is now in the image but
+    /// maybe not in sled. An expired entry becomes a tombstone, so the flush deletes
+    /// it without logging the delete again. Returns whether sled now lags behind.
+    #[inline]
+    pub(crate) fn mark_captured(&mut self, kind: FlushKind) -> bool {
+        match kind {
+            FlushKind::Keep => return false,
+            FlushKind::Write => {}
+            FlushKind::Delete => {
+                self.value = None;
+                self.expires_at = 0;
+            }
+        }
+        self.sync = Synced::Captured;
+        true
+    }
 }
 
-/// What a flush does with one cached entry.
+/// What a flush (or a capture) does with one cached entry.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum FlushKind {
-    /// Nothing: clean and live, or clean and known absent.
+    /// Nothing.
     Keep,
-    /// Write the value (dirty and live).
+    /// Write the value.
     Write,
-    /// Delete from sled and drop from the cache (tombstone, or expired).
+    /// Delete it (and, at a flush, drop it from the cache).
     Delete,
 }
 
-/// The flush decision for `slot` at processing time `now`. Staging and committing a
-/// flush both call this with the same `now`, so they agree.
+/// The flush decision for `slot` at processing time `now`: write what sled lacks,
+/// delete tombstones and expired entries. Staging and committing a flush both call
+/// this with the same `now`, so they agree.
 #[inline]
 pub(crate) fn flush_kind<T>(slot: &Slot<T>, now: u64) -> FlushKind {
-    match (&slot.value, slot.dirty) {
+    match (&slot.value, slot.unflushed()) {
         (Some(_), _) if expired_at(slot.expires_at, now) => FlushKind::Delete,
         (Some(_), true) => FlushKind::Write,
         (None, true) => FlushKind::Delete,
+        _ => FlushKind::Keep,
+    }
+}
+
+/// The capture decision for `slot` at processing time `now`: encode what changed
+/// since the last capture, and deletes of entries that expired (as a flush at `now`
+/// would delete them). Staging and committing a capture both call this with the same
+/// `now`, so they agree.
+#[inline]
+pub(crate) fn delta_kind<T>(slot: &Slot<T>, now: u64) -> FlushKind {
+    match (&slot.value, slot.sync) {
+        (Some(_), _) if expired_at(slot.expires_at, now) => FlushKind::Delete,
+        (Some(_), Synced::Dirty) => FlushKind::Write,
+        (None, Synced::Dirty) => FlushKind::Delete,
         _ => FlushKind::Keep,
     }
 }
@@ -93,8 +162,12 @@ pub(crate) struct ValuePart<K, T> {
     /// sled may hold entries of this state in this partition; when false, misses do
     /// not read sled.
     on_disk: bool,
-    /// Some entry changed since the last flush.
-    dirty: bool,
+    /// sled or the image may hold entries of this state in this partition (implied by
+    /// `on_disk`); when false, clearing a cached entry can simply forget it.
+    persisted: bool,
+    /// [`TO_SLED`]: some entry differs from sled; [`TO_DELTA`]: some entry changed
+    /// since the last capture. Writes set both with one store.
+    pending: u8,
     /// Some entry may expire, so flushes scan the partition for expired entries.
     has_expiring: bool,
 }
@@ -115,7 +188,8 @@ impl<K: StateKey, T: StateValue> ValueCache<K, T> {
             .map(|on_disk| ValuePart {
                 slab: KeySlab::new(),
                 on_disk,
-                dirty: false,
+                persisted: on_disk,
+                pending: 0,
                 has_expiring: false,
             })
             .collect();
@@ -136,7 +210,7 @@ impl<K: StateKey, T: StateValue> ErasedCache<K> for ValueCache<K, T> {
 
     fn stage_flush(&self, ctx: &mut FlushCtx<'_>) -> Result<(), StateError> {
         for (pi, part) in self.parts.iter().enumerate() {
-            if !(part.dirty || part.has_expiring) {
+            if !(part.pending != 0 || part.has_expiring) {
                 continue;
             }
             let kp = ctx.first_kp + pi as u32;
@@ -147,9 +221,12 @@ impl<K: StateKey, T: StateValue> ErasedCache<K> for ValueCache<K, T> {
                 }
                 codec::write_entry_key(ctx.key_buf, kp, self.meta.id, key)
                     .map_err(|e| self.meta.encode_error(ctx.stage, kp, e))?;
+                let log = slot.logged_at_flush(ctx.now);
                 match (&slot.value, kind) {
-                    (Some(v), FlushKind::Write) => ctx.put(&self.meta, kp, v, slot.expires_at)?,
-                    _ => ctx.delete(),
+                    (Some(v), FlushKind::Write) => {
+                        ctx.put(&self.meta, kp, v, slot.expires_at, log)?
+                    }
+                    _ => ctx.delete(kp, log),
                 }
             }
         }
@@ -159,7 +236,7 @@ impl<K: StateKey, T: StateValue> ErasedCache<K> for ValueCache<K, T> {
     fn commit_flush(&mut self, now: u64, partition_on_disk: &mut [bool]) -> usize {
         let mut dropped = 0;
         for (pi, part) in self.parts.iter_mut().enumerate() {
-            if !(part.dirty || part.has_expiring) {
+            if !(part.pending != 0 || part.has_expiring) {
                 continue;
             }
             let mut wrote = false;
@@ -168,17 +245,19 @@ impl<K: StateKey, T: StateValue> ErasedCache<K> for ValueCache<K, T> {
                 FlushKind::Delete => false,
                 kind => {
                     if kind == FlushKind::Write {
-                        slot.dirty = false;
+                        slot.sync = Synced::Clean;
                         wrote = true;
                     }
                     expiring |= slot.expires_at != 0;
                     true
                 }
             });
-            part.dirty = false;
+            // Every change is in sled now, and the ones the image lacked are logged.
+            part.pending = 0;
             part.has_expiring = expiring;
             if wrote {
                 part.on_disk = true;
+                part.persisted = true;
                 if let Some(flag) = partition_on_disk.get_mut(pi) {
                     *flag = true;
                 }
@@ -194,7 +273,7 @@ impl<K: StateKey, T: StateValue> ErasedCache<K> for ValueCache<K, T> {
                 break;
             }
             dropped += part.slab.retain(|_, slot| {
-                if slot.dirty || *budget == 0 {
+                if slot.unflushed() || *budget == 0 {
                     return true;
                 }
                 if cold_only && slot.hot {
@@ -206,6 +285,65 @@ impl<K: StateKey, T: StateValue> ErasedCache<K> for ValueCache<K, T> {
             });
         }
         dropped
+    }
+
+    fn stage_delta(&self, ctx: &mut DeltaCtx<'_>) -> Result<(), StateError> {
+        for (pi, part) in self.parts.iter().enumerate() {
+            if part.pending & TO_DELTA == 0 && !part.has_expiring {
+                continue;
+            }
+            let kp = ctx.first_kp + pi as u32;
+            for (key, slot) in part.slab.iter() {
+                let kind = delta_kind(slot, ctx.now);
+                if kind == FlushKind::Keep {
+                    continue;
+                }
+                codec::write_entry_key(ctx.key_buf, kp, self.meta.id, key)
+                    .map_err(|e| self.meta.encode_error(ctx.stage, kp, e))?;
+                match (&slot.value, kind) {
+                    (Some(v), FlushKind::Write) => ctx.put(&self.meta, kp, v, slot.expires_at)?,
+                    _ => ctx.delete(kp),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn commit_delta(&mut self, now: u64) {
+        for part in &mut self.parts {
+            if part.pending & TO_DELTA == 0 && !part.has_expiring {
+                continue;
+            }
+            let mut lagging = false;
+            let mut wrote = false;
+            part.slab.for_each_mut(|slot| {
+                let kind = delta_kind(slot, now);
+                wrote |= kind == FlushKind::Write;
+                lagging |= slot.mark_captured(kind);
+            });
+            part.pending &= !TO_DELTA;
+            if lagging {
+                part.pending |= TO_SLED;
+            }
+            if wrote {
+                part.persisted = true;
+            }
+        }
+    }
+
+    fn is_captured(&self, pi: usize, sled_key: &[u8]) -> bool {
+        let Some(part) = self.parts.get(pi) else {
+            return false;
+        };
+        let Some(Ok(key)) = sled_key
+            .get(codec::STATE_PREFIX_LEN..)
+            .map(codec::decode_exact::<K>)
+        else {
+            return false;
+        };
+        part.slab
+            .find(&key)
+            .is_some_and(|i| part.slab.slot(i).sync == Synced::Captured)
     }
 }
 
@@ -240,7 +378,9 @@ impl<'a, K: StateKey, T: StateValue> ValueState<'a, K, T> {
         self.ctx.set_key(self.key)?;
         let found = self.ctx.read::<T>()?;
         let slot = Slot::loaded(found, |exp| self.ctx.is_expired(exp));
-        self.part.dirty |= slot.dirty;
+        if slot.unflushed() {
+            self.part.pending = TO_BOTH;
+        }
         self.part.has_expiring |= slot.expires_at != 0;
         let i = self.part.slab.insert(self.key.clone(), slot);
         *self.ctx.cached += 1;
@@ -278,14 +418,14 @@ impl<'a, K: StateKey, T: StateValue> ValueState<'a, K, T> {
     /// Sets the value (no read of the old one) and refreshes its TTL.
     pub fn set(&mut self, v: T) -> Result<(), StateError> {
         let expires_at = self.ctx.write_expiry();
-        self.part.dirty = true;
+        self.part.pending = TO_BOTH;
         self.part.has_expiring |= expires_at != 0;
         match self.part.slab.find(self.key) {
             Some(i) => {
                 let slot = self.part.slab.slot_mut(i);
                 slot.value = Some(v);
                 slot.expires_at = expires_at;
-                slot.dirty = true;
+                slot.sync = Synced::Dirty;
                 slot.hot = true;
             }
             None => {
@@ -325,19 +465,18 @@ impl<'a, K: StateKey, T: StateValue> ValueState<'a, K, T> {
             }
             slot.expires_at = ttl.map_or(0, |t| now.saturating_add(t));
         }
-        slot.dirty = true;
+        slot.sync = Synced::Dirty;
         slot.hot = true;
-        self.part.dirty = true;
+        self.part.pending = TO_BOTH;
         self.part.has_expiring |= slot.expires_at != 0;
         Ok(slot.value.get_or_insert_with(f))
     }
 
     /// Removes the value; deleted from sled at the next flush.
     pub fn clear(&mut self) -> Result<(), StateError> {
-        let on_disk = self.part.on_disk;
         match self.part.slab.find(self.key) {
-            Some(_) if !on_disk => {
-                // Never flushed, so nothing to delete: just forget it.
+            Some(_) if !self.part.persisted => {
+                // Never flushed nor captured, so nothing to delete: just forget it.
                 self.part.slab.remove(self.key);
                 *self.ctx.cached -= 1;
             }
@@ -345,15 +484,17 @@ impl<'a, K: StateKey, T: StateValue> ValueState<'a, K, T> {
                 let slot = self.part.slab.slot_mut(i);
                 slot.value = None;
                 slot.expires_at = 0;
-                slot.dirty = true;
-                self.part.dirty = true;
+                slot.sync = Synced::Dirty;
+                self.part.pending = TO_BOTH;
             }
-            None if on_disk => {
+            // An uncached key can only be stored in sled (captured entries are never
+            // evicted), so `on_disk` decides as it does for reads.
+            None if self.part.on_disk => {
                 self.part
                     .slab
                     .insert(self.key.clone(), Slot::written(None, 0));
                 *self.ctx.cached += 1;
-                self.part.dirty = true;
+                self.part.pending = TO_BOTH;
             }
             None => {}
         }
