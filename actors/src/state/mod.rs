@@ -54,6 +54,29 @@
 //! flushes new, fired and deleted timers with the rest of the state. The store keeps
 //! no clock for them: the actor pops what is due at each watermark or processing-time
 //! tick.
+//!
+//! # Checkpoints
+//!
+//! sled is a local spill area, not the durable truth: writing every change to sled at
+//! each epoch barrier would cost far too much (about 14k instructions per insert). At
+//! each barrier the actor calls [`KeyedState::take_delta`] instead, which encodes,
+//! without touching sled, what changed in each owned key partition since the previous
+//! capture ([`delta`] describes the format); another thread writes the deltas to
+//! snapshot files. A key partition's chain (a full image, then its deltas) applied in
+//! order gives the sled content the partition would have had after a full flush at the
+//! last capture. Recovery wipes the stage's tree and rebuilds it from the chains
+//! ([`StateStore::restore_stage`]); compaction folds a chain into a new image
+//! ([`merge_chain`]).
+//!
+//! To capture cheaply, a cached entry is in one of three states: *clean* (sled and the
+//! captured image both hold it), *dirty* (changed since the last capture, not in sled)
+//! or *captured* (in the image, not yet in sled). A write makes an entry dirty, exactly
+//! as it did before checkpoints existed; `take_delta` encodes dirty entries and makes
+//! them captured; a flush writes dirty and captured entries to sled and makes them
+//! clean, and records the changes it wrote on behalf of dirty entries (and expiries and
+//! purges) in a per-partition delta log, which the next `take_delta` empties into its
+//! delta. Captured entries are not evictable until flushed. Timers, never evicted,
+//! keep both sides of each change in memory instead.
 
 mod clock;
 pub mod codec;
@@ -75,7 +98,7 @@ pub use error::StateError;
 pub use keyed::{FlushStats, KeyedState, DEFAULT_PURGE_PER_FLUSH, FLUSH_CHUNK};
 pub use list::ListState;
 pub use map::MapState;
-pub use store::{tree_name, StateStore, StoreConfig};
+pub use store::{tree_name, RestoreStats, StateStore, StoreConfig};
 pub use timers::{FiredTimer, TimerDomain};
 pub use value::ValueState;
 
@@ -100,5 +123,7 @@ pub trait StateValue: Serialize + DeserializeOwned + Clone + Send + 'static {}
 
 impl<T> StateValue for T where T: Serialize + DeserializeOwned + Clone + Send + 'static {}
 
+#[cfg(test)]
+mod capture_tests;
 #[cfg(test)]
 mod testutil;

@@ -1,7 +1,8 @@
 //! The node-wide state store: one sled database, one tree per stage.
 
+use super::delta;
 use super::error::StateError;
-use super::keyed::KeyedState;
+use super::keyed::{KeyedState, FLUSH_CHUNK};
 use super::{Clock, StateKey};
 use std::fmt;
 use std::ops::Range;
@@ -34,6 +35,19 @@ impl Default for StoreConfig {
 /// The version in the name is the key layout's version; a new layout gets a new tree.
 pub fn tree_name(stage: &str) -> String {
     format!("weir/state/v1/{stage}")
+}
+
+/// What one [`StateStore::restore_stage`] wrote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RestoreStats {
+    /// Key partitions restored (chains given, including empty ones).
+    pub partitions: u64,
+    /// Deltas (images included) read and applied.
+    pub deltas: u64,
+    /// Entries written to sled: what the folded chains hold.
+    pub entries: u64,
+    /// Bytes of keys and values written.
+    pub bytes: u64,
 }
 
 /// What the clones of a [`StateStore`] share.
@@ -101,6 +115,99 @@ impl StateStore {
                 context: format!("dropping the state of stage `{stage}`"),
                 source,
             })
+    }
+
+    /// Replaces the whole stored state of `stage` with what snapshot chains describe:
+    /// for each key partition, its chain (a full image, then the deltas of
+    /// [`KeyedState::take_delta`] captured after it, oldest first), folded into one
+    /// image ([`delta`](super::delta)).
+    ///
+    /// Every chain is decoded, checked and folded before anything is touched, so a
+    /// damaged snapshot (bad checksum, unknown version, malformed record, a delta of
+    /// another key partition, a key outside the partition the chain is filed under,
+    /// two chains for one partition) is reported as an error and leaves the stored
+    /// state as it was. Then the stage's tree is dropped (every key partition,
+    /// including those without a chain here), the images are written in key order in
+    /// batches of [`FLUSH_CHUNK`], and sled is flushed to disk.
+    ///
+    /// No [`KeyedState`] of the stage may be open meanwhile: its tree handle would
+    /// point at the dropped tree. A `KeyedState` opened afterwards on restored key
+    /// partitions sees exactly the restored state (timers included), and its first
+    /// [`take_delta`](KeyedState::take_delta) reports only changes made after it
+    /// opened.
+    ///
+    /// All chains are held in memory at once, plus an index of their surviving
+    /// entries.
+    pub fn restore_stage(
+        &self,
+        stage: &str,
+        chains: impl IntoIterator<Item = (u32, Vec<Vec<u8>>)>,
+    ) -> Result<RestoreStats, StateError> {
+        if stage.is_empty() {
+            return Err(StateError::InvalidRequest {
+                stage: String::new(),
+                reason: "the stage name is empty".into(),
+            });
+        }
+        let mut chains: Vec<(u32, Vec<Vec<u8>>)> = chains.into_iter().collect();
+        chains.sort_unstable_by_key(|(kp, _)| *kp);
+        if let Some(w) = chains.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(StateError::InvalidRequest {
+                stage: stage.to_owned(),
+                reason: format!("key partition {} has more than one chain", w[0].0),
+            });
+        }
+        let mut stats = RestoreStats::default();
+        let mut images = Vec::with_capacity(chains.len());
+        for (kp, chain) in &chains {
+            let refs: Vec<&[u8]> = chain.iter().map(Vec::as_slice).collect();
+            let (_, image) = delta::fold_chain(&refs, Some(*kp), |i, n| {
+                format!(
+                    "delta {} of {n} in the chain of key partition {kp} of stage `{stage}`",
+                    i + 1
+                )
+            })?;
+            stats.partitions += 1;
+            stats.deltas += chain.len() as u64;
+            images.push(image);
+        }
+        self.clear_stage(stage)?;
+        let name = tree_name(stage);
+        let tree = self
+            .inner
+            .db
+            .open_tree(&name)
+            .map_err(|source| StateError::Sled {
+                context: format!("opening tree `{name}` of stage `{stage}` to restore it"),
+                source,
+            })?;
+        let mut batch = sled::Batch::default();
+        let mut in_batch = 0;
+        // Chains are sorted by key partition and keys start with it, so this writes in
+        // key order throughout.
+        for (key, value) in images.iter().flat_map(|image| image.iter()) {
+            batch.insert(*key, *value);
+            in_batch += 1;
+            stats.entries += 1;
+            stats.bytes += (key.len() + value.len()) as u64;
+            if in_batch == FLUSH_CHUNK {
+                apply_restore_batch(&tree, stage, std::mem::take(&mut batch))?;
+                in_batch = 0;
+            }
+        }
+        if in_batch > 0 {
+            apply_restore_batch(&tree, stage, batch)?;
+        }
+        self.flush()?;
+        tracing::info!(
+            stage,
+            partitions = stats.partitions,
+            deltas = stats.deltas,
+            entries = stats.entries,
+            bytes = stats.bytes,
+            "restored keyed state from snapshot chains"
+        );
+        Ok(stats)
     }
 
     /// Opens a temporary sled database, removed when the last clone is dropped. For
@@ -193,6 +300,18 @@ impl StateStore {
     pub fn db(&self) -> &sled::Db {
         &self.inner.db
     }
+}
+
+/// Applies one batch of a restore.
+fn apply_restore_batch(
+    tree: &sled::Tree,
+    stage: &str,
+    batch: sled::Batch,
+) -> Result<(), StateError> {
+    tree.apply_batch(batch).map_err(|source| StateError::Sled {
+        context: format!("writing restored state of stage `{stage}`"),
+        source,
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,470 @@
+//! Tests of checkpoint capture and restore: [`KeyedState::take_delta`],
+//! [`StateStore::restore_stage`] and [`merge_chain`] working together.
+
+use super::testutil::*;
+use super::*;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+const ET: TimerDomain = TimerDomain::EventTime;
+const PT: TimerDomain = TimerDomain::ProcessingTime;
+
+/// Every raw entry of `stage`'s tree in `store`, in key order.
+fn contents(store: &StateStore, stage: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+    store
+        .db()
+        .open_tree(tree_name(stage))
+        .unwrap()
+        .iter()
+        .map(|item| {
+            let (k, v) = item.unwrap();
+            (k.to_vec(), v.to_vec())
+        })
+        .collect()
+}
+
+/// Appends a capture to per-partition chains.
+fn capture<K: StateKey>(ks: &mut KeyedState<K>, chains: &mut BTreeMap<u32, Vec<Vec<u8>>>) {
+    for (kp, d) in ks.take_delta().unwrap() {
+        assert!(ks.owned().contains(&kp));
+        chains.entry(kp).or_default().push(d);
+    }
+}
+
+/// A fresh temporary store with `stage` restored from `chains`.
+fn restored(stage: &str, chains: &BTreeMap<u32, Vec<Vec<u8>>>) -> StateStore {
+    let store = StateStore::temporary(small_config()).unwrap();
+    store.restore_stage(stage, chains.clone()).unwrap();
+    store
+}
+
+/// The decoded points of a single delta, as owned bytes.
+fn points(delta: &[u8]) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+    Delta::decode(delta)
+        .unwrap()
+        .points()
+        .iter()
+        .map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec)))
+        .collect()
+}
+
+fn value_key<K: serde::Serialize>(kp: u32, name: &str, key: &K) -> Vec<u8> {
+    let mut buf = Vec::new();
+    codec::write_entry_key(&mut buf, kp, codec::state_id(name), key).unwrap();
+    buf
+}
+
+fn record<T: serde::Serialize>(v: &T, expires_at: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    codec::encode_value(v, expires_at, &mut out).unwrap();
+    out
+}
+
+#[test]
+fn dirty_entries_are_captured_without_touching_sled() {
+    let (store, mut ks, _clock) = keyed::<String>("agg", 0..4);
+    let h = ks.register_value::<u64>(StateDescriptor::new("n")).unwrap();
+    let a = "a".to_string();
+    assert!(ks.take_delta().unwrap().is_empty());
+    ks.value(h, 2, &a).set(5).unwrap();
+    let deltas = ks.take_delta().unwrap();
+    assert_eq!(deltas.len(), 1, "only the changed partition");
+    assert_eq!(deltas[0].0, 2);
+    assert_eq!(
+        points(&deltas[0].1),
+        vec![(value_key(2, "n", &a), Some(record(&5u64, 0)))]
+    );
+    assert!(
+        contents(&store, "agg").is_empty(),
+        "nothing written to sled"
+    );
+    // Nothing changed since: nothing to capture, although sled still lags.
+    assert!(ks.take_delta().unwrap().is_empty());
+    // Captured entries are not evictable before they reach sled...
+    assert_eq!(ks.evict_clean(), 0);
+    assert_eq!(ks.value(h, 2, &a).value().unwrap(), Some(5));
+    // ...and a flush writes them without reporting them again.
+    assert_eq!(ks.flush().unwrap().written, 1);
+    assert_eq!(contents(&store, "agg").len(), 1);
+    assert!(ks.take_delta().unwrap().is_empty());
+    // A change after the capture is captured again.
+    *ks.value(h, 2, &a).get_or_insert_with(|| 0).unwrap() += 1;
+    assert_eq!(
+        points(&ks.take_delta().unwrap()[0].1),
+        vec![(value_key(2, "n", &a), Some(record(&6u64, 0)))]
+    );
+}
+
+#[test]
+fn changes_flushed_and_evicted_before_a_capture_are_in_it_once() {
+    let store = StateStore::temporary(StoreConfig {
+        cache_entries: 10,
+        sled_cache_bytes: 1 << 20,
+    })
+    .unwrap();
+    let mut ks = store
+        .keyed::<u32>("agg", 0..2, Arc::new(ManualClock::new(0)))
+        .unwrap();
+    let h = ks.register_value::<u32>(StateDescriptor::new("v")).unwrap();
+    for k in 0..100u32 {
+        ks.value(h, k % 2, &k).set(k).unwrap();
+        ks.maintain().unwrap();
+    }
+    assert!(ks.cached_entries() <= 10);
+    let mut chains = BTreeMap::new();
+    capture(&mut ks, &mut chains);
+    let total: usize = chains.values().map(|c| points(&c[0]).len()).sum();
+    assert_eq!(total, 100);
+    // The log is emptied by the capture.
+    assert!(ks.take_delta().unwrap().is_empty());
+    // Clearing an evicted key is captured as a delete.
+    ks.evict_clean();
+    ks.value(h, 1, &7).clear().unwrap();
+    ks.flush().unwrap();
+    ks.evict_clean();
+    let d = ks.take_delta().unwrap();
+    assert_eq!(d.len(), 1);
+    assert_eq!(points(&d[0].1), vec![(value_key(1, "v", &7u32), None)]);
+    chains.entry(1).or_default().push(d[0].1.clone());
+    ks.flush().unwrap();
+    assert_eq!(
+        contents(&restored("agg", &chains), "agg"),
+        contents(&store, "agg")
+    );
+}
+
+#[test]
+fn a_cleared_value_that_was_only_captured_is_deleted_in_the_next_delta() {
+    let (_store, mut ks, _clock) = keyed::<u8>("s", 0..1);
+    let h = ks.register_value::<u8>(StateDescriptor::new("v")).unwrap();
+    ks.value(h, 0, &1).set(1).unwrap();
+    ks.take_delta().unwrap();
+    // Never flushed, so not in sled; but the image has it.
+    ks.value(h, 0, &1).clear().unwrap();
+    let d = ks.take_delta().unwrap();
+    assert_eq!(points(&d[0].1), vec![(value_key(0, "v", &1u8), None)]);
+    // Set and cleared between two captures, and never persisted: nothing at all.
+    let (_store, mut ks, _clock) = keyed::<u8>("s", 0..1);
+    let h = ks.register_value::<u8>(StateDescriptor::new("v")).unwrap();
+    ks.value(h, 0, &1).set(1).unwrap();
+    ks.value(h, 0, &1).clear().unwrap();
+    assert!(ks.take_delta().unwrap().is_empty());
+    assert_eq!(ks.cached_entries(), 0);
+}
+
+#[test]
+fn map_clears_become_prefix_deletes_also_across_flushes() {
+    let (store, mut ks, _clock) = keyed::<u8>("join", 0..1);
+    let m = ks
+        .register_map::<u8, u8>(StateDescriptor::new("m"))
+        .unwrap();
+    let mut chains = BTreeMap::new();
+    for uk in 0..5 {
+        ks.map(m, 0, &1).insert(uk, uk).unwrap();
+    }
+    capture(&mut ks, &mut chains);
+    // Cleared while its entries are captured but not in sled; one entry is written
+    // again after the clear.
+    ks.map(m, 0, &1).clear().unwrap();
+    ks.map(m, 0, &1).insert(9, 9).unwrap();
+    let d = ks.take_delta().unwrap();
+    let decoded = Delta::decode(&d[0].1).unwrap();
+    assert_eq!(decoded.prefix_deletes(), &[&value_key(0, "m", &1u8)[..]]);
+    assert_eq!(decoded.points().len(), 1);
+    chains.entry(0).or_default().push(d[0].1.clone());
+    // Cleared again and flushed before the capture: the log carries the prefix delete.
+    ks.flush().unwrap();
+    ks.map(m, 0, &1).insert(3, 3).unwrap();
+    ks.flush().unwrap();
+    ks.map(m, 0, &1).clear().unwrap();
+    ks.map(m, 0, &1).insert(4, 4).unwrap();
+    ks.flush().unwrap();
+    ks.evict_clean();
+    capture(&mut ks, &mut chains);
+    assert_eq!(
+        contents(&restored("join", &chains), "join"),
+        contents(&store, "join")
+    );
+    assert_eq!(ks.map(m, 0, &1).entries().unwrap(), vec![(4, 4)]);
+}
+
+#[test]
+fn removing_an_entry_written_after_a_captured_clear_is_captured() {
+    let (store, mut ks, _clock) = keyed::<u8>("join", 0..1);
+    let m = ks
+        .register_map::<u8, u8>(StateDescriptor::new("m"))
+        .unwrap();
+    let mut chains = BTreeMap::new();
+    ks.map(m, 0, &1).insert(1, 1).unwrap();
+    ks.flush().unwrap();
+    capture(&mut ks, &mut chains);
+    ks.map(m, 0, &1).clear().unwrap();
+    capture(&mut ks, &mut chains); // the clear is captured, sled still has entry 1
+    ks.map(m, 0, &1).insert(2, 2).unwrap();
+    capture(&mut ks, &mut chains); // entry 2 is captured, not in sled
+    assert_eq!(ks.map(m, 0, &1).remove(&2).unwrap(), Some(2));
+    // The flush deletes entry 2 through the clear's prefix scan, and must log it.
+    ks.flush().unwrap();
+    capture(&mut ks, &mut chains);
+    assert!(contents(&store, "join").is_empty());
+    assert!(contents(&restored("join", &chains), "join").is_empty());
+}
+
+#[test]
+fn expiry_is_captured_as_a_delete() {
+    let (store, mut ks, clock) = keyed::<u8>("ttl", 0..2);
+    let v = ks
+        .register_value::<u8>(StateDescriptor::new("v").with_ttl(Duration::from_millis(10)))
+        .unwrap();
+    let mut chains: BTreeMap<u32, Vec<Vec<u8>>> = BTreeMap::new();
+    ks.value(v, 0, &1).set(1).unwrap(); // expires at 1010
+    ks.value(v, 1, &2).set(2).unwrap();
+    ks.flush().unwrap();
+    ks.evict_clean();
+    ks.value(v, 1, &2).value().unwrap(); // cached again, clean
+    capture(&mut ks, &mut chains);
+    let all: usize = chains.values().map(|c| points(&c[0]).len()).sum();
+    assert_eq!(all, 2);
+    clock.advance(10);
+    // Key 2 is cached and clean: the capture deletes it at once. Key 1 is only on
+    // disk: its delete is captured when the purge removes it.
+    let d = ks.take_delta().unwrap();
+    assert_eq!(d.len(), 1);
+    assert_eq!(points(&d[0].1), vec![(value_key(1, "v", &2u8), None)]);
+    chains.entry(1).or_default().push(d[0].1.clone());
+    // Both stored records are expired: the purge deletes both from sled, but logs
+    // only key 1 (key 2 is a captured tombstone, its delete already captured).
+    assert_eq!(ks.purge_expired().unwrap(), 2);
+    ks.flush().unwrap();
+    capture(&mut ks, &mut chains);
+    assert_eq!(
+        points(chains[&0].last().unwrap()),
+        vec![(value_key(0, "v", &1u8), None)]
+    );
+    assert!(contents(&store, "ttl").is_empty());
+    assert!(contents(&restored("ttl", &chains), "ttl").is_empty());
+}
+
+#[test]
+fn an_expiry_a_flush_deletes_before_the_capture_is_in_it() {
+    let (store, mut ks, clock) = keyed::<u8>("ttl", 0..1);
+    let v = ks
+        .register_value::<u8>(StateDescriptor::new("v").with_ttl(Duration::from_millis(10)))
+        .unwrap();
+    let mut chains = BTreeMap::new();
+    ks.value(v, 0, &1).set(1).unwrap();
+    capture(&mut ks, &mut chains);
+    ks.flush().unwrap(); // clean and cached
+    clock.advance(10);
+    assert_eq!(ks.flush().unwrap().deleted, 1);
+    let d = ks.take_delta().unwrap();
+    assert_eq!(points(&d[0].1), vec![(value_key(0, "v", &1u8), None)]);
+    chains.entry(0).or_default().push(d[0].1.clone());
+    assert!(contents(&store, "ttl").is_empty());
+    assert!(contents(&restored("ttl", &chains), "ttl").is_empty());
+}
+
+#[test]
+fn a_purge_never_hides_a_newer_captured_value() {
+    let (store, mut ks, clock) = keyed::<u8>("ttl", 0..1);
+    let v = ks
+        .register_value::<u8>(StateDescriptor::new("v").with_ttl(Duration::from_millis(10)))
+        .unwrap();
+    let m = ks
+        .register_map::<String, u8>(StateDescriptor::new("m").with_ttl(Duration::from_millis(10)))
+        .unwrap();
+    let uk = "user key".to_string();
+    let mut chains = BTreeMap::new();
+    ks.value(v, 0, &1).set(1).unwrap();
+    ks.map(m, 0, &1).insert(uk.clone(), 1).unwrap();
+    ks.flush().unwrap();
+    capture(&mut ks, &mut chains);
+    clock.advance(9);
+    ks.value(v, 0, &1).set(2).unwrap(); // refreshed: lives until 1019
+    ks.map(m, 0, &1).insert(uk.clone(), 2).unwrap();
+    capture(&mut ks, &mut chains);
+    clock.advance(1);
+    // sled's old records expired; the captured ones did not.
+    assert_eq!(ks.purge_expired().unwrap(), 2);
+    capture(&mut ks, &mut chains);
+    ks.flush().unwrap();
+    let here = contents(&store, "ttl");
+    assert_eq!(here.len(), 2);
+    assert_eq!(contents(&restored("ttl", &chains), "ttl"), here);
+}
+
+#[test]
+fn timer_changes_are_captured_and_flushes_do_not_repeat_them() {
+    let (store, mut ks, _clock) = keyed::<u16>("win", 0..3);
+    let mut chains: BTreeMap<u32, Vec<Vec<u8>>> = BTreeMap::new();
+    ks.register_timer(ET, 0, &1, 10).unwrap();
+    ks.register_timer(PT, 2, &2, 20).unwrap();
+    ks.register_timer(ET, 1, &3, 30).unwrap();
+    ks.delete_timer(ET, 1, &3, 30).unwrap(); // cancels: partition 1 unchanged
+    let d = ks.take_delta().unwrap();
+    assert_eq!(d.iter().map(|(kp, _)| *kp).collect::<Vec<_>>(), vec![0, 2]);
+    for (kp, bytes) in d {
+        chains.entry(kp).or_default().push(bytes);
+    }
+    ks.flush().unwrap();
+    assert!(ks.take_delta().unwrap().is_empty());
+    assert_eq!(ks.pop_timer(ET, 100).unwrap().unwrap().key, 1);
+    ks.register_timer(ET, 1, &4, 40).unwrap();
+    capture(&mut ks, &mut chains);
+    ks.flush().unwrap();
+    assert_eq!(
+        contents(&restored("win", &chains), "win"),
+        contents(&store, "win")
+    );
+    let back = restored("win", &chains);
+    let mut ks2 = back
+        .keyed::<u16>("win", 0..3, Arc::new(ManualClock::new(0)))
+        .unwrap();
+    assert_eq!(ks2.timer_count(), 2);
+    assert_eq!(ks2.pop_timer(ET, 100).unwrap().unwrap().key, 4);
+    assert_eq!(ks2.pop_timer(PT, 100).unwrap().unwrap().key, 2);
+}
+
+#[test]
+fn restored_state_reads_back_and_reports_only_new_changes() {
+    let (_store, mut ks, clock) = keyed::<String>("job", 0..4);
+    let v = ks.register_value::<u64>(StateDescriptor::new("v")).unwrap();
+    let m = ks
+        .register_map::<u32, String>(StateDescriptor::new("m"))
+        .unwrap();
+    let l = ks
+        .register_list::<i8>(StateDescriptor::new("l").with_ttl(Duration::from_secs(60)))
+        .unwrap();
+    let k = "key".to_string();
+    let mut chains = BTreeMap::new();
+    ks.value(v, 3, &k).set(42).unwrap();
+    ks.map(m, 1, &k).insert(7, "seven".into()).unwrap();
+    ks.list(l, 0, &k).add(-1).unwrap();
+    ks.register_timer(ET, 2, &k, 99).unwrap();
+    capture(&mut ks, &mut chains);
+    ks.list(l, 0, &k).add(-2).unwrap();
+    capture(&mut ks, &mut chains);
+    ks.value(v, 3, &k).set(0).unwrap(); // not captured: lost by the restore
+
+    let store = restored("job", &chains);
+    let mut back = store
+        .keyed::<String>("job", 0..4, Arc::new(clock.clone()))
+        .unwrap();
+    let v = back
+        .register_value::<u64>(StateDescriptor::new("v"))
+        .unwrap();
+    let m = back
+        .register_map::<u32, String>(StateDescriptor::new("m"))
+        .unwrap();
+    let l = back
+        .register_list::<i8>(StateDescriptor::new("l").with_ttl(Duration::from_secs(60)))
+        .unwrap();
+    assert!(back.take_delta().unwrap().is_empty());
+    assert_eq!(back.value(v, 3, &k).value().unwrap(), Some(42));
+    assert_eq!(
+        back.map(m, 1, &k).entries().unwrap(),
+        vec![(7, "seven".to_string())]
+    );
+    assert_eq!(back.list(l, 0, &k).get().unwrap(), vec![-1, -2]);
+    assert_eq!(back.next_timer(ET), Some(99));
+    // Reads change nothing to capture.
+    assert!(back.take_delta().unwrap().is_empty());
+    back.value(v, 3, &k).set(43).unwrap();
+    let d = back.take_delta().unwrap();
+    assert_eq!(d.len(), 1);
+    assert_eq!(
+        points(&d[0].1),
+        vec![(value_key(3, "v", &k), Some(record(&43u64, 0)))]
+    );
+    // The restored expiry still applies.
+    clock.advance(60_000);
+    assert!(back.list(l, 0, &k).get().unwrap().is_empty());
+}
+
+#[test]
+fn restore_replaces_the_whole_stage_and_reports_stats() {
+    let (store, mut ks, clock) = keyed::<u8>("s", 0..3);
+    let h = ks.register_value::<u8>(StateDescriptor::new("v")).unwrap();
+    for kp in 0..3 {
+        ks.value(h, kp, &1).set(1).unwrap();
+    }
+    let mut chains = BTreeMap::new();
+    capture(&mut ks, &mut chains);
+    ks.value(h, 1, &2).set(2).unwrap();
+    capture(&mut ks, &mut chains);
+    ks.flush().unwrap();
+    drop(ks);
+    // Partition 2 has no chain: its stored state goes too.
+    chains.remove(&2);
+    let stats = store.restore_stage("s", chains.clone()).unwrap();
+    assert_eq!((stats.partitions, stats.deltas, stats.entries), (2, 3, 3));
+    assert!(stats.bytes > 0);
+    let mut ks = store.keyed::<u8>("s", 0..3, Arc::new(clock)).unwrap();
+    let h = ks.register_value::<u8>(StateDescriptor::new("v")).unwrap();
+    assert_eq!(ks.value(h, 1, &2).value().unwrap(), Some(2));
+    assert_eq!(ks.value(h, 2, &1).value().unwrap(), None);
+    // An empty chain restores an empty partition.
+    drop(ks);
+    let stats = store.restore_stage("s", [(0, Vec::new())]).unwrap();
+    assert_eq!((stats.partitions, stats.entries), (1, 0));
+    assert!(contents(&store, "s").is_empty());
+}
+
+#[test]
+fn restore_rejects_misfiled_damaged_and_duplicate_chains_and_keeps_the_state() {
+    let (store, mut ks, _clock) = keyed::<u8>("s", 0..3);
+    let h = ks.register_value::<u8>(StateDescriptor::new("v")).unwrap();
+    ks.value(h, 1, &1).set(1).unwrap();
+    ks.value(h, 2, &1).set(2).unwrap();
+    let mut chains = BTreeMap::new();
+    capture(&mut ks, &mut chains);
+    ks.flush().unwrap();
+    drop(ks);
+    let before = contents(&store, "s");
+    let good1 = chains[&1][0].clone();
+
+    // Filed under another partition.
+    let err = store
+        .restore_stage("s", [(2, vec![good1.clone()])])
+        .unwrap_err();
+    assert!(
+        matches!(err, StateError::Corrupt { ref what, ref reason }
+            if what.contains("key partition 2") && what.contains("`s`")
+                && reason.contains("belongs to key partition 1")),
+        "{err}"
+    );
+    // A well-sealed delta whose key lies outside its own partition.
+    let mut foreign = good1.clone();
+    let at = delta::DELTA_HEADER_LEN + 2; // tag, key length, then the key
+    foreign[at..at + 4].copy_from_slice(&2u32.to_be_bytes());
+    let crc = crc32fast::hash(&foreign[5..]);
+    foreign[1..5].copy_from_slice(&crc.to_le_bytes());
+    let err = store.restore_stage("s", [(1, vec![foreign])]).unwrap_err();
+    assert!(err.to_string().contains("lies in key partition 2"), "{err}");
+    // A flipped bit, in the second element of a chain.
+    let mut damaged = good1.clone();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 4;
+    let err = store
+        .restore_stage("s", [(1, vec![good1.clone(), damaged])])
+        .unwrap_err();
+    assert!(
+        matches!(err, StateError::Corrupt { ref what, ref reason }
+            if what.contains("delta 2 of 2") && reason.contains("checksum")),
+        "{err}"
+    );
+    // Two chains for one partition.
+    let err = store
+        .restore_stage("s", [(1, vec![good1.clone()]), (1, vec![])])
+        .unwrap_err();
+    assert!(matches!(err, StateError::InvalidRequest { .. }), "{err}");
+    assert!(matches!(
+        store.restore_stage("", chains.clone()).unwrap_err(),
+        StateError::InvalidRequest { .. }
+    ));
+    // None of that touched the stored state.
+    assert_eq!(contents(&store, "s"), before);
+    store.restore_stage("s", chains).unwrap();
+    assert_eq!(contents(&store, "s"), before);
+}
