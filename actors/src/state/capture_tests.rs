@@ -107,10 +107,13 @@ fn changes_flushed_and_evicted_before_a_capture_are_in_it_once() {
         .keyed::<u32>("agg", 0..2, Arc::new(ManualClock::new(0)))
         .unwrap();
     let h = ks.register_value::<u32>(StateDescriptor::new("v")).unwrap();
+    // Logs larger than the cache: this test is about the log, not its overflow.
+    ks.set_delta_log_limit(usize::MAX);
     for k in 0..100u32 {
         ks.value(h, k % 2, &k).set(k).unwrap();
         ks.maintain().unwrap();
     }
+    assert!(ks.delta_log_len() > 90);
     assert!(ks.cached_entries() <= 10);
     let mut chains = BTreeMap::new();
     capture(&mut ks, &mut chains);
@@ -467,4 +470,76 @@ fn restore_rejects_misfiled_damaged_and_duplicate_chains_and_keeps_the_state() {
     assert_eq!(contents(&store, "s"), before);
     store.restore_stage("s", chains).unwrap();
     assert_eq!(contents(&store, "s"), before);
+}
+
+#[test]
+fn an_overflowing_delta_log_turns_into_a_full_image() {
+    let store = StateStore::temporary(StoreConfig {
+        cache_entries: 10,
+        sled_cache_bytes: 1 << 20,
+    })
+    .unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(0));
+    let mut ks = store.keyed::<u32>("s", 0..4, clock.clone()).unwrap();
+    let v = ks.register_value::<u32>(StateDescriptor::new("v")).unwrap();
+    let m = ks
+        .register_map::<u8, u8>(StateDescriptor::new("m"))
+        .unwrap();
+    let mut chains = BTreeMap::new();
+    ks.map(m, 3, &1).insert(1, 1).unwrap();
+    ks.map(m, 3, &2).insert(1, 1).unwrap();
+    ks.register_timer(ET, 3, &5, 5).unwrap();
+    ks.flush().unwrap();
+    capture(&mut ks, &mut chains);
+    // A job that never captures: the logs stay within the limit (the cache size)...
+    for k in 0..1000u32 {
+        ks.value(v, k % 3, &k).set(k).unwrap();
+        ks.maintain().unwrap();
+    }
+    let logged = ks.delta_log_len();
+    assert!(logged <= 10, "{logged}");
+    assert!(ks.delta_resets()[..3].iter().all(|r| *r) && !ks.delta_resets()[3]);
+    // ...and a capture then sends full images of the dropped partitions, including
+    // what is pending in the cache (cleared maps, captured entries, timers).
+    ks.map(m, 0, &1).insert(1, 1).unwrap();
+    ks.flush().unwrap();
+    ks.map(m, 0, &1).clear().unwrap();
+    ks.map(m, 0, &1).insert(2, 2).unwrap();
+    ks.register_timer(ET, 0, &1, 1).unwrap();
+    ks.value(v, 1, &1).clear().unwrap();
+    ks.map(m, 3, &2).clear().unwrap();
+    let d = ks.take_delta().unwrap();
+    assert_eq!(
+        d.iter().map(|(kp, _)| *kp).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3]
+    );
+    for (kp, bytes) in &d {
+        let delta = Delta::decode(bytes).unwrap();
+        if *kp < 3 {
+            assert_eq!(delta.prefix_deletes(), &[&kp.to_be_bytes()[..]]);
+            assert!(delta.points().iter().all(|(_, v)| v.is_some()));
+        } else {
+            assert_eq!(delta.prefix_deletes(), &[&value_key(3, "m", &2u32)[..]]);
+        }
+        chains.entry(*kp).or_default().push(bytes.clone());
+    }
+    assert!(ks.delta_resets().iter().all(|r| !r));
+    // Back to deltas.
+    ks.value(v, 0, &0).set(7).unwrap();
+    let d = ks.take_delta().unwrap();
+    assert_eq!(
+        points(&d[0].1),
+        vec![(value_key(0, "v", &0u32), Some(record(&7u32, 0)))]
+    );
+    chains.entry(0).or_default().push(d[0].1.clone());
+    ks.flush().unwrap();
+    assert_eq!(
+        contents(&restored("s", &chains), "s"),
+        contents(&store, "s")
+    );
+    // Lowering the limit applies at once.
+    ks.value(v, 0, &1).set(1).unwrap();
+    ks.flush().unwrap();
+    ks.set_delta_log_limit(0);
+    assert!(ks.delta_resets()[0]);
 }

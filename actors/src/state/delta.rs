@@ -495,6 +495,11 @@ impl DeltaLog {
         self.prefixes.is_empty() && self.points.is_empty()
     }
 
+    /// How many prefix deletes and points are held.
+    pub(crate) fn len(&self) -> usize {
+        self.prefixes.len() + self.points.len()
+    }
+
     /// Records that every key starting with `prefix` was deleted, after everything
     /// recorded so far.
     pub(crate) fn delete_prefix(&mut self, prefix: &[u8]) {

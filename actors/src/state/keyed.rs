@@ -2,7 +2,7 @@
 //! write-back cache.
 
 use super::codec::{self, CodecError};
-use super::delta::{DeltaLog, PointRecords};
+use super::delta::{DeltaLog, DeltaWriter, PointRecords};
 use super::descriptor::{ListHandle, MapHandle, StateDescriptor, StateKind, ValueHandle};
 use super::error::StateError;
 use super::list::ListState;
@@ -501,6 +501,11 @@ pub struct KeyedState<K> {
     /// Per owned key partition: what flushes and purges wrote to sled since the last
     /// capture on behalf of changes the image lacks (see [`take_delta`](Self::take_delta)).
     delta_log: Vec<DeltaLog>,
+    /// Per owned key partition: its delta log was dropped to bound memory, so the
+    /// next capture sends a full image of the partition instead of a delta.
+    delta_reset: Vec<bool>,
+    /// Most entries all delta logs together may hold.
+    delta_log_limit: usize,
 }
 
 impl<K> fmt::Debug for KeyedState<K> {
@@ -584,6 +589,8 @@ impl<K: StateKey> KeyedState<K> {
             purge_cursor: PurgeCursor::default(),
             timers,
             delta_log: (0..len).map(|_| DeltaLog::default()).collect(),
+            delta_reset: vec![false; len],
+            delta_log_limit: cache_limit,
         })
     }
 
@@ -893,15 +900,16 @@ impl<K: StateKey> KeyedState<K> {
         } = ctx;
         let first = self.owned.start;
         for (kp, prefix) in logged_prefixes {
-            if let Some(log) = self.delta_log.get_mut((kp - first) as usize) {
+            if let Some(log) = self.log_of((kp - first) as usize) {
                 log.delete_prefix(&prefix);
             }
         }
         for (kp, key, value) in logged {
-            if let Some(log) = self.delta_log.get_mut((kp - first) as usize) {
+            if let Some(log) = self.log_of((kp - first) as usize) {
                 log.point(key, value);
             }
         }
+        self.bound_delta_log();
         for cache in &mut self.caches {
             let dropped = cache.commit_flush(now, &mut self.partition_on_disk);
             self.cached = self.cached.saturating_sub(dropped);
@@ -966,16 +974,28 @@ impl<K: StateKey> KeyedState<K> {
             cache.stage_delta(&mut ctx)?;
         }
         self.timers.stage_delta(&mut ctx)?;
+        let mut images = if self.delta_reset.contains(&true) {
+            self.stage_images(now)?
+        } else {
+            Vec::new()
+        }
+        .into_iter()
+        .peekable();
         for cache in &mut self.caches {
             cache.commit_delta(now);
         }
         self.timers.commit_delta();
         let mut out = Vec::new();
         for (pi, (part, log)) in parts.iter().zip(&mut self.delta_log).enumerate() {
+            let kp = self.owned.start + pi as u32;
+            if let Some((_, image)) = images.next_if(|(i, _)| *i == pi) {
+                self.delta_reset[pi] = false;
+                out.push((kp, image));
+                continue;
+            }
             if part.prefixes.is_empty() && part.points.is_empty() && log.is_empty() {
                 continue;
             }
-            let kp = self.owned.start + pi as u32;
             out.push((kp, log.drain_into_delta(kp, &part.prefixes, &part.points)));
         }
         tracing::trace!(
@@ -985,6 +1005,146 @@ impl<K: StateKey> KeyedState<K> {
             "captured keyed state delta"
         );
         Ok(out)
+    }
+
+    /// Full images, as deltas, of the key partitions whose delta log was dropped
+    /// (`delta_reset`), with their partition indexes in ascending order: each starts
+    /// with a delete of the whole partition, then puts what sled would hold after a
+    /// full flush at `now` (sled's content with the operations a flush would stage
+    /// applied). Reads sled; changes nothing.
+    #[cold]
+    fn stage_images(&self, now: u64) -> Result<Vec<(usize, Vec<u8>)>, StateError> {
+        let (mut key_buf, mut val_buf) = (Vec::new(), Vec::new());
+        let mut ctx = FlushCtx {
+            tree: &self.tree,
+            stage: &self.stage,
+            first_kp: self.owned.start,
+            now,
+            staged: Vec::new(),
+            stats: FlushStats::default(),
+            logged_prefixes: Vec::new(),
+            logged: Vec::new(),
+            key_buf: &mut key_buf,
+            val_buf: &mut val_buf,
+        };
+        for cache in &self.caches {
+            cache.stage_flush(&mut ctx)?;
+        }
+        self.timers.stage_flush(&mut ctx)?;
+        let mut staged = ctx.staged;
+        // Stable: a delete staged before a write of the same key stays before it.
+        staged.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut images = Vec::new();
+        for (pi, _) in self.delta_reset.iter().enumerate().filter(|(_, r)| **r) {
+            let kp = self.owned.start + pi as u32;
+            let prefix = codec::partition_prefix(kp);
+            let mut image: std::collections::BTreeMap<sled::IVec, sled::IVec> =
+                std::collections::BTreeMap::new();
+            for item in self.tree.scan_prefix(prefix) {
+                let (key, value) = item.map_err(|source| StateError::Sled {
+                    context: format!(
+                        "reading key partition {kp} of stage `{}` for a full image",
+                        self.stage
+                    ),
+                    source,
+                })?;
+                image.insert(key, value);
+            }
+            // Keys start with the partition, so the partition's operations are a run.
+            let from = staged.partition_point(|(k, _)| k[..] < prefix[..]);
+            for (key, value) in staged[from..]
+                .iter()
+                .take_while(|(k, _)| k.starts_with(&prefix))
+            {
+                match value {
+                    Some(v) => image.insert(key.clone(), v.clone()),
+                    None => image.remove(key),
+                };
+            }
+            let size = image.iter().map(|(k, v)| k.len() + v.len() + 12).sum();
+            let mut out = DeltaWriter::new(kp, [&prefix[..]], size);
+            for (key, value) in &image {
+                out.put(key, value);
+            }
+            images.push((pi, out.finish()));
+        }
+        tracing::debug!(
+            stage = %self.stage,
+            partitions = images.len(),
+            "captured full images of key partitions whose delta log was dropped"
+        );
+        Ok(images)
+    }
+
+    /// The delta log of partition index `pi`, `None` if the partition's next capture
+    /// is a full image anyway.
+    fn log_of(&mut self, pi: usize) -> Option<&mut DeltaLog> {
+        match self.delta_reset.get(pi) {
+            Some(false) => self.delta_log.get_mut(pi),
+            _ => None,
+        }
+    }
+
+    /// Keeps the delta logs within [`set_delta_log_limit`](Self::set_delta_log_limit):
+    /// when over, drops the largest logs (down to half the limit), and marks their
+    /// partitions for a full image at the next capture. A job that never captures
+    /// thus stops logging once all partitions are marked.
+    fn bound_delta_log(&mut self) {
+        let total: usize = self.delta_log.iter().map(DeltaLog::len).sum();
+        if total <= self.delta_log_limit {
+            return;
+        }
+        let mut by_size: Vec<(usize, usize)> = self
+            .delta_log
+            .iter()
+            .enumerate()
+            .map(|(pi, log)| (log.len(), pi))
+            .filter(|(len, _)| *len > 0)
+            .collect();
+        by_size.sort_unstable_by(|a, b| b.cmp(a));
+        let mut left = total;
+        let mut dropped = 0;
+        for (len, pi) in by_size {
+            if left <= self.delta_log_limit / 2 {
+                break;
+            }
+            self.delta_log[pi] = DeltaLog::default();
+            self.delta_reset[pi] = true;
+            left -= len;
+            dropped += 1;
+        }
+        tracing::debug!(
+            stage = %self.stage,
+            total,
+            limit = self.delta_log_limit,
+            dropped,
+            "delta logs over their limit: dropped the largest, their partitions get full images at the next capture"
+        );
+    }
+
+    /// Sets how many entries (writes, deletes, map clears) the delta logs of all
+    /// owned partitions may hold together between two captures; the default is
+    /// [`StoreConfig::cache_entries`](super::StoreConfig). Past it, the largest logs
+    /// are dropped and the next [`take_delta`](Self::take_delta) sends those key
+    /// partitions as full images (a delete of the whole partition, then every entry,
+    /// read from sled) instead of deltas: correct, but slower to capture. So the logs
+    /// never hold more than about a cache's worth of entries, even in a job that never
+    /// captures.
+    pub fn set_delta_log_limit(&mut self, entries: usize) {
+        self.delta_log_limit = entries;
+        self.bound_delta_log();
+    }
+
+    /// Entries held by all delta logs, for tests.
+    #[cfg(test)]
+    pub(crate) fn delta_log_len(&self) -> usize {
+        self.delta_log.iter().map(DeltaLog::len).sum()
+    }
+
+    /// Per owned partition index: is a full image due at the next capture? For tests.
+    #[cfg(test)]
+    pub(crate) fn delta_resets(&self) -> &[bool] {
+        &self.delta_reset
     }
 
     /// Sets how many stored entries of TTL states each [`flush`](Self::flush)
@@ -1103,11 +1263,12 @@ impl<K: StateKey> KeyedState<K> {
                     .caches
                     .get(*cache)
                     .is_some_and(|c| c.is_captured(*pi, key));
-                if let (false, Some(log)) = (captured, self.delta_log.get_mut(*pi)) {
+                if let (false, Some(log)) = (captured, self.log_of(*pi)) {
                     log.point(key.clone(), None);
                 }
             }
         }
+        self.bound_delta_log();
         Ok(doomed.len() as u64)
     }
 
