@@ -403,7 +403,10 @@ pub(crate) trait ErasedCache<K>: Send {
     fn as_any_mut(&mut self) -> &mut dyn Any;
 
     /// Stages every pending write and delete into `ctx.staged` without changing the
-    /// cache, so a failed flush leaves everything dirty for a retry.
+    /// cache, so a failed flush leaves everything dirty for a retry. Marks for the
+    /// delta log the operations the image lacks (see [`Slot::logged_at_flush`]).
+    ///
+    /// [`Slot::logged_at_flush`]: super::value::Slot::logged_at_flush
     fn stage_flush(&self, ctx: &mut FlushCtx<'_>) -> Result<(), StateError>;
 
     /// After the staged operations were applied: marks staged entries clean, drops deleted and
@@ -460,7 +463,8 @@ struct Registration {
 /// [`take_delta`](Self::take_delta) captures what changed for a snapshot without
 /// writing to sled.
 ///
-/// Dropping a `KeyedState` discards unflushed writes: flush first.
+/// Dropping a `KeyedState` discards unflushed writes: flush first (or capture them
+/// with [`take_delta`](Self::take_delta), for a restore).
 ///
 /// Accessors take the record's key partition `kp`, computed upstream. They **panic**
 /// if `kp` is outside [`owned`](Self::owned): a record routed to the wrong actor is a

@@ -142,8 +142,9 @@ impl<K: StateKey, UK: StateKey, UV: StateValue> ErasedCache<K> for MapCache<K, U
                         (Some(v), FlushKind::Write) => {
                             ctx.put(meta, kp, v, slot.expires_at, log)?
                         }
-                        // Cleared in sled but not in the image: a captured entry
-                        // removed since.
+                        // The clear is pending for sled only (already captured):
+                        // the prefix scan removes the key from sled, but the image
+                        // holds it (captured after the clear) and must learn of it.
                         _ if !apply => ctx.log_delete(kp),
                         _ => ctx.delete(kp, log),
                     }

@@ -76,7 +76,10 @@
 //! clean, and records the changes it wrote on behalf of dirty entries (and expiries and
 //! purges) in a per-partition delta log, which the next `take_delta` empties into its
 //! delta. Captured entries are not evictable until flushed. Timers, never evicted,
-//! keep both sides of each change in memory instead.
+//! keep both sides of each change in memory instead. The delta logs are bounded
+//! ([`KeyedState::set_delta_log_limit`]): past the bound, the largest are dropped and
+//! their key partitions captured next as full images, so a job that never captures
+//! does not accumulate them.
 
 mod clock;
 pub mod codec;
