@@ -94,14 +94,11 @@ impl SourceReader for NumbersReader {
     }
 
     fn position(&self) -> Option<Vec<u8>> {
-        Some(self.next.to_le_bytes().to_vec())
+        Some(weir::connector::source::counter_position(self.next))
     }
 
     fn seek(&mut self, position: &[u8]) -> Result<(), SourceError> {
-        let bytes: [u8; 8] = position
-            .try_into()
-            .map_err(|_| SourceError::Invalid("bad numbers position".into()))?;
-        self.next = u64::from_le_bytes(bytes);
+        self.next = weir::connector::source::decode_counter_position("numbers", position)?;
         Ok(())
     }
 }

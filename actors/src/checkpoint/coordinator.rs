@@ -134,6 +134,16 @@ struct Epoch {
     savepoint: Option<RequestSavepoint>,
 }
 
+impl Epoch {
+    /// Takes actor `key`'s snapshot as its acknowledgement of this epoch.
+    fn absorb(&mut self, key: ActorKey, snapshot: super::TaskSnapshot, alignment: Duration) {
+        self.acked.insert(key);
+        self.chunks.extend(snapshot.chunks);
+        self.commits.extend(snapshot.commits);
+        self.alignment = self.alignment.max(alignment);
+    }
+}
+
 /// The coordinator actor of one job.
 pub struct CheckpointCoordinator {
     job: String,
@@ -432,12 +442,7 @@ impl Handler<Acknowledge> for CheckpointCoordinator {
         let key = (ack.actor.stage_index, ack.actor.partition);
         match ack.epoch {
             Some(number) => match self.inflight.iter_mut().find(|e| e.number == number) {
-                Some(epoch) => {
-                    epoch.acked.insert(key);
-                    epoch.chunks.extend(ack.snapshot.chunks);
-                    epoch.commits.extend(ack.snapshot.commits);
-                    epoch.alignment = epoch.alignment.max(ack.alignment);
-                }
+                Some(epoch) => epoch.absorb(key, ack.snapshot, ack.alignment),
                 None => tracing::warn!(job = %self.job, actor = %ack.actor, epoch = number,
                     "acknowledgement for an epoch not in flight; ignored"),
             },
@@ -445,11 +450,7 @@ impl Handler<Acknowledge> for CheckpointCoordinator {
                 self.finished.insert(key);
                 let target = self.inflight.iter_mut().find(|e| !e.acked.contains(&key));
                 match target {
-                    Some(epoch) => {
-                        epoch.acked.insert(key);
-                        epoch.chunks.extend(ack.snapshot.chunks);
-                        epoch.commits.extend(ack.snapshot.commits);
-                    }
+                    Some(epoch) => epoch.absorb(key, ack.snapshot, ack.alignment),
                     None => {
                         self.carry.0.extend(ack.snapshot.chunks);
                         self.carry.1.extend(ack.snapshot.commits);
