@@ -60,6 +60,22 @@ fn wall_clock_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// Sends `msg` to the actor itself through its mailbox once `delay` has passed.
+///
+/// Self-messages must go through the mailbox, never `ctx.notify`: actix runs a
+/// notified (spawned) message even while a mailbox handler's [`AtomicResponse`] is
+/// still waiting on downstream slots, so the notified handler's output would
+/// overtake the output still being sent (a record could pass a barrier, or be
+/// dropped when the actor stops). The mailbox respects the wait.
+fn post_later<A, M>(ctx: &mut Context<A>, msg: M, delay: Duration) -> SpawnHandle
+where
+    A: Actor<Context = Context<A>> + Handler<M>,
+    M: Message + Send + 'static,
+    M::Result: Send,
+{
+    ctx.run_later(delay, move |_, ctx| ctx.address().do_send(msg))
+}
+
 /// How long an idle source waits before it is pumped again.
 const IDLE_SOURCE_BACKOFF: std::time::Duration = std::time::Duration::from_millis(1);
 
@@ -103,6 +119,9 @@ pub struct PartitionActor<T: Task> {
     checkpoints: Option<Recipient<Acknowledge>>,
     /// The last epoch whose barrier this actor passed.
     last_epoch: u64,
+    /// Output is on its way out, waiting for downstream slots: no handler may run
+    /// the task until it is sent, or its output would overtake what is queued.
+    sending: bool,
 }
 
 impl<T: Task> PartitionActor<T> {
@@ -134,6 +153,7 @@ impl<T: Task> PartitionActor<T> {
             held_count: 0,
             checkpoints: None,
             last_epoch: 0,
+            sending: false,
         }
     }
 
@@ -241,7 +261,7 @@ impl<T: Task> PartitionActor<T> {
             ctx.cancel_future(handle);
         }
         let delay = u64::try_from(deadline.saturating_sub(wall_clock_ms())).unwrap_or(0);
-        let handle = ctx.notify_later(Deadline, std::time::Duration::from_millis(delay));
+        let handle = post_later(ctx, Deadline, std::time::Duration::from_millis(delay));
         self.wakeup = Some((deadline, handle));
     }
 
@@ -279,9 +299,11 @@ impl<T: Task> PartitionActor<T> {
                     }
                     Ok::<_, crate::mailbox::MailboxClosed>(waited)
                 };
+                self.sending = true;
                 AtomicResponse::new(Box::pin(actix::fut::wrap_future(sending).map(
                     |sent, act: &mut Self, ctx: &mut Context<Self>| match sent {
                         Ok(waited) => {
+                            act.sending = false;
                             act.stats.add_send_wait(waited);
                             act.proceed(ctx);
                         }
@@ -308,9 +330,9 @@ impl<T: Task> PartitionActor<T> {
                 ctx.stop();
             }
             Phase::Running if self.is_source() && self.idle => {
-                ctx.notify_later(Pump, IDLE_SOURCE_BACKOFF);
+                post_later(ctx, Pump, IDLE_SOURCE_BACKOFF);
             }
-            Phase::Running if self.is_source() => ctx.notify(Pump),
+            Phase::Running if self.is_source() => ctx.address().do_send(Pump),
             _ => {}
         }
     }
@@ -385,6 +407,22 @@ impl<T: Task> PartitionActor<T> {
     fn done(&self) -> AtomicResponse<Self, ()> {
         AtomicResponse::new(Box::pin(actix::fut::ready(())))
     }
+
+    /// Fails the actor if a handler is about to run the task while earlier output
+    /// is still being sent (the ordering of records and markers would break);
+    /// returns whether it did.
+    fn overlaps_sending(&mut self, what: &str, ctx: &mut Context<Self>) -> bool {
+        if !self.sending {
+            return false;
+        }
+        self.fail(
+            Failure::Error(format!(
+                "internal error: {what} handled while earlier output was still being sent"
+            )),
+            ctx,
+        );
+        true
+    }
 }
 
 impl<T: Task> Actor for PartitionActor<T> {
@@ -400,7 +438,7 @@ impl<T: Task> Actor for PartitionActor<T> {
             return;
         }
         if self.is_source() {
-            ctx.notify(Pump);
+            ctx.address().do_send(Pump);
         }
     }
 
@@ -443,21 +481,31 @@ impl<T: Task> PartitionActor<T> {
                     Some(ended) if !*ended => {
                         *ended = true;
                         self.open_inputs -= 1;
+                        // The watermark tracker learns of the end first: messages the
+                        // alignment held back may end the last input below, and the
+                        // final watermark must then count this input as ended.
+                        let progress = self.watermarks.ended(from as usize);
+                        if self.open_inputs > 0 {
+                            self.on_progress(progress)?;
+                        }
                         // An ended input counts as aligned for a barrier in progress.
                         if let Aligned::Complete { epoch, took } =
                             self.aligner.input_ended(&self.ended)
                         {
                             self.complete_epoch(epoch, took)?;
+                            if self.phase != Phase::Running {
+                                // The held messages replayed by the alignment ended
+                                // the last input: the actor has already finished.
+                                return Ok(());
+                            }
                         }
                         if self.open_inputs == 0 {
                             // The last input ended: event time runs out (the
                             // watermark reaches +infinity), then the input ends.
-                            let progress = self.watermarks.ended(from as usize);
                             self.fire_watermark(progress, false)
                                 .and_then(|()| self.finish_input())
                         } else {
-                            let progress = self.watermarks.ended(from as usize);
-                            self.on_progress(progress)
+                            Ok(())
                         }
                     }
                     Some(_) => Err(Failure::Error(format!(
@@ -477,7 +525,7 @@ impl<T: Task> Handler<Deliver<T::In>> for PartitionActor<T> {
     type Result = AtomicResponse<Self, ()>;
 
     fn handle(&mut self, mut msg: Deliver<T::In>, ctx: &mut Context<Self>) -> Self::Result {
-        if self.phase != Phase::Running {
+        if self.phase != Phase::Running || self.overlaps_sending("a message", ctx) {
             return self.done();
         }
         let from = msg.from;
@@ -509,7 +557,7 @@ impl<T: Task> Handler<TriggerEpoch> for PartitionActor<T> {
     /// A source starts epoch `e`: snapshot (its split positions), then barrier `e`
     /// right after the last record it sent.
     fn handle(&mut self, msg: TriggerEpoch, ctx: &mut Context<Self>) -> Self::Result {
-        if self.phase != Phase::Running {
+        if self.phase != Phase::Running || self.overlaps_sending("an epoch trigger", ctx) {
             return self.done();
         }
         let started = Instant::now();
@@ -542,7 +590,7 @@ impl<T: Task> Handler<Pump> for PartitionActor<T> {
     type Result = AtomicResponse<Self, ()>;
 
     fn handle(&mut self, _msg: Pump, ctx: &mut Context<Self>) -> Self::Result {
-        if self.phase != Phase::Running {
+        if self.phase != Phase::Running || self.overlaps_sending("a source round", ctx) {
             return self.done();
         }
         let started = Instant::now();
@@ -569,7 +617,8 @@ impl<T: Task> Handler<Deadline> for PartitionActor<T> {
 
     fn handle(&mut self, _msg: Deadline, ctx: &mut Context<Self>) -> Self::Result {
         self.wakeup = None;
-        if self.phase != Phase::Running {
+        if self.phase != Phase::Running || self.overlaps_sending("a processing-time deadline", ctx)
+        {
             return self.done();
         }
         let started = Instant::now();

@@ -306,7 +306,19 @@ impl CheckpointCoordinator {
         }
     }
 
-    fn submit(&mut self, epoch: Epoch, ctx: &mut Context<Self>) {
+    fn submit(&mut self, mut epoch: Epoch, ctx: &mut Context<Self>) {
+        if epoch.abandoned && !epoch.commits.is_empty() {
+            // An abandoned epoch runs no commit actions, yet they may be the only
+            // copy (an actor's final snapshot names its last output there, and no
+            // later snapshot repeats it): the next epoch runs them (they are
+            // idempotent).
+            let target = match self.inflight.front_mut() {
+                Some(next) => &mut next.commits,
+                None => &mut self.carry.1,
+            };
+            let later = std::mem::replace(target, std::mem::take(&mut epoch.commits));
+            target.extend(later);
+        }
         let (tx, rx) = oneshot::channel();
         let Epoch {
             number,
