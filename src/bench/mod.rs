@@ -21,6 +21,10 @@ pub struct BenchResult {
     /// Periodic checkpoints completed during the run (the final commit at the end of
     /// input not counted).
     pub checkpoints_completed: u64,
+    /// Trigger-to-durable time of the slowest periodic checkpoint, in milliseconds.
+    pub checkpoint_longest_ms: f64,
+    /// Bytes written by the largest periodic checkpoint (incremental chunks).
+    pub checkpoint_largest_bytes: u64,
     /// Wall time of the whole job, start-up included.
     pub seconds: f64,
     /// `n / seconds`.
@@ -59,6 +63,8 @@ impl BenchResult {
             parallelism,
             checkpointing,
             checkpoints_completed: report.checkpoints.completed.saturating_sub(1),
+            checkpoint_longest_ms: report.checkpoints.longest_duration.as_secs_f64() * 1e3,
+            checkpoint_largest_bytes: report.checkpoints.largest_bytes,
             seconds,
             records_per_sec: n as f64 / seconds.max(1e-9),
             peak_rss_bytes: rss::peak_rss_bytes(),

@@ -69,6 +69,11 @@ pub struct CheckpointSummary {
     pub last_bytes: u64,
     /// Longest barrier alignment of the last completed epoch.
     pub last_alignment: Duration,
+    /// Trigger-to-manifest time of the slowest periodic epoch (the final one at the
+    /// end of input not counted).
+    pub longest_duration: Duration,
+    /// Bytes stored for the largest periodic epoch.
+    pub largest_bytes: u64,
 }
 
 impl CheckpointSummary {
@@ -81,6 +86,8 @@ impl CheckpointSummary {
             last_duration: stats.last_duration(),
             last_bytes: stats.last_bytes(),
             last_alignment: stats.last_alignment(),
+            longest_duration: stats.longest_duration(),
+            largest_bytes: stats.largest_bytes(),
         }
     }
 }

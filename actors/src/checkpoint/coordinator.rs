@@ -62,6 +62,8 @@ pub struct CheckpointStats {
     last_duration_us: AtomicU64,
     last_bytes: AtomicU64,
     last_alignment_us: AtomicU64,
+    longest_us: AtomicU64,
+    largest_bytes: AtomicU64,
 }
 
 impl CheckpointStats {
@@ -88,6 +90,16 @@ impl CheckpointStats {
     /// The longest barrier alignment of the last completed epoch.
     pub fn last_alignment(&self) -> Duration {
         Duration::from_micros(self.last_alignment_us.load(Ordering::Relaxed))
+    }
+    /// From trigger to durable manifest, for the slowest periodic epoch so far (the
+    /// final epoch at the end of input, which waits for the actors to finish, is
+    /// not counted).
+    pub fn longest_duration(&self) -> Duration {
+        Duration::from_micros(self.longest_us.load(Ordering::Relaxed))
+    }
+    /// Chunk bytes stored for the largest periodic epoch so far.
+    pub fn largest_bytes(&self) -> u64 {
+        self.largest_bytes.load(Ordering::Relaxed)
     }
 }
 
@@ -381,6 +393,11 @@ impl CheckpointCoordinator {
                 s.last_bytes.store(w.bytes, Ordering::Relaxed);
                 s.last_alignment_us
                     .store(alignment.as_micros() as u64, Ordering::Relaxed);
+                if !is_final {
+                    s.longest_us
+                        .fetch_max(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    s.largest_bytes.fetch_max(w.bytes, Ordering::Relaxed);
+                }
                 tracing::debug!(job = %self.job, epoch = number, bytes = w.bytes,
                     took = ?started.elapsed(), write = ?w.took, "epoch complete");
                 for (_, actor) in &self.actors {

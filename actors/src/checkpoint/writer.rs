@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::oneshot;
 
-use crate::snapshot::{ChunkId, ChunkRef, LocalDirStore, Manifest, SnapshotStore};
+use crate::snapshot::{ChunkId, ChunkRef, LocalDirStore, Manifest, NewChunk, SnapshotStore};
 
 use super::coordinator::{Committer, Merger};
 use super::{ChunkData, COMMITS_CHUNK_STAGE};
@@ -115,9 +115,42 @@ impl Writer {
         };
         let job = self.setup.job.clone();
         let mut bytes = 0u64;
+        // The final epoch's state is never restored: a job whose last manifest is
+        // final starts over. Its manifest only carries the commit actions (and the
+        // mark), so its chunks are not written; that keeps the end of a job fast.
+        let chunks = if is_final { Vec::new() } else { chunks };
+        let mut batch = Vec::with_capacity(chunks.len() + 1);
         for chunk in chunks {
             bytes += chunk.data.len() as u64;
-            self.store_chunk(store.as_ref(), epoch, chunk)?;
+            batch.push(self.prepare_chunk(store.as_ref(), chunk)?);
+        }
+        let commits_id = ChunkId::new(COMMITS_CHUNK_STAGE, 0);
+        if !abandoned {
+            if commits.is_empty() {
+                self.setup.chains.remove(&commits_id);
+            } else {
+                let data = bincode::serialize(&commits)
+                    .map_err(|e| format!("encoding the commit actions of epoch {epoch}: {e}"))?;
+                batch.push((commits_id, None, data));
+            }
+        }
+        let new: Vec<NewChunk<'_>> = batch
+            .iter()
+            .map(|(id, base, data)| NewChunk {
+                id,
+                base: *base,
+                data,
+            })
+            .collect();
+        let stored = store
+            .put_chunks(&job, epoch, &new)
+            .map_err(|e| e.to_string())?;
+        for ((id, base, _), stored) in batch.iter().zip(stored) {
+            let chain = self.setup.chains.entry(id.clone()).or_default();
+            if base.is_none() {
+                chain.clear();
+            }
+            chain.push(stored);
         }
         if abandoned {
             return Ok(Written {
@@ -125,17 +158,6 @@ impl Writer {
                 took: started.elapsed(),
                 savepoint: None,
             });
-        }
-        let commits_id = ChunkId::new(COMMITS_CHUNK_STAGE, 0);
-        if commits.is_empty() {
-            self.setup.chains.remove(&commits_id);
-        } else {
-            let data = bincode::serialize(&commits)
-                .map_err(|e| format!("encoding the commit actions of epoch {epoch}: {e}"))?;
-            let stored = store
-                .put_chunk(&job, epoch, &commits_id, None, &data)
-                .map_err(|e| e.to_string())?;
-            self.setup.chains.insert(commits_id, vec![stored]);
         }
         let mut meta = self.setup.meta.clone();
         if is_final {
@@ -173,46 +195,43 @@ impl Writer {
         Ok(())
     }
 
-    /// Stores one chunk and updates its chain: a full chunk starts a new chain, a
-    /// delta extends the chain (or starts one when there is none: a delta on empty
+    /// What to store for one chunk, given its chain: a full chunk starts a new chain,
+    /// a delta extends the chain (or starts one when there is none: a delta on empty
     /// state is a full image), and a chain reaching `compact_after` deltas is folded
-    /// into one full chunk.
-    fn store_chunk(
-        &mut self,
+    /// into one full chunk. Returns the id, the base epoch (`None` for a full image)
+    /// and the bytes.
+    fn prepare_chunk(
+        &self,
         store: &dyn SnapshotStore,
-        epoch: u64,
         chunk: ChunkData,
-    ) -> Result<(), String> {
+    ) -> Result<(ChunkId, Option<u64>, Vec<u8>), String> {
         let job = &self.setup.job;
-        let chain = self.setup.chains.entry(chunk.id.clone()).or_default();
+        let chain = self
+            .setup
+            .chains
+            .get(&chunk.id)
+            .map_or(&[][..], Vec::as_slice);
         // A chain may hold a chunk of this same epoch number from an abandoned
         // attempt only if epochs were reused, which the coordinator never does.
-        let (base, data) = if chunk.full || chain.is_empty() {
-            (None, chunk.data)
-        } else if chain.len() > self.setup.compact_after {
-            let mut parts = Vec::with_capacity(chain.len() + 1);
-            for link in chain.iter() {
-                parts.push(store.read_chunk(job, link).map_err(|e| e.to_string())?);
-            }
-            parts.push(chunk.data);
-            let full = (self.setup.merge)(&parts).map_err(|e| {
-                format!(
-                    "compacting stage {:?} partition {}: {e}",
-                    chunk.id.stage, chunk.id.key_partition
-                )
-            })?;
-            (None, full)
-        } else {
-            (chain.last().map(|c| c.epoch), chunk.data)
-        };
-        let stored = store
-            .put_chunk(job, epoch, &chunk.id, base, &data)
-            .map_err(|e| e.to_string())?;
-        if base.is_none() {
-            chain.clear();
+        if chunk.full || chain.is_empty() {
+            return Ok((chunk.id, None, chunk.data));
         }
-        chain.push(stored);
-        Ok(())
+        if chain.len() <= self.setup.compact_after {
+            let base = chain.last().map(|c| c.epoch);
+            return Ok((chunk.id, base, chunk.data));
+        }
+        let mut parts = Vec::with_capacity(chain.len() + 1);
+        for link in chain {
+            parts.push(store.read_chunk(job, link).map_err(|e| e.to_string())?);
+        }
+        parts.push(chunk.data);
+        let full = (self.setup.merge)(&parts).map_err(|e| {
+            format!(
+                "compacting stage {:?} partition {}: {e}",
+                chunk.id.stage, chunk.id.key_partition
+            )
+        })?;
+        Ok((chunk.id, None, full))
     }
 }
 

@@ -24,9 +24,18 @@ use super::names::{
     chunk_file_name, encode_name, manifest_file_name, parse_chunk_file_epoch,
     parse_manifest_file_name, TEMP_SUFFIX,
 };
-use super::store::{ChunkId, ChunkRef, Manifest, RetainStats, SnapshotStore};
+use super::store::{ChunkId, ChunkRef, Manifest, NewChunk, RetainStats, SnapshotStore};
 
 const CHUNKS_DIR: &str = "chunks";
+
+/// How thoroughly an epoch's chunks are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// Read back, checksum verified (before restoring).
+    Contents,
+    /// Present with a plausible size (retention).
+    Presence,
+}
 const MANIFESTS_DIR: &str = "manifests";
 
 /// A snapshot store keeping everything in one local directory tree.
@@ -102,6 +111,57 @@ fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), SnapshotErro
     })();
     if written.is_err() {
         let _ = fs::remove_file(&tmp);
+    }
+    written?;
+    sync_dir(dir)
+}
+
+/// How many files [`write_all_atomic`] fsyncs at once.
+const PARALLEL_SYNCS: usize = 8;
+
+/// Writes each `(name, bytes)` into `dir` atomically and durably, like
+/// [`write_atomic`], with one directory fsync for all of them and the file fsyncs
+/// issued from several threads at once.
+fn write_all_atomic(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<(), SnapshotError> {
+    let temp = |name: &str| dir.join(format!("{name}{TEMP_SUFFIX}"));
+    let written = (|| {
+        let mut handles = Vec::with_capacity(files.len());
+        for (name, bytes) in files {
+            let tmp = temp(name);
+            let mut f = File::create(&tmp).map_err(io_err(&tmp, "create"))?;
+            f.write_all(bytes).map_err(io_err(&tmp, "write"))?;
+            handles.push((tmp, f));
+        }
+        let per_thread = handles.len().div_ceil(PARALLEL_SYNCS).max(1);
+        std::thread::scope(|scope| {
+            let syncing: Vec<_> = handles
+                .chunks(per_thread)
+                .map(|group| {
+                    scope.spawn(move || {
+                        for (tmp, f) in group {
+                            f.sync_all().map_err(io_err(tmp, "fsync"))?;
+                        }
+                        Ok::<_, SnapshotError>(())
+                    })
+                })
+                .collect();
+            for thread in syncing {
+                thread.join().map_err(|_| {
+                    SnapshotError::InvalidArgument("a chunk fsync thread panicked".into())
+                })??;
+            }
+            Ok::<_, SnapshotError>(())
+        })?;
+        for (name, _) in files {
+            let dest = dir.join(name);
+            fs::rename(temp(name), &dest).map_err(io_err(&dest, "rename into place"))?;
+        }
+        Ok(())
+    })();
+    if written.is_err() {
+        for (name, _) in files {
+            let _ = fs::remove_file(temp(name));
+        }
     }
     written?;
     sync_dir(dir)
@@ -186,9 +246,12 @@ impl LocalDirStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Reads and checks the manifest of `epoch`, then reads and checks every chunk it
-    /// lists. Any unusable file makes the whole epoch unusable.
-    fn verify_epoch(&self, job: &str, epoch: u64) -> Result<Manifest, SnapshotError> {
+    /// Reads and checks the manifest of `epoch`, then checks every chunk it lists:
+    /// with [`Check::Contents`] each is read back and its checksum verified, with
+    /// [`Check::Presence`] its file must exist with the size the manifest records
+    /// (enough for retention, which runs after every epoch and must stay cheap). Any
+    /// unusable file makes the whole epoch unusable.
+    fn verify_epoch(&self, job: &str, epoch: u64, check: Check) -> Result<Manifest, SnapshotError> {
         let path = self.manifest_path(job, epoch)?;
         let manifest: Manifest = format::decode(&path, FileKind::Manifest, &read_file(&path)?)?;
         let corrupt = |reason: String| SnapshotError::Corrupt {
@@ -205,7 +268,11 @@ impl LocalDirStore {
             .validate()
             .map_err(|e| corrupt(format!("inconsistent contents: {e}")))?;
         for chunk in manifest.chunk_refs() {
-            self.read_chunk(job, chunk).map_err(|e| match e {
+            let checked = match check {
+                Check::Contents => self.read_chunk(job, chunk).map(drop),
+                Check::Presence => self.chunk_present(job, chunk),
+            };
+            checked.map_err(|e| match e {
                 // A manifest pointing at an impossible file name is a bad manifest.
                 SnapshotError::InvalidChunkRef { file, reason } => {
                     corrupt(format!("refers to invalid chunk file {file:?}: {reason}"))
@@ -216,15 +283,39 @@ impl LocalDirStore {
         Ok(manifest)
     }
 
+    /// Fails unless `chunk`'s file exists and is larger than its data (the file
+    /// adds a header and a checksum), without reading it.
+    fn chunk_present(&self, job: &str, chunk: &ChunkRef) -> Result<(), SnapshotError> {
+        let path = self.chunk_path(job, chunk)?;
+        match fs::metadata(&path) {
+            Ok(meta) if meta.len() > chunk.bytes => Ok(()),
+            Ok(meta) => Err(SnapshotError::Corrupt {
+                path,
+                reason: format!(
+                    "is {} bytes long, too short for the {} bytes of data it should hold",
+                    meta.len(),
+                    chunk.bytes
+                ),
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(SnapshotError::Missing { path }),
+            Err(e) => Err(io_err(&path, "inspect")(e)),
+        }
+    }
+
     /// Up to `want` complete epochs, newest first, skipping (with a warning) epochs
     /// whose files are corrupt or missing.
-    fn newest_complete(&self, job: &str, want: usize) -> Result<Vec<Manifest>, SnapshotError> {
+    fn newest_complete(
+        &self,
+        job: &str,
+        want: usize,
+        check: Check,
+    ) -> Result<Vec<Manifest>, SnapshotError> {
         let mut found = Vec::new();
         for epoch in self.manifests(job)?.into_iter().rev() {
             if found.len() >= want {
                 break;
             }
-            match self.verify_epoch(job, epoch) {
+            match self.verify_epoch(job, epoch, check) {
                 Ok(manifest) => found.push(manifest),
                 Err(e) if e.is_unusable_snapshot() => {
                     tracing::warn!(
@@ -250,38 +341,66 @@ impl SnapshotStore for LocalDirStore {
         base: Option<u64>,
         data: &[u8],
     ) -> Result<ChunkRef, SnapshotError> {
-        if let Some(base) = base {
-            if base >= epoch {
-                return Err(SnapshotError::InvalidArgument(format!(
-                    "chunk for stage {:?} partition {} at epoch {epoch} cannot extend \
-                     epoch {base}: a base must be an older epoch",
-                    id.stage, id.key_partition
-                )));
-            }
+        let mut refs = self.put_chunks(job, epoch, &[NewChunk { id, base, data }])?;
+        refs.pop().ok_or_else(|| {
+            SnapshotError::InvalidArgument("storing one chunk returned no reference".into())
+        })
+    }
+
+    /// Writes every chunk to a temp file, fsyncs them all (several at once, so the
+    /// file system can share journal commits between them), renames them into place
+    /// and fsyncs the directory once.
+    fn put_chunks(
+        &self,
+        job: &str,
+        epoch: u64,
+        chunks: &[NewChunk<'_>],
+    ) -> Result<Vec<ChunkRef>, SnapshotError> {
+        if chunks.is_empty() {
+            return Ok(Vec::new());
         }
         let job_dir = self.job_dir(job)?;
-        let file = chunk_file_name(epoch, id)?;
         let dir = job_dir.join(CHUNKS_DIR);
         ensure_dir(&job_dir)?;
         ensure_dir(&dir)?;
-        let body = ChunkBody {
-            job: Cow::Borrowed(job),
-            epoch,
-            stage: Cow::Borrowed(&id.stage),
-            key_partition: id.key_partition,
-            base,
-            data: Cow::Borrowed(data),
-        };
-        let bytes = format::encode(&dir.join(&file), FileKind::Chunk, &body)?;
-        write_atomic(&dir, &file, &bytes)?;
-        tracing::debug!(job, epoch, file = %file, bytes = data.len(), "stored snapshot chunk");
-        Ok(ChunkRef {
-            id: id.clone(),
-            epoch,
-            base,
-            file,
-            bytes: data.len() as u64,
-        })
+        let mut files = Vec::with_capacity(chunks.len());
+        for chunk in chunks {
+            if let Some(base) = chunk.base {
+                if base >= epoch {
+                    return Err(SnapshotError::InvalidArgument(format!(
+                        "chunk for stage {:?} partition {} at epoch {epoch} cannot extend \
+                         epoch {base}: a base must be an older epoch",
+                        chunk.id.stage, chunk.id.key_partition
+                    )));
+                }
+            }
+            let file = chunk_file_name(epoch, chunk.id)?;
+            let body = ChunkBody {
+                job: Cow::Borrowed(job),
+                epoch,
+                stage: Cow::Borrowed(&chunk.id.stage),
+                key_partition: chunk.id.key_partition,
+                base: chunk.base,
+                data: Cow::Borrowed(chunk.data),
+            };
+            let bytes = format::encode(&dir.join(&file), FileKind::Chunk, &body)?;
+            files.push((file, bytes));
+        }
+        write_all_atomic(&dir, &files)?;
+        Ok(chunks
+            .iter()
+            .zip(files)
+            .map(|(chunk, (file, _))| {
+                tracing::debug!(job, epoch, file = %file, bytes = chunk.data.len(), "stored snapshot chunk");
+                ChunkRef {
+                    id: chunk.id.clone(),
+                    epoch,
+                    base: chunk.base,
+                    file,
+                    bytes: chunk.data.len() as u64,
+                }
+            })
+            .collect())
     }
 
     fn read_chunk(&self, job: &str, chunk: &ChunkRef) -> Result<Vec<u8>, SnapshotError> {
@@ -362,7 +481,10 @@ impl SnapshotStore for LocalDirStore {
     }
 
     fn latest_complete(&self, job: &str) -> Result<Option<Manifest>, SnapshotError> {
-        Ok(self.newest_complete(job, 1)?.into_iter().next())
+        Ok(self
+            .newest_complete(job, 1, Check::Contents)?
+            .into_iter()
+            .next())
     }
 
     fn manifests(&self, job: &str) -> Result<Vec<u64>, SnapshotError> {
@@ -383,7 +505,7 @@ impl SnapshotStore for LocalDirStore {
         }
         let job_dir = self.job_dir(job)?;
         let _guard = self.lock_manifests();
-        let kept = self.newest_complete(job, keep)?;
+        let kept = self.newest_complete(job, keep, Check::Presence)?;
         let (Some(newest), Some(oldest)) = (kept.first(), kept.last()) else {
             // Nothing is complete: everything may still be needed or in progress.
             return Ok(RetainStats::default());

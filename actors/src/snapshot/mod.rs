@@ -28,4 +28,4 @@ mod testutil;
 
 pub use error::SnapshotError;
 pub use local::LocalDirStore;
-pub use store::{ChunkId, ChunkRef, Manifest, RetainStats, SnapshotStore};
+pub use store::{ChunkId, ChunkRef, Manifest, NewChunk, RetainStats, SnapshotStore};

@@ -142,6 +142,17 @@ pub struct RetainStats {
     pub removed_bytes: u64,
 }
 
+/// One chunk to store with [`SnapshotStore::put_chunks`].
+#[derive(Debug, Clone, Copy)]
+pub struct NewChunk<'a> {
+    /// Whose state it is.
+    pub id: &'a ChunkId,
+    /// The epoch of the chunk this one extends (a delta), or `None` for a full image.
+    pub base: Option<u64>,
+    /// The bytes.
+    pub data: &'a [u8],
+}
+
 /// Durable storage for epoch snapshots.
 ///
 /// The checkpoint coordinator writes chunks as stages report them, then commits a
@@ -159,6 +170,22 @@ pub trait SnapshotStore: Send + Sync {
         base: Option<u64>,
         data: &[u8],
     ) -> Result<ChunkRef, SnapshotError>;
+
+    /// Stores every chunk of `chunks` for `epoch`, like [`SnapshotStore::put_chunk`]
+    /// for each, and returns their references in the same order; all are durable
+    /// before this returns. A store may make them durable together, which is much
+    /// cheaper than one by one when an epoch has many chunks.
+    fn put_chunks(
+        &self,
+        job: &str,
+        epoch: u64,
+        chunks: &[NewChunk<'_>],
+    ) -> Result<Vec<ChunkRef>, SnapshotError> {
+        chunks
+            .iter()
+            .map(|c| self.put_chunk(job, epoch, c.id, c.base, c.data))
+            .collect()
+    }
 
     /// Reads a chunk back, verifying its checksum and that it is the chunk `chunk`
     /// describes.
@@ -178,6 +205,8 @@ pub trait SnapshotStore: Send + Sync {
 
     /// Keeps the newest `keep` complete epochs and deletes older manifests plus every
     /// chunk no kept manifest refers to; nothing newer than the newest complete epoch
-    /// is touched, as it may be in progress.
+    /// is touched, as it may be in progress. Retention runs after every epoch, so a
+    /// store may judge completeness more cheaply here than when restoring (e.g. by
+    /// the presence of the chunk files rather than their checksums).
     fn retain(&self, job: &str, keep: usize) -> Result<RetainStats, SnapshotError>;
 }
