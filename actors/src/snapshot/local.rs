@@ -963,6 +963,69 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_of_chunks_is_stored_and_read_back_in_order() {
+        let (_d, s) = store();
+        let ids: Vec<ChunkId> = (0..20).map(|kp| ChunkId::new("agg", kp)).collect();
+        let data: Vec<Vec<u8>> = (0..20).map(|kp| vec![kp as u8; 100 * kp]).collect();
+        let batch: Vec<NewChunk<'_>> = ids
+            .iter()
+            .zip(&data)
+            .map(|(id, data)| NewChunk {
+                id,
+                base: Some(4),
+                data,
+            })
+            .collect();
+        let refs = s.put_chunks(JOB, 5, &batch).unwrap();
+        assert_eq!(refs.len(), 20);
+        for ((r, id), data) in refs.iter().zip(&ids).zip(&data) {
+            assert_eq!((&r.id, r.epoch, r.base), (id, 5, Some(4)));
+            assert_eq!(&s.read_chunk(JOB, r).unwrap(), data);
+        }
+        let chunks = s.root().join("%4frders%20%4aob/chunks");
+        let temps = file_names(&chunks)
+            .unwrap()
+            .into_iter()
+            .filter(|n| n.ends_with(TEMP_SUFFIX))
+            .count();
+        assert_eq!(temps, 0, "no temp file is left behind");
+        // One bad chunk (a base not older than the epoch) refuses the whole batch.
+        let bad = [
+            NewChunk {
+                id: &ids[0],
+                base: None,
+                data: b"fine",
+            },
+            NewChunk {
+                id: &ids[1],
+                base: Some(6),
+                data: b"bad",
+            },
+        ];
+        assert!(matches!(
+            s.put_chunks(JOB, 6, &bad),
+            Err(SnapshotError::InvalidArgument(_))
+        ));
+        assert!(!chunks.join(chunk_file_name(6, &ids[0]).unwrap()).exists());
+    }
+
+    #[test]
+    fn retention_counts_an_epoch_with_a_missing_chunk_as_incomplete() {
+        let (_d, s) = store();
+        for e in 1..=3 {
+            commit_full(&s, e);
+        }
+        // A chunk of epoch 3 vanished: retention keeping one epoch keeps 2 (and
+        // leaves 3 alone, as it is newer), so recovery can still fall back to 2.
+        let m3 = s.latest_complete(JOB).unwrap().unwrap();
+        fs::remove_file(s.chunk_path(JOB, &m3.chunks[0][0]).unwrap()).unwrap();
+        let stats = Captured::default().run(|| s.retain(JOB, 1)).unwrap();
+        assert_eq!(stats.kept, vec![2]);
+        assert_eq!(stats.removed_manifests, vec![1]);
+        assert_eq!(s.latest_complete(JOB).unwrap().map(|m| m.epoch), Some(2));
+    }
+
+    #[test]
     fn retention_without_complete_epochs_deletes_nothing() {
         let (_d, s) = store();
         let c = s
