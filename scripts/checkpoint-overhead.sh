@@ -2,19 +2,20 @@
 # Measures what checkpointing costs: runs a workload plain and checkpointed (1 s
 # interval, snapshots on local disk), interleaved in one sitting, and prints every
 # run, the medians and their ratio, and the slowest checkpoint of the checkpointed
-# runs. Both kinds of run keep keyed state alike: in a temporary sled store, or with
-# STATE_DIRS=1 both get a fresh --state-dir (sled and snapshots on disk there).
-# Without a state dir the checkpointed run writes its snapshots under $TMPDIR.
+# runs. STATE_DIRS says which runs get a fresh --state-dir (sled and snapshots on
+# disk there): "checkpointed" (the default, as the checkpointed mode of
+# shared/bench/WORKLOADS.md asks: disk-backed keyed state), "both", or "none" (sled
+# in a temporary store; the checkpointed run then writes its snapshots under $TMPDIR).
 #
 # usage: scripts/checkpoint-overhead.sh [WORKLOAD] [N] [RUNS]   (defaults: w1 20000000 5)
-# env:   INTERVAL_MS=1000, STATE_DIRS=0|1
+# env:   INTERVAL_MS=1000, STATE_DIRS=checkpointed|both|none
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORKLOAD="${1:-w1}"
 N="${2:-20000000}"
 RUNS="${3:-5}"
 INTERVAL_MS="${INTERVAL_MS:-1000}"
-STATE_DIRS="${STATE_DIRS:-0}"
+STATE_DIRS="${STATE_DIRS:-checkpointed}"
 
 cargo build --release --quiet
 field() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p" <<< "$2"; }
@@ -22,19 +23,23 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a
 
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "workload $WORKLOAD, N=$N, runs=$RUNS, interval ${INTERVAL_MS} ms, state dirs: $STATE_DIRS"
-# Runs the benchmark with the given extra arguments, with a fresh state dir if asked.
+# Runs the benchmark: $1 is "plain" or "checkpointed", the rest extra arguments; a
+# fresh state dir is given as STATE_DIRS says.
 run() {
-  local state=() dir=""
-  if [[ "$STATE_DIRS" == 1 ]]; then dir=$(mktemp -d); state=(--state-dir "$dir"); fi
+  local kind=$1 state=() dir=""
+  shift
+  if [[ "$STATE_DIRS" == both || "$STATE_DIRS" == "$kind" ]]; then
+    dir=$(mktemp -d); state=(--state-dir "$dir")
+  fi
   ./target/release/weir bench "$WORKLOAD" --n "$N" --no-progress "${state[@]}" "$@" 2>/dev/null | tail -1
   [[ -z "$dir" ]] || rm -rf "$dir"
 }
 plain=() checkpointed=() longest=()
 for r in $(seq 1 "$RUNS"); do
-  line=$(run)
+  line=$(run plain)
   [[ "$line" == *'"check":"passed"'* ]] || { echo "plain run $r failed: $line" >&2; exit 1; }
   plain+=("$(field records_per_sec "$line")")
-  line=$(run --checkpoint-interval-ms "$INTERVAL_MS")
+  line=$(run checkpointed --checkpoint-interval-ms "$INTERVAL_MS")
   [[ "$line" == *'"check":"passed"'* ]] || { echo "checkpointed run $r failed: $line" >&2; exit 1; }
   checkpointed+=("$(field records_per_sec "$line")")
   longest+=("$(field checkpoint_longest_ms "$line")")
