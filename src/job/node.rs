@@ -8,20 +8,20 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use weir_actors::checkpoint::{
-    CheckpointConfig, CheckpointCoordinator, CheckpointStats, FinishJob, JobActors,
-    RequestSavepoint, ShutdownCoordinator,
+    CheckpointConfig, CheckpointCoordinator, CheckpointStats, EpochComplete, FinishJob, JobActors,
+    RequestSavepoint, ShutdownCoordinator, TriggerEpoch,
 };
 use weir_actors::snapshot::SnapshotStore;
 use weir_actors::state::{Clock, StateStore, StoreConfig, SystemClock};
-use weir_actors::supervisor::{AdoptStages, CancelJob};
-use weir_actors::{ActorStats, JobFailure, JobSupervisor, WorkerPool};
+use weir_actors::supervisor::{AdoptStages, CancelJob, StageSupervisor};
+use weir_actors::{ActorStats, JobFailure, JobSupervisor, MailboxGate, SideOutput, WorkerPool};
 
 use crate::connector::{CommitAction, DeadLetters, StopFlag};
 
 use super::builder::Job;
 use super::error::JobError;
 use super::options::EngineOptions;
-use super::plan::SpawnEnv;
+use super::plan::{SpawnEnv, StagePlan};
 use super::poison::PoisonBoard;
 use super::progress::{LiveStats, ProgressPrinter};
 use super::recovery;
@@ -307,11 +307,7 @@ impl Node {
         } = setup;
         let name = name.to_string();
         let opts = &self.options;
-        let parallelism_of = |s: &dyn super::plan::StagePlan| {
-            s.max_parallelism()
-                .map_or(opts.parallelism, |m| m.min(opts.parallelism))
-                .max(1)
-        };
+        let parallelism_of = |s: &dyn StagePlan| self.parallelism_of(s);
         let main_parallelism: Vec<u32> = pipelines[0]
             .plans
             .iter()
@@ -366,123 +362,37 @@ impl Node {
             checkpoint_stats.clone(),
         );
 
-        let mut stage_sups = Vec::with_capacity(total);
-        let mut gates = Vec::new();
-        let mut triggers = Vec::new();
-        let mut completes = Vec::new();
-        let mut stats: Vec<(String, Vec<Arc<ActorStats>>)> =
-            vec![(String::new(), Vec::new()); total];
-        let mut side_feeders: std::collections::HashMap<
-            usize,
-            Vec<Box<dyn weir_actors::SideOutput>>,
-        > = std::collections::HashMap::new();
         let coordinator = coordinator.start();
-        // Branches first (they are downstream of the main pipeline), each from
-        // its last stage to its first; then the main pipeline.
-        let mut index_base = main_len;
-        let mut order: Vec<(usize, usize)> = Vec::new(); // (pipeline, index base)
-        for (p, pipeline) in pipelines.iter().enumerate().skip(1) {
-            order.push((p, index_base));
-            index_base += pipeline.plans.len();
-        }
-        order.push((0, 0));
-        let fail_setup = |stage_sups, gates, e: JobError| {
-            job_addr.do_send(AdoptStages {
-                stages: stage_sups,
-                gates,
-            });
+        let mut spawned = SpawnedJob::new(total);
+        let spawning = self.spawn_pipelines(
+            &SpawnShared {
+                job: job_name.clone(),
+                pipelines,
+                stage_names,
+                main_parallelism: &main_parallelism,
+                pool: &pool,
+                job_addr: &job_addr,
+                coordinator: &coordinator,
+                restore,
+                poison,
+            },
+            &mut spawned,
+        );
+        job_addr.do_send(AdoptStages {
+            stages: spawned.supervisors,
+            gates: spawned.gates,
+        });
+        if let Err(e) = spawning {
             job_addr.do_send(CancelJob);
-            Err(e)
-        };
-        let mut setup_error = None;
-        'spawn: for (p, base) in order {
-            let pipeline = &pipelines[p];
-            let parallelism: Vec<u32> = pipeline
-                .plans
-                .iter()
-                .map(|p| parallelism_of(p.as_ref()))
-                .collect();
-            let n = pipeline.plans.len();
-            let mut downstream: Box<dyn Any> = Box::new(());
-            for (i, plan) in pipeline.plans.iter().enumerate().rev() {
-                let stage_name = &stage_names[base + i];
-                let inputs = match (i, pipeline.from) {
-                    (0, None) => 0,
-                    (0, Some(from)) => main_parallelism[from],
-                    _ => parallelism[i - 1],
-                };
-                let env = SpawnEnv {
-                    job: job_name.clone(),
-                    stage_index: (base + i) as u32,
-                    stage_name: Arc::from(stage_name.as_str()),
-                    parallelism: parallelism[i],
-                    inputs,
-                    downstream: if i + 1 < n { parallelism[i + 1] } else { 0 },
-                    pool: &pool,
-                    job_supervisor: job_addr.clone(),
-                    options: opts,
-                    store: &self.store,
-                    clock: self.clock.clone(),
-                    side_outputs: std::cell::RefCell::new(if p == 0 {
-                        side_feeders.remove(&i)
-                    } else {
-                        None
-                    }),
-                    checkpoints: coordinator.clone().recipient(),
-                    checkpointing: opts.checkpoint.interval.is_some(),
-                    restore,
-                    poison,
-                };
-                let misplaced_source = plan.is_source() != (i == 0 && pipeline.from.is_none());
-                let spawned = if misplaced_source {
-                    Err(JobError::Plan {
-                        job: name.clone(),
-                        reason: format!("stage '{stage_name}' is a source but not the first stage"),
-                    })
-                } else {
-                    plan.spawn(&env, downstream)
-                };
-                match spawned {
-                    Ok(mut spawned) => {
-                        downstream = std::mem::replace(&mut spawned.inbound, Box::new(()));
-                        if let (0, Some(from), Some(feeders)) =
-                            (i, pipeline.from, spawned.side_feeders.take())
-                        {
-                            side_feeders.insert(from, feeders);
-                        }
-                        stage_sups.push(spawned.supervisor);
-                        gates.extend(spawned.gates);
-                        triggers.extend(spawned.triggers);
-                        completes.extend(spawned.completes);
-                        stats[base + i] = (stage_name.clone(), spawned.stats);
-                    }
-                    Err(e) => {
-                        setup_error = Some(e);
-                        break 'spawn;
-                    }
-                }
-            }
-        }
-        if setup_error.is_none() && !side_feeders.is_empty() {
-            setup_error = Some(JobError::Plan {
-                job: name.clone(),
-                reason: "a branch reads the side output of a stage that has none".into(),
-            });
-        }
-        if let Some(e) = setup_error {
-            let result = fail_setup(stage_sups, gates, e);
             shutdown_coordinator(&coordinator).await;
             pool.shutdown();
-            return result;
+            return Err(e);
         }
-        job_addr.do_send(AdoptStages {
-            stages: stage_sups,
-            gates,
-        });
         coordinator.do_send(JobActors {
-            sources: triggers,
-            all: completes,
+            sources: spawned.triggers,
+            all: spawned.completes,
         });
+        let stats = spawned.stats;
 
         let watched = watch(
             &name,
@@ -535,6 +445,135 @@ impl Node {
             savepoint,
             restored_from: restore.map(|r| r.epoch),
         })
+    }
+
+    /// How many partition actors `plan` gets: the configured parallelism, capped by
+    /// what the stage allows.
+    fn parallelism_of(&self, plan: &dyn StagePlan) -> u32 {
+        let p = self.options.parallelism;
+        plan.max_parallelism().map_or(p, |m| m.min(p)).max(1)
+    }
+
+    /// Spawns every stage's actors, downstream first (the branches, each from its
+    /// last stage to its first, then the main pipeline), recording them in `into` as
+    /// it goes so that a failure part way still lets the caller stop what started.
+    fn spawn_pipelines(
+        &self,
+        shared: &SpawnShared<'_>,
+        into: &mut SpawnedJob,
+    ) -> Result<(), JobError> {
+        let opts = &self.options;
+        let pipelines = shared.pipelines;
+        let mut side_feeders: std::collections::HashMap<usize, Vec<Box<dyn SideOutput>>> =
+            std::collections::HashMap::new();
+        let mut order: Vec<(usize, usize)> = Vec::new(); // (pipeline, stage index base)
+        let mut index_base = pipelines[0].plans.len();
+        for (p, pipeline) in pipelines.iter().enumerate().skip(1) {
+            order.push((p, index_base));
+            index_base += pipeline.plans.len();
+        }
+        order.push((0, 0));
+        for (p, base) in order {
+            let pipeline = &pipelines[p];
+            let parallelism: Vec<u32> = pipeline
+                .plans
+                .iter()
+                .map(|plan| self.parallelism_of(plan.as_ref()))
+                .collect();
+            let n = pipeline.plans.len();
+            let mut downstream: Box<dyn Any> = Box::new(());
+            for (i, plan) in pipeline.plans.iter().enumerate().rev() {
+                let stage_name = &shared.stage_names[base + i];
+                if plan.is_source() != (i == 0 && pipeline.from.is_none()) {
+                    return Err(JobError::Plan {
+                        job: shared.job.to_string(),
+                        reason: format!("stage '{stage_name}' is a source but not the first stage"),
+                    });
+                }
+                let env = SpawnEnv {
+                    job: shared.job.clone(),
+                    stage_index: (base + i) as u32,
+                    stage_name: Arc::from(stage_name.as_str()),
+                    parallelism: parallelism[i],
+                    inputs: match (i, pipeline.from) {
+                        (0, None) => 0,
+                        (0, Some(from)) => shared.main_parallelism[from],
+                        _ => parallelism[i - 1],
+                    },
+                    downstream: if i + 1 < n { parallelism[i + 1] } else { 0 },
+                    pool: shared.pool,
+                    job_supervisor: shared.job_addr.clone(),
+                    options: opts,
+                    store: &self.store,
+                    clock: self.clock.clone(),
+                    side_outputs: std::cell::RefCell::new(if p == 0 {
+                        side_feeders.remove(&i)
+                    } else {
+                        None
+                    }),
+                    checkpoints: shared.coordinator.clone().recipient(),
+                    checkpointing: opts.checkpoint.interval.is_some(),
+                    restore: shared.restore,
+                    poison: shared.poison,
+                };
+                let mut spawned = plan.spawn(&env, downstream)?;
+                downstream = std::mem::replace(&mut spawned.inbound, Box::new(()));
+                if let (0, Some(from), Some(feeders)) =
+                    (i, pipeline.from, spawned.side_feeders.take())
+                {
+                    side_feeders.insert(from, feeders);
+                }
+                into.supervisors.push(spawned.supervisor);
+                into.gates.extend(spawned.gates);
+                into.triggers.extend(spawned.triggers);
+                into.completes.extend(spawned.completes);
+                into.stats[base + i] = (stage_name.clone(), spawned.stats);
+            }
+        }
+        if !side_feeders.is_empty() {
+            return Err(JobError::Plan {
+                job: shared.job.to_string(),
+                reason: "a branch reads the side output of a stage that has none".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What every stage of one attempt is spawned with.
+struct SpawnShared<'a> {
+    job: Arc<str>,
+    pipelines: &'a [Pipeline],
+    stage_names: &'a [String],
+    /// Actors per stage of the main pipeline (a branch's first stage reads one).
+    main_parallelism: &'a [u32],
+    pool: &'a WorkerPool,
+    job_addr: &'a Addr<JobSupervisor>,
+    coordinator: &'a Addr<CheckpointCoordinator>,
+    restore: Option<&'a recovery::RestorePoint>,
+    poison: &'a PoisonBoard,
+}
+
+/// The actors of one attempt, as far as they were spawned.
+struct SpawnedJob {
+    supervisors: Vec<Addr<StageSupervisor>>,
+    gates: Vec<MailboxGate>,
+    triggers: Vec<((u32, u32), Recipient<TriggerEpoch>)>,
+    completes: Vec<((u32, u32), Recipient<EpochComplete>)>,
+    /// Per stage index: the stage's name and its actors' counters.
+    stats: Vec<(String, Vec<Arc<ActorStats>>)>,
+}
+
+impl SpawnedJob {
+    /// Nothing spawned yet, for a job of `stages` stages.
+    fn new(stages: usize) -> Self {
+        SpawnedJob {
+            supervisors: Vec::new(),
+            gates: Vec::new(),
+            triggers: Vec::new(),
+            completes: Vec::new(),
+            stats: vec![(String::new(), Vec::new()); stages],
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use weir_actors::checkpoint::{source_chunk_stage, state_chunk_stage, COMMITS_CHUNK_STAGE};
-use weir_actors::snapshot::{LocalDirStore, Manifest, SnapshotStore};
+use weir_actors::snapshot::{copy_epoch, LocalDirStore, Manifest, SnapshotStore};
 use weir_actors::state::StateStore;
 
 use crate::connector::CommitAction;
@@ -106,17 +106,7 @@ pub fn import_savepoint(
             "it holds no complete snapshot of job '{job}' (a savepoint is restored into the job it was taken from)"
         )));
     };
-    let mut copied = manifest.clone();
-    for chain in copied.chunks.iter_mut() {
-        for link in chain.iter_mut() {
-            let data = source
-                .read_chunk(job, link)
-                .map_err(|e| bad(e.to_string()))?;
-            *link = store
-                .put_chunk(job, link.epoch, &link.id, link.base, &data)
-                .map_err(snapshot_error)?;
-        }
-    }
+    let mut copied = copy_epoch(&source, store, &manifest).map_err(|e| bad(e.to_string()))?;
     copied.meta.remove("savepoint");
     store.commit(&copied).map_err(snapshot_error)?;
     tracing::info!(job, epoch = manifest.epoch, path = %path.display(), "restoring from savepoint");

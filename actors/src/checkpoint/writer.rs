@@ -10,7 +10,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::oneshot;
 
-use crate::snapshot::{ChunkId, ChunkRef, LocalDirStore, Manifest, NewChunk, SnapshotStore};
+use crate::snapshot::{
+    copy_epoch, ChunkId, ChunkRef, LocalDirStore, Manifest, NewChunk, SnapshotStore,
+};
 
 use super::coordinator::{Committer, Merger};
 use super::{ChunkData, COMMITS_CHUNK_STAGE};
@@ -246,17 +248,7 @@ fn export_savepoint(
     std::fs::create_dir_all(&target)
         .map_err(|e| format!("creating savepoint directory {}: {e}", target.display()))?;
     let out = LocalDirStore::new(&target).map_err(|e| e.to_string())?;
-    let mut copied = manifest.clone();
-    for chain in copied.chunks.iter_mut() {
-        for link in chain.iter_mut() {
-            let data = store
-                .read_chunk(&manifest.job, link)
-                .map_err(|e| e.to_string())?;
-            *link = out
-                .put_chunk(&manifest.job, link.epoch, &link.id, link.base, &data)
-                .map_err(|e| e.to_string())?;
-        }
-    }
+    let mut copied = copy_epoch(store, &out, manifest).map_err(|e| e.to_string())?;
     copied.meta.insert("savepoint".into(), "true".into());
     out.commit(&copied).map_err(|e| e.to_string())?;
     Ok(target)

@@ -7,16 +7,17 @@
 //! its manifest is committed, and only if the manifest and all its chunks still read
 //! back cleanly; otherwise restore falls back to the previous epoch.
 //!
-//! The store is complete and tested on its own; the checkpoint coordinator, the
-//! per-partition snapshot writers and recovery that use it are the next step (they
-//! are not built yet).
+//! The checkpoint coordinator's writer thread (`crate::checkpoint`) writes into a
+//! store; the engine's recovery reads from it.
 //!
 //! - [`format`](mod@format) holds the versioned, checksummed envelope every file uses.
 //! - [`store`] holds the data model and the [`SnapshotStore`] trait.
 //! - [`local`] holds [`LocalDirStore`], the store on a local directory.
+//! - [`copy`](mod@copy) copies an epoch between stores (savepoint export and import).
 //! - [`names`] maps user-supplied names to file names.
 //! - [`error`] holds [`SnapshotError`].
 
+pub mod copy;
 pub mod error;
 pub mod format;
 pub mod local;
@@ -26,6 +27,7 @@ pub mod store;
 #[cfg(test)]
 mod testutil;
 
+pub use copy::copy_epoch;
 pub use error::SnapshotError;
 pub use local::LocalDirStore;
 pub use store::{ChunkId, ChunkRef, Manifest, NewChunk, RetainStats, SnapshotStore};
