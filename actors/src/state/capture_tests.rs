@@ -674,8 +674,12 @@ fn deletes_of_entries_a_flush_or_capture_persisted_are_kept() {
     // Flushed, evicted, read back and deleted.
     ks.value(v, 0, &2).set(2).unwrap();
     ks.map(m, 0, &2).insert(2, 2).unwrap();
+    ks.map(m, 0, &5).insert(5, 5).unwrap();
     ks.flush().unwrap();
     ks.evict_clean();
+    // Overwritten blind (the map is not fully loaded), then removed.
+    ks.map(m, 0, &5).insert(5, 6).unwrap();
+    assert_eq!(ks.map(m, 0, &5).remove(&5).unwrap(), Some(6));
     ks.value(v, 0, &2).clear().unwrap();
     assert_eq!(ks.map(m, 0, &2).remove(&2).unwrap(), Some(2));
     // Written blind (no read) where sled has data: it may be stored, so in doubt
@@ -691,6 +695,7 @@ fn deletes_of_entries_a_flush_or_capture_persisted_are_kept() {
         value_key(0, "v", &4u32),
         map_key(0, "m", &1u32, &1i64),
         map_key(0, "m", &2u32, &2i64),
+        map_key(0, "m", &5u32, &5i64),
     ];
     expected.sort();
     assert_eq!(got, expected);
@@ -731,6 +736,16 @@ enum Op {
     MapRemove(bool, u32, u8, u8),
     MapClear(bool, u32, u8),
     MapEntries(bool, u32, u8),
+    /// Looks a user key up (caching its absence or its stored value).
+    MapGet(bool, u32, u8, u8),
+    /// A value created and deleted at once (within one epoch), after a lookup or
+    /// blind (`bool`).
+    ValueBlip(bool, u32, u8, u32),
+    /// A list created and cleared at once.
+    ListBlip(u32, u8, i8),
+    /// A window: a user key looked up (or not: `bool`), inserted with a timer, the
+    /// map read whole, the timer deleted and the entry removed, all at once.
+    MapBlip(bool, bool, u32, u8, u8, u16),
     Register(bool, u32, u8, i8),
     DeleteTimer(bool, u32, u8, i8),
     Pop(bool, i8),
@@ -761,10 +776,17 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (kp.clone(), key.clone()).prop_map(|(p, k)| Op::ListClear(p, k)),
         5 => (any::<bool>(), kp.clone(), key.clone(), uk.clone(), any::<u16>())
             .prop_map(|(t, p, k, u, v)| Op::MapInsert(t, p, k, u, v)),
-        2 => (any::<bool>(), kp.clone(), key.clone(), uk)
+        2 => (any::<bool>(), kp.clone(), key.clone(), uk.clone())
             .prop_map(|(t, p, k, u)| Op::MapRemove(t, p, k, u)),
         2 => (any::<bool>(), kp.clone(), key.clone()).prop_map(|(t, p, k)| Op::MapClear(t, p, k)),
         1 => (any::<bool>(), kp.clone(), key.clone()).prop_map(|(t, p, k)| Op::MapEntries(t, p, k)),
+        2 => (any::<bool>(), kp.clone(), key.clone(), uk.clone())
+            .prop_map(|(t, p, k, u)| Op::MapGet(t, p, k, u)),
+        2 => (any::<bool>(), kp.clone(), key.clone(), any::<u32>())
+            .prop_map(|(r, p, k, v)| Op::ValueBlip(r, p, k, v)),
+        1 => (kp.clone(), key.clone(), any::<i8>()).prop_map(|(p, k, v)| Op::ListBlip(p, k, v)),
+        3 => (any::<bool>(), any::<bool>(), kp.clone(), key.clone(), uk.clone(), any::<u16>())
+            .prop_map(|(r, t, p, k, u, v)| Op::MapBlip(r, t, p, k, u, v)),
         3 => (any::<bool>(), kp.clone(), key.clone(), ts.clone())
             .prop_map(|(d, p, k, t)| Op::Register(d, p, k, t)),
         1 => (any::<bool>(), kp, key, ts.clone()).prop_map(|(d, p, k, t)| Op::DeleteTimer(d, p, k, t)),
@@ -817,7 +839,8 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
 
     /// Whatever happens between captures (writes, deletes, clears, expiry, timers,
-    /// flushes, evictions, purges, crashes with recovery), the captured chains,
+    /// entries created and deleted within one epoch, flushes, evictions, purges,
+    /// crashes with recovery), the captured chains,
     /// restored into a fresh store, and their merged images too, give byte for byte
     /// the sled content of the original after a full flush.
     #[test]
@@ -878,6 +901,35 @@ proptest! {
                 Op::MapEntries(t, p, k) => {
                     let m = if t { h.mt } else { h.m };
                     ks.map(m, p, &k).entries().unwrap();
+                }
+                Op::MapGet(t, p, k, u) => {
+                    let m = if t { h.mt } else { h.m };
+                    ks.map(m, p, &k).get(&u).unwrap();
+                }
+                Op::ValueBlip(read, p, k, v) => {
+                    if read {
+                        ks.value(h.v, p, &k).get().unwrap();
+                    }
+                    ks.value(h.v, p, &k).set(v).unwrap();
+                    ks.value(h.v, p, &k).clear().unwrap();
+                }
+                Op::ListBlip(p, k, v) => {
+                    ks.list(h.l, p, &k).add(v).unwrap();
+                    ks.list(h.l, p, &k).clear().unwrap();
+                }
+                Op::MapBlip(read, t, p, k, u, v) => {
+                    let m = if t { h.mt } else { h.m };
+                    let ts = i64::from(u) + 100;
+                    if read {
+                        ks.map(m, p, &k).get(&u).unwrap();
+                    }
+                    ks.map(m, p, &k).insert(u, v).unwrap();
+                    ks.register_timer(ET, p, &k, ts).unwrap();
+                    if read {
+                        ks.map(m, p, &k).entries().unwrap();
+                    }
+                    ks.delete_timer(ET, p, &k, ts).unwrap();
+                    ks.map(m, p, &k).remove(&u).unwrap();
                 }
                 Op::Register(d, p, k, t) => ks.register_timer(domain(d), p, &k, t.into()).unwrap(),
                 Op::DeleteTimer(d, p, k, t) => ks.delete_timer(domain(d), p, &k, t.into()).unwrap(),

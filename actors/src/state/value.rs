@@ -670,6 +670,16 @@ mod tests {
         assert!(raw_entries(&ks, 0).is_empty());
     }
 
+    /// The `in_image` flag lives in the padding after `sync` and `hot`: a slot is
+    /// its value, its expiry and one word of flags.
+    #[test]
+    fn slot_flags_fit_in_one_word() {
+        use super::super::value::Slot;
+        use std::mem::size_of;
+        assert_eq!(size_of::<Slot<u64>>(), size_of::<(Option<u64>, u64, u64)>());
+        assert_eq!(size_of::<Slot<Vec<u8>>>(), size_of::<(Vec<u8>, u64, u64)>());
+    }
+
     static CLONES: AtomicUsize = AtomicUsize::new(0);
 
     #[derive(serde::Serialize, serde::Deserialize, Hash, PartialEq, Eq, Debug)]
