@@ -39,8 +39,9 @@ pub(crate) struct Slot<T> {
     pub(crate) sync: Synced,
     /// Used since the last eviction pass (second-chance eviction).
     pub(crate) hot: bool,
-    /// Whether the image (the last capture with this epoch's delta log applied) may
-    /// hold this key. `false` only when it certainly does not: the key was read from
+    /// Whether the image (the last capture with this epoch's delta log, and the
+    /// prefix deletes of map clears not yet captured, applied) may hold this key.
+    /// `false` only when it certainly does not: the key was read from
     /// sled as absent (for uncached keys sled equals that image, see
     /// [`Slot::loaded`]), created where nothing can be stored, or deleted by the last
     /// capture. A delete of such a key changes nothing a restore would see, so
