@@ -7,10 +7,11 @@ use super::keyed::{
     Access, DeltaCtx, ErasedCache, FlushCtx, StateMeta, TO_BOTH, TO_DELTA, TO_SLED,
 };
 use super::slab::KeySlab;
-use super::value::{delta_kind, flush_kind, FlushKind, Slot, Synced};
+use super::value::{captures, delta_kind, flush_kind, FlushKind, Slot, Synced};
 use super::{StateKey, StateValue};
 use rustc_hash::FxHashMap;
 use std::any::Any;
+use std::collections::hash_map;
 
 /// The cached part of one key's map.
 pub(crate) struct MapEntry<UK, UV> {
@@ -128,7 +129,7 @@ impl<K: StateKey, UK: StateKey, UV: StateValue> ErasedCache<K> for MapCache<K, U
                         continue;
                     }
                     // A delete under a logged clear is covered by the prefix delete.
-                    let log = slot.logged_at_flush(ctx.now)
+                    let log = slot.logged_at_flush(kind, ctx.now)
                         && !(kind == FlushKind::Delete && cleared_in_log);
                     // A delete under a clear is covered by the sled prefix scan.
                     let apply = !(kind == FlushKind::Delete && cleared_in_sled);
@@ -170,7 +171,7 @@ impl<K: StateKey, UK: StateKey, UV: StateValue> ErasedCache<K> for MapCache<K, U
                         FlushKind::Delete => false,
                         kind => {
                             if kind == FlushKind::Write {
-                                slot.sync = Synced::Clean;
+                                slot.mark_flushed();
                                 wrote = true;
                             }
                             expiring |= slot.expires_at != 0;
@@ -243,8 +244,9 @@ impl<K: StateKey, UK: StateKey, UV: StateValue> ErasedCache<K> for MapCache<K, U
                 }
                 for (uk, slot) in &entry.slots {
                     let kind = delta_kind(slot, ctx.now);
-                    // Deletes under a captured clear are covered by its prefix delete.
-                    if kind == FlushKind::Keep || (kind == FlushKind::Delete && cleared) {
+                    // Deletes under a captured clear are covered by its prefix delete,
+                    // and deletes of keys the image cannot hold need no record.
+                    if !captures(slot, kind) || (kind == FlushKind::Delete && cleared) {
                         continue;
                     }
                     ctx.key_buf.truncate(prefix_len);
@@ -473,12 +475,23 @@ impl<'a, K: StateKey, UK: StateKey, UV: StateValue> MapState<'a, K, UK, UV> {
         self.part.has_expiring |= expires_at != 0;
         let entry = self.part.slab.slot_mut(ei);
         entry.pending = TO_BOTH;
-        if entry
-            .slots
-            .insert(uk, Slot::written(Some(uv), expires_at))
-            .is_none()
-        {
-            *self.ctx.cached += 1;
+        // An uncached user key of a complete map is neither in sled nor in the image
+        // (captured slots are dropped only by a clear, whose prefix delete covers the
+        // key); otherwise, in doubt, the image may hold it.
+        let in_image = !entry.complete;
+        match entry.slots.entry(uk) {
+            // Overwritten in place: whether the image may hold the key is unchanged.
+            hash_map::Entry::Occupied(mut o) => {
+                let slot = o.get_mut();
+                slot.value = Some(uv);
+                slot.expires_at = expires_at;
+                slot.sync = Synced::Dirty;
+                slot.hot = true;
+            }
+            hash_map::Entry::Vacant(v) => {
+                v.insert(Slot::written(Some(uv), expires_at, in_image));
+                *self.ctx.cached += 1;
+            }
         }
         Ok(())
     }

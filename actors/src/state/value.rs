@@ -39,6 +39,17 @@ pub(crate) struct Slot<T> {
     pub(crate) sync: Synced,
     /// Used since the last eviction pass (second-chance eviction).
     pub(crate) hot: bool,
+    /// Whether the image (the last capture with this epoch's delta log, and the
+    /// prefix deletes of map clears not yet captured, applied) may hold this key.
+    /// `false` only when it certainly does not: the key was read from
+    /// sled as absent (for uncached keys sled equals that image, see
+    /// [`Slot::loaded`]), created where nothing can be stored, or deleted by the last
+    /// capture. A delete of such a key changes nothing a restore would see, so
+    /// captures leave it out ([`captures`]) and flushes do not log it
+    /// ([`Slot::logged_at_flush`]): for windows and timers opened and closed between
+    /// two barriers, most deletes are of that kind. Fits in the padding after
+    /// `sync` and `hot`, so a slot is no larger.
+    pub(crate) in_image: bool,
 }
 
 impl<T> Default for Slot<T> {
@@ -48,24 +59,35 @@ impl<T> Default for Slot<T> {
             expires_at: 0,
             sync: Synced::Clean,
             hot: false,
+            // Unknown: assume the image may hold the key.
+            in_image: true,
         }
     }
 }
 
 impl<T> Slot<T> {
-    /// A fresh, used, dirty entry.
-    pub(crate) fn written(value: Option<T>, expires_at: u64) -> Self {
+    /// A fresh, used, dirty entry of a key that was not cached; `in_image` tells
+    /// whether the image may hold the key (see [`Slot::in_image`]; `true` when in
+    /// doubt).
+    pub(crate) fn written(value: Option<T>, expires_at: u64, in_image: bool) -> Self {
         Self {
             value,
             expires_at,
             sync: Synced::Dirty,
             hot: true,
+            in_image,
         }
     }
 
     /// An entry as read from sled (`None`: not stored); records for which `expired`
     /// holds become dirty tombstones, so the next flush deletes them and the next
     /// capture reports the deletion.
+    ///
+    /// Only uncached keys are read, and for those sled holds what the image holds:
+    /// captured entries (in the image, not yet in sled) are never evicted, and every
+    /// flush or purge that changes sled behind the image's back records the change in
+    /// the delta log (a partition whose log was dropped is sent as a full image read
+    /// from sled). So a key sled lacks is not in the image either.
     pub(crate) fn loaded(found: Option<(u64, T)>, expired: impl FnOnce(u64) -> bool) -> Self {
         match found {
             None => Self {
@@ -73,13 +95,15 @@ impl<T> Slot<T> {
                 expires_at: 0,
                 sync: Synced::Clean,
                 hot: true,
+                in_image: false,
             },
-            Some((exp, _)) if expired(exp) => Self::written(None, 0),
+            Some((exp, _)) if expired(exp) => Self::written(None, 0, true),
             Some((exp, v)) => Self {
                 value: Some(v),
                 expires_at: exp,
                 sync: Synced::Clean,
                 hot: true,
+                in_image: true,
             },
         }
     }
@@ -90,26 +114,40 @@ impl<T> Slot<T> {
         self.sync != Synced::Clean
     }
 
-    /// Whether a flush's write or delete of this entry (at `now`) must be recorded in
-    /// the delta log: the entry changed since the last capture, or it expired (which
-    /// the image does not know yet, unless the capture itself already turned the
-    /// entry into a captured tombstone).
+    /// Whether a flush's `kind` (a write or delete of this entry at `now`) must be
+    /// recorded in the delta log: the entry changed since the last capture, or it
+    /// expired (which the image does not know yet, unless the capture itself already
+    /// turned the entry into a captured tombstone). Deletes of keys the image cannot
+    /// hold ([`in_image`](Self::in_image) false) need no record.
     #[inline]
-    pub(crate) fn logged_at_flush(&self, now: u64) -> bool {
-        self.sync == Synced::Dirty || (self.value.is_some() && expired_at(self.expires_at, now))
+    pub(crate) fn logged_at_flush(&self, kind: FlushKind, now: u64) -> bool {
+        (kind != FlushKind::Delete || self.in_image)
+            && (self.sync == Synced::Dirty
+                || (self.value.is_some() && expired_at(self.expires_at, now)))
     }
 
-    /// After a capture that encoded `kind` for this entry: it is now in the image but
-    /// maybe not in sled. An expired entry becomes a tombstone, so the flush deletes
-    /// it without logging the delete again. Returns whether sled now lags behind.
+    /// After a flush applied `kind` (a write) to this entry: sled holds it, and so
+    /// does the image (the write was logged, or the entry was captured).
+    #[inline]
+    pub(crate) fn mark_flushed(&mut self) {
+        self.sync = Synced::Clean;
+        self.in_image = true;
+    }
+
+    /// After a capture that decided `kind` for this entry (and encoded it if
+    /// [`captures`] says so): it is now as in the image but maybe not in sled. An
+    /// expired entry becomes a tombstone, so the flush deletes it without logging the
+    /// delete again; the image no longer holds a deleted key. Returns whether sled now
+    /// lags behind.
     #[inline]
     pub(crate) fn mark_captured(&mut self, kind: FlushKind) -> bool {
         match kind {
             FlushKind::Keep => return false,
-            FlushKind::Write => {}
+            FlushKind::Write => self.in_image = true,
             FlushKind::Delete => {
                 self.value = None;
                 self.expires_at = 0;
+                self.in_image = false;
             }
         }
         self.sync = Synced::Captured;
@@ -152,6 +190,20 @@ pub(crate) fn delta_kind<T>(slot: &Slot<T>, now: u64) -> FlushKind {
         (Some(_), Synced::Dirty) => FlushKind::Write,
         (None, Synced::Dirty) => FlushKind::Delete,
         _ => FlushKind::Keep,
+    }
+}
+
+/// Whether a capture that decided `kind` ([`delta_kind`]) for `slot` must encode it:
+/// every write, and deletes of keys the image may hold. A delete of a key the image
+/// cannot hold ([`Slot::in_image`] false: created and deleted since the last capture,
+/// never logged by a flush) would only make the delta larger; the capture still marks
+/// the entry captured ([`Slot::mark_captured`]) so that sled gets the delete.
+#[inline]
+pub(crate) fn captures<T>(slot: &Slot<T>, kind: FlushKind) -> bool {
+    match kind {
+        FlushKind::Keep => false,
+        FlushKind::Write => true,
+        FlushKind::Delete => slot.in_image,
     }
 }
 
@@ -221,7 +273,7 @@ impl<K: StateKey, T: StateValue> ErasedCache<K> for ValueCache<K, T> {
                 }
                 codec::write_entry_key(ctx.key_buf, kp, self.meta.id, key)
                     .map_err(|e| self.meta.encode_error(ctx.stage, kp, e))?;
-                let log = slot.logged_at_flush(ctx.now);
+                let log = slot.logged_at_flush(kind, ctx.now);
                 match (&slot.value, kind) {
                     (Some(v), FlushKind::Write) => {
                         ctx.put(&self.meta, kp, v, slot.expires_at, log)?
@@ -245,7 +297,7 @@ impl<K: StateKey, T: StateValue> ErasedCache<K> for ValueCache<K, T> {
                 FlushKind::Delete => false,
                 kind => {
                     if kind == FlushKind::Write {
-                        slot.sync = Synced::Clean;
+                        slot.mark_flushed();
                         wrote = true;
                     }
                     expiring |= slot.expires_at != 0;
@@ -295,7 +347,7 @@ impl<K: StateKey, T: StateValue> ErasedCache<K> for ValueCache<K, T> {
             let kp = ctx.first_kp + pi as u32;
             for (key, slot) in part.slab.iter() {
                 let kind = delta_kind(slot, ctx.now);
-                if kind == FlushKind::Keep {
+                if !captures(slot, kind) {
                     continue;
                 }
                 codec::write_entry_key(ctx.key_buf, kp, self.meta.id, key)
@@ -429,9 +481,13 @@ impl<'a, K: StateKey, T: StateValue> ValueState<'a, K, T> {
                 slot.hot = true;
             }
             None => {
-                self.part
-                    .slab
-                    .insert(self.key.clone(), Slot::written(Some(v), expires_at));
+                // Not cached, so sled holds what the image holds (see `Slot::loaded`):
+                // the image can hold the key only if sled may.
+                let in_image = self.part.on_disk;
+                self.part.slab.insert(
+                    self.key.clone(),
+                    Slot::written(Some(v), expires_at, in_image),
+                );
                 *self.ctx.cached += 1;
             }
         }
@@ -448,10 +504,12 @@ impl<'a, K: StateKey, T: StateValue> ValueState<'a, K, T> {
         let i = match self.find_or_load()? {
             Some(i) => i,
             None => {
+                // `find_or_load` reads sled unless the partition has nothing there,
+                // so neither sled nor the image holds the key.
                 let i = self
                     .part
                     .slab
-                    .insert(self.key.clone(), Slot::written(None, 0));
+                    .insert(self.key.clone(), Slot::written(None, 0, false));
                 *self.ctx.cached += 1;
                 i
             }
@@ -492,7 +550,7 @@ impl<'a, K: StateKey, T: StateValue> ValueState<'a, K, T> {
             None if self.part.on_disk => {
                 self.part
                     .slab
-                    .insert(self.key.clone(), Slot::written(None, 0));
+                    .insert(self.key.clone(), Slot::written(None, 0, true));
                 *self.ctx.cached += 1;
                 self.part.pending = TO_BOTH;
             }
@@ -611,6 +669,16 @@ mod tests {
         assert_eq!(ks.value(h, 0, &9).value().unwrap(), None);
         assert_eq!(ks.flush().unwrap().deleted, 1);
         assert!(raw_entries(&ks, 0).is_empty());
+    }
+
+    /// The `in_image` flag lives in the padding after `sync` and `hot`: a slot is
+    /// its value, its expiry and one word of flags.
+    #[test]
+    fn slot_flags_fit_in_one_word() {
+        use super::super::value::Slot;
+        use std::mem::size_of;
+        assert_eq!(size_of::<Slot<u64>>(), size_of::<(Option<u64>, u64, u64)>());
+        assert_eq!(size_of::<Slot<Vec<u8>>>(), size_of::<(Vec<u8>, u64, u64)>());
     }
 
     static CLONES: AtomicUsize = AtomicUsize::new(0);
