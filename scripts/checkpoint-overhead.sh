@@ -8,7 +8,9 @@
 # in a temporary store; the checkpointed run then writes its snapshots under $TMPDIR).
 #
 # usage: scripts/checkpoint-overhead.sh [WORKLOAD] [N] [RUNS]   (defaults: w1 20000000 5)
-# env:   INTERVAL_MS=1000, STATE_DIRS=checkpointed|both|none
+# env:   INTERVAL_MS=1000, STATE_DIRS=checkpointed|both|none,
+#        EXTRA="..." (more `weir bench` flags for both kinds of run, e.g.
+#        EXTRA="--watermark-alignment-ms 1000")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORKLOAD="${1:-w1}"
@@ -16,13 +18,14 @@ N="${2:-20000000}"
 RUNS="${3:-5}"
 INTERVAL_MS="${INTERVAL_MS:-1000}"
 STATE_DIRS="${STATE_DIRS:-checkpointed}"
+read -r -a EXTRA_ARGS <<< "${EXTRA:-}"
 
 cargo build --release --quiet
 field() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p" <<< "$2"; }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "workload $WORKLOAD, N=$N, runs=$RUNS, interval ${INTERVAL_MS} ms, state dirs: $STATE_DIRS"
+echo "workload $WORKLOAD, N=$N, runs=$RUNS, interval ${INTERVAL_MS} ms, state dirs: $STATE_DIRS, extra: ${EXTRA:-none}"
 # Runs the benchmark: $1 is "plain" or "checkpointed", the rest extra arguments; a
 # fresh state dir is given as STATE_DIRS says.
 run() {
@@ -31,7 +34,7 @@ run() {
   if [[ "$STATE_DIRS" == both || "$STATE_DIRS" == "$kind" ]]; then
     dir=$(mktemp -d); state=(--state-dir "$dir")
   fi
-  ./target/release/weir bench "$WORKLOAD" --n "$N" --no-progress "${state[@]}" "$@" 2>/dev/null | tail -1
+  ./target/release/weir bench "$WORKLOAD" --n "$N" --no-progress "${state[@]}" "${EXTRA_ARGS[@]}" "$@" 2>/dev/null | tail -1
   [[ -z "$dir" ]] || rm -rf "$dir"
 }
 plain=() checkpointed=() longest=()

@@ -110,6 +110,10 @@ pub struct BenchArgs {
     /// Number of records (W1: words).
     #[arg(long, default_value_t = 20_000_000)]
     pub n: u64,
+    /// W2: align the sources' watermarks, letting none run more than this many
+    /// milliseconds of event time ahead of the slowest (default: no alignment).
+    #[arg(long, value_name = "MS")]
+    pub watermark_alignment_ms: Option<u64>,
     /// Engine options.
     #[command(flatten)]
     pub engine: EngineArgs,

@@ -148,7 +148,7 @@ fn run_job(args: RunArgs) -> Result<ExitCode, Error> {
             let result = if args.job == JobName::W1 {
                 weir::bench::w1::run(options, args.n)?
             } else {
-                weir::bench::w2::run(options, args.n)?
+                weir::bench::w2::run(options, args.n, None)?
             };
             println!("{}", result.to_json());
             if !result.passed() {
@@ -165,7 +165,12 @@ fn bench(args: BenchArgs) -> Result<ExitCode, Error> {
     let options = EngineOptions::from_config(&config);
     let result = match args.workload {
         Workload::W1 => weir::bench::w1::run(options, args.n)?,
-        Workload::W2 => weir::bench::w2::run(options, args.n)?,
+        Workload::W2 => weir::bench::w2::run(
+            options,
+            args.n,
+            args.watermark_alignment_ms
+                .map(std::time::Duration::from_millis),
+        )?,
     };
     println!("{}", result.to_json());
     Ok(if result.passed() {

@@ -465,8 +465,14 @@ fn timers_fire_in_timestamp_order_and_exactly_once() {
 #[test]
 fn w2_at_small_n_passes_its_check() {
     for parallelism in [1, 2] {
-        let result = weir::bench::w2::run(EngineOptions::for_tests(parallelism), 300_000).unwrap();
-        assert!(result.passed(), "parallelism {parallelism}: {result:?}");
+        for alignment in [None, Some(Duration::from_millis(500))] {
+            let options = EngineOptions::for_tests(parallelism);
+            let result = weir::bench::w2::run(options, 300_000, alignment).unwrap();
+            assert!(
+                result.passed(),
+                "parallelism {parallelism}, alignment {alignment:?}: {result:?}"
+            );
+        }
     }
 }
 
@@ -824,4 +830,115 @@ fn a_window_reduce_keeps_the_reduced_value_per_window() {
         .map(|r| ((r.key, r.window.start), r.value.map_or(i64::MIN, |v| v.1)))
         .collect();
     assert_eq!(got, expected);
+}
+
+/// Two splits at very different speeds: split 0 reads 64 records per round at once,
+/// split 1 sleeps 2 ms per round of 16. Records are `(split, event time)`, the event
+/// time counting up by 1 ms per record in each split.
+#[derive(Clone)]
+struct Lopsided {
+    per_split: i64,
+}
+
+struct LopsidedReader {
+    split: u32,
+    next: i64,
+    end: i64,
+}
+
+impl Source for Lopsided {
+    type Item = (u32, i64);
+    type Reader = LopsidedReader;
+    fn name(&self) -> String {
+        "lopsided".into()
+    }
+    fn splits(&self, _parallelism: u32) -> u32 {
+        2
+    }
+    fn reader(&self, split: u32, _splits: u32) -> Result<LopsidedReader, SourceError> {
+        Ok(LopsidedReader {
+            split,
+            next: 0,
+            end: self.per_split,
+        })
+    }
+}
+
+impl SourceReader for LopsidedReader {
+    type Item = (u32, i64);
+    fn read<C: Collector<(u32, i64)>>(
+        &mut self,
+        budget: usize,
+        out: &mut C,
+    ) -> Result<ReadStatus, SourceError> {
+        let round = if self.split == 0 {
+            budget
+        } else {
+            budget.min(16)
+        };
+        for _ in 0..round {
+            if self.next == self.end {
+                return Ok(ReadStatus::Exhausted);
+            }
+            out.collect((self.split, self.next));
+            self.next += 1;
+        }
+        if self.split == 1 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Ok(ReadStatus::More)
+    }
+}
+
+/// The largest lead in event time of one split over the other seen while the
+/// source stage ran, and the job's per-split counts.
+fn lopsided_run(alignment: Option<Duration>) -> (i64, Vec<(u32, u64)>) {
+    use std::sync::atomic::AtomicI64;
+    use std::sync::Arc;
+    let seen: Arc<[AtomicI64; 2]> = Arc::new([AtomicI64::new(-1), AtomicI64::new(-1)]);
+    let lead = Arc::new(AtomicI64::new(0));
+    let (seen_in, lead_in) = (seen.clone(), lead.clone());
+    let mut time = WatermarkStrategy::ascending(|r: &(u32, i64)| r.1);
+    if let Some(drift) = alignment {
+        time = time.with_alignment(drift);
+    }
+    let sink = CountingSink::new();
+    let job = Job::new("lopsided")
+        .source_with_time(Lopsided { per_split: 12_000 }, time)
+        .map(move |(split, ts): (u32, i64)| {
+            seen_in[split as usize].fetch_max(ts, Ordering::Relaxed);
+            let other = seen_in[1 - split as usize].load(Ordering::Relaxed);
+            if (0..11_999).contains(&other) {
+                lead_in.fetch_max(ts - other, Ordering::Relaxed);
+            }
+            (split, 1u64)
+        })
+        .group_by_key()
+        .reduce(|a: u64, b: u64| a + b)
+        .sink(sink.clone());
+    Node::new(EngineOptions::for_tests(2))
+        .unwrap()
+        .run(job)
+        .unwrap();
+    let mut counts: Vec<(u32, u64)> = sink.result().last.into_iter().collect();
+    counts.sort();
+    (lead.load(Ordering::Relaxed), counts)
+}
+
+#[test]
+fn watermark_alignment_keeps_a_fast_split_near_the_slow_one_without_changing_results() {
+    let (free_lead, free) = lopsided_run(None);
+    let (aligned_lead, aligned) = lopsided_run(Some(Duration::from_millis(200)));
+    assert_eq!(free, vec![(0, 12_000), (1, 12_000)]);
+    assert_eq!(
+        aligned, free,
+        "alignment changes when splits are read, not what"
+    );
+    // Unaligned, the fast split finishes while the slow one is near its start.
+    assert!(free_lead > 5_000, "unaligned lead {free_lead} ms");
+    // Aligned, it leads by at most the drift plus one read round (64 records).
+    assert!(
+        aligned_lead <= 200 + 64 + 16,
+        "aligned lead {aligned_lead} ms"
+    );
 }

@@ -11,14 +11,19 @@ use crate::jobs;
 
 use super::BenchResult;
 
-/// Runs W2 with `n` events on a node with `options`, checks the result and reports it.
-pub fn run(options: EngineOptions, n: u64) -> Result<BenchResult, JobError> {
+/// Runs W2 with `n` events on a node with `options`, checks the result and reports it;
+/// `max_drift` aligns the sources' watermarks (see [`jobs::w2_aligned`]).
+pub fn run(
+    options: EngineOptions,
+    n: u64,
+    max_drift: Option<std::time::Duration>,
+) -> Result<BenchResult, JobError> {
     BenchResult::measure(
         "w2",
         options,
         n,
         |node| {
-            let (job, sink, late) = jobs::w2(n);
+            let (job, sink, late) = jobs::w2_aligned(n, max_drift);
             let report = node.run(job)?;
             Ok(((sink, late), report))
         },

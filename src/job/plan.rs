@@ -22,7 +22,7 @@ use super::error::JobError;
 use super::options::EngineOptions;
 use super::tasks::{KeyedTask, PassTask, SourceSplit, SourceTask, SplitProgress};
 use super::terminal::TerminalSpec;
-use crate::time::TimestampStrategy;
+use crate::time::{AlignmentGroup, TimestampStrategy};
 
 /// The sled tree name of a keyed stage's state.
 pub(crate) fn state_tree_name(job: &str, stage_index: u32) -> String {
@@ -268,6 +268,11 @@ where
             None => self.source.splits(env.parallelism),
         };
         let mut tasks = Vec::with_capacity(env.parallelism as usize);
+        // One alignment group for the stage's actors, if the strategy asks for one.
+        let alignment = TimestampStrategy::<S::Item>::max_drift(&self.time).map(|drift| {
+            let drift_ms = i64::try_from(drift.as_millis()).unwrap_or(i64::MAX);
+            Arc::new(AlignmentGroup::new(env.parallelism as usize, drift_ms))
+        });
         for i in 0..env.parallelism {
             let mut splits = Vec::new();
             for id in (i..total).step_by(env.parallelism.max(1) as usize) {
@@ -311,6 +316,7 @@ where
                 budget: env.options.batch_size.max(1),
                 what: self.source.name(),
                 chunk_stage: source_chunk_stage(env.stage_index),
+                alignment: alignment.clone().map(|group| (group, i as usize)),
             });
         }
         Ok(spawn_tasks(env, tasks, downstream))

@@ -1,5 +1,6 @@
 //! The tasks partition actors run: a source stage's and a keyed stage's.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use weir_actors::checkpoint::{ChunkData, TaskSnapshot};
@@ -12,7 +13,7 @@ use weir_actors::{
 use crate::connector::{ReadStatus, SourceReader};
 use crate::operator::{Chain, Collector, KeyedContext, KeyedProcess, OpenContext};
 use crate::record::{Keyed, NO_TIMESTAMP};
-use crate::time::TimestampStrategy;
+use crate::time::{AlignmentGroup, TimestampStrategy};
 
 use super::terminal::{IntoTerminal, Terminal};
 
@@ -131,6 +132,19 @@ pub(crate) struct SourceTask<R, S, C, Tm> {
     pub chunk_stage: String,
     /// Records read so far.
     pub read: u64,
+    /// The stage's watermark alignment group and this actor's place in it.
+    pub alignment: Option<(Arc<AlignmentGroup>, usize)>,
+}
+
+/// Which split a source task reads next.
+enum NextSplit {
+    /// Split `.0`.
+    Read(usize),
+    /// Every split that is not exhausted is too far ahead of the stage's slowest
+    /// actor in event time (watermark alignment): read nothing this round.
+    Paused,
+    /// Every split is exhausted.
+    Exhausted,
 }
 
 /// Event-time progress of one source split.
@@ -219,17 +233,48 @@ where
         }
     }
 
-    /// The next split to read, round robin over those not exhausted.
-    fn next_split(&mut self) -> Option<usize> {
+    /// The next split to read, round robin over those not exhausted, skipping those
+    /// the alignment holds back.
+    fn next_split(&mut self) -> NextSplit {
         let n = self.splits.len();
+        let mut paused = false;
         for step in 0..n {
             let i = (self.cursor + step) % n;
-            if !self.splits[i].exhausted {
-                self.cursor = (i + 1) % n;
-                return Some(i);
+            let split = &self.splits[i];
+            if split.exhausted {
+                continue;
             }
+            if let Some((group, _)) = &self.alignment {
+                if group.ahead(self.time.watermark(split.progress.max_ts)) {
+                    paused = true;
+                    continue;
+                }
+            }
+            self.cursor = (i + 1) % n;
+            return NextSplit::Read(i);
         }
-        None
+        if paused {
+            NextSplit::Paused
+        } else {
+            NextSplit::Exhausted
+        }
+    }
+
+    /// Tells the alignment group this actor's watermark: the lowest over its splits
+    /// that are neither exhausted nor idle (`i64::MAX` when none holds anything
+    /// back).
+    fn publish_alignment(&self) {
+        let Some((group, actor)) = &self.alignment else {
+            return;
+        };
+        let watermark = self
+            .splits
+            .iter()
+            .filter(|s| !s.exhausted && !s.idle_now)
+            .map(|s| self.time.watermark(s.progress.max_ts))
+            .min()
+            .unwrap_or(i64::MAX);
+        group.publish(*actor, watermark);
     }
 }
 
@@ -256,8 +301,13 @@ where
     }
 
     fn pump(&mut self, out: &mut Outbox<Tm::Wire>) -> Result<Pumped, TaskError> {
-        let Some(i) = self.next_split() else {
-            return Ok(Pumped::Exhausted);
+        let i = match self.next_split() {
+            NextSplit::Read(i) => i,
+            NextSplit::Paused => return Ok(Pumped::Idle),
+            NextSplit::Exhausted => {
+                self.publish_alignment();
+                return Ok(Pumped::Exhausted);
+            }
         };
         let split = &mut self.splits[i];
         let mut stamp = Stamp {
@@ -282,6 +332,7 @@ where
         } else if S::ENABLED {
             self.progress(i, read, out);
         }
+        self.publish_alignment();
         let live = self.splits.iter().filter(|s| !s.exhausted);
         let (mut any, mut all_idle) = (false, true);
         for s in live {

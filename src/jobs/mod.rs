@@ -8,5 +8,5 @@ mod wordcount;
 
 pub use demo::{demo, SensorStats, SensorSummary};
 pub use w1::w1;
-pub use w2::{w2, CountSum, W2Rows};
+pub use w2::{w2, w2_aligned, CountSum, W2Rows};
 pub use wordcount::{wordcount, wordcount_to_dir, words};

@@ -41,11 +41,21 @@ pub type W2Rows = CountingSink<(u64, i64), (u64, u64)>;
 
 /// W2 over `n` events: the job, its sink, and the counter of late records.
 pub fn w2(n: u64) -> (Job, W2Rows, Arc<AtomicU64>) {
+    w2_aligned(n, None)
+}
+
+/// W2 with its sources' watermarks aligned to within `max_drift` of each other (see
+/// [`WatermarkStrategy::with_alignment`]); `None` is plain [`w2`]. The rows are the
+/// same either way.
+pub fn w2_aligned(n: u64, max_drift: Option<Duration>) -> (Job, W2Rows, Arc<AtomicU64>) {
     let sink = W2Rows::new();
-    let time =
+    let mut time =
         WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(500), |e: &W2Event| {
             e.time_ms
         });
+    if let Some(drift) = max_drift {
+        time = time.with_alignment(drift);
+    }
     let windowed = Job::new("w2")
         .source_with_time(W2Events::new(n), time)
         .key_by(|e: &W2Event| e.key)

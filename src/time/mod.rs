@@ -9,9 +9,13 @@
 //! A split with no input for `idle_timeout` declares itself idle and stops holding the
 //! watermark back until it reads again.
 
+pub mod alignment;
+
 use std::time::Duration;
 
 use crate::record::NO_TIMESTAMP;
+
+pub use alignment::AlignmentGroup;
 
 /// How a source's records get timestamps and its splits watermarks.
 pub trait TimestampStrategy<T>: Clone + Send + 'static {
@@ -25,6 +29,11 @@ pub trait TimestampStrategy<T>: Clone + Send + 'static {
     fn interval(&self) -> Duration;
     /// After how long without input a split declares itself idle (`None`: never).
     fn idle_timeout(&self) -> Option<Duration>;
+    /// How far (in event time) a source actor may read ahead of the slowest actor of
+    /// its stage (`None`: no alignment; see [`alignment`]).
+    fn max_drift(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// No event time: records carry no timestamp and no watermarks are sent.
@@ -56,6 +65,7 @@ pub struct WatermarkStrategy<F> {
     max_out_of_orderness: i64,
     interval: Duration,
     idle_timeout: Option<Duration>,
+    max_drift: Option<Duration>,
 }
 
 impl<F: Clone> Clone for WatermarkStrategy<F> {
@@ -65,6 +75,7 @@ impl<F: Clone> Clone for WatermarkStrategy<F> {
             max_out_of_orderness: self.max_out_of_orderness,
             interval: self.interval,
             idle_timeout: self.idle_timeout,
+            max_drift: self.max_drift,
         }
     }
 }
@@ -80,6 +91,7 @@ impl<F> WatermarkStrategy<F> {
             max_out_of_orderness: i64::try_from(bound.as_millis()).unwrap_or(i64::MAX),
             interval: DEFAULT_WATERMARK_INTERVAL,
             idle_timeout: None,
+            max_drift: None,
         }
     }
 
@@ -91,6 +103,16 @@ impl<F> WatermarkStrategy<F> {
     /// A split without input for `timeout` stops holding the watermark back.
     pub fn with_idleness(mut self, timeout: Duration) -> Self {
         self.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// Aligns the source actors of the stage: one whose watermark is more than
+    /// `max_drift` ahead of the slowest one's pauses until it catches up (Flink's
+    /// `withWatermarkAlignment`). Bounds how long windows stay open because one
+    /// split is read faster than another, and so the state and checkpoints a
+    /// windowed job carries. Results do not change.
+    pub fn with_alignment(mut self, max_drift: Duration) -> Self {
+        self.max_drift = Some(max_drift);
         self
     }
 
@@ -122,6 +144,9 @@ where
     }
     fn idle_timeout(&self) -> Option<Duration> {
         self.idle_timeout
+    }
+    fn max_drift(&self) -> Option<Duration> {
+        self.max_drift
     }
 }
 
