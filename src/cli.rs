@@ -226,7 +226,7 @@ pub struct EngineArgs {
     /// Failed replays, after its first failure, before a record is set aside (poison.replays).
     #[arg(long, value_name = "N", help_heading = CHECKPOINT_HEADING)]
     pub poison_replays: Option<u32>,
-    /// Where savepoints taken on a signal go (savepoint.dir; default: <state dir>/savepoints).
+    /// Where savepoints taken on a signal go (savepoint.dir; default: `<state dir>/savepoints`).
     #[arg(long, value_name = "PATH", help_heading = CHECKPOINT_HEADING)]
     pub savepoint_dir: Option<PathBuf>,
 }

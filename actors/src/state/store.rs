@@ -120,7 +120,7 @@ impl StateStore {
     /// Replaces the whole stored state of `stage` with what snapshot chains describe:
     /// for each key partition, its chain (a full image, then the deltas of
     /// [`KeyedState::take_delta`] captured after it, oldest first), folded into one
-    /// image ([`delta`](super::delta)).
+    /// image ([`super::delta`]).
     ///
     /// Every chain is decoded, checked and folded before anything is touched, so a
     /// damaged snapshot (bad checksum, unknown version, malformed record, a delta of
