@@ -301,6 +301,9 @@ where
     }
 
     fn pump(&mut self, out: &mut Outbox<Tm::Wire>) -> Result<Pumped, TaskError> {
+        // Published before choosing: after a restore every split starts with a
+        // watermark, and if no actor told the group its own, all would wait.
+        self.publish_alignment();
         let i = match self.next_split() {
             NextSplit::Read(i) => i,
             NextSplit::Paused => return Ok(Pumped::Idle),
