@@ -6,7 +6,7 @@
 //!   reader assigns its own partitions).
 //! - [`position`]: a split's offsets as snapshot bytes (versioned).
 //! - [`start`]: start modes (earliest, latest, timestamp, committed).
-//! - [`format`]: the record type and the value formats (bytes, text, JSON).
+//! - [`format`](mod@format): the record type and the value formats (bytes, text, JSON).
 //! - [`settings`]: librdkafka settings passed through, and the ones weir sets.
 //! - [`reader`]: the split reader (assignment, discovery, polling, dead letters).
 //!

@@ -106,3 +106,42 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod consumer_tests {
+    use super::*;
+    use rdkafka::consumer::BaseConsumer;
+
+    fn create(pairs: &[(&str, &str)]) -> Result<BaseConsumer, rdkafka::error::KafkaError> {
+        let settings = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        client_config("127.0.0.1:1", None, &settings).create()
+    }
+
+    #[test]
+    fn passed_through_settings_reach_librdkafka() {
+        // Creating a consumer connects to nothing; librdkafka checks every setting.
+        create(&[
+            ("security.protocol", "SASL_PLAINTEXT"),
+            ("sasl.mechanism", "PLAIN"),
+            ("sasl.username", "u"),
+            ("sasl.password", "p"),
+            ("fetch.max.bytes", "1048576"),
+        ])
+        .expect("valid settings");
+        let err = create(&[("fetch.max.bytez", "1")])
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("fetch.max.bytez"), "{err}");
+        // The default rdkafka build has no OpenSSL; docs/kafka.md says so. Turning on
+        // the crate's `ssl` feature makes this fail: update the docs with it.
+        let ssl = create(&[("security.protocol", "SSL")])
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(ssl.contains("OpenSSL not available"), "{ssl}");
+    }
+}
