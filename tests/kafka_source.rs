@@ -319,7 +319,13 @@ fn panics_while_reading_kafka_recover_to_the_output_of_a_run_without_faults() {
         4,
         "every fault fired"
     );
-    assert_eq!(report.restarts, 4, "one restart per fault");
+    // Faults in different actors (source stage, keyed stage) can fire within one
+    // attempt, before the job is torn down: at most one restart per fault.
+    assert!(
+        (1..=4).contains(&report.restarts),
+        "{} restarts for 4 faults",
+        report.restarts
+    );
     assert!(report.checkpoints.completed > 0, "checkpoints were taken");
     let mut got = read_committed(&out).unwrap();
     got.sort();
@@ -589,4 +595,54 @@ fn a_reader_resumes_from_its_position_and_start_modes_choose_the_first_offset() 
     assert!(got.iter().all(|r| r.partition == 0));
     got.extend(read_until(&mut s1, 11));
     assert_eq!(offsets(&got).len(), 21);
+}
+
+#[test]
+fn a_restored_split_reads_partitions_it_had_not_seen_from_their_start() {
+    let mock = cluster();
+    let bootstrap = mock.bootstrap_servers();
+    mock.create_topic("old", 1, 1).unwrap();
+    produce(
+        &bootstrap,
+        "old",
+        &[(0, String::new(), "before".into(), 1_000)],
+    );
+    // Latest: the record already in "old" is not read.
+    let source = KafkaSource::new(
+        bootstrap.clone(),
+        ["new", "old"],
+        Utf8Text,
+        DeadLetters::to_log(),
+    )
+    .start(StartMode::Latest)
+    .discovery_interval(Duration::ZERO);
+    let mut reader = source.reader(0, 1).unwrap();
+    assert_eq!(reader.read(10, &mut Vec::new()).unwrap(), ReadStatus::Idle);
+    let position = reader.position().unwrap();
+    // While the job is down, "new" appears with records, and "old" gets one more.
+    mock.create_topic("new", 2, 1).unwrap();
+    produce(
+        &bootstrap,
+        "new",
+        &[
+            (0, String::new(), "n0".into(), 2_000),
+            (1, String::new(), "n1".into(), 2_000),
+        ],
+    );
+    produce(
+        &bootstrap,
+        "old",
+        &[(0, String::new(), "after".into(), 3_000)],
+    );
+    // Restored: "old" resumes at its snapshotted offset; "new" was not in the
+    // snapshot of a started split, so it is read from its first record, not from
+    // the latest.
+    let mut restored = source.reader(0, 1).unwrap();
+    restored.seek(&position).unwrap();
+    let mut got: Vec<String> = read_until(&mut restored, 3)
+        .into_iter()
+        .map(|r| r.value)
+        .collect();
+    got.sort();
+    assert_eq!(got, vec!["after", "n0", "n1"]);
 }

@@ -116,24 +116,33 @@ impl<F: KafkaFormat> KafkaReader<F> {
             .is_some_and(|ps| ps.contains_key(&partition))
     }
 
-    /// Adds `partitions` at `offsets`, with their ends for a bounded read.
-    fn add(
-        &mut self,
+    /// `partitions` at `offsets`, with their ends for a bounded read (looked up
+    /// now), ready for [`KafkaReader::insert`].
+    fn prepare(
+        &self,
         partitions: &[(String, i32)],
         offsets: &[i64],
-    ) -> Result<(), KafkaSourceError> {
-        for ((topic, p), &next) in partitions.iter().zip(offsets) {
-            let end = if self.config.stop_at_end {
-                Some(self.resolver().watermarks(topic, *p)?.1)
-            } else {
-                None
-            };
-            self.assigned
-                .entry(topic.clone())
-                .or_default()
-                .insert(*p, Partition { next, end });
+    ) -> Result<Vec<(String, i32, Partition)>, KafkaSourceError> {
+        let resolver = self.resolver();
+        partitions
+            .iter()
+            .zip(offsets)
+            .map(|((topic, p), &next)| {
+                let end = if self.config.stop_at_end {
+                    Some(resolver.watermarks(topic, *p)?.1)
+                } else {
+                    None
+                };
+                Ok((topic.clone(), *p, Partition { next, end }))
+            })
+            .collect()
+    }
+
+    /// Adds prepared partitions to the assignment (the client's is set by `assign`).
+    fn insert(&mut self, prepared: Vec<(String, i32, Partition)>) {
+        for (topic, p, state) in prepared {
+            self.assigned.entry(topic).or_default().insert(p, state);
         }
-        Ok(())
     }
 
     /// Hands the client the whole assignment, each partition at its next offset.
@@ -158,16 +167,29 @@ impl<F: KafkaFormat> KafkaReader<F> {
     /// The first assignment: restored offsets where a snapshot has them; otherwise
     /// the start mode, or the earliest offset for a partition that appeared after
     /// the snapshotted split had started (discovery would have read it from there).
+    ///
+    /// A restored partition of one of the source's topics that this split owns is
+    /// assigned even when the metadata does not list it (a transient metadata
+    /// error must not send it back to discovery, which would re-read it from the
+    /// start).
     fn start(&mut self) -> Result<(), KafkaSourceError> {
         let owned = self.owned()?;
-        let restored = self.restored.take().unwrap_or_default();
-        let (mut known, mut fresh): (Vec<_>, Vec<_>) = (Vec::new(), Vec::new());
-        for tp in owned {
-            match restored.offsets.get(&tp) {
-                Some(&offset) => known.push((tp, offset)),
-                None => fresh.push(tp),
-            }
-        }
+        let restored = self.restored.clone().unwrap_or_default();
+        let several = self.config.topics.len() > 1;
+        let mut known: Vec<((String, i32), i64)> = restored
+            .offsets
+            .iter()
+            .filter(|((t, p), _)| {
+                self.config.topics.contains(t)
+                    && split_of(t, *p, self.splits, several) == self.split
+            })
+            .map(|(tp, o)| (tp.clone(), *o))
+            .collect();
+        known.sort();
+        let fresh: Vec<(String, i32)> = owned
+            .into_iter()
+            .filter(|tp| !restored.offsets.contains_key(tp))
+            .collect();
         let mode = if restored.started {
             StartMode::Earliest
         } else {
@@ -175,11 +197,14 @@ impl<F: KafkaFormat> KafkaReader<F> {
         };
         let fresh_offsets = self.resolver().resolve(mode, &fresh)?;
         let (known_tps, known_offsets): (Vec<_>, Vec<_>) = known.into_iter().unzip();
+        let known = self.prepare(&known_tps, &known_offsets)?;
+        let fresh = self.prepare(&fresh, &fresh_offsets)?;
         self.assigned.clear();
-        self.add(&known_tps, &known_offsets)?;
-        self.add(&fresh, &fresh_offsets)?;
+        self.insert(known);
+        self.insert(fresh);
         self.assign()?;
         self.started = true;
+        self.restored = None;
         self.last_discovery = Instant::now();
         tracing::debug!(source = %self.config.name, split = self.split,
             partitions = self.assigned.values().map(BTreeMap::len).sum::<usize>(), "kafka split assigned");
@@ -188,7 +213,8 @@ impl<F: KafkaFormat> KafkaReader<F> {
 
     /// Looks for partitions this split owns that are not assigned yet, and starts
     /// them at their earliest offset (records written before they were found must
-    /// not be skipped). A failed lookup is logged and tried at the next interval.
+    /// not be skipped). A failed lookup is logged and tried at the next interval; a
+    /// failed assignment fails the read (and so the job, under its restart strategy).
     fn discover(&mut self) -> Result<(), KafkaSourceError> {
         let interval = self.config.discovery_interval;
         if interval.is_zero() || self.last_discovery.elapsed() < interval {
@@ -210,8 +236,18 @@ impl<F: KafkaFormat> KafkaReader<F> {
         if new.is_empty() {
             return Ok(());
         }
-        let offsets = self.resolver().resolve(StartMode::Earliest, &new)?;
-        self.add(&new, &offsets)?;
+        let prepared = self
+            .resolver()
+            .resolve(StartMode::Earliest, &new)
+            .and_then(|offsets| self.prepare(&new, &offsets));
+        match prepared {
+            Ok(prepared) => self.insert(prepared),
+            Err(e) => {
+                tracing::warn!(source = %self.config.name, split = self.split, error = %e,
+                    "kafka partition discovery could not look up new partitions; trying again at the next interval");
+                return Ok(());
+            }
+        }
         self.assign()?;
         tracing::info!(source = %self.config.name, split = self.split, ?new, "kafka partitions discovered");
         Ok(())
