@@ -646,3 +646,66 @@ fn a_restored_split_reads_partitions_it_had_not_seen_from_their_start() {
     got.sort();
     assert_eq!(got, vec!["after", "n0", "n1"]);
 }
+
+/// The timestamp start mode needs a broker that answers ListOffsets by timestamp.
+/// Neither broker that runs here does (the mock cluster answers "no offset", the
+/// Tansu broker of ../shared/kafka-testing.md offset 0, so this test fails there),
+/// so it runs only when `WEIR_KAFKA_BOOTSTRAP` names a real Apache Kafka cluster;
+/// without it, it returns at once.
+#[test]
+fn timestamp_start_mode_needs_a_real_kafka_named_by_weir_kafka_bootstrap() {
+    let Ok(bootstrap) = std::env::var("WEIR_KAFKA_BOOTSTRAP") else {
+        eprintln!("WEIR_KAFKA_BOOTSTRAP is not set: skipping the timestamp start mode test");
+        return;
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let topic = format!("weir-timestamps-{}-{nanos}", std::process::id());
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()
+            .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let created = runtime
+        .block_on(admin.create_topics(
+            &[rdkafka::admin::NewTopic::new(
+                &topic,
+                2,
+                rdkafka::admin::TopicReplication::Fixed(1),
+            )],
+            &rdkafka::admin::AdminOptions::new(),
+        ))
+        .unwrap();
+    for result in created {
+        result.unwrap();
+    }
+    // Offset o of each partition has timestamp 10_000 + 10 * o.
+    let records: Vec<_> = (0..20i64)
+        .map(|i| {
+            (
+                (i % 2) as i32,
+                String::new(),
+                format!("e{i}"),
+                10_000 + 10 * (i / 2),
+            )
+        })
+        .collect();
+    produce(&bootstrap, &topic, &records);
+    let source = KafkaSource::new(bootstrap, [topic.as_str()], Utf8Text, DeadLetters::to_log())
+        .start(StartMode::Timestamp(10_055));
+    let mut reader = source.reader(0, 1).unwrap();
+    let got = read_until(&mut reader, 8);
+    let want: Vec<(i32, i64)> = (0..2).flat_map(|p| (6..10).map(move |o| (p, o))).collect();
+    assert_eq!(offsets(&got), want);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        reader.read(10, &mut Vec::new()).unwrap(),
+        ReadStatus::Idle,
+        "nothing earlier"
+    );
+}
