@@ -2,6 +2,7 @@
 
 pub mod dead_letter;
 pub mod generator;
+pub mod kafka;
 pub mod lines;
 pub mod sink;
 pub mod sinks;

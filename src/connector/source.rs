@@ -20,6 +20,16 @@ pub enum SourceError {
     /// The source was configured wrongly.
     #[error("invalid source configuration: {0}")]
     Invalid(String),
+    /// The Kafka source failed (a client call, a position, its configuration).
+    /// Boxed: the client's error is large, and every `Result` of a job carries this.
+    #[error(transparent)]
+    Kafka(Box<super::kafka::KafkaSourceError>),
+}
+
+impl From<super::kafka::KafkaSourceError> for SourceError {
+    fn from(e: super::kafka::KafkaSourceError) -> Self {
+        SourceError::Kafka(Box::new(e))
+    }
 }
 
 /// What a read round found.

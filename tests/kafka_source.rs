@@ -1,0 +1,711 @@
+//! The Kafka source against librdkafka's in-process mock cluster (bound to
+//! 127.0.0.1): record-for-record reads at parallelism 2, exactly-once state across
+//! injected panics, dead letters for undecodable JSON, and partition discovery.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
+use rdkafka::ClientConfig;
+use weir::connector::kafka::{Json, KafkaRecord, KafkaSource, StartMode, Utf8Text};
+use weir::connector::ReadStatus;
+use weir::prelude::*;
+use weir::window::{Tumbling, WindowResult};
+
+/// A one-broker mock cluster.
+fn cluster() -> MockCluster<'static, DefaultProducerContext> {
+    MockCluster::new(1).expect("mock cluster")
+}
+
+fn producer(bootstrap: &str) -> BaseProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .create()
+        .expect("producer")
+}
+
+/// Produces `(partition, key, value, timestamp)` records to `topic`, in order, and
+/// waits until all are acknowledged. Each partition's records get offsets 0, 1, ...
+/// in the order given.
+fn produce(bootstrap: &str, topic: &str, records: &[(i32, String, String, i64)]) {
+    let p = producer(bootstrap);
+    for (partition, key, value, ts) in records {
+        let mut record = BaseRecord::to(topic)
+            .partition(*partition)
+            .key(key.as_str())
+            .payload(value.as_str())
+            .timestamp(*ts);
+        loop {
+            match p.send(record) {
+                Ok(()) => break,
+                Err((e, r)) => {
+                    assert!(
+                        matches!(
+                            e.rdkafka_error_code(),
+                            Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
+                        ),
+                        "produce failed: {e}"
+                    );
+                    p.poll(Duration::from_millis(10));
+                    record = r;
+                }
+            }
+        }
+    }
+    p.flush(Duration::from_secs(30)).expect("flush");
+}
+
+/// What the test expects of a record: (topic, partition, offset, key, value, ts).
+type Row = (String, i32, i64, String, String, Option<i64>);
+
+/// The rows `records` become once produced to `topic` (offsets per partition).
+fn expected(topic: &str, records: &[(i32, String, String, i64)]) -> Vec<Row> {
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut rows = Vec::new();
+    for (p, k, v, ts) in records {
+        let offset = next.entry(*p).or_insert(0);
+        rows.push((
+            topic.to_string(),
+            *p,
+            *offset,
+            k.clone(),
+            v.clone(),
+            Some(*ts),
+        ));
+        *offset += 1;
+    }
+    rows.sort();
+    rows
+}
+
+fn row(r: KafkaRecord<String>) -> Row {
+    let key = String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned();
+    (r.topic, r.partition, r.offset, key, r.value, r.timestamp)
+}
+
+#[test]
+fn a_multi_partition_topic_is_read_record_for_record_at_parallelism_2() {
+    let mock = cluster();
+    let bootstrap = mock.bootstrap_servers();
+    assert!(bootstrap.contains("127.0.0.1"), "{bootstrap}");
+    mock.create_topic("orders", 5, 1).unwrap();
+    let records: Vec<_> = (0..3000i64)
+        .map(|i| {
+            (
+                (i % 5) as i32,
+                format!("k{i}"),
+                format!("order {i}"),
+                1_700_000_000_000 + i,
+            )
+        })
+        .collect();
+    produce(&bootstrap, "orders", &records);
+
+    let dead = DeadLetters::to_log();
+    let sink = CollectSink::<Row>::new();
+    let job = Job::new("read")
+        .source(
+            KafkaSource::new(bootstrap.clone(), ["orders"], Utf8Text, dead.clone())
+                .stop_at_end(true),
+        )
+        .map(row)
+        .sink(sink.clone());
+    let report = Node::new(EngineOptions::for_tests(2))
+        .unwrap()
+        .run(job)
+        .unwrap();
+    assert_eq!(report.restarts, 0);
+    let mut got = sink.items();
+    got.sort();
+    assert_eq!(got.len(), records.len(), "no record lost or duplicated");
+    assert!(
+        got == expected("orders", &records),
+        "every record as produced"
+    );
+    assert_eq!(dead.count(), 0);
+}
+
+/// Counts the records of a window.
+#[derive(Clone, Copy, Default)]
+struct Count;
+
+impl AggregateFn<(u64, i64)> for Count {
+    type Acc = u64;
+    type Output = u64;
+    fn create(&self) -> u64 {
+        0
+    }
+    fn add(&self, acc: &mut u64, _: (u64, i64)) {
+        *acc += 1;
+    }
+    fn merge(&self, acc: &mut u64, other: u64) {
+        *acc += other;
+    }
+    fn result(&self, acc: &u64) -> u64 {
+        *acc
+    }
+}
+
+#[test]
+fn kafka_timestamps_drive_event_time_windows() {
+    let mock = cluster();
+    let bootstrap = mock.bootstrap_servers();
+    mock.create_topic("clicks", 2, 1).unwrap();
+    // Timestamps T0..T0 + 1000 ms: ten 100 ms windows of 100 records each. (A
+    // producer timestamp of 0 means "now" to librdkafka, so T0 is not 0.)
+    const T0: i64 = 1_700_000_000_000;
+    let records: Vec<_> = (0..1000i64)
+        .map(|i| ((i % 2) as i32, "user".to_string(), format!("{i}"), T0 + i))
+        .collect();
+    produce(&bootstrap, "clicks", &records);
+    let rows = CollectSink::new();
+    let job = Job::new("windows")
+        .source_with_time(
+            KafkaSource::new(bootstrap, ["clicks"], Utf8Text, DeadLetters::to_log())
+                .stop_at_end(true),
+            WatermarkStrategy::bounded_out_of_orderness(
+                Duration::from_millis(1000),
+                |r: &KafkaRecord<String>| r.event_time(),
+            ),
+        )
+        .map(|r: KafkaRecord<String>| (0u64, r.event_time()))
+        .key_by(|e: &(u64, i64)| e.0)
+        .window(Tumbling::of(Duration::from_millis(100)).unwrap())
+        .aggregate(Count)
+        .sink(rows.clone());
+    Node::new(EngineOptions::for_tests(2))
+        .unwrap()
+        .run(job)
+        .unwrap();
+    let mut got: Vec<(i64, u64)> = rows
+        .items()
+        .iter()
+        .map(|r: &WindowResult<u64, u64>| (r.window.start, r.value))
+        .collect();
+    got.sort();
+    let want: Vec<(i64, u64)> = (0..10).map(|w| (T0 + w * 100, 100)).collect();
+    assert_eq!(got, want);
+}
+
+/// Panics the first time it sees each of its target values.
+#[derive(Clone, Default)]
+struct Faults {
+    targets: Arc<HashSet<u64>>,
+    fired: Arc<Mutex<HashSet<u64>>>,
+}
+
+impl Faults {
+    fn seeded(seed: u64, count: usize, n: u64) -> Self {
+        let mut targets = HashSet::new();
+        let mut x = seed;
+        while targets.len() < count {
+            x = weir::connector::generator::splitmix64(x);
+            targets.insert(x % n);
+        }
+        Faults {
+            targets: Arc::new(targets),
+            fired: Arc::default(),
+        }
+    }
+    fn check(&self, x: u64) {
+        if self.targets.contains(&x) && self.fired.lock().map(|mut f| f.insert(x)).unwrap_or(false)
+        {
+            panic!("injected fault at value {x}");
+        }
+    }
+    fn fired(&self) -> usize {
+        self.fired.lock().map(|f| f.len()).unwrap_or(0)
+    }
+}
+
+const SUMS_N: u64 = 12_000;
+const SUMS_PARTITIONS: u64 = 4;
+
+/// Each value x goes to partition x % 4 and key x % 196, so all of a key's values
+/// are in one partition, in order, and its running sums are the same in every run.
+fn sums_job(bootstrap: &str, out: &Path, source_faults: Faults, keyed_faults: Faults) -> Job {
+    Job::new("kafka-sums")
+        .source(
+            KafkaSource::new(
+                bootstrap.to_string(),
+                ["numbers"],
+                Json::<u64>::new(),
+                DeadLetters::to_log(),
+            )
+            .stop_at_end(true),
+        )
+        .map(move |r: KafkaRecord<u64>| {
+            let x = r.value;
+            source_faults.check(x);
+            if x.is_multiple_of(40) {
+                // Paced, so the run spans many checkpoints.
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            (x % 196, x)
+        })
+        .group_by_key()
+        .reduce(move |sum: u64, x: u64| {
+            keyed_faults.check(x);
+            sum + x
+        })
+        .sink(TransactionalFileSink::new(out, tab_separated))
+}
+
+fn checkpointed(state: &Path) -> EngineOptions {
+    let mut o = EngineOptions::for_tests(2);
+    o.state_dir = Some(state.to_path_buf());
+    o.checkpoint.interval = Some(Duration::from_millis(50));
+    o.restart = RestartStrategy::FixedDelay {
+        attempts: 20,
+        delay: Duration::from_millis(5),
+    };
+    o
+}
+
+#[test]
+fn panics_while_reading_kafka_recover_to_the_output_of_a_run_without_faults() {
+    let mock = cluster();
+    let bootstrap = mock.bootstrap_servers();
+    mock.create_topic("numbers", SUMS_PARTITIONS as i32, 1)
+        .unwrap();
+    let records: Vec<_> = (0..SUMS_N)
+        .map(|x| {
+            (
+                (x % SUMS_PARTITIONS) as i32,
+                String::new(),
+                x.to_string(),
+                0,
+            )
+        })
+        .collect();
+    produce(&bootstrap, "numbers", &records);
+    let root = tempfile::tempdir().unwrap();
+
+    let reference_out = root.path().join("reference");
+    let node = Node::new(checkpointed(&root.path().join("reference-state"))).unwrap();
+    let report = node
+        .run(sums_job(
+            &bootstrap,
+            &reference_out,
+            Faults::default(),
+            Faults::default(),
+        ))
+        .expect("reference run");
+    assert_eq!(report.restarts, 0);
+    let mut want = read_committed(&reference_out).unwrap();
+    want.sort();
+    assert_eq!(want.len() as u64, SUMS_N, "one running sum per record");
+
+    let out = root.path().join("faulty");
+    let source_faults = Faults::seeded(11, 2, SUMS_N);
+    let keyed_faults = Faults::seeded(99, 2, SUMS_N);
+    let node = Node::new(checkpointed(&root.path().join("faulty-state"))).unwrap();
+    let report = node
+        .run(sums_job(
+            &bootstrap,
+            &out,
+            source_faults.clone(),
+            keyed_faults.clone(),
+        ))
+        .expect("the job recovers from every injected panic");
+    assert_eq!(
+        source_faults.fired() + keyed_faults.fired(),
+        4,
+        "every fault fired"
+    );
+    // Faults in different actors (source stage, keyed stage) can fire within one
+    // attempt, before the job is torn down: at most one restart per fault.
+    assert!(
+        (1..=4).contains(&report.restarts),
+        "{} restarts for 4 faults",
+        report.restarts
+    );
+    assert!(report.checkpoints.completed > 0, "checkpoints were taken");
+    let mut got = read_committed(&out).unwrap();
+    got.sort();
+    assert_eq!(got.len(), want.len(), "no record lost or duplicated");
+    assert!(got == want, "output differs from the run without faults");
+}
+
+#[derive(serde::Deserialize, Debug, Clone, PartialEq)]
+struct Order {
+    id: u64,
+}
+
+#[test]
+fn an_undecodable_json_record_goes_to_the_dead_letters_with_its_offset() {
+    let mock = cluster();
+    let bootstrap = mock.bootstrap_servers();
+    mock.create_topic("orders-json", 1, 1).unwrap();
+    let values = [r#"{"id":1}"#, "not json", r#"{"id":"two"}"#, r#"{"id":3}"#];
+    let records: Vec<_> = values
+        .iter()
+        .map(|v| (0, "k".to_string(), v.to_string(), 1_000))
+        .collect();
+    produce(&bootstrap, "orders-json", &records);
+    let dir = tempfile::tempdir().unwrap();
+    let letters_path = dir.path().join("dead.jsonl");
+    let dead = DeadLetters::to_file(&letters_path).unwrap();
+    let sink = CollectSink::new();
+    let job = Job::new("json")
+        .source(
+            KafkaSource::new(
+                bootstrap,
+                ["orders-json"],
+                Json::<Order>::new(),
+                dead.clone(),
+            )
+            .stop_at_end(true),
+        )
+        .map(|r: KafkaRecord<Order>| r.value.id)
+        .sink(sink.clone());
+    Node::new(EngineOptions::for_tests(1))
+        .unwrap()
+        .run(job)
+        .unwrap();
+    let mut ids = sink.items();
+    ids.sort();
+    assert_eq!(ids, vec![1, 3]);
+    assert_eq!(dead.count(), 2);
+    let letters: Vec<serde_json::Value> = std::fs::read_to_string(&letters_path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(letters.len(), 2);
+    for (letter, offset, record) in [
+        (&letters[0], 1, "not json"),
+        (&letters[1], 2, r#"{"id":"two"}"#),
+    ] {
+        let reason = letter["reason"].as_str().unwrap();
+        assert!(
+            reason.contains(&format!("topic orders-json partition 0 offset {offset}")),
+            "{reason}"
+        );
+        assert!(reason.contains("not valid JSON"), "{reason}");
+        assert_eq!(letter["record"], record);
+    }
+}
+
+#[test]
+fn partitions_found_while_running_are_read_from_their_start() {
+    let mock = cluster();
+    let bootstrap = mock.bootstrap_servers();
+    mock.create_topic("first", 2, 1).unwrap();
+    let first: Vec<_> = (0..40i64)
+        .map(|i| {
+            (
+                (i % 2) as i32,
+                format!("a{i}"),
+                format!("first {i}"),
+                1_000 + i,
+            )
+        })
+        .collect();
+    produce(&bootstrap, "first", &first);
+
+    let seen = Arc::new(Mutex::new(0usize));
+    let stop = StopFlag::new();
+    let sink = CollectSink::<Row>::new();
+    let runner = {
+        let (bootstrap, seen, stop, sink) =
+            (bootstrap.clone(), seen.clone(), stop.clone(), sink.clone());
+        std::thread::spawn(move || {
+            // "second" does not exist yet: the source starts on "first" alone, and
+            // reads "second" from its earliest offset once discovery finds it.
+            let source = KafkaSource::new(
+                bootstrap,
+                ["first", "second"],
+                Utf8Text,
+                DeadLetters::to_log(),
+            )
+            .start(StartMode::Earliest)
+            .discovery_interval(Duration::from_millis(100))
+            .stop_on(stop);
+            let job = Job::new("discovery")
+                .source(source)
+                .map(move |r: KafkaRecord<String>| {
+                    if let Ok(mut n) = seen.lock() {
+                        *n += 1;
+                    }
+                    row(r)
+                })
+                .sink(sink);
+            Node::new(EngineOptions::for_tests(2)).unwrap().run(job)
+        })
+    };
+    let wait_for = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while *seen.lock().unwrap() < n {
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {n} records arrived",
+                seen.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for(first.len());
+    mock.create_topic("second", 3, 1).unwrap();
+    let second: Vec<_> = (0..30i64)
+        .map(|i| {
+            (
+                (i % 3) as i32,
+                format!("b{i}"),
+                format!("second {i}"),
+                2_000 + i,
+            )
+        })
+        .collect();
+    produce(&bootstrap, "second", &second);
+    wait_for(first.len() + second.len());
+    stop.stop();
+    runner.join().unwrap().expect("the job ends when stopped");
+    let mut want = expected("first", &first);
+    want.extend(expected("second", &second));
+    want.sort();
+    let mut got = sink.items();
+    got.sort();
+    assert_eq!(got, want);
+}
+
+/// Reads from `reader` until `want` records arrived (or 30 s passed).
+fn read_until<R>(reader: &mut R, want: usize) -> Vec<R::Item>
+where
+    R: SourceReader,
+{
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got.len() < want {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {want} records",
+            got.len()
+        );
+        reader.read(want - got.len(), &mut got).expect("read");
+    }
+    got
+}
+
+fn offsets(records: &[KafkaRecord<String>]) -> Vec<(i32, i64)> {
+    let mut o: Vec<(i32, i64)> = records.iter().map(|r| (r.partition, r.offset)).collect();
+    o.sort();
+    o
+}
+
+#[test]
+fn a_reader_resumes_from_its_position_and_start_modes_choose_the_first_offset() {
+    let mock = cluster();
+    let bootstrap = mock.bootstrap_servers();
+    mock.create_topic("events", 2, 1).unwrap();
+    let records: Vec<_> = (0..20i64)
+        .map(|i| {
+            (
+                (i % 2) as i32,
+                String::new(),
+                format!("e{i}"),
+                10_000 + 10 * (i / 2),
+            )
+        })
+        .collect();
+    produce(&bootstrap, "events", &records);
+    let source = |mode| {
+        KafkaSource::new(
+            bootstrap.clone(),
+            ["events"],
+            Utf8Text,
+            DeadLetters::to_log(),
+        )
+        .start(mode)
+        .group_id("readers")
+    };
+    let all: Vec<(i32, i64)> = (0..2).flat_map(|p| (0..10).map(move |o| (p, o))).collect();
+
+    // Earliest, resumed half way from the position: every record once.
+    let earliest = source(StartMode::Earliest);
+    let mut first = earliest.reader(0, 1).unwrap();
+    let before = read_until(&mut first, 7);
+    let position = first
+        .position()
+        .expect("a kafka reader always has a position");
+    let mut resumed = earliest.reader(0, 1).unwrap();
+    resumed.seek(&position).unwrap();
+    let after = read_until(&mut resumed, 13);
+    let mut both = offsets(&before);
+    both.extend(offsets(&after));
+    both.sort();
+    assert_eq!(
+        both, all,
+        "resumed from the position: no record lost or read twice"
+    );
+    assert_eq!(
+        resumed.read(10, &mut Vec::new()).unwrap(),
+        ReadStatus::Idle,
+        "no message: idle"
+    );
+    let err = resumed.seek(&[7, 1, 2]).unwrap_err().to_string();
+    assert!(err.contains("unknown position version 7"), "{err}");
+
+    // (StartMode::Timestamp is not tested here: the mock cluster's ListOffsets
+    // ignores timestamps, a FIXME in librdkafka's mock; see docs/kafka.md.)
+
+    // Latest: nothing already there; what is produced after the start.
+    let latest = source(StartMode::Latest);
+    let mut late = latest.reader(0, 1).unwrap();
+    assert_eq!(late.read(10, &mut Vec::new()).unwrap(), ReadStatus::Idle);
+    produce(
+        &bootstrap,
+        "events",
+        &[(1, String::new(), "new".into(), 20_000)],
+    );
+    let got = read_until(&mut late, 1);
+    assert_eq!(offsets(&got), vec![(1, 10)]);
+
+    // Committed: partition 0 committed at 4, partition 1 never: fallback earliest.
+    let committer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "readers")
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset("events", 0, rdkafka::Offset::Offset(4))
+        .unwrap();
+    rdkafka::consumer::Consumer::commit(&committer, &tpl, rdkafka::consumer::CommitMode::Sync)
+        .unwrap();
+    let fallback = weir::connector::kafka::Fallback::Earliest;
+    let mut committed = source(StartMode::Committed { fallback })
+        .reader(0, 1)
+        .unwrap();
+    let got = read_until(&mut committed, 6 + 11);
+    let mut want: Vec<(i32, i64)> = (4..10).map(|o| (0, o)).collect();
+    want.extend((0..11).map(|o| (1, o)));
+    assert_eq!(offsets(&got), want);
+
+    // Two splits own disjoint partitions and together read everything.
+    let two = source(StartMode::Earliest);
+    let mut s0 = two.reader(0, 2).unwrap();
+    let mut s1 = two.reader(1, 2).unwrap();
+    let mut got = read_until(&mut s0, 10);
+    assert!(got.iter().all(|r| r.partition == 0));
+    got.extend(read_until(&mut s1, 11));
+    assert_eq!(offsets(&got).len(), 21);
+}
+
+#[test]
+fn a_restored_split_reads_partitions_it_had_not_seen_from_their_start() {
+    let mock = cluster();
+    let bootstrap = mock.bootstrap_servers();
+    mock.create_topic("old", 1, 1).unwrap();
+    produce(
+        &bootstrap,
+        "old",
+        &[(0, String::new(), "before".into(), 1_000)],
+    );
+    // Latest: the record already in "old" is not read.
+    let source = KafkaSource::new(
+        bootstrap.clone(),
+        ["new", "old"],
+        Utf8Text,
+        DeadLetters::to_log(),
+    )
+    .start(StartMode::Latest)
+    .discovery_interval(Duration::ZERO);
+    let mut reader = source.reader(0, 1).unwrap();
+    assert_eq!(reader.read(10, &mut Vec::new()).unwrap(), ReadStatus::Idle);
+    let position = reader.position().unwrap();
+    // While the job is down, "new" appears with records, and "old" gets one more.
+    mock.create_topic("new", 2, 1).unwrap();
+    produce(
+        &bootstrap,
+        "new",
+        &[
+            (0, String::new(), "n0".into(), 2_000),
+            (1, String::new(), "n1".into(), 2_000),
+        ],
+    );
+    produce(
+        &bootstrap,
+        "old",
+        &[(0, String::new(), "after".into(), 3_000)],
+    );
+    // Restored: "old" resumes at its snapshotted offset; "new" was not in the
+    // snapshot of a started split, so it is read from its first record, not from
+    // the latest.
+    let mut restored = source.reader(0, 1).unwrap();
+    restored.seek(&position).unwrap();
+    let mut got: Vec<String> = read_until(&mut restored, 3)
+        .into_iter()
+        .map(|r| r.value)
+        .collect();
+    got.sort();
+    assert_eq!(got, vec!["after", "n0", "n1"]);
+}
+
+/// The timestamp start mode needs a broker that answers ListOffsets by timestamp.
+/// Neither broker that runs here does (the mock cluster answers "no offset", the
+/// Tansu broker of ../shared/kafka-testing.md offset 0, so this test fails there),
+/// so it runs only when `WEIR_KAFKA_BOOTSTRAP` names a real Apache Kafka cluster;
+/// without it, it returns at once.
+#[test]
+fn timestamp_start_mode_needs_a_real_kafka_named_by_weir_kafka_bootstrap() {
+    let Ok(bootstrap) = std::env::var("WEIR_KAFKA_BOOTSTRAP") else {
+        eprintln!("WEIR_KAFKA_BOOTSTRAP is not set: skipping the timestamp start mode test");
+        return;
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let topic = format!("weir-timestamps-{}-{nanos}", std::process::id());
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()
+            .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let created = runtime
+        .block_on(admin.create_topics(
+            &[rdkafka::admin::NewTopic::new(
+                &topic,
+                2,
+                rdkafka::admin::TopicReplication::Fixed(1),
+            )],
+            &rdkafka::admin::AdminOptions::new(),
+        ))
+        .unwrap();
+    for result in created {
+        result.unwrap();
+    }
+    // Offset o of each partition has timestamp 10_000 + 10 * o.
+    let records: Vec<_> = (0..20i64)
+        .map(|i| {
+            (
+                (i % 2) as i32,
+                String::new(),
+                format!("e{i}"),
+                10_000 + 10 * (i / 2),
+            )
+        })
+        .collect();
+    produce(&bootstrap, &topic, &records);
+    let source = KafkaSource::new(bootstrap, [topic.as_str()], Utf8Text, DeadLetters::to_log())
+        .start(StartMode::Timestamp(10_055));
+    let mut reader = source.reader(0, 1).unwrap();
+    let got = read_until(&mut reader, 8);
+    let want: Vec<(i32, i64)> = (0..2).flat_map(|p| (6..10).map(move |o| (p, o))).collect();
+    assert_eq!(offsets(&got), want);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        reader.read(10, &mut Vec::new()).unwrap(),
+        ReadStatus::Idle,
+        "nothing earlier"
+    );
+}
