@@ -321,3 +321,129 @@ fn a_record_failing_on_consecutive_replays_goes_to_the_dead_letters() {
     let got = sorted(read_committed(&out).unwrap());
     assert!(got == want, "{} lines, want {}", got.len(), want.len());
 }
+
+/// What a [`Told`] source's single split saw: every position it gave, and every
+/// position it was told had completed.
+#[derive(Clone, Default)]
+struct ToldLog {
+    given: Arc<Mutex<Vec<u64>>>,
+    told: Arc<Mutex<Vec<u64>>>,
+}
+
+/// The numbers `0..n`, one split, a few per read with a pause, recording positions;
+/// reporting a completed position fails every third time (which must not matter).
+#[derive(Clone)]
+struct Told {
+    n: u64,
+    log: ToldLog,
+}
+
+struct ToldReader {
+    next: u64,
+    n: u64,
+    log: ToldLog,
+}
+
+impl weir::connector::Source for Told {
+    type Item = u64;
+    type Reader = ToldReader;
+    fn name(&self) -> String {
+        "told".into()
+    }
+    fn max_parallelism(&self) -> Option<u32> {
+        Some(1)
+    }
+    fn reader(
+        &self,
+        _split: u32,
+        _splits: u32,
+    ) -> Result<ToldReader, weir::connector::SourceError> {
+        Ok(ToldReader {
+            next: 0,
+            n: self.n,
+            log: self.log.clone(),
+        })
+    }
+}
+
+impl weir::connector::SourceReader for ToldReader {
+    type Item = u64;
+    fn read<C: weir::operator::Collector<u64>>(
+        &mut self,
+        _budget: usize,
+        out: &mut C,
+    ) -> Result<weir::connector::ReadStatus, weir::connector::SourceError> {
+        for _ in 0..10 {
+            if self.next >= self.n {
+                return Ok(weir::connector::ReadStatus::Exhausted);
+            }
+            out.collect(self.next);
+            self.next += 1;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+        Ok(weir::connector::ReadStatus::More)
+    }
+
+    fn position(&self) -> Option<Vec<u8>> {
+        self.log.given.lock().unwrap().push(self.next);
+        Some(weir::connector::source::counter_position(self.next))
+    }
+
+    fn seek(&mut self, position: &[u8]) -> Result<(), weir::connector::SourceError> {
+        self.next = weir::connector::source::decode_counter_position("told", position)?;
+        Ok(())
+    }
+
+    fn position_committed(&mut self, position: &[u8]) -> Result<(), weir::connector::SourceError> {
+        let at = weir::connector::source::decode_counter_position("told", position)?;
+        let mut told = self.log.told.lock().unwrap();
+        told.push(at);
+        if told.len().is_multiple_of(3) {
+            return Err(weir::connector::SourceError::Invalid(
+                "a report that fails".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_source_is_told_the_positions_of_completed_epochs_in_order() {
+    let root = tempfile::tempdir().unwrap();
+    let log = ToldLog::default();
+    let n = 3000;
+    let sink = CollectSink::<u64>::new();
+    let job = Job::new("told")
+        .source(Told {
+            n,
+            log: log.clone(),
+        })
+        .sink(sink.clone());
+    let report = Node::new(options(root.path(), 1))
+        .unwrap()
+        .run(job)
+        .expect("a failed report does not fail the job");
+    assert_eq!(report.restarts, 0);
+    assert_eq!(sink.items().len() as u64, n);
+    let given = log.given.lock().unwrap().clone();
+    let told = log.told.lock().unwrap().clone();
+    assert!(
+        told.len() >= 2,
+        "several epochs completed while the source ran: told {told:?}"
+    );
+    assert!(
+        told.len() as u64 <= report.checkpoints.completed,
+        "at most one report per completed epoch: told {told:?}, {:?}",
+        report.checkpoints
+    );
+    assert!(
+        told.windows(2).all(|w| w[0] <= w[1]),
+        "in epoch order: {told:?}"
+    );
+    for at in &told {
+        assert!(
+            given.contains(at),
+            "{at} is a position the reader gave at a barrier: {given:?}"
+        );
+    }
+}

@@ -709,3 +709,106 @@ fn timestamp_start_mode_needs_a_real_kafka_named_by_weir_kafka_bootstrap() {
         "nothing earlier"
     );
 }
+
+/// The offsets `group` has committed for partitions `0..partitions` of `topic`
+/// (`None` for a partition without a commit), read by a separate consumer.
+fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<Option<i64>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let got = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
+    (0..partitions)
+        .map(|p| match got.find_partition(topic, p).map(|e| e.offset()) {
+            Some(rdkafka::Offset::Offset(o)) => Some(o),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn completed_epochs_commit_their_offsets_to_the_configured_group() {
+    const PARTITIONS: i32 = 4;
+    const N: i64 = 8000;
+    let mock = cluster();
+    let bootstrap = mock.bootstrap_servers();
+    mock.create_topic("lag", PARTITIONS, 1).unwrap();
+    let records: Vec<_> = (0..N)
+        .map(|i| {
+            (
+                (i % PARTITIONS as i64) as i32,
+                String::new(),
+                i.to_string(),
+                0,
+            )
+        })
+        .collect();
+    produce(&bootstrap, "lag", &records);
+    let end = N / PARTITIONS as i64;
+    let root = tempfile::tempdir().unwrap();
+    let run = |group: &str, commit: bool, state: &str| {
+        let sink = CollectSink::<i64>::new();
+        let job = Job::new("lag")
+            .source(
+                KafkaSource::new(
+                    bootstrap.clone(),
+                    ["lag"],
+                    Json::<i64>::new(),
+                    DeadLetters::to_log(),
+                )
+                .group_id(group)
+                .commit_offsets(commit)
+                .stop_at_end(true),
+            )
+            .map(|r: KafkaRecord<i64>| {
+                if r.offset % 10 == 0 {
+                    // Paced, so several epochs complete while the splits read.
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                r.value
+            })
+            .sink(sink.clone());
+        let report = Node::new(checkpointed(&root.path().join(state)))
+            .unwrap()
+            .run(job)
+            .expect("checkpointed run");
+        assert_eq!(report.restarts, 0);
+        assert_eq!(sink.items().len() as i64, N, "every record once");
+        report
+    };
+
+    let report = run("lag-watchers", true, "committing");
+    assert!(
+        report.checkpoints.completed >= 3,
+        "several epochs completed: {}",
+        report.checkpoints.completed
+    );
+    // The final epoch completes after the actors finished (its EpochComplete
+    // reaches no source task), so a partition's commit is its offset at the last
+    // periodic epoch that completed while its split's actor ran: the end only if
+    // the split was exhausted by then.
+    let offsets = committed(&bootstrap, "lag-watchers", "lag", PARTITIONS);
+    for (p, offset) in offsets.iter().enumerate() {
+        let offset = offset.unwrap_or_else(|| panic!("partition {p}: no committed offset"));
+        assert!(
+            offset > 0 && offset <= end,
+            "partition {p}: committed {offset}, end {end}"
+        );
+    }
+
+    run("lag-quiet", false, "quiet");
+    assert_eq!(
+        committed(&bootstrap, "lag-quiet", "lag", PARTITIONS),
+        vec![None; PARTITIONS as usize],
+        "commit_offsets(false): nothing committed"
+    );
+}

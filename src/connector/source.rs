@@ -100,6 +100,19 @@ pub trait SourceReader: Send + 'static {
             "this source cannot resume from a snapshot position".into(),
         ))
     }
+
+    /// Told, when a checkpoint epoch completes (its manifest is durable), the
+    /// position ([`SourceReader::position`]) this reader had at that epoch's barrier,
+    /// so the reader can report its progress to an outside system, e.g. commit
+    /// offsets to a Kafka consumer group for lag tools. Informational only: recovery
+    /// always seeks to the positions in the snapshot, never to what was reported
+    /// here. Called on the reader's actor thread, so it must not block long (start
+    /// an asynchronous request rather than wait for one); an error is logged and
+    /// never fails the job. An exhausted split is told the position its reader
+    /// reports at the barrier, when it has one. Does nothing by default.
+    fn position_committed(&mut self, _position: &[u8]) -> Result<(), SourceError> {
+        Ok(())
+    }
 }
 
 /// Encodes a position that is one counter.

@@ -20,7 +20,7 @@ use crate::operator::{Chain, KeyedProcess};
 
 use super::error::JobError;
 use super::options::EngineOptions;
-use super::tasks::{KeyedTask, PassTask, SourceSplit, SourceTask, SplitProgress};
+use super::tasks::{KeyedTask, PassTask, PendingPositions, SourceSplit, SourceTask, SplitProgress};
 use super::terminal::TerminalSpec;
 use crate::time::{AlignmentGroup, TimestampStrategy};
 
@@ -317,6 +317,7 @@ where
                 what: self.source.name(),
                 chunk_stage: source_chunk_stage(env.stage_index),
                 alignment: alignment.clone().map(|group| (group, i as usize)),
+                pending: PendingPositions::default(),
             });
         }
         Ok(spawn_tasks(env, tasks, downstream))

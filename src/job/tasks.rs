@@ -1,5 +1,6 @@
 //! The tasks partition actors run: a source stage's and a keyed stage's.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -134,6 +135,45 @@ pub(crate) struct SourceTask<R, S, C, Tm> {
     pub read: u64,
     /// The stage's watermark alignment group and this actor's place in it.
     pub alignment: Option<(Arc<AlignmentGroup>, usize)>,
+    /// The splits' positions at each snapshotted epoch not yet completed, told to
+    /// the readers when their epoch completes.
+    pub pending: PendingPositions,
+}
+
+/// The positions a source task's splits had at the barriers of the epochs it
+/// snapshotted that have not completed yet: `(split index, position)` per epoch.
+///
+/// Bounded: completing epoch `e` drops every entry up to `e`, so an abandoned
+/// epoch's entries go once a later epoch completes (its positions supersede them);
+/// at most the epochs in flight are held.
+#[derive(Debug, Default)]
+pub(crate) struct PendingPositions {
+    epochs: BTreeMap<u64, Vec<(usize, Vec<u8>)>>,
+}
+
+impl PendingPositions {
+    /// Records the splits' positions at the barrier of `epoch`.
+    pub fn record(&mut self, epoch: u64, positions: Vec<(usize, Vec<u8>)>) {
+        self.epochs.insert(epoch, positions);
+    }
+
+    /// Epoch `epoch` completed: its positions (none if this task did not snapshot
+    /// it), with every entry up to `epoch` dropped.
+    pub fn complete(&mut self, epoch: u64) -> Vec<(usize, Vec<u8>)> {
+        let later = self.epochs.split_off(&epoch.saturating_add(1));
+        let done = std::mem::replace(&mut self.epochs, later);
+        done.into_iter()
+            .next_back()
+            .filter(|(e, _)| *e == epoch)
+            .map(|(_, positions)| positions)
+            .unwrap_or_default()
+    }
+
+    /// How many epochs' positions are held.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.epochs.len()
+    }
 }
 
 /// Which split a source task reads next.
@@ -364,16 +404,24 @@ where
     ) -> Result<TaskSnapshot, TaskError> {
         let commits = self.term.pre_commit(epoch, out)?;
         let mut chunks = Vec::with_capacity(self.splits.len());
-        for split in &self.splits {
+        let mut positions = Vec::with_capacity(self.splits.len());
+        for (i, split) in self.splits.iter().enumerate() {
             let position = if split.exhausted {
+                // Not stored (an exhausted split is not read again), but still
+                // reported when the epoch completes: it is where the split ended.
+                if let Some(end) = split.reader.position() {
+                    positions.push((i, end));
+                }
                 None
             } else {
-                Some(split.reader.position().ok_or_else(|| {
+                let position = split.reader.position().ok_or_else(|| {
                     TaskError::msg(format!(
                         "source {} cannot be checkpointed: it cannot rewind to a position",
                         self.what
                     ))
-                })?)
+                })?;
+                positions.push((i, position.clone()));
+                Some(position)
             };
             let record = SplitSnapshot {
                 version: SPLIT_SNAPSHOT_VERSION,
@@ -389,11 +437,19 @@ where
                 data,
             });
         }
+        self.pending.record(epoch, positions);
         Ok(TaskSnapshot { chunks, commits })
     }
 
     fn epoch_complete(&mut self, epoch: u64) {
         self.term.committed(epoch);
+        for (i, position) in self.pending.complete(epoch) {
+            let split = &mut self.splits[i];
+            if let Err(error) = split.reader.position_committed(&position) {
+                tracing::warn!(source = %self.what, split = split.id, epoch, %error,
+                    "could not report a completed epoch's position to the source; the job goes on");
+            }
+        }
     }
 }
 
@@ -652,5 +708,39 @@ where
 
     fn epoch_complete(&mut self, epoch: u64) {
         self.term.committed(epoch);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PendingPositions;
+
+    fn at(epoch: u64) -> Vec<(usize, Vec<u8>)> {
+        vec![(0, vec![epoch as u8]), (1, vec![epoch as u8, 1])]
+    }
+
+    #[test]
+    fn a_completed_epoch_gives_its_positions_and_drops_older_ones() {
+        let mut pending = PendingPositions::default();
+        pending.record(1, at(1));
+        pending.record(2, at(2));
+        pending.record(3, at(3));
+        assert_eq!(pending.complete(1), at(1));
+        assert_eq!(pending.len(), 2);
+        // Epoch 2 abandoned: epoch 3's completion supersedes it.
+        assert_eq!(pending.complete(3), at(3));
+        assert_eq!(pending.len(), 0, "bounded: nothing up to 3 is kept");
+        assert!(pending.complete(2).is_empty(), "already dropped");
+    }
+
+    #[test]
+    fn an_epoch_this_task_did_not_snapshot_gives_nothing_but_still_drops_older_ones() {
+        let mut pending = PendingPositions::default();
+        pending.record(4, at(4));
+        pending.record(6, at(6));
+        assert!(pending.complete(5).is_empty());
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending.complete(6), at(6));
+        assert_eq!(pending.len(), 0);
     }
 }

@@ -67,6 +67,18 @@ pub(crate) struct SourceConfig {
     pub settings: BTreeMap<String, String>,
     pub stop_at_end: bool,
     pub stop: Option<StopFlag>,
+    pub commit_offsets: bool,
+}
+
+impl SourceConfig {
+    /// The consumer group the user configured ([`KafkaSource::group_id`], else a
+    /// `group.id` setting); `None` when the consumer runs under
+    /// [`settings::DEFAULT_GROUP_ID`].
+    pub fn configured_group(&self) -> Option<&str> {
+        self.group_id
+            .as_deref()
+            .or_else(|| self.settings.get("group.id").map(String::as_str))
+    }
 }
 
 impl<F: KafkaFormat> KafkaSource<F> {
@@ -100,6 +112,7 @@ impl<F: KafkaFormat> KafkaSource<F> {
                 settings: BTreeMap::new(),
                 stop_at_end: false,
                 stop: None,
+                commit_offsets: true,
             }),
             format,
             dead_letters,
@@ -117,7 +130,10 @@ impl<F: KafkaFormat> KafkaSource<F> {
     }
 
     /// The consumer group (`group.id`): needed by [`StartMode::Committed`]. The
-    /// source never joins the group's rebalancing and does not commit to it yet.
+    /// source never joins the group's rebalancing (each split assigns its own
+    /// partitions), but commits its offsets to the group whenever a checkpoint epoch
+    /// completes, so lag tools see its progress (see
+    /// [`KafkaSource::commit_offsets`]).
     pub fn group_id(self, group: impl Into<String>) -> Self {
         let group = group.into();
         self.edit(|c| c.group_id = Some(group))
@@ -173,6 +189,19 @@ impl<F: KafkaFormat> KafkaSource<F> {
         self.edit(|c| c.stop_at_end = bounded)
     }
 
+    /// Whether each split commits its offsets to the consumer group when a
+    /// checkpoint epoch completes (default `true`): the offsets of that epoch's
+    /// snapshot, i.e. the next offset to read of each partition it holds, committed
+    /// asynchronously. Only with a group configured by [`KafkaSource::group_id`] or
+    /// a `group.id` setting (never to the placeholder
+    /// [`settings::DEFAULT_GROUP_ID`]), and only in a job with checkpoints. The
+    /// commits are informational, for lag tools such as `kafka-consumer-groups`:
+    /// recovery always starts from the snapshot's offsets, never the group's, and a
+    /// failed commit is logged, never fatal. `false` turns them off.
+    pub fn commit_offsets(self, commit: bool) -> Self {
+        self.edit(|c| c.commit_offsets = commit)
+    }
+
     /// Ends the read (every split reports itself exhausted, and the job drains and
     /// finishes) once `stop` is raised.
     pub fn stop_on(self, stop: StopFlag) -> Self {
@@ -193,11 +222,7 @@ impl<F: KafkaFormat> Source for KafkaSource<F> {
         if c.topics.is_empty() {
             return Err(KafkaSourceError::Config(format!("{}: no topic to read", c.name)).into());
         }
-        let group = c
-            .group_id
-            .as_deref()
-            .or_else(|| c.settings.get("group.id").map(String::as_str));
-        if matches!(c.start, StartMode::Committed { .. }) && group.is_none() {
+        if matches!(c.start, StartMode::Committed { .. }) && c.configured_group().is_none() {
             return Err(KafkaSourceError::Config(format!(
                 "{}: the committed start mode needs a consumer group (group_id)",
                 c.name

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -377,6 +377,34 @@ impl<F: KafkaFormat> SourceReader for KafkaReader<F> {
     /// started (see [`KafkaPosition`]). Always known, so a Kafka job can checkpoint.
     fn position(&self) -> Option<Vec<u8>> {
         Some(self.current().encode())
+    }
+
+    /// Commits the offsets of `position` (a completed epoch's) to the configured
+    /// consumer group, for the partitions this split holds; asynchronously, so the
+    /// actor does not wait for the broker. Kafka's committed offset is the next
+    /// offset to read, which is what a position stores. Does nothing without a
+    /// configured group or with [`commit_offsets(false)`](super::KafkaSource::commit_offsets).
+    fn position_committed(&mut self, position: &[u8]) -> Result<(), SourceError> {
+        if !self.config.commit_offsets || self.config.configured_group().is_none() {
+            return Ok(());
+        }
+        let position = KafkaPosition::decode(position)?;
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, p), offset) in &position.offsets {
+            if self.is_assigned(topic, *p) {
+                tpl.add_partition_offset(topic, *p, Offset::Offset(*offset))
+                    .map_err(|e| {
+                        self.client_error(format!("listing topic {topic} partition {p}"), e)
+                    })?;
+            }
+        }
+        if tpl.count() == 0 {
+            return Ok(());
+        }
+        self.consumer.commit(&tpl, CommitMode::Async).map_err(|e| {
+            self.client_error(format!("committing the offsets of split {}", self.split), e)
+                .into()
+        })
     }
 
     /// Restores a position: the next read assigns the owned partitions at its

@@ -8,7 +8,8 @@ use rdkafka::config::ClientConfig;
 /// The settings weir sets on every consumer, overriding the user's, and why:
 ///
 /// - `enable.auto.commit=false` and `enable.auto.offset.store=false`: offsets live
-///   in weir's snapshots; the client must not commit or store them on its own.
+///   in weir's snapshots; the client must not commit or store them on its own
+///   (weir commits each completed epoch's offsets itself, to a configured group).
 /// - `enable.partition.eof=false`: the end of a partition is found from its high
 ///   watermark (for `stop_at_end`), not from EOF events.
 /// - `allow.auto.create.topics=false`: reading must never create a topic.
@@ -32,7 +33,8 @@ pub const DEFAULTS: &[(&str, &str)] = &[("auto.offset.reset", "earliest")];
 
 /// The `group.id` a consumer gets when none is set: librdkafka's consumer refuses
 /// `assign` without one. The source never joins the group (it assigns partitions
-/// itself) and never commits to it, so the name only shows in the broker's logs.
+/// itself) and never commits to it (completed epochs' offsets are committed only
+/// to a group the user configured), so the name only shows in the broker's logs.
 pub const DEFAULT_GROUP_ID: &str = "weir-source";
 
 /// The consumer configuration: defaults, then the user's `settings`, then
