@@ -33,6 +33,28 @@ fn producer(bootstrap: &str) -> BaseProducer {
 /// Produces `(partition, key, value, timestamp)` records to `topic`, in order, and
 /// waits until all are acknowledged. Each partition's records get offsets 0, 1, ...
 /// in the order given.
+/// `n` records spread round robin over `partitions`: record i has key `key` + i,
+/// value `value` + " " + i and timestamp `first_ts` + i.
+fn spread(
+    n: i64,
+    partitions: i32,
+    key: &str,
+    value: &str,
+    first_ts: i64,
+) -> Vec<(i32, String, String, i64)> {
+    (0..n)
+        .map(|i| {
+            let partition = i32::try_from(i % i64::from(partitions)).unwrap_or(0);
+            (
+                partition,
+                format!("{key}{i}"),
+                format!("{value} {i}"),
+                first_ts + i,
+            )
+        })
+        .collect()
+}
+
 fn produce(bootstrap: &str, topic: &str, records: &[(i32, String, String, i64)]) {
     let p = producer(bootstrap);
     for (partition, key, value, ts) in records {
@@ -95,16 +117,7 @@ fn a_multi_partition_topic_is_read_record_for_record_at_parallelism_2() {
     let bootstrap = mock.bootstrap_servers();
     assert!(bootstrap.contains("127.0.0.1"), "{bootstrap}");
     mock.create_topic("orders", 5, 1).unwrap();
-    let records: Vec<_> = (0..3000i64)
-        .map(|i| {
-            (
-                (i % 5) as i32,
-                format!("k{i}"),
-                format!("order {i}"),
-                1_700_000_000_000 + i,
-            )
-        })
-        .collect();
+    let records: Vec<_> = spread(3000, 5, "k", "order", 1_700_000_000_000);
     produce(&bootstrap, "orders", &records);
 
     let dead = DeadLetters::to_log();
@@ -398,16 +411,7 @@ fn partitions_found_while_running_are_read_from_their_start() {
     let mock = cluster();
     let bootstrap = mock.bootstrap_servers();
     mock.create_topic("first", 2, 1).unwrap();
-    let first: Vec<_> = (0..40i64)
-        .map(|i| {
-            (
-                (i % 2) as i32,
-                format!("a{i}"),
-                format!("first {i}"),
-                1_000 + i,
-            )
-        })
-        .collect();
+    let first: Vec<_> = spread(40, 2, "a", "first", 1_000);
     produce(&bootstrap, "first", &first);
 
     let seen = Arc::new(Mutex::new(0usize));
@@ -453,16 +457,7 @@ fn partitions_found_while_running_are_read_from_their_start() {
     };
     wait_for(first.len());
     mock.create_topic("second", 3, 1).unwrap();
-    let second: Vec<_> = (0..30i64)
-        .map(|i| {
-            (
-                (i % 3) as i32,
-                format!("b{i}"),
-                format!("second {i}"),
-                2_000 + i,
-            )
-        })
-        .collect();
+    let second: Vec<_> = spread(30, 3, "b", "second", 2_000);
     produce(&bootstrap, "second", &second);
     wait_for(first.len() + second.len());
     stop.stop();

@@ -526,15 +526,7 @@ fn keys_shared_between_sections_are_named_with_their_section() {
         ("[savepoint]\ndir = 3\n", "savepoint.dir"),
         ("[restart]\nmultiplier = \"2\"\n", "restart.multiplier"),
     ];
-    for (text, key) in cases {
-        let ConfigError::Parse { message, .. } = parse_err(text) else {
-            panic!("expected Parse for {text:?}");
-        };
-        assert!(
-            message.contains(&format!("in key `{key}`")),
-            "for {text:?}: {message}"
-        );
-    }
+    assert_parse_errors_name_keys(&cases);
 }
 
 #[test]
@@ -636,6 +628,19 @@ fn unknown_section_lists_the_sections() {
     }
 }
 
+/// Each text fails to parse with an error naming its dotted key.
+fn assert_parse_errors_name_keys(cases: &[(&str, &str)]) {
+    for (text, key) in cases {
+        let ConfigError::Parse { message, .. } = parse_err(text) else {
+            panic!("expected Parse for {text:?}");
+        };
+        assert!(
+            message.contains(&format!("in key `{key}`")),
+            "for {text:?}: {message}"
+        );
+    }
+}
+
 #[test]
 fn wrong_type_names_the_key() {
     let cases = [
@@ -647,15 +652,7 @@ fn wrong_type_names_the_key() {
         ("[metrics]\naddr = \"localhost:9464\"\n", "metrics.addr"),
         ("engine = 3\n", "engine"),
     ];
-    for (text, key) in cases {
-        let ConfigError::Parse { message, .. } = parse_err(text) else {
-            panic!("expected Parse for {text:?}");
-        };
-        assert!(
-            message.contains(&format!("in key `{key}`")),
-            "for {text:?}: {message}"
-        );
-    }
+    assert_parse_errors_name_keys(&cases);
 }
 
 #[test]

@@ -446,17 +446,21 @@ mod tests {
         SinkFactory::<u64>::recover(f, Some(u64::MAX)).unwrap();
     }
 
+    /// A factory on `dir` after recovery, and its partition 0.
+    fn recovered(dir: &Path) -> (Factory, Part) {
+        let f = factory(dir);
+        recover(&f);
+        let sink = open(&f, 0);
+        (f, sink)
+    }
+
     #[test]
     fn recovery_to_an_earlier_epoch_retracts_parts_published_after_it() {
         let dir = tempfile::tempdir().unwrap();
-        let f = factory(dir.path());
-        recover(&f);
-        let mut sink = open(&f, 0);
+        let (f, mut sink) = recovered(dir.path());
         for epoch in 1..=3 {
             write_all(&mut sink, &[epoch]);
-            for action in pre_commit(&mut sink, epoch) {
-                action.apply().unwrap();
-            }
+            apply(&pre_commit(&mut sink, epoch));
         }
         SinkFactory::<u64>::recover(&f, Some(2)).unwrap();
         assert_eq!(read_committed(dir.path()).unwrap(), ["1", "2"]);
@@ -540,9 +544,7 @@ mod tests {
     #[test]
     fn an_abandoned_epoch_is_published_by_a_later_one() {
         let tmp = tempfile::tempdir().unwrap();
-        let f = factory(tmp.path());
-        recover(&f);
-        let mut sink = open(&f, 0);
+        let (_f, mut sink) = recovered(tmp.path());
 
         write_all(&mut sink, &[1]);
         let first = pre_commit(&mut sink, 1);
@@ -560,9 +562,7 @@ mod tests {
     #[test]
     fn committed_forgets_only_epochs_up_to_the_completed_one() {
         let tmp = tempfile::tempdir().unwrap();
-        let f = factory(tmp.path());
-        recover(&f);
-        let mut sink = open(&f, 0);
+        let (_f, mut sink) = recovered(tmp.path());
         write_all(&mut sink, &[1]);
         let first = pre_commit(&mut sink, 1);
         write_all(&mut sink, &[2]);
@@ -644,9 +644,7 @@ mod tests {
     #[test]
     fn epochs_must_increase_and_a_failed_sink_stays_failed() {
         let tmp = tempfile::tempdir().unwrap();
-        let f = factory(tmp.path());
-        recover(&f);
-        let mut sink = open(&f, 0);
+        let (f, mut sink) = recovered(tmp.path());
         write_all(&mut sink, &[1]);
         pre_commit(&mut sink, 5);
         write_all(&mut sink, &[2]);
@@ -663,9 +661,7 @@ mod tests {
     #[test]
     fn io_errors_name_the_file() {
         let tmp = tempfile::tempdir().unwrap();
-        let f = factory(tmp.path());
-        recover(&f);
-        let mut sink = open(&f, 0);
+        let (_f, mut sink) = recovered(tmp.path());
         fs::remove_dir_all(tmp.path().join(STAGING)).unwrap();
         write_all(&mut sink, &[1]);
         let err = Sink::<u64>::pre_commit(&mut sink, 1).unwrap_err();
