@@ -347,10 +347,7 @@ where
         let i = match self.next_split() {
             NextSplit::Read(i) => i,
             NextSplit::Paused => return Ok(Pumped::Idle),
-            NextSplit::Exhausted => {
-                self.publish_alignment();
-                return Ok(Pumped::Exhausted);
-            }
+            NextSplit::Exhausted => return Ok(Pumped::Exhausted),
         };
         let split = &mut self.splits[i];
         let mut stamp = Stamp {

@@ -101,57 +101,54 @@ fn ensure_dir(dir: &Path) -> Result<(), SnapshotError> {
 /// Writes `bytes` to `dir/name` atomically and durably: temp file, fsync, rename,
 /// fsync directory. On failure the temp file is removed on a best-effort basis.
 fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), SnapshotError> {
-    let tmp = dir.join(format!("{name}{TEMP_SUFFIX}"));
-    let dest = dir.join(name);
-    let written = (|| {
-        let mut f = File::create(&tmp).map_err(io_err(&tmp, "create"))?;
-        f.write_all(bytes).map_err(io_err(&tmp, "write"))?;
-        f.sync_all().map_err(io_err(&tmp, "fsync"))?;
-        fs::rename(&tmp, &dest).map_err(io_err(&dest, "rename into place"))
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(&tmp);
+    write_all_atomic(dir, &[(name.to_owned(), bytes)])
+}
+
+/// Fsyncs each open temp file.
+fn sync_files(files: &[(PathBuf, File)]) -> Result<(), SnapshotError> {
+    for (tmp, f) in files {
+        f.sync_all().map_err(io_err(tmp, "fsync"))?;
     }
-    written?;
-    sync_dir(dir)
+    Ok(())
 }
 
 /// How many files [`write_all_atomic`] fsyncs at once.
 const PARALLEL_SYNCS: usize = 8;
 
-/// Writes each `(name, bytes)` into `dir` atomically and durably, like
-/// [`write_atomic`], with one directory fsync for all of them and the file fsyncs
-/// issued from several threads at once.
-fn write_all_atomic(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<(), SnapshotError> {
+/// Writes each `(name, bytes)` into `dir` atomically and durably (temp file,
+/// fsync, rename), with one directory fsync for all of them and the file fsyncs
+/// issued from several threads at once when there are several files. On failure the
+/// temp files are removed on a best-effort basis.
+fn write_all_atomic<B: AsRef<[u8]>>(
+    dir: &Path,
+    files: &[(String, B)],
+) -> Result<(), SnapshotError> {
     let temp = |name: &str| dir.join(format!("{name}{TEMP_SUFFIX}"));
     let written = (|| {
         let mut handles = Vec::with_capacity(files.len());
         for (name, bytes) in files {
             let tmp = temp(name);
             let mut f = File::create(&tmp).map_err(io_err(&tmp, "create"))?;
-            f.write_all(bytes).map_err(io_err(&tmp, "write"))?;
+            f.write_all(bytes.as_ref()).map_err(io_err(&tmp, "write"))?;
             handles.push((tmp, f));
         }
-        let per_thread = handles.len().div_ceil(PARALLEL_SYNCS).max(1);
-        std::thread::scope(|scope| {
-            let syncing: Vec<_> = handles
-                .chunks(per_thread)
-                .map(|group| {
-                    scope.spawn(move || {
-                        for (tmp, f) in group {
-                            f.sync_all().map_err(io_err(tmp, "fsync"))?;
-                        }
-                        Ok::<_, SnapshotError>(())
-                    })
-                })
-                .collect();
-            for thread in syncing {
-                thread.join().map_err(|_| {
-                    SnapshotError::InvalidArgument("a chunk fsync thread panicked".into())
-                })??;
-            }
-            Ok::<_, SnapshotError>(())
-        })?;
+        if handles.len() <= 1 {
+            sync_files(&handles)?;
+        } else {
+            let per_thread = handles.len().div_ceil(PARALLEL_SYNCS).max(1);
+            std::thread::scope(|scope| {
+                let syncing: Vec<_> = handles
+                    .chunks(per_thread)
+                    .map(|group| scope.spawn(move || sync_files(group)))
+                    .collect();
+                for thread in syncing {
+                    thread.join().map_err(|_| {
+                        SnapshotError::InvalidArgument("a chunk fsync thread panicked".into())
+                    })??;
+                }
+                Ok::<_, SnapshotError>(())
+            })?;
+        }
         for (name, _) in files {
             let dest = dir.join(name);
             fs::rename(temp(name), &dest).map_err(io_err(&dest, "rename into place"))?;
