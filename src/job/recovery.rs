@@ -163,11 +163,7 @@ pub fn restore(
     };
     // 1. Commit actions of the restored epoch: a crash may have come between the
     //    manifest and the actions.
-    for chain in &manifest.chunks {
-        let Some(first) = chain.first() else { continue };
-        if first.id.stage != COMMITS_CHUNK_STAGE {
-            continue;
-        }
+    for chain in chains_of(manifest, COMMITS_CHUNK_STAGE) {
         for link in chain {
             let actions: Vec<Vec<u8>> = bincode::deserialize(&read(link)?).map_err(|e| {
                 JobError::Runtime(format!(
@@ -196,11 +192,8 @@ pub fn restore(
         if plan.has_keyed_state() {
             let prefix = state_chunk_stage(index);
             let mut chains = Vec::new();
-            for chain in &manifest.chunks {
+            for chain in chains_of(manifest, &prefix) {
                 let Some(first) = chain.first() else { continue };
-                if first.id.stage != prefix {
-                    continue;
-                }
                 let mut parts = Vec::with_capacity(chain.len());
                 for link in chain {
                     parts.push(read(link)?);
@@ -212,11 +205,8 @@ pub fn restore(
         if plan.is_source() {
             let prefix = source_chunk_stage(index);
             let mut count = 0;
-            for chain in &manifest.chunks {
+            for chain in chains_of(manifest, &prefix) {
                 let Some(last) = chain.last() else { continue };
-                if last.id.stage != prefix {
-                    continue;
-                }
                 let saved: SplitSnapshot = bincode::deserialize(&read(last)?).map_err(|e| {
                     JobError::Runtime(format!(
                         "decoding split {} of stage {index}: {e}",
@@ -238,6 +228,18 @@ pub fn restore(
         }
     }
     Ok(point)
+}
+
+/// The chains of `manifest` whose chunks belong to chunk stage `stage` (a chain is
+/// about one chunk id, so its first link says whose it is).
+fn chains_of<'a>(
+    manifest: &'a Manifest,
+    stage: &'a str,
+) -> impl Iterator<Item = &'a Vec<weir_actors::snapshot::ChunkRef>> + 'a {
+    manifest
+        .chunks
+        .iter()
+        .filter(move |chain| chain.first().is_some_and(|c| c.id.stage == stage))
 }
 
 /// Starts every keyed stage of the job from empty state (a fresh run).
