@@ -64,6 +64,16 @@ pub struct RunArgs {
     /// (with --kafka-bootstrap; default: none, nothing committed).
     #[arg(long, value_name = "GROUP", requires = "kafka_bootstrap")]
     pub kafka_group: Option<String>,
+    /// wordcount: produce undecodable records to this Kafka topic (on the
+    /// --kafka-bootstrap cluster; docs/kafka.md "Dead-letter topic") instead of the
+    /// log or --dead-letters.
+    #[arg(
+        long,
+        value_name = "TOPIC",
+        requires = "kafka_bootstrap",
+        conflicts_with = "dead_letters"
+    )]
+    pub kafka_dead_letter_topic: Option<String>,
     /// wordcount: where to write `word<TAB>count` lines (default: standard output).
     #[arg(long)]
     pub output: Option<PathBuf>,

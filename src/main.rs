@@ -63,10 +63,14 @@ fn run_job(args: RunArgs) -> Result<ExitCode, Error> {
     let config = args.engine.resolve()?;
     init_logging(&config);
     let node = Node::new(args.engine_options(&config))?;
-    let dead_letters = match &args.dead_letters {
-        Some(path) => DeadLetters::to_file(path)
+    let dead_letters = match (&args.dead_letters, &args.kafka_dead_letter_topic) {
+        (Some(path), _) => DeadLetters::to_file(path)
             .map_err(|e| format!("cannot open dead-letter file {}: {e}", path.display()))?,
-        None => DeadLetters::to_log(),
+        (None, Some(topic)) => {
+            let bootstrap = args.kafka_bootstrap.as_deref().unwrap_or_default();
+            DeadLetters::to_kafka(bootstrap, topic)?
+        }
+        (None, None) => DeadLetters::to_log(),
     };
     match args.job {
         JobName::Demo => {

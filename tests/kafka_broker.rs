@@ -450,3 +450,16 @@ fn a_weir_process_killed_mid_read_resumes_from_its_state_dir_with_the_unkilled_o
         "after {kills} kills: output differs from the unkilled run"
     );
 }
+
+#[test]
+fn undecodable_json_reaches_a_dead_letter_topic_on_the_broker() {
+    let broker = TansuBroker::start();
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "orders-in", 2);
+    create_topic(&bootstrap, "orders-dlq", 1);
+    common::dead_letters::undecodable_json_reaches_the_dead_letter_topic(
+        &bootstrap,
+        "orders-in",
+        "orders-dlq",
+    );
+}

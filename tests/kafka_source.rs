@@ -807,3 +807,60 @@ fn completed_epochs_commit_their_offsets_to_the_configured_group() {
         "commit_offsets(false): nothing committed"
     );
 }
+
+#[test]
+fn undecodable_json_reaches_the_dead_letter_topic_with_its_bytes_and_headers() {
+    let mock = cluster();
+    let bootstrap = mock.bootstrap_servers();
+    mock.create_topic("orders-in", 2, 1).unwrap();
+    mock.create_topic("orders-dlq", 1, 1).unwrap();
+    common::dead_letters::undecodable_json_reaches_the_dead_letter_topic(
+        &bootstrap,
+        "orders-in",
+        "orders-dlq",
+    );
+}
+
+#[test]
+fn a_dead_letter_topic_that_cannot_be_reached_fails_the_job_instead_of_dropping_letters() {
+    let mock = cluster();
+    let bootstrap = mock.bootstrap_servers();
+    mock.create_topic("orders-unreachable", 1, 1).unwrap();
+    let records: Vec<_> = ["{\"id\":1}", "not json", "{\"id\":3}"]
+        .iter()
+        .map(|v| (0, "k".to_string(), v.to_string(), 1_000))
+        .collect();
+    produce(&bootstrap, "orders-unreachable", &records);
+    // Nothing listens on this port: the letter times out after 300 ms.
+    let nowhere = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap();
+    let dead = DeadLetters::to_kafka_with(
+        &nowhere.to_string(),
+        "dlq",
+        [("message.timeout.ms", "300"), ("log_level", "0")],
+    )
+    .unwrap();
+    let job = Job::new("json-unreachable-dlq")
+        .source(
+            KafkaSource::new(
+                bootstrap,
+                ["orders-unreachable"],
+                Json::<Order>::new(),
+                dead.clone(),
+            )
+            .stop_at_end(true),
+        )
+        .map(|r: KafkaRecord<Order>| r.value.id)
+        .sink(CollectSink::new());
+    let error = Node::new(EngineOptions::for_tests(1))
+        .unwrap()
+        .run(job)
+        .expect_err("an undeliverable dead letter fails the job");
+    let text = format!("{error}");
+    assert!(
+        text.contains("dead-letter topic dlq") && text.contains("not delivered"),
+        "{text}"
+    );
+    assert_eq!(dead.count(), 1);
+}

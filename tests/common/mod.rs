@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod dead_letters;
 pub mod tansu;
 
 use std::sync::atomic::{AtomicU64, Ordering};
