@@ -121,6 +121,10 @@ pub enum Workload {
     W1,
     /// Tumbling event-time windows over out-of-order events: count and sum per key.
     W2,
+    /// W1 read from a Kafka topic (--kafka-bootstrap), after the broker's raw
+    /// produce and consume rates of the same data (three JSON lines).
+    #[value(name = "kafka-w1")]
+    KafkaW1,
 }
 
 /// `weir bench`.
@@ -132,6 +136,15 @@ pub struct BenchArgs {
     /// Number of records (W1: words).
     #[arg(long, default_value_t = 20_000_000)]
     pub n: u64,
+    /// kafka-w1: the broker's bootstrap servers.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub kafka_bootstrap: Option<String>,
+    /// kafka-w1: the input topic to create and fill (it must not exist).
+    #[arg(long, value_name = "TOPIC", default_value = "weir-bench-w1")]
+    pub kafka_topic: String,
+    /// kafka-w1: the input topic's number of partitions.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub kafka_partitions: i32,
     /// W2: align the sources' watermarks, letting none run more than this many
     /// milliseconds of event time ahead of the slowest (default: no alignment).
     #[arg(long, value_name = "MS")]

@@ -191,6 +191,7 @@ fn bench(args: BenchArgs) -> Result<ExitCode, Error> {
     init_logging(&config);
     let options = EngineOptions::from_config(&config);
     let result = match args.workload {
+        Workload::KafkaW1 => return kafka_bench(options, &args),
         Workload::W1 => weir::bench::w1::run(options, args.n)?,
         Workload::W2 => weir::bench::w2::run(
             options,
@@ -201,6 +202,28 @@ fn bench(args: BenchArgs) -> Result<ExitCode, Error> {
     };
     println!("{}", result.to_json());
     Ok(if result.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+/// `weir bench kafka-w1`: three JSON lines (raw produce, raw consume, the job).
+fn kafka_bench(options: EngineOptions, args: &BenchArgs) -> Result<ExitCode, Error> {
+    let Some(bootstrap) = args.kafka_bootstrap.clone() else {
+        return Err("bench kafka-w1 needs --kafka-bootstrap HOST:PORT".into());
+    };
+    let bench = weir::bench::kafka::KafkaBench {
+        bootstrap,
+        topic: args.kafka_topic.clone(),
+        partitions: args.kafka_partitions,
+        n: args.n,
+    };
+    let results = weir::bench::kafka::run(options, &bench)?;
+    for result in &results {
+        println!("{}", result.to_json());
+    }
+    Ok(if results.iter().all(|r| r.passed()) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(2)

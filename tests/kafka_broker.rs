@@ -463,3 +463,35 @@ fn undecodable_json_reaches_a_dead_letter_topic_on_the_broker() {
         "orders-dlq",
     );
 }
+
+#[test]
+fn weir_bench_kafka_w1_prints_raw_rates_and_a_checked_job_line() {
+    let broker = TansuBroker::start();
+    let output = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["bench", "kafka-w1", "--n", "20005", "--workers", "2"])
+        .args(["--kafka-bootstrap", &broker.bootstrap()])
+        .args(["--kafka-partitions", "3"])
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", output.status);
+    let lines: Vec<serde_json::Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let workloads: Vec<&str> = lines
+        .iter()
+        .map(|l| l["workload"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        workloads,
+        ["kafka-raw-produce", "kafka-raw-consume", "kafka-w1"]
+    );
+    for line in &lines {
+        assert_eq!(line["check"], "passed", "{line}");
+        assert_eq!(line["n"], 20005);
+        assert!(line["records_per_sec"].as_f64().unwrap() > 0.0);
+    }
+}

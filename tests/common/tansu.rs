@@ -23,11 +23,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::BaseProducer;
 use rdkafka::ClientConfig;
+use weir::bench::kafka::ExactEndProducer;
 
 /// librdkafka settings a group member needs against Tansu: with the default
 /// `max.poll.interval.ms` (300 s) a group join there takes about 24 s.
@@ -381,23 +380,8 @@ fn pump(mut from: TcpStream, mut to: TcpStream) {
 /// Creates `topic` with `partitions` partitions through the admin API and waits
 /// until its metadata shows them.
 pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("an admin client");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("a runtime for the admin client");
-    let results = runtime
-        .block_on(admin.create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-        ))
+    weir::bench::kafka::create_topic(bootstrap, topic, partitions)
         .unwrap_or_else(|e| panic!("create topic {topic}: {e}"));
-    for result in results {
-        result.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
-    }
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()
@@ -430,8 +414,8 @@ pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
 /// Tansu 0.6 reports a partition's high watermark as the base offset of its last
 /// record batch plus one, so a bounded read (which stops at the high watermark)
 /// would miss the rest of that batch. Each partition's last record is therefore
-/// written alone, in a batch of its own, after the others are acknowledged: the
-/// watermark is then exact.
+/// written alone, in a batch of its own ([`ExactEndProducer`]): the watermark is
+/// then exact.
 pub fn produce_to(bootstrap: &str, topic: &str, records: &[(i32, Vec<u8>, Vec<u8>)]) {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -439,45 +423,13 @@ pub fn produce_to(bootstrap: &str, topic: &str, records: &[(i32, Vec<u8>, Vec<u8
         .set("linger.ms", "5")
         .create()
         .expect("a producer");
-    let mut last_of_partition = std::collections::BTreeMap::new();
-    for (i, (partition, _, _)) in records.iter().enumerate() {
-        last_of_partition.insert(*partition, i);
+    let mut writer = ExactEndProducer::new(&producer, topic);
+    for (partition, key, value) in records {
+        writer
+            .send(*partition, Some(key), value)
+            .unwrap_or_else(|e| panic!("produce to {topic}: {e}"));
     }
-    let lasts: std::collections::BTreeSet<usize> = last_of_partition.into_values().collect();
-    let (body, tails): (Vec<_>, Vec<_>) = records
-        .iter()
-        .enumerate()
-        .partition(|(i, _)| !lasts.contains(i));
-    for part in [body, tails] {
-        for (_, (partition, key, value)) in part {
-            send(&producer, topic, *partition, key, value);
-        }
-        producer
-            .flush(Duration::from_secs(30))
-            .unwrap_or_else(|e| panic!("flush to {topic}: {e}"));
-    }
-}
-
-/// Queues one record, waiting while the producer's queue is full.
-fn send(producer: &BaseProducer, topic: &str, partition: i32, key: &[u8], value: &[u8]) {
-    let mut record = BaseRecord::to(topic)
-        .partition(partition)
-        .key(key)
-        .payload(value);
-    loop {
-        match producer.send(record) {
-            Ok(()) => return,
-            Err((e, r)) => {
-                assert!(
-                    matches!(
-                        e.rdkafka_error_code(),
-                        Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
-                    ),
-                    "produce to {topic} failed: {e}"
-                );
-                producer.poll(Duration::from_millis(10));
-                record = r;
-            }
-        }
-    }
+    writer
+        .finish()
+        .unwrap_or_else(|e| panic!("flush to {topic}: {e}"));
 }
