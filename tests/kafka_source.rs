@@ -864,3 +864,113 @@ fn a_dead_letter_topic_that_cannot_be_reached_fails_the_job_instead_of_dropping_
     );
     assert_eq!(dead.count(), 1);
 }
+
+/// Values 0..400 as JSON in one partition, except offset 250, which is not JSON.
+fn numbers_with_one_bad_record() -> Vec<(i32, String, String, i64)> {
+    (0..400)
+        .map(|i| {
+            let value = if i == 250 {
+                "not json".to_string()
+            } else {
+                i.to_string()
+            };
+            (0, format!("k{i}"), value, 1_000)
+        })
+        .collect()
+}
+
+/// Running sums of the topic's good values (key `x % 7`) into `out`, the dead
+/// letters to `dead`.
+fn checked_sums_job(bootstrap: &str, topic: &str, out: &Path, dead: DeadLetters) -> Job {
+    Job::new("dlq-sums")
+        .source(
+            KafkaSource::new(bootstrap.to_string(), [topic], Json::<u64>::new(), dead)
+                .stop_at_end(true),
+        )
+        .map(|r: KafkaRecord<u64>| {
+            // Paced, so epochs complete before and after the bad record.
+            std::thread::sleep(Duration::from_micros(300));
+            (r.value % 7, r.value)
+        })
+        .group_by_key()
+        .reduce(|sum: u64, x: u64| sum + x)
+        .sink(TransactionalFileSink::new(out, tab_separated))
+}
+
+#[test]
+fn a_dead_letter_that_was_not_delivered_is_sent_again_when_the_job_resumes() {
+    let mock = cluster();
+    let bootstrap = mock.bootstrap_servers();
+    mock.create_topic("sums-in", 1, 1).unwrap();
+    mock.create_topic("sums-dlq", 1, 1).unwrap();
+    produce(&bootstrap, "sums-in", &numbers_with_one_bad_record());
+    let root = tempfile::tempdir().unwrap();
+    let options = |state: &str| {
+        let mut o = EngineOptions::for_tests(1);
+        o.state_dir = Some(root.path().join(state));
+        o.checkpoint.interval = Some(Duration::from_millis(20));
+        o
+    };
+
+    let reference = root.path().join("reference");
+    Node::new(options("reference-state"))
+        .unwrap()
+        .run(checked_sums_job(
+            &bootstrap,
+            "sums-in",
+            &reference,
+            DeadLetters::to_log(),
+        ))
+        .unwrap();
+    let mut want = read_committed(&reference).unwrap();
+    want.sort();
+    assert_eq!(want.len(), 399, "one running sum per good record");
+
+    // First run: the dead-letter topic cannot be reached. The job fails, and no
+    // epoch after the bad record completes.
+    let out = root.path().join("out");
+    let nowhere = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap();
+    let unreachable = DeadLetters::to_kafka_with(
+        &nowhere.to_string(),
+        "sums-dlq",
+        [("message.timeout.ms", "300"), ("log_level", "0")],
+    )
+    .unwrap();
+    let failed = Node::new(options("state"))
+        .unwrap()
+        .run(checked_sums_job(
+            &bootstrap,
+            "sums-in",
+            &out,
+            unreachable.clone(),
+        ))
+        .expect_err("the letter cannot be delivered");
+    assert!(format!("{failed}").contains("not delivered"), "{failed}");
+    assert_eq!(unreachable.count(), 1);
+    let committed_before = read_committed(&out).unwrap().len();
+    assert!(
+        committed_before < 250,
+        "no epoch past the bad record completed ({committed_before} sums committed)"
+    );
+
+    // Resumed on the same state dir with a reachable dead-letter topic: the bad
+    // record is read again and its letter delivered; the output is exact.
+    let dead = DeadLetters::to_kafka(&bootstrap, "sums-dlq").unwrap();
+    Node::new(options("state"))
+        .unwrap()
+        .run(checked_sums_job(&bootstrap, "sums-in", &out, dead.clone()))
+        .expect("the resumed run");
+    assert_eq!(dead.count(), 1, "the bad record's letter, once");
+    let letters = common::dead_letters::read_records(&bootstrap, "sums-dlq", 1, 1);
+    assert_eq!(letters.len(), 1);
+    assert_eq!(
+        rdkafka::Message::payload(&letters[0]),
+        Some(&b"not json"[..])
+    );
+    let mut got = read_committed(&out).unwrap();
+    got.sort();
+    assert_eq!(got.len(), want.len(), "no sum lost or duplicated");
+    assert!(got == want, "output differs from the run without faults");
+}
