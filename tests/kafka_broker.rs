@@ -402,3 +402,33 @@ fn weir_bench_kafka_w1_prints_raw_rates_and_a_checked_job_line() {
         assert!(line["records_per_sec"].as_f64().unwrap() > 0.0);
     }
 }
+
+#[test]
+fn weir_run_wordcount_sends_undecodable_kafka_values_to_its_dead_letter_topic() {
+    let broker = TansuBroker::start();
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "words", 1);
+    create_topic(&bootstrap, "words-dlq", 1);
+    let lines: Vec<(i32, Vec<u8>, Vec<u8>)> = vec![
+        (0, b"a".to_vec(), b"to be".to_vec()),
+        (0, b"b".to_vec(), b"or \xff not".to_vec()),
+        (0, b"c".to_vec(), b"to be".to_vec()),
+    ];
+    produce_to(&bootstrap, "words", &lines);
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().join("out");
+    let status = weir_wordcount(&bootstrap, "words", &out, &root.path().join("state"))
+        .args(["--kafka-dead-letter-topic", "words-dlq"])
+        .status()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    assert_eq!(
+        sorted_committed(&out),
+        ["be\t1", "be\t2", "to\t1", "to\t2"],
+        "the decodable lines, counted"
+    );
+    let letters = common::dead_letters::read_records(&bootstrap, "words-dlq", 1, 1);
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].key(), Some(&b"b"[..]));
+    assert_eq!(letters[0].payload(), Some(&b"or \xff not"[..]));
+}
