@@ -18,6 +18,7 @@ pub mod jobs;
 pub mod operator;
 pub mod partition;
 pub mod record;
+pub mod status;
 pub mod time;
 pub mod window;
 

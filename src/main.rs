@@ -11,6 +11,7 @@ use weir::connector::lines::LineSource;
 use weir::connector::DeadLetters;
 use weir::job::node::RunControl;
 use weir::job::progress::human;
+use weir::status::{StatusBoard, StatusServer};
 use weir::{EngineOptions, Node};
 
 fn main() -> ExitCode {
@@ -59,9 +60,20 @@ fn config(args: ConfigArgs) -> Result<ExitCode, Error> {
 }
 
 fn run_job(args: RunArgs) -> Result<ExitCode, Error> {
-    let config = args.engine.resolve()?;
+    let config = args.resolve()?;
     init_logging(&config);
     let node = Node::new(args.engine_options(&config))?;
+    let board = StatusBoard::new();
+    let _status_server = if config.http.enabled {
+        let server = StatusServer::start(config.http.addr, board.clone())?;
+        eprintln!(
+            "[weir] status API and page on http://{}/",
+            server.local_addr()
+        );
+        Some(server)
+    } else {
+        None
+    };
     let dead_letters = match &args.dead_letters {
         Some(path) => DeadLetters::to_file(path)
             .map_err(|e| format!("cannot open dead-letter file {}: {e}", path.display()))?,
@@ -81,6 +93,7 @@ fn run_job(args: RunArgs) -> Result<ExitCode, Error> {
                     duration: args.duration.map(Duration::from_secs_f64),
                     handle_ctrl_c: true,
                     handle_signals: true,
+                    status: Some(board.clone()),
                     ..Default::default()
                 },
             )?;
@@ -112,6 +125,7 @@ fn run_job(args: RunArgs) -> Result<ExitCode, Error> {
             let control = || RunControl {
                 handle_ctrl_c: false,
                 handle_signals: true,
+                status: Some(board.clone()),
                 ..Default::default()
             };
             if let Some(dir) = &args.output_dir {

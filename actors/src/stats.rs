@@ -1,7 +1,7 @@
 //! Per-actor counters: what flowed through, how long the actor was busy, and how long
 //! it waited on full mailboxes downstream (backpressure).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::mailbox::MailboxGate;
@@ -15,6 +15,8 @@ pub struct ActorStats {
     messages_in: AtomicU64,
     busy_ns: AtomicU64,
     send_wait_ns: AtomicU64,
+    /// The last watermark the actor sent downstream; `i64::MIN` before the first.
+    watermark: AtomicI64,
     mailbox: MailboxGate,
 }
 
@@ -35,6 +37,9 @@ pub struct StatsSnapshot {
     pub mailbox_depth: usize,
     /// Capacity of this actor's mailbox.
     pub mailbox_capacity: usize,
+    /// The last event-time watermark (ms) the actor sent downstream, or `None`
+    /// before its first (and always, in a job without event time).
+    pub watermark: Option<i64>,
 }
 
 impl ActorStats {
@@ -46,6 +51,7 @@ impl ActorStats {
             messages_in: AtomicU64::new(0),
             busy_ns: AtomicU64::new(0),
             send_wait_ns: AtomicU64::new(0),
+            watermark: AtomicI64::new(i64::MIN),
             mailbox,
         }
     }
@@ -75,6 +81,11 @@ impl ActorStats {
             .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
     }
 
+    /// Records the watermark the actor last sent downstream (`i64::MIN`: none yet).
+    pub(crate) fn set_watermark(&self, watermark: i64) {
+        self.watermark.store(watermark, Ordering::Relaxed);
+    }
+
     /// The gate of this actor's mailbox.
     pub fn mailbox(&self) -> &MailboxGate {
         &self.mailbox
@@ -90,6 +101,25 @@ impl ActorStats {
             send_wait: Duration::from_nanos(self.send_wait_ns.load(Ordering::Relaxed)),
             mailbox_depth: self.mailbox.depth(),
             mailbox_capacity: self.mailbox.capacity(),
+            watermark: match self.watermark.load(Ordering::Relaxed) {
+                i64::MIN => None,
+                w => Some(w),
+            },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_watermark_is_none_until_one_is_sent() {
+        let stats = ActorStats::new(MailboxGate::new(1, 2));
+        assert_eq!(stats.snapshot().watermark, None);
+        stats.set_watermark(1_000);
+        assert_eq!(stats.snapshot().watermark, Some(1_000));
+        stats.set_watermark(-5);
+        assert_eq!(stats.snapshot().watermark, Some(-5));
     }
 }

@@ -17,6 +17,7 @@ use weir_actors::supervisor::{AdoptStages, CancelJob, StageSupervisor};
 use weir_actors::{ActorStats, JobFailure, JobSupervisor, MailboxGate, SideOutput, WorkerPool};
 
 use crate::connector::{CommitAction, DeadLetters, StopFlag};
+use crate::status::{AttemptFeed, Edge, EdgeKind, JobState, JobStatus, StageKind, StatusBoard};
 
 use super::builder::Job;
 use super::error::JobError;
@@ -49,6 +50,9 @@ pub struct RunControl {
     pub savepoints: Option<std::sync::mpsc::Receiver<SavepointCommand>>,
     /// Take a savepoint on SIGUSR1 and stop with a savepoint on SIGUSR2.
     pub handle_signals: bool,
+    /// Where the job's status is published for the status API and page; savepoint
+    /// requests made through it reach the job when `savepoints` is `None`.
+    pub status: Option<StatusBoard>,
 }
 
 /// Asks a running job for a savepoint.
@@ -118,7 +122,26 @@ impl Node {
     /// Runs `job` under `control`: restores it from its newest complete epoch (or
     /// the savepoint in the options), runs it, and on a failure restarts it from
     /// the last complete epoch for as long as the restart strategy allows.
-    pub fn run_with(&self, job: Job, mut control: RunControl) -> Result<JobReport, JobError> {
+    pub fn run_with(&self, job: Job, control: RunControl) -> Result<JobReport, JobError> {
+        let board = control.status.clone();
+        let result = self.run_job(job, control);
+        if let Some(board) = board {
+            board.update(|j| match &result {
+                Ok(report) => {
+                    j.state = JobState::Finished;
+                    j.restarts = report.restarts;
+                }
+                Err(e) => {
+                    j.state = JobState::Failed;
+                    j.last_failure = Some(e.to_string());
+                }
+            });
+        }
+        result
+    }
+
+    /// [`Node::run_with`] without the final status.
+    fn run_job(&self, job: Job, mut control: RunControl) -> Result<JobReport, JobError> {
         let Job {
             name,
             stages,
@@ -169,6 +192,12 @@ impl Node {
             .map(|(i, plan)| (i as u32, plan.as_ref()))
             .collect();
         let stage_names: Vec<String> = indexed.iter().map(|(_, p)| p.name()).collect();
+        if let Some(board) = &control.status {
+            self.publish_graph(board, &name, &pipelines);
+            if control.savepoints.is_none() {
+                control.savepoints = Some(board.savepoint_requests());
+            }
+        }
 
         let checkpointing = opts.checkpoint.interval.is_some();
         let (snapshots, _temporary) = match &opts.state_dir {
@@ -225,6 +254,13 @@ impl Node {
             for (_, plan) in &indexed {
                 plan.recover(restore.as_ref().map(|r| r.epoch))?;
             }
+            if let Some(board) = &control.status {
+                board.update(|j| {
+                    j.attempt = restarts.restarts() + 1;
+                    j.restarts = restarts.restarts();
+                    j.restored_from_epoch = restore.as_ref().map(|r| r.epoch);
+                });
+            }
             let first_epoch = match &snapshots {
                 Some(store) => store
                     .manifests(&name)
@@ -262,7 +298,15 @@ impl Node {
                     {
                         poison.on_failure(stage, *partition, &cause.to_string());
                     }
-                    match restarts.on_failure(Instant::now(), attempt_started.elapsed()) {
+                    let decision = restarts.on_failure(Instant::now(), attempt_started.elapsed());
+                    if let Some(board) = &control.status {
+                        board.update(|j| {
+                            j.state = JobState::Restarting;
+                            j.restarts = restarts.restarts();
+                            j.last_failure = Some(failure.to_string());
+                        });
+                    }
+                    match decision {
                         RestartDecision::Restart { delay, attempt } => {
                             tracing::warn!(job = %name, %failure, attempt, ?delay,
                                 "job failed; restarting from the last complete epoch");
@@ -393,6 +437,13 @@ impl Node {
             all: spawned.completes,
         });
         let stats = spawned.stats;
+        let mut feed = control.status.clone().map(|board| {
+            AttemptFeed::new(board, checkpoint_stats.clone(), opts.checkpoint.interval)
+        });
+        if let Some(feed) = feed.as_mut() {
+            let live = LiveStats::read(attempt_started.elapsed(), &stats, main_len);
+            feed.publish(&live, Some(JobState::Running));
+        }
 
         let watched = watch(
             &name,
@@ -403,6 +454,7 @@ impl Node {
             opts,
             (started, attempt_started),
             (&stats, main_len),
+            feed.as_mut(),
         )
         .await;
         let mut savepoint = None;
@@ -431,6 +483,9 @@ impl Node {
         let elapsed = started.elapsed();
         pool.shutdown();
         let live = LiveStats::read(elapsed, &stats, main_len);
+        if let Some(feed) = feed.as_mut() {
+            feed.publish(&live, outcome.is_ok().then_some(JobState::Finished));
+        }
         outcome?;
         Ok(JobReport {
             job: name,
@@ -445,6 +500,45 @@ impl Node {
             savepoint,
             restored_from: restore.map(|r| r.epoch),
         })
+    }
+
+    /// Publishes the job's graph on `board`: every stage with its kind and
+    /// parallelism, the main pipeline's edges and each branch's side edge.
+    fn publish_graph(&self, board: &StatusBoard, name: &str, pipelines: &[Pipeline]) {
+        let mut stages = Vec::new();
+        let mut edges = Vec::new();
+        for pipeline in pipelines {
+            let base = stages.len() as u32;
+            if let Some(from) = pipeline.from {
+                edges.push(Edge {
+                    from: from as u32,
+                    to: base,
+                    kind: EdgeKind::Side,
+                });
+            }
+            for (i, plan) in pipeline.plans.iter().enumerate() {
+                if i > 0 {
+                    edges.push(Edge {
+                        from: base + i as u32 - 1,
+                        to: base + i as u32,
+                        kind: EdgeKind::Data,
+                    });
+                }
+                let kind = if plan.is_source() {
+                    StageKind::Source
+                } else {
+                    StageKind::Keyed
+                };
+                stages.push((plan.name(), kind, self.parallelism_of(plan.as_ref())));
+            }
+        }
+        board.job_created(JobStatus::created(
+            name,
+            self.options.key_partitions,
+            stages,
+            edges,
+            self.options.checkpoint.interval,
+        ));
     }
 
     /// How many partition actors `plan` gets: the configured parallelism, capped by
@@ -702,6 +796,7 @@ async fn watch(
     opts: &EngineOptions,
     (started, attempt_started): (Instant, Instant),
     (stats, main_stages): (&[StageStats], usize),
+    mut feed: Option<&mut AttemptFeed>,
 ) -> Result<Watched, JobError> {
     let progress = opts.progress;
     let tick = match (progress, control.observer.is_some()) {
@@ -776,6 +871,9 @@ async fn watch(
                 match &result {
                     Ok(path) => {
                         eprintln!("[weir] savepoint taken: {}", path.display());
+                        if let Some(feed) = feed.as_deref_mut() {
+                            feed.board().savepoint_taken(path);
+                        }
                         if p.stop {
                             tracing::info!(job = name, path = %path.display(), "stopping with a savepoint");
                             stopped_with = Some(path.clone());
@@ -803,6 +901,9 @@ async fn watch(
                     }
                 }
                 let live = LiveStats::read(attempt_started.elapsed(), stats, main_stages);
+                if let Some(feed) = feed.as_deref_mut() {
+                    feed.publish(&live, Some(JobState::Running));
+                }
                 if let Some(observer) = control.observer.as_mut() {
                     if elapsed - last_observed >= observe_every {
                         observer(&live);
