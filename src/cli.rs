@@ -21,10 +21,10 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a built-in job on this machine (one embedded node, no other service needed).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Run a benchmark workload of shared/bench/WORKLOADS.md, check its result, and
     /// print one JSON line last.
-    Bench(BenchArgs),
+    Bench(Box<BenchArgs>),
     /// Print the default configuration file, or check one.
     Config(ConfigArgs),
 }
@@ -52,6 +52,18 @@ pub struct RunArgs {
     /// wordcount: the text file to read (default: standard input).
     #[arg(long)]
     pub input: Option<PathBuf>,
+    /// wordcount: read the lines from Kafka (the values of the records of
+    /// --kafka-topic, as UTF-8 text) through these bootstrap servers instead of a file;
+    /// the topic is read to the end it had when the job started. Needs --output-dir.
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "input", requires_all = ["kafka_topic", "output_dir"])]
+    pub kafka_bootstrap: Option<String>,
+    /// wordcount: the Kafka topic to read (with --kafka-bootstrap).
+    #[arg(long, value_name = "TOPIC", requires = "kafka_bootstrap")]
+    pub kafka_topic: Option<String>,
+    /// wordcount: the consumer group to which completed epochs' offsets are committed
+    /// (with --kafka-bootstrap; default: none, nothing committed).
+    #[arg(long, value_name = "GROUP", requires = "kafka_bootstrap")]
+    pub kafka_group: Option<String>,
     /// wordcount: where to write `word<TAB>count` lines (default: standard output).
     #[arg(long)]
     pub output: Option<PathBuf>,
@@ -406,7 +418,7 @@ mod tests {
 
     fn run_args(args: &[&str]) -> RunArgs {
         match parse(args).command {
-            Command::Run(run) => run,
+            Command::Run(run) => *run,
             other => panic!("expected run, got {other:?}"),
         }
     }

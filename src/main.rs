@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use weir::cli::{BenchArgs, Cli, Command, ConfigArgs, JobName, RunArgs, Workload};
 use weir::config::{LogFormat, WeirConfig};
+use weir::connector::kafka::{KafkaRecord, KafkaSource, Utf8Text};
 use weir::connector::lines::LineSource;
 use weir::connector::DeadLetters;
 use weir::job::node::RunControl;
@@ -43,8 +44,8 @@ fn init_logging(config: &WeirConfig) {
 
 fn run(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
-        Command::Run(args) => run_job(args),
-        Command::Bench(args) => bench(args),
+        Command::Run(args) => run_job(*args),
+        Command::Bench(args) => bench(*args),
         Command::Config(args) => config(args),
     }
 }
@@ -118,15 +119,37 @@ fn run_job(args: RunArgs) -> Result<ExitCode, Error> {
             );
         }
         JobName::Wordcount => {
-            let source = match &args.input {
-                Some(path) => LineSource::file(path, dead_letters.clone()),
-                None => LineSource::stdin(dead_letters.clone()),
-            };
             let control = || RunControl {
                 handle_ctrl_c: false,
                 handle_signals: true,
                 status: Some(board.clone()),
                 ..Default::default()
+            };
+            if let (Some(bootstrap), Some(topic), Some(dir)) =
+                (&args.kafka_bootstrap, &args.kafka_topic, &args.output_dir)
+            {
+                let mut source = KafkaSource::new(
+                    bootstrap.clone(),
+                    [topic.as_str()],
+                    Utf8Text,
+                    dead_letters.clone(),
+                )
+                .stop_at_end(true);
+                if let Some(group) = &args.kafka_group {
+                    source = source.group_id(group.clone());
+                }
+                let job = weir::jobs::wordcount_of_to_dir(
+                    source,
+                    |record: KafkaRecord<String>| record.value,
+                    dir,
+                );
+                let report = node.run_with(job, control())?;
+                eprint!("{report}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let source = match &args.input {
+                Some(path) => LineSource::file(path, dead_letters.clone()),
+                None => LineSource::stdin(dead_letters.clone()),
             };
             if let Some(dir) = &args.output_dir {
                 let report = node.run_with(weir::jobs::wordcount_to_dir(source, dir), control())?;
