@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod deps;
+pub mod http;
 pub mod tansu;
 
 use std::sync::atomic::{AtomicU64, Ordering};
