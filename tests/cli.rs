@@ -1,10 +1,12 @@
 //! The `weir` command line as a user meets it.
 
+mod common;
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 
 fn weir() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_weir"))
+    common::node::weir_command()
 }
 
 #[test]

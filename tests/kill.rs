@@ -2,6 +2,8 @@
 //! started again with the same state directory resumes from its last complete epoch:
 //! the committed output equals that of a run that was never killed, line for line.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,7 +22,7 @@ fn write_input(path: &Path, words: u64) {
 }
 
 fn weir(input: &Path, out: &Path, state: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir"));
+    let mut cmd = common::node::weir_command();
     cmd.args([
         "run",
         "wordcount",

@@ -3,6 +3,7 @@
 
 pub mod deps;
 pub mod http;
+pub mod node;
 pub mod tansu;
 
 use std::sync::atomic::{AtomicU64, Ordering};
