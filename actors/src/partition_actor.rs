@@ -234,6 +234,9 @@ impl<T: Task> PartitionActor<T> {
 
     /// Queues `marker` on the main output and the side output.
     fn broadcast(&mut self, marker: Marker) {
+        if let Marker::Watermark(w) = marker {
+            self.stats.set_watermark(w);
+        }
         self.out.broadcast_marker(marker);
         if let Some(side) = self.task.side_output() {
             side.broadcast_marker(marker);

@@ -207,6 +207,7 @@ impl CheckpointCoordinator {
             meta: config.meta,
             chains,
         });
+        super::metrics::register(&config.job);
         CheckpointCoordinator {
             job: config.job,
             interval: config.interval,
@@ -274,6 +275,7 @@ impl CheckpointCoordinator {
             if !epoch.abandoned && !epoch.is_final && epoch.started.elapsed() > self.timeout {
                 epoch.abandoned = true;
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                super::metrics::failed(&self.job);
                 tracing::warn!(job = %self.job, epoch = epoch.number, timeout = ?self.timeout,
                     "checkpoint not complete within its timeout; abandoned (its changes go into the next epoch)");
                 if let Some(sp) = epoch.savepoint.take() {
@@ -398,6 +400,7 @@ impl CheckpointCoordinator {
                         .fetch_max(started.elapsed().as_micros() as u64, Ordering::Relaxed);
                     s.largest_bytes.fetch_max(w.bytes, Ordering::Relaxed);
                 }
+                super::metrics::completed(&self.job, number, started.elapsed(), w.bytes, alignment);
                 tracing::debug!(job = %self.job, epoch = number, bytes = w.bytes,
                     took = ?started.elapsed(), write = ?w.took, "epoch complete");
                 for (_, actor) in &self.actors {
@@ -425,6 +428,7 @@ impl CheckpointCoordinator {
                     }
                 }
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                super::metrics::failed(&self.job);
                 self.fail(reason);
             }
         }
