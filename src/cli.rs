@@ -210,6 +210,12 @@ pub struct EngineArgs {
     /// Log filter, an EnvFilter directive (log.filter; RUST_LOG wins).
     #[arg(long)]
     pub log_filter: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (metrics.addr; port 0 picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Serve no metrics (metrics.enabled = false).
+    #[arg(long, conflicts_with = "metrics_addr")]
+    pub no_metrics: bool,
     /// Milliseconds between checkpoints, 0 for none (checkpoint.interval_ms).
     #[arg(long, value_name = "MS", help_heading = CHECKPOINT_HEADING)]
     pub checkpoint_interval_ms: Option<u64>,
@@ -313,6 +319,13 @@ impl EngineArgs {
         }
         if let Some(v) = &self.log_filter {
             config.log.filter = v.clone();
+        }
+        if let Some(v) = self.metrics_addr {
+            config.metrics.addr = v;
+            config.metrics.enabled = true;
+        }
+        if self.no_metrics {
+            config.metrics.enabled = false;
         }
         self.apply_recovery(&mut config);
         config.validate_with_origin(COMMAND_LINE_ORIGIN)?;

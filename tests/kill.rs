@@ -26,6 +26,8 @@ fn weir(input: &Path, out: &Path, state: &Path) -> Command {
     cmd.args([
         "run",
         "wordcount",
+        "--metrics-addr",
+        "127.0.0.1:0",
         "--workers",
         "2",
         "--checkpoint-interval-ms",

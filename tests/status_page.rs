@@ -95,6 +95,7 @@ fn the_page_of_a_running_node_renders_its_stages_and_figures() {
         "--duration",
         "60",
         "--no-progress",
+        "--no-metrics",
         "--workers",
         "2",
         "--checkpoint-interval-ms",
@@ -165,7 +166,15 @@ fn the_page_of_a_running_node_renders_its_stages_and_figures() {
 fn a_taken_status_port_is_a_clear_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let mut node = WeirProcess::start(&["run", "demo", "--duration", "1", "--http-addr", &addr]);
+    let mut node = WeirProcess::start(&[
+        "run",
+        "demo",
+        "--duration",
+        "1",
+        "--no-metrics",
+        "--http-addr",
+        &addr,
+    ]);
     assert!(!node.wait(), "weir must fail");
     let text = node.stderr();
     assert!(
@@ -176,7 +185,14 @@ fn a_taken_status_port_is_a_clear_error() {
 
 #[test]
 fn no_http_serves_nothing() {
-    let mut node = WeirProcess::start(&["run", "demo", "--limit", "1000", "--no-http"]);
+    let mut node = WeirProcess::start(&[
+        "run",
+        "demo",
+        "--limit",
+        "1000",
+        "--no-metrics",
+        "--no-http",
+    ]);
     assert!(node.wait(), "{}", node.stderr());
     assert!(!node.stderr().contains("status API"), "{}", node.stderr());
 }

@@ -88,6 +88,8 @@ fn the_weir_binary_counts_a_file_and_reports_bad_lines() {
         .args([
             "run",
             "wordcount",
+            "--metrics-addr",
+            "127.0.0.1:0",
             "--no-progress",
             "--parallelism",
             "2",

@@ -38,7 +38,7 @@ impl<T: Send + 'static> Outbox<T> {
             batch_size,
             queue: VecDeque::new(),
             records_out: 0,
-            last_watermark: i64::MIN,
+            last_watermark: crate::NO_WATERMARK,
         }
     }
 
@@ -53,8 +53,8 @@ impl<T: Send + 'static> Outbox<T> {
         self.records_out
     }
 
-    /// The last watermark broadcast through this outbox (`i64::MIN` before the
-    /// first), for the actor's counters.
+    /// The last watermark broadcast through this outbox ([`crate::NO_WATERMARK`]
+    /// before the first), for the actor's counters.
     pub fn last_watermark(&self) -> i64 {
         self.last_watermark
     }

@@ -259,6 +259,8 @@ impl LogFormat {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
+    /// Whether the node serves `/metrics` at all.
+    pub enabled: bool,
     /// Address and port the node serves `/metrics` on. Port 0 lets the
     /// operating system pick a free port.
     #[serde(deserialize_with = "deserialize_socket_addr")]
@@ -268,6 +270,7 @@ pub struct MetricsConfig {
 impl Default for MetricsConfig {
     fn default() -> Self {
         MetricsConfig {
+            enabled: true,
             addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9464)),
         }
     }

@@ -107,6 +107,8 @@ fn write_all(out: &mut String, config: &WeirConfig) -> std::fmt::Result {
     writeln!(out)?;
 
     writeln!(out, "[metrics]")?;
+    writeln!(out, "# Whether the node serves Prometheus metrics.")?;
+    writeln!(out, "enabled = {}", config.metrics.enabled)?;
     writeln!(
         out,
         "# Address (IP:port) the Prometheus metrics endpoint listens on."

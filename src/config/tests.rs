@@ -47,6 +47,7 @@ fn everything_set() -> WeirConfig {
             filter: "weir=debug,sled=warn".to_owned(),
         },
         metrics: MetricsConfig {
+            enabled: false,
             addr: "0.0.0.0:9100".parse().expect("literal address"),
         },
         checkpoint: CheckpointConfig {
@@ -102,6 +103,7 @@ format = "json"
 filter = "weir=debug,sled=warn"
 
 [metrics]
+enabled = false
 addr = "0.0.0.0:9100"
 
 [checkpoint]
@@ -841,17 +843,19 @@ fn valid_config() -> impl Strategy<Value = WeirConfig> {
         "[a-z=,_:\"\\\\ \n]{0,20}[a-z]",
     )
         .prop_map(|(format, filter)| LogConfig { format, filter });
-    let metrics = (any::<[u8; 4]>(), any::<u16>(), any::<bool>()).prop_map(|(ip, port, v6)| {
-        let addr = if v6 {
-            SocketAddr::from((
-                std::net::Ipv6Addr::from(u128::from(u32::from_be_bytes(ip))),
-                port,
-            ))
-        } else {
-            SocketAddr::from((ip, port))
-        };
-        MetricsConfig { addr }
-    });
+    let metrics = (any::<[u8; 4]>(), any::<u16>(), any::<bool>(), any::<bool>()).prop_map(
+        |(ip, port, v6, enabled)| {
+            let addr = if v6 {
+                SocketAddr::from((
+                    std::net::Ipv6Addr::from(u128::from(u32::from_be_bytes(ip))),
+                    port,
+                ))
+            } else {
+                SocketAddr::from((ip, port))
+            };
+            MetricsConfig { enabled, addr }
+        },
+    );
     let checkpoint = (
         prop_oneof![Just(0u64), 10u64..=86_400_000],
         1u64..=86_400_000,

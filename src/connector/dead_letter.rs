@@ -55,6 +55,7 @@ impl DeadLetters {
     /// Records one rejected record.
     pub fn send(&self, letter: DeadLetter) {
         self.inner.count.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::dead_letter(&letter.origin);
         let mut guard = match self.inner.file.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),

@@ -17,6 +17,7 @@ use weir_actors::supervisor::{AdoptStages, CancelJob, StageSupervisor};
 use weir_actors::{ActorStats, JobFailure, JobSupervisor, MailboxGate, SideOutput, WorkerPool};
 
 use crate::connector::{CommitAction, DeadLetters, StopFlag};
+use crate::metrics::JobMetrics;
 use crate::status::{AttemptFeed, Edge, EdgeKind, JobState, JobStatus, StageKind, StatusBoard};
 
 use super::builder::Job;
@@ -220,8 +221,10 @@ impl Node {
         );
         let system = actix::System::new();
         let started = Instant::now();
+        let mut metrics = JobMetrics::new(&name);
         loop {
             let attempt_started = Instant::now();
+            metrics.start_attempt();
             let manifest = match (&snapshots, savepoint.take()) {
                 (Some(store), Some(path)) => {
                     Some(recovery::import_savepoint(&path, store.as_ref(), &name)?)
@@ -282,7 +285,7 @@ impl Node {
                 started,
                 poison: &poison,
             };
-            let attempt = system.block_on(self.attempt(setup, &mut control));
+            let attempt = system.block_on(self.attempt(setup, &mut control, &mut metrics));
             match attempt {
                 Ok(mut report) => {
                     report.restarts = restarts.restarts();
@@ -308,6 +311,7 @@ impl Node {
                     }
                     match decision {
                         RestartDecision::Restart { delay, attempt } => {
+                            metrics.restarted();
                             tracing::warn!(job = %name, %failure, attempt, ?delay,
                                 "job failed; restarting from the last complete epoch");
                             std::thread::sleep(delay);
@@ -336,6 +340,7 @@ impl Node {
         &self,
         setup: AttemptSetup<'_>,
         control: &mut RunControl,
+        metrics: &mut JobMetrics,
     ) -> Result<JobReport, JobError> {
         let AttemptSetup {
             name,
@@ -455,6 +460,11 @@ impl Node {
             (started, attempt_started),
             (&stats, main_len),
             feed.as_mut(),
+            &mut Publisher {
+                metrics,
+                store: &self.store,
+                last: None,
+            },
         )
         .await;
         let mut savepoint = None;
@@ -486,6 +496,7 @@ impl Node {
         if let Some(feed) = feed.as_mut() {
             feed.publish(&live, outcome.is_ok().then_some(JobState::Finished));
         }
+        metrics.publish(&live, self.store.db().size_on_disk().ok());
         outcome?;
         Ok(JobReport {
             job: name,
@@ -797,6 +808,7 @@ async fn watch(
     (started, attempt_started): (Instant, Instant),
     (stats, main_stages): (&[StageStats], usize),
     mut feed: Option<&mut AttemptFeed>,
+    publisher: &mut Publisher<'_>,
 ) -> Result<Watched, JobError> {
     let progress = opts.progress;
     let tick = match (progress, control.observer.is_some()) {
@@ -870,10 +882,10 @@ async fn watch(
                 let result = done.unwrap_or_else(|_| Err("the checkpoint coordinator stopped".into()));
                 match &result {
                     Ok(path) => {
-                        eprintln!("[weir] savepoint taken: {}", path.display());
                         if let Some(feed) = feed.as_deref_mut() {
                             feed.board().savepoint_taken(path);
                         }
+                        crate::console::notice(&format!("savepoint taken: {}", path.display()));
                         if p.stop {
                             tracing::info!(job = name, path = %path.display(), "stopping with a savepoint");
                             stopped_with = Some(path.clone());
@@ -881,7 +893,7 @@ async fn watch(
                         }
                     }
                     Err(reason) => {
-                        eprintln!("[weir] savepoint failed: {reason}");
+                        crate::console::notice(&format!("savepoint failed: {reason}"));
                         tracing::error!(job = name, %reason, "savepoint failed");
                     }
                 }
@@ -904,6 +916,7 @@ async fn watch(
                 if let Some(feed) = feed.as_deref_mut() {
                     feed.publish(&live, Some(JobState::Running));
                 }
+                publisher.maybe_publish(&live);
                 if let Some(observer) = control.observer.as_mut() {
                     if elapsed - last_observed >= observe_every {
                         observer(&live);
@@ -922,16 +935,42 @@ async fn watch(
                 ctrl_c = Box::pin(tokio::signal::ctrl_c());
                 match (interrupts, control.stop.as_ref()) {
                     (1, Some(stop)) => {
-                        eprintln!("[weir] interrupted: ending the input and draining (Ctrl-C again to cancel)");
+                        crate::console::notice("interrupted: ending the input and draining (Ctrl-C again to cancel)");
                         stop.stop();
                     }
                     _ => {
-                        eprintln!("[weir] cancelling the job");
+                        crate::console::notice("cancelling the job");
                         job.do_send(CancelJob);
                     }
                 }
             }
         }
+    }
+}
+
+/// How often the watch loop publishes a running job's counters to the metrics
+/// recorder.
+const METRICS_PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Publishes a running attempt's counters at most once per
+/// [`METRICS_PUBLISH_INTERVAL`].
+struct Publisher<'a> {
+    metrics: &'a mut JobMetrics,
+    store: &'a StateStore,
+    last: Option<Instant>,
+}
+
+impl Publisher<'_> {
+    fn maybe_publish(&mut self, live: &LiveStats) {
+        if self
+            .last
+            .is_some_and(|at| at.elapsed() < METRICS_PUBLISH_INTERVAL)
+        {
+            return;
+        }
+        self.last = Some(Instant::now());
+        self.metrics
+            .publish(live, self.store.db().size_on_disk().ok());
     }
 }
 

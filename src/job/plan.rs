@@ -373,6 +373,8 @@ where
                 state,
                 chain: self.chain.clone(),
                 term,
+                job: env.job.clone(),
+                stage: env.stage_name.clone(),
                 partition: i,
                 parallelism: env.parallelism,
                 watermark: weir_actors::NO_WATERMARK,

@@ -457,6 +457,10 @@ pub(crate) struct KeyedTask<P: KeyedProcess, C, Tm> {
     pub state: KeyedState<P::Key>,
     pub chain: C,
     pub term: Tm,
+    /// The job's name (for metric labels).
+    pub job: std::sync::Arc<str>,
+    /// The stage's name (for metric labels).
+    pub stage: std::sync::Arc<str>,
     pub partition: u32,
     pub parallelism: u32,
     pub watermark: i64,
@@ -520,6 +524,8 @@ where
     fn start(&mut self, _out: &mut Outbox<Tm::Wire>) -> Result<(), TaskError> {
         let mut ctx = OpenContext {
             state: &mut self.state,
+            job: &self.job,
+            stage: &self.stage,
             partition: self.partition,
             parallelism: self.parallelism,
         };

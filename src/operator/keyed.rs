@@ -18,6 +18,8 @@ impl<T: StateKey + Unpin + std::fmt::Debug> Key for T {}
 /// Given to [`KeyedProcess::open`]: registers the operator's state.
 pub struct OpenContext<'a, K> {
     pub(crate) state: &'a mut KeyedState<K>,
+    pub(crate) job: &'a str,
+    pub(crate) stage: &'a str,
     pub(crate) partition: u32,
     pub(crate) parallelism: u32,
 }
@@ -55,6 +57,16 @@ impl<K: Key> OpenContext<'_, K> {
     /// How many partition actors the stage has.
     pub fn parallelism(&self) -> u32 {
         self.parallelism
+    }
+
+    /// The job's name (e.g. for the labels of an operator's own metrics).
+    pub fn job(&self) -> &str {
+        self.job
+    }
+
+    /// The stage's name (e.g. for the labels of an operator's own metrics).
+    pub fn stage(&self) -> &str {
+        self.stage
     }
 }
 

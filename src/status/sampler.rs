@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use weir_actors::checkpoint::{CheckpointStats, EpochOutcome};
-use weir_actors::StatsSnapshot;
+use weir_actors::{StatsSnapshot, NO_WATERMARK};
 
 use crate::job::progress::LiveStats;
 
@@ -132,7 +132,7 @@ fn stage_status(
             mailbox_capacity: s.mailbox_capacity,
             backpressure: rate(a).backpressure,
             busy: rate(a).busy,
-            watermark_ms: s.watermark,
+            watermark_ms: (s.watermark != NO_WATERMARK).then_some(s.watermark),
         })
         .collect();
     let backpressure = partitions
@@ -212,7 +212,7 @@ mod tests {
             records_out: records_in * 2,
             send_wait: Duration::from_millis(send_wait_ms),
             busy: Duration::from_millis(send_wait_ms / 2),
-            watermark,
+            watermark: watermark.unwrap_or(NO_WATERMARK),
             ..StatsSnapshot::default()
         }
     }

@@ -268,6 +268,7 @@ impl CheckpointCoordinator {
             meta: config.meta,
             chains,
         });
+        super::metrics::register(&config.job);
         CheckpointCoordinator {
             job: config.job,
             interval: config.interval,
@@ -345,6 +346,7 @@ impl CheckpointCoordinator {
                     savepoint: epoch.savepoint.is_some(),
                     is_final: false,
                 });
+                super::metrics::failed(&self.job);
                 tracing::warn!(job = %self.job, epoch = epoch.number, timeout = ?self.timeout,
                     "checkpoint not complete within its timeout; abandoned (its changes go into the next epoch)");
                 if let Some(sp) = epoch.savepoint.take() {
@@ -479,6 +481,7 @@ impl CheckpointCoordinator {
                     savepoint: savepoint.is_some(),
                     is_final,
                 });
+                super::metrics::completed(&self.job, number, started.elapsed(), w.bytes, alignment);
                 tracing::debug!(job = %self.job, epoch = number, bytes = w.bytes,
                     took = ?started.elapsed(), write = ?w.took, "epoch complete");
                 for (_, actor) in &self.actors {
@@ -517,6 +520,7 @@ impl CheckpointCoordinator {
                     savepoint: savepoint_requested,
                     is_final,
                 });
+                super::metrics::failed(&self.job);
                 self.fail(reason);
             }
         }

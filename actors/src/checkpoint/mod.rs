@@ -23,6 +23,7 @@
 
 mod align;
 mod coordinator;
+pub mod metrics;
 mod writer;
 
 pub use align::{Aligned, Aligner};

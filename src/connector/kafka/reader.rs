@@ -53,7 +53,18 @@ pub struct KafkaReader<F> {
     assigned: HashMap<String, BTreeMap<i32, Partition>>,
     /// When partitions were last looked for.
     last_discovery: Instant,
+    /// When the consumer lag was last published (`None`: not yet).
+    last_lag_report: Option<Instant>,
 }
+
+/// How often a reader publishes its partitions' consumer lag. Each report asks the
+/// partition leaders for their high watermarks (one request per partition, waited
+/// for on the reader's thread), so it is kept modest.
+const LAG_REPORT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How long one high-watermark query may take before that partition's lag is left
+/// for the next report.
+const LAG_QUERY_TIMEOUT: Duration = Duration::from_millis(500);
 
 impl<F: KafkaFormat> KafkaReader<F> {
     pub(crate) fn new(
@@ -75,6 +86,41 @@ impl<F: KafkaFormat> KafkaReader<F> {
             restored: None,
             assigned: HashMap::new(),
             last_discovery: Instant::now(),
+            last_lag_report: None,
+        }
+    }
+
+    /// Publishes, at most once per [`LAG_REPORT_INTERVAL`], each assigned partition's
+    /// consumer lag: its high watermark minus the next offset to read. A partition
+    /// whose high watermark cannot be had within [`LAG_QUERY_TIMEOUT`] keeps its last
+    /// published lag.
+    fn report_lag(&mut self) {
+        if self
+            .last_lag_report
+            .is_some_and(|at| at.elapsed() < LAG_REPORT_INTERVAL)
+        {
+            return;
+        }
+        self.last_lag_report = Some(Instant::now());
+        for (topic, partitions) in &self.assigned {
+            for (partition, state) in partitions {
+                match self
+                    .consumer
+                    .fetch_watermarks(topic, *partition, LAG_QUERY_TIMEOUT)
+                {
+                    Ok((_, high)) if high >= 0 && state.next >= 0 => {
+                        crate::metrics::kafka::consumer_lag(
+                            &self.config.name,
+                            topic,
+                            *partition,
+                            (high - state.next).max(0),
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::debug!(source = %self.config.name, topic, partition,
+                        %error, "no high watermark for the consumer lag this time"),
+                }
+            }
         }
     }
 
@@ -297,6 +343,7 @@ impl<F: KafkaFormat> SourceReader for KafkaReader<F> {
         } else {
             self.discover()?;
         }
+        self.report_lag();
         if self.all_done() {
             return Ok(ReadStatus::Exhausted);
         }
