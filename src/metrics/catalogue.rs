@@ -117,6 +117,8 @@ pub const CATALOGUE: &[MetricDef] = &[
         help: "Time from a checkpoint's trigger to its durable manifest." },
     MetricDef { name: checkpoint::CHECKPOINT_SIZE, kind: Kind::Histogram, labels: &["job"],
         help: "Snapshot bytes stored for one checkpoint." },
+    MetricDef { name: checkpoint::CHECKPOINT_INTERVAL, kind: Kind::Gauge, labels: &["job"],
+        help: "The time between two checkpoints' starts (checkpoint.interval_ms), in seconds; only while periodic checkpoints are on." },
     MetricDef { name: checkpoint::CHECKPOINT_ALIGNMENT, kind: Kind::Histogram, labels: &["job"],
         help: "The longest barrier alignment of one checkpoint." },
     MetricDef { name: KAFKA_CONSUMER_LAG, kind: Kind::Gauge, labels: &["source", "topic", "partition"],

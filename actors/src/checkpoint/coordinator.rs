@@ -268,7 +268,7 @@ impl CheckpointCoordinator {
             meta: config.meta,
             chains,
         });
-        super::metrics::register(&config.job);
+        super::metrics::register(&config.job, config.interval);
         CheckpointCoordinator {
             job: config.job,
             interval: config.interval,

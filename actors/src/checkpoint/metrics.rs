@@ -17,11 +17,19 @@ pub const CHECKPOINT_SIZE: &str = "weir_checkpoint_size_bytes";
 /// Histogram: the longest barrier alignment of an epoch, in seconds. Label `job`.
 pub const CHECKPOINT_ALIGNMENT: &str = "weir_checkpoint_alignment_seconds";
 
+/// Gauge: the time between two checkpoints' starts (`checkpoint.interval_ms`), in
+/// seconds; exported only while periodic checkpoints are on. Alerts compare
+/// checkpoint durations with it. Label `job`.
+pub const CHECKPOINT_INTERVAL: &str = "weir_checkpoint_interval_seconds";
+
 /// Registers the job's checkpoint counters at zero, so that they are exported from
-/// the start rather than from the first epoch on.
-pub(crate) fn register(job: &str) {
+/// the start rather than from the first epoch on, and its checkpoint interval.
+pub(crate) fn register(job: &str, interval: Option<Duration>) {
     metrics::counter!(CHECKPOINTS_COMPLETED, "job" => job.to_string()).increment(0);
     metrics::counter!(CHECKPOINTS_FAILED, "job" => job.to_string()).increment(0);
+    if let Some(interval) = interval {
+        metrics::gauge!(CHECKPOINT_INTERVAL, "job" => job.to_string()).set(interval.as_secs_f64());
+    }
 }
 
 /// Epoch `epoch` of `job` completed after `took`, storing `bytes`, with its longest
