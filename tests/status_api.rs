@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::{http, Numbers};
-use serde_json::json;
+use serde_json::{json, Value};
 use weir::prelude::*;
 use weir::status::{StatusBoard, StatusServer};
 
@@ -320,4 +320,169 @@ fn a_restart_is_reported_with_its_cause() {
     assert_eq!(status["attempt"], 2);
     let cause = status["last_failure"].as_str().unwrap();
     assert!(cause.contains("injected fault at 20001"), "{cause}");
+}
+
+/// The numbers `0..n` over the splits, then nothing (the job keeps running, idle)
+/// until `stop`.
+#[derive(Clone)]
+struct ThenIdle {
+    n: u64,
+    stop: StopFlag,
+}
+
+struct ThenIdleReader {
+    next: u64,
+    step: u64,
+    n: u64,
+    stop: StopFlag,
+}
+
+impl Source for ThenIdle {
+    type Item = u64;
+    type Reader = ThenIdleReader;
+    fn name(&self) -> String {
+        "then-idle".into()
+    }
+    fn reader(
+        &self,
+        split: u32,
+        splits: u32,
+    ) -> Result<ThenIdleReader, weir::connector::SourceError> {
+        Ok(ThenIdleReader {
+            next: u64::from(split),
+            step: u64::from(splits),
+            n: self.n,
+            stop: self.stop.clone(),
+        })
+    }
+}
+
+impl SourceReader for ThenIdleReader {
+    type Item = u64;
+    fn read<C: Collector<u64>>(
+        &mut self,
+        budget: usize,
+        out: &mut C,
+    ) -> Result<weir::connector::ReadStatus, weir::connector::SourceError> {
+        if self.stop.is_stopped() {
+            return Ok(weir::connector::ReadStatus::Exhausted);
+        }
+        if self.next >= self.n {
+            std::thread::sleep(Duration::from_millis(1));
+            return Ok(weir::connector::ReadStatus::Idle);
+        }
+        for _ in 0..budget {
+            if self.next >= self.n {
+                break;
+            }
+            out.collect(self.next);
+            self.next += self.step;
+        }
+        Ok(weir::connector::ReadStatus::More)
+    }
+}
+
+#[test]
+fn queryable_state_returns_the_value_the_job_emitted_for_each_key() {
+    let (board, server) = serve();
+    let addr = server.local_addr();
+    let stop = StopFlag::new();
+    let ender = stop.clone();
+    let sink = CountingSink::new();
+    let job = Job::new("counts")
+        .source(ThenIdle {
+            n: N,
+            stop: stop.clone(),
+        })
+        .map(|x: u64| (x % KEYS, x))
+        .group_by_key()
+        .reduce(|a: u64, b: u64| a + b)
+        .sink(sink.clone());
+    let mut o = EngineOptions::for_tests(2);
+    o.key_partitions = 16;
+    let node = Node::new(o).unwrap();
+    let runner = std::thread::spawn(move || {
+        node.run_with(
+            job,
+            RunControl {
+                stop: Some(stop.clone()),
+                status: Some(board),
+                ..Default::default()
+            },
+        )
+    });
+    // Every record processed by the keyed stage (the sink merges what it saw only
+    // when the job ends, so the status API tells when the input is through).
+    wait_for(addr, "/api/jobs/counts", |r| {
+        r.json()["stages"][1]["records_in"] == N
+    });
+    let want = reference();
+    let mut queried = HashMap::new();
+    let mut owners = std::collections::BTreeSet::new();
+    for key in 0..KEYS {
+        let read = http::get(
+            addr,
+            &format!("/api/jobs/counts/stages/1/state/reduce?key={key}"),
+        );
+        assert_eq!(read.status, 200, "{}", read.body);
+        let body = read.json();
+        assert_eq!(body["found"], true, "{body}");
+        assert_eq!(body["key"], key);
+        assert_eq!(body["value"], want[&key], "key {key}: the reference sum");
+        queried.insert(key, body["value"].as_u64().unwrap());
+        let kp = body["key_partition"].as_u64().unwrap() as u32;
+        assert_eq!(
+            body["partition"].as_u64().unwrap() as u32,
+            weir::partition::owner_of(kp, 16, 2)
+        );
+        owners.insert(body["partition"].as_u64().unwrap());
+    }
+    assert_eq!(owners.len(), 2, "keys owned by both actors were answered");
+    // A key never seen, malformed keys, unknown states and stages.
+    let absent = http::get(addr, "/api/jobs/counts/stages/1/state/reduce?key=999").json();
+    assert_eq!(
+        (absent["found"].clone(), absent["value"].clone()),
+        (json!(false), Value::Null)
+    );
+    let bad_key = http::get(
+        addr,
+        "/api/jobs/counts/stages/1/state/reduce?key=%22seven%22",
+    );
+    assert_eq!(bad_key.status, 400, "{}", bad_key.body);
+    assert!(bad_key.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("does not decode"));
+    assert_eq!(
+        http::get(addr, "/api/jobs/counts/stages/1/state/reduce").status,
+        400
+    );
+    let unknown = http::get(addr, "/api/jobs/counts/stages/1/state/sums?key=1");
+    assert_eq!(unknown.status, 400);
+    assert!(
+        unknown.body.contains("reduce"),
+        "lists the queryable states: {}",
+        unknown.body
+    );
+    let source = http::get(addr, "/api/jobs/counts/stages/0/state/reduce?key=1");
+    assert_eq!(source.status, 400, "{}", source.body);
+    assert_eq!(
+        http::get(addr, "/api/jobs/counts/stages/7/state/reduce?key=1").status,
+        404
+    );
+    assert_eq!(
+        http::get(addr, "/api/jobs/other/stages/1/state/reduce?key=1").status,
+        404
+    );
+
+    // Once the job has ended its state is no longer served.
+    let stopping = http::get(addr, "/api/jobs/counts").json();
+    assert_eq!(stopping["state"], "running");
+    ender.stop();
+    runner.join().unwrap().expect("the job finishes");
+    // What was queried is what the job emitted last for each key.
+    let emitted: HashMap<u64, u64> = sink.result().last.into_iter().collect();
+    assert_eq!(emitted, queried);
+    let after = http::get(addr, "/api/jobs/counts/stages/1/state/reduce?key=1");
+    assert_eq!(after.status, 503, "{}", after.body);
 }

@@ -11,6 +11,7 @@ use crate::marker::{Marker, Progress, WatermarkTracker};
 use crate::message::{Deliver, Payload};
 use crate::outbox::Outbox;
 use crate::panic::{guarded, Failure};
+use crate::query::{QueryAnswer, QueryState};
 use crate::stats::ActorStats;
 use crate::supervisor::{ActorEvent, ActorReport};
 use crate::task::{Pumped, Task};
@@ -569,6 +570,27 @@ impl<T: Task> Handler<TriggerEpoch> for PartitionActor<T> {
             self.broadcast(Marker::Barrier(msg.0));
         });
         self.settle(started, result, ctx)
+    }
+}
+
+impl<T: Task> Handler<QueryState> for PartitionActor<T> {
+    type Result = ();
+
+    /// Answers a state query between two messages; a query never fails the actor
+    /// (a panic while reading is answered as unavailable).
+    fn handle(&mut self, msg: QueryState, _ctx: &mut Context<Self>) {
+        let answer = if self.phase != Phase::Running {
+            QueryAnswer::Unavailable(format!(
+                "{} has finished its input; its state is no longer served",
+                self.id
+            ))
+        } else {
+            let task = &mut self.task;
+            let query = &msg.query;
+            guarded(|| Ok(task.query(query)))
+                .unwrap_or_else(|failure| QueryAnswer::Unavailable(failure.to_string()))
+        };
+        let _ = msg.reply.send(answer);
     }
 }
 

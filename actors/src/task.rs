@@ -149,4 +149,10 @@ pub trait Task: Send + 'static {
 
     /// The actor is stopping, after finishing or because its job failed.
     fn stopped(&mut self) {}
+
+    /// Reads one key's state for a query from outside the job (read-only). The
+    /// default: this task holds no queryable state.
+    fn query(&mut self, _query: &crate::query::StateQuery) -> crate::query::QueryAnswer {
+        crate::query::QueryAnswer::BadRequest("this stage holds no queryable state".into())
+    }
 }

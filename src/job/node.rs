@@ -14,7 +14,9 @@ use weir_actors::checkpoint::{
 use weir_actors::snapshot::SnapshotStore;
 use weir_actors::state::{Clock, StateStore, StoreConfig, SystemClock};
 use weir_actors::supervisor::{AdoptStages, CancelJob, StageSupervisor};
-use weir_actors::{ActorStats, JobFailure, JobSupervisor, MailboxGate, SideOutput, WorkerPool};
+use weir_actors::{
+    ActorStats, JobFailure, JobSupervisor, MailboxGate, QueryState, SideOutput, WorkerPool,
+};
 
 use crate::connector::{CommitAction, DeadLetters, StopFlag};
 use crate::metrics::JobMetrics;
@@ -448,6 +450,7 @@ impl Node {
         if let Some(feed) = feed.as_mut() {
             let live = LiveStats::read(attempt_started.elapsed(), &stats, main_len);
             feed.publish(&live, Some(JobState::Running));
+            feed.serve_queries(std::mem::take(&mut spawned.queries));
         }
 
         let watched = watch(
@@ -467,6 +470,9 @@ impl Node {
             },
         )
         .await;
+        if let Some(feed) = feed.as_mut() {
+            feed.stop_queries();
+        }
         let mut savepoint = None;
         let outcome = match watched {
             Ok(Watched::Finished) => {
@@ -633,6 +639,7 @@ impl Node {
                 into.triggers.extend(spawned.triggers);
                 into.completes.extend(spawned.completes);
                 into.stats[base + i] = (stage_name.clone(), spawned.stats);
+                into.queries[base + i] = spawned.queries;
             }
         }
         if !side_feeders.is_empty() {
@@ -667,6 +674,8 @@ struct SpawnedJob {
     completes: Vec<((u32, u32), Recipient<EpochComplete>)>,
     /// Per stage index: the stage's name and its actors' counters.
     stats: Vec<(String, Vec<Arc<ActorStats>>)>,
+    /// Per stage index: its actors' state query endpoints.
+    queries: Vec<Vec<Recipient<QueryState>>>,
 }
 
 impl SpawnedJob {
@@ -678,6 +687,7 @@ impl SpawnedJob {
             triggers: Vec::new(),
             completes: Vec::new(),
             stats: vec![(String::new(), Vec::new()); stages],
+            queries: vec![Vec::new(); stages],
         }
     }
 }

@@ -5,7 +5,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use actix::Recipient;
 use weir_actors::checkpoint::CheckpointStats;
+use weir_actors::{QueryAnswer, QueryState, StateQuery};
 
 use crate::job::node::SavepointCommand;
 use crate::job::progress::LiveStats;
@@ -28,6 +30,26 @@ struct Inner {
     job: Mutex<Option<JobStatus>>,
     /// Where savepoint requests go while a job listens for them.
     savepoints: Mutex<Option<mpsc::Sender<SavepointCommand>>>,
+    /// Per stage, its actors' state query endpoints, while an attempt runs.
+    queries: Mutex<Option<Arc<QueryRoutes>>>,
+}
+
+/// Per stage index, its partition actors' state query endpoints.
+pub(crate) type QueryRoutes = Vec<Vec<Recipient<QueryState>>>;
+
+/// How long a state query waits for the owning actor (it answers between two
+/// messages, so a query can wait behind a full mailbox and backpressure).
+const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One key's value read from a running job.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct QueriedState {
+    /// The key partition the key hashes to.
+    pub key_partition: u32,
+    /// The partition actor that owns it and answered.
+    pub partition: u32,
+    /// The value as JSON; `None` when the key has no value.
+    pub value: Option<serde_json::Value>,
 }
 
 /// Locks `m`, taking the data of a poisoned lock as it is: the status is a report,
@@ -85,6 +107,108 @@ impl StatusBoard {
             Some(Ok(())) => Ok(rx),
             _ => Err(StatusError::NoSavepoints(job.to_string())),
         }
+    }
+
+    /// Reads state `state` of `key` (JSON) in stage `stage` of the running job
+    /// `job`: asks the stage's first actor, which answers or names the owner of the
+    /// key's partition, then asks that one.
+    pub async fn query_state(
+        &self,
+        job: &str,
+        stage: u32,
+        state: &str,
+        key: &str,
+    ) -> Result<QueriedState, StatusError> {
+        match self.job() {
+            Some(j) if j.name == job => {
+                if j.state != JobState::Running {
+                    return Err(StatusError::NotRunning {
+                        job: j.name,
+                        state: j.state.as_str().to_string(),
+                    });
+                }
+            }
+            _ => return Err(StatusError::NoSuchJob(job.to_string())),
+        }
+        let routes = lock(&self.inner.queries).clone().ok_or_else(|| {
+            StatusError::QueryUnavailable(format!("job '{job}' is between attempts"))
+        })?;
+        let actors = routes
+            .get(stage as usize)
+            .ok_or_else(|| StatusError::NoSuchStage {
+                job: job.to_string(),
+                stage,
+            })?;
+        let query = StateQuery {
+            state: state.to_string(),
+            key: key.to_string(),
+        };
+        let mut partition = 0u32;
+        // The first actor answers or names the owner; the owner answers.
+        for _ in 0..2 {
+            let actor = actors.get(partition as usize).ok_or_else(|| {
+                StatusError::QueryUnavailable(format!("stage {stage} has no actor {partition}"))
+            })?;
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            actor.do_send(QueryState {
+                query: query.clone(),
+                reply,
+            });
+            let answer = match tokio::time::timeout(QUERY_TIMEOUT, answer).await {
+                Ok(Ok(answer)) => answer,
+                Ok(Err(_)) => {
+                    return Err(StatusError::QueryUnavailable(format!(
+                        "actor {partition} of stage {stage} stopped before answering"
+                    )))
+                }
+                Err(_) => {
+                    return Err(StatusError::QueryUnavailable(format!(
+                        "actor {partition} of stage {stage} did not answer within {QUERY_TIMEOUT:?} (busy or back-pressured)"
+                    )))
+                }
+            };
+            match answer {
+                QueryAnswer::Value {
+                    key_partition,
+                    value,
+                } => {
+                    let value = value
+                        .map(|text| serde_json::from_str(&text))
+                        .transpose()
+                        .map_err(|e| {
+                            StatusError::QueryUnavailable(format!("the value is not JSON: {e}"))
+                        })?;
+                    return Ok(QueriedState {
+                        key_partition,
+                        partition,
+                        value,
+                    });
+                }
+                QueryAnswer::Owner(owner) if owner != partition => partition = owner,
+                QueryAnswer::Owner(owner) => {
+                    return Err(StatusError::QueryUnavailable(format!(
+                    "actor {owner} of stage {stage} names itself as the owner but did not answer"
+                )))
+                }
+                QueryAnswer::BadRequest(reason) => return Err(StatusError::BadQuery(reason)),
+                QueryAnswer::Unavailable(reason) => {
+                    return Err(StatusError::QueryUnavailable(reason))
+                }
+            }
+        }
+        Err(StatusError::QueryUnavailable(format!(
+            "stage {stage}: the owner of key {key} moved while it was asked"
+        )))
+    }
+
+    /// Queries go to these actors (per stage) from now on.
+    pub(crate) fn serve_queries(&self, stages: QueryRoutes) {
+        *lock(&self.inner.queries) = Some(Arc::new(stages));
+    }
+
+    /// No attempt runs: queries are refused until the next one serves them.
+    pub(crate) fn stop_queries(&self) {
+        *lock(&self.inner.queries) = None;
     }
 
     /// A new job: its graph, before anything runs.
@@ -192,6 +316,16 @@ impl AttemptFeed {
         &self.board
     }
 
+    /// Serves state queries through these actors (per stage) while the attempt runs.
+    pub fn serve_queries(&self, stages: QueryRoutes) {
+        self.board.serve_queries(stages);
+    }
+
+    /// The attempt's actors are stopping: no more queries.
+    pub fn stop_queries(&self) {
+        self.board.stop_queries();
+    }
+
     /// Publishes `live` and the checkpoint counters, and sets the state to `state`
     /// when given.
     pub fn publish(&mut self, live: &LiveStats, state: Option<JobState>) {
@@ -207,5 +341,12 @@ impl AttemptFeed {
             }
             j.elapsed_ms = elapsed_ms;
         });
+    }
+}
+
+impl Drop for AttemptFeed {
+    /// An attempt that ends (or is abandoned) serves no more queries.
+    fn drop(&mut self) {
+        self.board.stop_queries();
     }
 }

@@ -27,6 +27,21 @@ pub enum StatusError {
         /// Its state.
         state: String,
     },
+    /// The job has no stage with this index.
+    #[error("job '{job}' has no stage {stage}")]
+    NoSuchStage {
+        /// The job.
+        job: String,
+        /// The stage index asked for.
+        stage: u32,
+    },
+    /// A state query that cannot be answered as asked (unknown state, a key that
+    /// does not decode).
+    #[error("{0}")]
+    BadQuery(String),
+    /// A state query that cannot be answered now (recovery, a busy actor).
+    #[error("state not available: {0}")]
+    QueryUnavailable(String),
     /// The job takes no savepoint requests (nothing listens for them).
     #[error("job '{0}' takes no savepoint requests")]
     NoSavepoints(String),

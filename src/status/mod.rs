@@ -19,7 +19,7 @@ mod sampler;
 mod server;
 
 pub(crate) use board::AttemptFeed;
-pub use board::StatusBoard;
+pub use board::{QueriedState, StatusBoard};
 pub use error::StatusError;
 pub use model::{
     CheckpointRecord, CheckpointStatus, Edge, EdgeKind, JobState, JobStatus, PartitionStatus,

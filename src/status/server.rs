@@ -104,6 +104,10 @@ fn router(board: StatusBoard) -> Router {
         .route("/api/jobs", get(jobs))
         .route("/api/jobs/{job}", get(job))
         .route("/api/jobs/{job}/savepoints", post(savepoint))
+        .route(
+            "/api/jobs/{job}/stages/{stage}/state/{state}",
+            get(query_state),
+        )
         .with_state(board)
 }
 
@@ -195,6 +199,48 @@ async fn savepoint(
             StatusCode::INTERNAL_SERVER_ERROR,
             &format!("savepoint of job '{name}': the job stopped listening"),
         ),
+    }
+}
+
+/// Query of a state read.
+#[derive(Debug, Deserialize)]
+struct StateKeyQuery {
+    /// The key, as JSON (a string key is `"word"`, with the quotes).
+    key: Option<String>,
+}
+
+/// Reads one key's value of a queryable state in a running job.
+async fn query_state(
+    State(board): State<StatusBoard>,
+    Path((job, stage, state)): Path<(String, u32, String)>,
+    Query(query): Query<StateKeyQuery>,
+) -> Response {
+    let Some(key) = query.key else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "missing query parameter 'key' (the key as JSON, e.g. ?key=%22word%22)",
+        );
+    };
+    match board.query_state(&job, stage, &state, &key).await {
+        Ok(read) => (
+            StatusCode::OK,
+            Json(json!({
+                "job": job,
+                "stage": stage,
+                "state": state,
+                "key": serde_json::from_str::<serde_json::Value>(&key).unwrap_or(serde_json::Value::Null),
+                "found": read.value.is_some(),
+                "value": read.value,
+                "key_partition": read.key_partition,
+                "partition": read.partition,
+            })),
+        )
+            .into_response(),
+        Err(e @ (StatusError::NoSuchJob(_) | StatusError::NoSuchStage { .. })) => {
+            error(StatusCode::NOT_FOUND, &e.to_string())
+        }
+        Err(e @ StatusError::BadQuery(_)) => error(StatusCode::BAD_REQUEST, &e.to_string()),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     }
 }
 
