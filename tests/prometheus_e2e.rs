@@ -139,21 +139,7 @@ fn prometheus_scrapes_a_running_node_and_its_figures_are_the_nodes() {
     let metrics_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let metrics_arg = metrics_addr.to_string();
     let state = dir.path().join("state");
-    let mut node = WeirProcess::start(&[
-        "run",
-        "demo",
-        "--duration",
-        "60",
-        "--no-progress",
-        "--workers",
-        "2",
-        "--checkpoint-interval-ms",
-        "200",
-        "--state-dir",
-        state.to_str().unwrap(),
-        "--metrics-addr",
-        &metrics_arg,
-    ]);
+    let mut node = WeirProcess::checkpointed_demo(&state, &["--metrics-addr", &metrics_arg]);
     let status_addr = node.status_addr();
     let prometheus = Prometheus::start(dir.path(), metrics_addr);
 

@@ -101,7 +101,7 @@ fn endpoints_follow_a_job_through_its_life() {
 
     let sink = CountingSink::new();
     let job = sums(
-        Numbers::upto(N).paced(Duration::from_millis(2)),
+        Numbers::upto(N).paced(Duration::from_millis(5)),
         sink.clone(),
     );
     let node = Node::new(options(root.path())).unwrap();
@@ -215,7 +215,7 @@ fn a_savepoint_taken_through_the_api_restores_to_the_same_result() {
     let addr = server.local_addr();
     assert_eq!(http::post(addr, "/api/jobs/sums/savepoints").status, 404);
 
-    let source = Numbers::upto(N).paced(Duration::from_millis(2));
+    let source = Numbers::upto(N).paced(Duration::from_millis(5));
     let emitted = source.emitted.clone();
     let job = sums(source, CountingSink::new());
     let node = Node::new(options(&root.path().join("state"))).unwrap();
@@ -322,66 +322,6 @@ fn a_restart_is_reported_with_its_cause() {
     assert!(cause.contains("injected fault at 20001"), "{cause}");
 }
 
-/// The numbers `0..n` over the splits, then nothing (the job keeps running, idle)
-/// until `stop`.
-#[derive(Clone)]
-struct ThenIdle {
-    n: u64,
-    stop: StopFlag,
-}
-
-struct ThenIdleReader {
-    next: u64,
-    step: u64,
-    n: u64,
-    stop: StopFlag,
-}
-
-impl Source for ThenIdle {
-    type Item = u64;
-    type Reader = ThenIdleReader;
-    fn name(&self) -> String {
-        "then-idle".into()
-    }
-    fn reader(
-        &self,
-        split: u32,
-        splits: u32,
-    ) -> Result<ThenIdleReader, weir::connector::SourceError> {
-        Ok(ThenIdleReader {
-            next: u64::from(split),
-            step: u64::from(splits),
-            n: self.n,
-            stop: self.stop.clone(),
-        })
-    }
-}
-
-impl SourceReader for ThenIdleReader {
-    type Item = u64;
-    fn read<C: Collector<u64>>(
-        &mut self,
-        budget: usize,
-        out: &mut C,
-    ) -> Result<weir::connector::ReadStatus, weir::connector::SourceError> {
-        if self.stop.is_stopped() {
-            return Ok(weir::connector::ReadStatus::Exhausted);
-        }
-        if self.next >= self.n {
-            std::thread::sleep(Duration::from_millis(1));
-            return Ok(weir::connector::ReadStatus::Idle);
-        }
-        for _ in 0..budget {
-            if self.next >= self.n {
-                break;
-            }
-            out.collect(self.next);
-            self.next += self.step;
-        }
-        Ok(weir::connector::ReadStatus::More)
-    }
-}
-
 #[test]
 fn queryable_state_returns_the_value_the_job_emitted_for_each_key() {
     let (board, server) = serve();
@@ -390,9 +330,9 @@ fn queryable_state_returns_the_value_the_job_emitted_for_each_key() {
     let ender = stop.clone();
     let sink = CountingSink::new();
     let job = Job::new("counts")
-        .source(ThenIdle {
-            n: N,
+        .source(Numbers {
             stop: stop.clone(),
+            ..Numbers::upto(N).then_idle()
         })
         .map(|x: u64| (x % KEYS, x))
         .group_by_key()

@@ -88,21 +88,7 @@ fn cells(dom: &str, class: &str) -> Vec<u64> {
 #[test]
 fn the_page_of_a_running_node_renders_its_stages_and_figures() {
     let state = tempfile::tempdir().unwrap();
-    let state_dir = state.path().to_str().unwrap();
-    let mut node = WeirProcess::start(&[
-        "run",
-        "demo",
-        "--duration",
-        "60",
-        "--no-progress",
-        "--no-metrics",
-        "--workers",
-        "2",
-        "--checkpoint-interval-ms",
-        "200",
-        "--state-dir",
-        state_dir,
-    ]);
+    let mut node = WeirProcess::checkpointed_demo(state.path(), &["--no-metrics"]);
     let addr = node.status_addr();
     // Wait until it has run a checkpoint, so every section has figures.
     let deadline = Instant::now() + Duration::from_secs(20);

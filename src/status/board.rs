@@ -78,6 +78,18 @@ impl StatusBoard {
         rx
     }
 
+    /// `Ok` when `job` is the node's job and it runs.
+    fn running(&self, job: &str) -> Result<(), StatusError> {
+        match self.job() {
+            Some(j) if j.name == job && j.state == JobState::Running => Ok(()),
+            Some(j) if j.name == job => Err(StatusError::NotRunning {
+                job: j.name,
+                state: j.state.as_str().to_string(),
+            }),
+            _ => Err(StatusError::NoSuchJob(job.to_string())),
+        }
+    }
+
     /// Asks the running job `job` for a savepoint (and to stop after it when
     /// `stop`); the returned receiver hears its path, or why it failed.
     pub fn request_savepoint(
@@ -85,17 +97,7 @@ impl StatusBoard {
         job: &str,
         stop: bool,
     ) -> Result<mpsc::Receiver<Result<PathBuf, String>>, StatusError> {
-        match self.job() {
-            Some(j) if j.name == job => {
-                if j.state != JobState::Running {
-                    return Err(StatusError::NotRunning {
-                        job: j.name,
-                        state: j.state.as_str().to_string(),
-                    });
-                }
-            }
-            _ => return Err(StatusError::NoSuchJob(job.to_string())),
-        }
+        self.running(job)?;
         let (reply, rx) = mpsc::channel();
         let sent = lock(&self.inner.savepoints).as_ref().map(|tx| {
             tx.send(SavepointCommand {
@@ -119,17 +121,7 @@ impl StatusBoard {
         state: &str,
         key: &str,
     ) -> Result<QueriedState, StatusError> {
-        match self.job() {
-            Some(j) if j.name == job => {
-                if j.state != JobState::Running {
-                    return Err(StatusError::NotRunning {
-                        job: j.name,
-                        state: j.state.as_str().to_string(),
-                    });
-                }
-            }
-            _ => return Err(StatusError::NoSuchJob(job.to_string())),
-        }
+        self.running(job)?;
         let routes = lock(&self.inner.queries).clone().ok_or_else(|| {
             StatusError::QueryUnavailable(format!("job '{job}' is between attempts"))
         })?;

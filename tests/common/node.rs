@@ -45,6 +45,27 @@ impl WeirProcess {
         WeirProcess { child, stderr }
     }
 
+    /// `weir run demo` for a minute (the test stops it sooner), two workers,
+    /// checkpoints every 200 ms into `state`, no progress lines, then `extra`.
+    pub fn checkpointed_demo(state: &std::path::Path, extra: &[&str]) -> WeirProcess {
+        let state = state.to_str().expect("a UTF-8 state path");
+        let mut args = vec![
+            "run",
+            "demo",
+            "--duration",
+            "60",
+            "--no-progress",
+            "--workers",
+            "2",
+            "--checkpoint-interval-ms",
+            "200",
+            "--state-dir",
+            state,
+        ];
+        args.extend_from_slice(extra);
+        WeirProcess::start(&args)
+    }
+
     /// What it wrote on standard error so far.
     pub fn stderr(&self) -> String {
         self.stderr
