@@ -234,9 +234,6 @@ impl<T: Task> PartitionActor<T> {
 
     /// Queues `marker` on the main output and the side output.
     fn broadcast(&mut self, marker: Marker) {
-        if let Marker::Watermark(w) = marker {
-            self.stats.set_watermark(w);
-        }
         self.out.broadcast_marker(marker);
         if let Some(side) = self.task.side_output() {
             side.broadcast_marker(marker);
@@ -272,6 +269,7 @@ impl<T: Task> PartitionActor<T> {
     /// waiting for slots if a downstream mailbox is full.
     fn after_work(&mut self, ctx: &mut Context<Self>) -> AtomicResponse<Self, ()> {
         self.stats.set_out(self.out.records_out());
+        self.stats.set_watermark(self.out.last_watermark());
         if self.phase == Phase::Running {
             self.schedule_deadline(ctx);
         }
