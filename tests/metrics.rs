@@ -240,7 +240,12 @@ fn a_running_demo_exports_what_docs_list_and_logs_json_lines() {
             "--progress-interval-ms",
             "500",
         ])
-        .env("RUST_LOG", "info")
+        // Only weir's own info events and warnings: the snapshot store's info events
+        // (one per epoch) must not appear, which shows RUST_LOG is respected.
+        .env(
+            "RUST_LOG",
+            "warn,weir::metrics=info,weir::console=info,weir::progress=info",
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -271,11 +276,13 @@ fn a_running_demo_exports_what_docs_list_and_logs_json_lines() {
     assert!(addr.ip().is_loopback());
     assert!(get(addr, "/").contains("/metrics"));
 
-    // Scrape until the first checkpoint completed and counters were published.
+    // Scrape until the first checkpoint completed and the keyed stage's messages
+    // were published.
     let scrape = loop {
         let scrape = Scrape::parse(&get(addr, "/metrics"));
+        // (The first publish may come before anything reached the keyed stage.)
         if scrape.sum("weir_checkpoint_last_completed_epoch", &[]) >= 1.0
-            && scrape.sum("weir_records_in_total", &[]) > 0.0
+            && scrape.sum("weir_messages_in_total", &[]) > 0.0
         {
             break scrape;
         }
@@ -341,6 +348,12 @@ fn a_running_demo_exports_what_docs_list_and_logs_json_lines() {
         for key in ["timestamp", "level", "target", "fields"] {
             assert!(event.get(key).is_some(), "no {key}: {line}");
         }
+        let level = event["level"].as_str().unwrap();
+        let target = event["target"].as_str().unwrap();
+        assert!(
+            level != "INFO" || target.starts_with("weir::"),
+            "RUST_LOG keeps {target} at warn: {line}"
+        );
         if event["fields"]["message"] == "job finished" {
             finished = Some(event);
         }
@@ -373,10 +386,14 @@ fn in_process_jobs_export_exact_counts_late_records_dead_letters_and_kafka_lag()
         .window(Tumbling::of(Duration::from_millis(100)).unwrap())
         .aggregate(Count)
         .sink(sink.clone());
-    let late = Node::new(EngineOptions::for_tests(1))
-        .unwrap()
-        .run(job)
-        .unwrap();
+    let node = Node::new(EngineOptions::for_tests(1)).unwrap();
+    let late = node.run(job).unwrap();
+    // The node's status board holds the same figures, for a status API.
+    let status = node.status().job("late").expect("the job's status");
+    assert!(!status.running);
+    assert_eq!(status.restarts, 0);
+    assert_eq!(status.live.records_read(), 102);
+    assert_eq!(node.status().jobs().len(), 1);
 
     // Lines with one that is not UTF-8: a dead letter.
     let dir = tempfile::tempdir().unwrap();

@@ -17,7 +17,7 @@ use weir_actors::supervisor::{AdoptStages, CancelJob, StageSupervisor};
 use weir_actors::{ActorStats, JobFailure, JobSupervisor, MailboxGate, SideOutput, WorkerPool};
 
 use crate::connector::{CommitAction, DeadLetters, StopFlag};
-use crate::metrics::JobMetrics;
+use crate::metrics::{JobMetrics, StatusBoard};
 
 use super::builder::Job;
 use super::error::JobError;
@@ -68,6 +68,7 @@ pub struct Node {
     store: StateStore,
     clock: Arc<dyn Clock>,
     dead_letters: DeadLetters,
+    status: StatusBoard,
 }
 
 impl Node {
@@ -86,6 +87,7 @@ impl Node {
             store,
             clock: Arc::new(SystemClock),
             dead_letters: DeadLetters::to_log(),
+            status: StatusBoard::default(),
         })
     }
 
@@ -109,6 +111,12 @@ impl Node {
     /// The node's state store.
     pub fn store(&self) -> &StateStore {
         &self.store
+    }
+
+    /// The latest figures of the jobs this node runs and ran (updated about once a
+    /// second while a job runs, and when each attempt ends); a clone stays live.
+    pub fn status(&self) -> StatusBoard {
+        self.status.clone()
     }
 
     /// Runs `job` until its input ends (or it fails).
@@ -192,7 +200,7 @@ impl Node {
         );
         let system = actix::System::new();
         let started = Instant::now();
-        let mut metrics = JobMetrics::new(&name);
+        let mut metrics = JobMetrics::new(&name, self.status.clone());
         loop {
             let attempt_started = Instant::now();
             metrics.start_attempt();
@@ -411,6 +419,7 @@ impl Node {
             &mut Publisher {
                 metrics,
                 store: &self.store,
+                checkpoints: &checkpoint_stats,
                 last: None,
             },
         )
@@ -441,7 +450,12 @@ impl Node {
         let elapsed = started.elapsed();
         pool.shutdown();
         let live = LiveStats::read(elapsed, &stats, main_len);
-        metrics.publish(&live, self.store.db().size_on_disk().ok());
+        metrics.publish(
+            &live,
+            CheckpointSummary::read(&checkpoint_stats),
+            false,
+            self.store.db().size_on_disk().ok(),
+        );
         outcome?;
         Ok(JobReport {
             job: name,
@@ -856,6 +870,7 @@ const METRICS_PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
 struct Publisher<'a> {
     metrics: &'a mut JobMetrics,
     store: &'a StateStore,
+    checkpoints: &'a CheckpointStats,
     last: Option<Instant>,
 }
 
@@ -868,8 +883,12 @@ impl Publisher<'_> {
             return;
         }
         self.last = Some(Instant::now());
-        self.metrics
-            .publish(live, self.store.db().size_on_disk().ok());
+        self.metrics.publish(
+            live,
+            CheckpointSummary::read(self.checkpoints),
+            true,
+            self.store.db().size_on_disk().ok(),
+        );
     }
 }
 

@@ -6,13 +6,14 @@
 //! transaction) are recorded where they happen. [`install`] puts the Prometheus
 //! recorder in place (once per process) and starts a [`MetricsServer`]. Without an
 //! installed recorder every metric call is a no-op, so library users and tests pay
-//! nothing. docs/metrics.md lists every metric; [`catalogue::CATALOGUE`] is the same
+//! nothing. The same copies also go to the node's [`StatusBoard`], for a status API. docs/metrics.md lists every metric; [`catalogue::CATALOGUE`] is the same
 //! list in code.
 
 pub mod catalogue;
 pub mod kafka;
 mod publish;
 mod server;
+mod status;
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -21,6 +22,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub use publish::JobMetrics;
 pub use server::{MetricsError, MetricsServer};
+pub use status::{JobStatus, StatusBoard};
 
 /// The process's Prometheus recorder, installed by the first [`install`].
 static RECORDER: OnceLock<PrometheusHandle> = OnceLock::new();

@@ -14,7 +14,9 @@ use weir_actors::stats::{PROCESSING_BUCKETS, PROCESSING_BUCKET_BOUNDS_US};
 use weir_actors::{StatsSnapshot, NO_WATERMARK};
 
 use super::catalogue as names;
+use super::status::{JobStatus, StatusBoard};
 use crate::job::progress::LiveStats;
+use crate::job::report::CheckpointSummary;
 
 /// The metric handles of one partition actor and what was last published of it.
 struct ActorMetrics {
@@ -116,21 +118,26 @@ pub struct JobMetrics {
     /// Per (stage index, partition).
     actors: HashMap<(usize, usize), ActorMetrics>,
     restarts: Counter,
+    restart_count: u32,
     state_store_bytes: Gauge,
     last_publish: Option<Instant>,
+    board: StatusBoard,
 }
 
 impl JobMetrics {
-    /// The metrics of job `job` (its restart counter is registered at zero).
-    pub fn new(job: &str) -> Self {
+    /// The metrics of job `job` (its restart counter is registered at zero); every
+    /// publish also updates the job's entry in `board`.
+    pub fn new(job: &str, board: StatusBoard) -> Self {
         let restarts = metrics::counter!(names::RESTARTS, "job" => job.to_string());
         restarts.increment(0);
         JobMetrics {
             job: job.to_string(),
             actors: HashMap::new(),
             restarts,
+            restart_count: 0,
             state_store_bytes: metrics::gauge!(names::STATE_STORE_BYTES),
             last_publish: None,
+            board,
         }
     }
 
@@ -143,12 +150,20 @@ impl JobMetrics {
     }
 
     /// The job restarted after a failure.
-    pub fn restarted(&self) {
+    pub fn restarted(&mut self) {
         self.restarts.increment(1);
+        self.restart_count += 1;
     }
 
-    /// Publishes `live`, and the state store's size on disk when known.
-    pub fn publish(&mut self, live: &LiveStats, state_store_bytes: Option<u64>) {
+    /// Publishes `live`, `checkpoints` and the state store's size on disk when
+    /// known; `running` says whether the attempt is still running.
+    pub fn publish(
+        &mut self,
+        live: &LiveStats,
+        checkpoints: CheckpointSummary,
+        running: bool,
+        state_store_bytes: Option<u64>,
+    ) {
         let now = Instant::now();
         let interval = self
             .last_publish
@@ -173,6 +188,14 @@ impl JobMetrics {
         if let Some(bytes) = state_store_bytes {
             self.state_store_bytes.set(bytes as f64);
         }
+        self.board.update(JobStatus {
+            job: self.job.clone(),
+            running,
+            restarts: self.restart_count,
+            live: live.clone(),
+            checkpoints,
+            updated: std::time::SystemTime::now(),
+        });
     }
 }
 
