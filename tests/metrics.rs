@@ -494,3 +494,59 @@ fn in_process_jobs_export_exact_counts_late_records_dead_letters_and_kafka_lag()
         assert_eq!(s.value, 0.0, "{s:?}");
     }
 }
+
+/// numbers 0..2000 -> (x % 10, x) -> running sum per key, panicking once at record
+/// `fault_at` if given; checkpoints every 50 ms and a fixed-delay restart strategy.
+fn run_sums(name: &str, fault_at: Option<u64>) -> weir::job::report::JobReport {
+    let fired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sink = CollectSink::new();
+    let job = Job::new(name)
+        .source(common::Numbers::upto(2000).paced(Duration::from_millis(1)))
+        .map(|x: u64| (x % 10, x))
+        .group_by_key()
+        .reduce(move |sum: u64, x: u64| {
+            if Some(x) == fault_at && !fired.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                panic!("injected fault at record {x}");
+            }
+            sum + x
+        })
+        .sink(sink);
+    let mut options = EngineOptions::for_tests(1);
+    options.checkpoint.interval = Some(Duration::from_millis(50));
+    options.restart = RestartStrategy::FixedDelay {
+        attempts: 3,
+        delay: Duration::from_millis(5),
+    };
+    Node::new(options).unwrap().run(job).unwrap()
+}
+
+#[test]
+fn a_restart_after_an_injected_panic_is_counted_and_replays_are_counted_again() {
+    let server = weir::metrics::install("127.0.0.1:0".parse().unwrap()).unwrap();
+    let clean = run_sums("sums-clean", None);
+    let faulty = run_sums("sums-faulty", Some(1500));
+    assert_eq!(clean.restarts, 0);
+    assert_eq!(faulty.restarts, 1);
+    let scrape = Scrape::parse(&get(server.addr(), "/metrics"));
+    assert_eq!(
+        scrape.sum("weir_restarts_total", &[("job", "sums-clean")]),
+        0.0
+    );
+    assert_eq!(
+        scrape.sum("weir_restarts_total", &[("job", "sums-faulty")]),
+        1.0
+    );
+    let read = |job: &str, report: &weir::job::report::JobReport| {
+        scrape.sum(
+            "weir_records_in_total",
+            &[("job", job), ("stage", &report.stages[0].name)],
+        )
+    };
+    // Without faults the counter is what the job read; with one, the records read
+    // again after the restart (from the last complete epoch) count again.
+    assert_eq!(read("sums-clean", &clean), 2000.0);
+    assert!(read("sums-faulty", &faulty) > 2000.0);
+    for job in ["sums-clean", "sums-faulty"] {
+        assert!(scrape.sum("weir_checkpoints_completed_total", &[("job", job)]) >= 1.0);
+    }
+}
