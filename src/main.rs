@@ -12,7 +12,7 @@ use weir::connector::lines::LineSource;
 use weir::connector::DeadLetters;
 use weir::job::node::RunControl;
 use weir::job::progress::human;
-use weir::status::{StatusBoard, StatusServer};
+use weir::status::StatusServer;
 use weir::{EngineOptions, Node};
 
 fn main() -> ExitCode {
@@ -78,7 +78,7 @@ fn run_job(args: RunArgs) -> Result<ExitCode, Error> {
     init_logging(&config);
     let _metrics = start_metrics(&config)?;
     let node = Node::new(args.engine_options(&config))?;
-    let board = StatusBoard::new();
+    let board = node.status();
     let _status_server = if config.http.enabled {
         let server = StatusServer::start(config.http.addr, board.clone())?;
         weir::console::notice(&format!(
@@ -108,7 +108,6 @@ fn run_job(args: RunArgs) -> Result<ExitCode, Error> {
                     duration: args.duration.map(Duration::from_secs_f64),
                     handle_ctrl_c: true,
                     handle_signals: true,
-                    status: Some(board.clone()),
                     ..Default::default()
                 },
             )?;
@@ -136,7 +135,6 @@ fn run_job(args: RunArgs) -> Result<ExitCode, Error> {
             let control = || RunControl {
                 handle_ctrl_c: false,
                 handle_signals: true,
-                status: Some(board.clone()),
                 ..Default::default()
             };
             if let (Some(bootstrap), Some(topic), Some(dir)) =

@@ -256,3 +256,30 @@ fn bench_accepts_a_checkpoint_interval_and_a_state_dir() {
     assert_eq!(v["workload"], "w1");
     assert_eq!(v["check"], "passed");
 }
+
+#[test]
+fn a_metrics_port_in_use_stops_the_node_with_an_error_naming_the_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = weir()
+        .args(["run", "demo", "--duration", "0.1", "--metrics-addr", &addr])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot serve metrics on {addr}")),
+        "{stderr}"
+    );
+    // --no-metrics runs without binding anything.
+    let out = weir()
+        .args(["run", "demo", "--duration", "0.1", "--no-metrics"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("serving Prometheus metrics"));
+}

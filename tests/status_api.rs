@@ -52,11 +52,10 @@ fn options(state: &std::path::Path) -> EngineOptions {
     o
 }
 
-fn serve() -> (StatusBoard, StatusServer) {
-    let board = StatusBoard::new();
-    let server = StatusServer::start("127.0.0.1:0".parse().unwrap(), board.clone())
-        .expect("status server on a free port");
-    (board, server)
+/// Serves `board` (a node's) on a free 127.0.0.1 port.
+fn serve(board: StatusBoard) -> StatusServer {
+    StatusServer::start("127.0.0.1:0".parse().unwrap(), board)
+        .expect("status server on a free port")
 }
 
 /// Polls `GET path` until `done` holds for its response (10 s at most).
@@ -84,7 +83,8 @@ fn wait_for(
 #[test]
 fn endpoints_follow_a_job_through_its_life() {
     let root = tempfile::tempdir().unwrap();
-    let (board, server) = serve();
+    let node = Node::new(options(root.path())).unwrap();
+    let server = serve(node.status());
     let addr = server.local_addr();
 
     // Before any job: alive, not ready, no jobs.
@@ -104,16 +104,7 @@ fn endpoints_follow_a_job_through_its_life() {
         Numbers::upto(N).paced(Duration::from_millis(5)),
         sink.clone(),
     );
-    let node = Node::new(options(root.path())).unwrap();
-    let runner = std::thread::spawn(move || {
-        node.run_with(
-            job,
-            RunControl {
-                status: Some(board),
-                ..Default::default()
-            },
-        )
-    });
+    let runner = std::thread::spawn(move || node.run(job));
 
     // While it runs: ready, and the graph as planned.
     let ready = wait_for(addr, "/readyz", |r| r.status == 200);
@@ -211,24 +202,15 @@ fn endpoints_follow_a_job_through_its_life() {
 #[test]
 fn a_savepoint_taken_through_the_api_restores_to_the_same_result() {
     let root = tempfile::tempdir().unwrap();
-    let (board, server) = serve();
+    let node = Node::new(options(&root.path().join("state"))).unwrap();
+    let server = serve(node.status());
     let addr = server.local_addr();
     assert_eq!(http::post(addr, "/api/jobs/sums/savepoints").status, 404);
 
     let source = Numbers::upto(N).paced(Duration::from_millis(5));
     let emitted = source.emitted.clone();
     let job = sums(source, CountingSink::new());
-    let node = Node::new(options(&root.path().join("state"))).unwrap();
-    let status = board.clone();
-    let runner = std::thread::spawn(move || {
-        node.run_with(
-            job,
-            RunControl {
-                status: Some(status),
-                ..Default::default()
-            },
-        )
-    });
+    let runner = std::thread::spawn(move || node.run(job));
     wait_for(addr, "/readyz", |r| r.status == 200);
     assert_eq!(http::post(addr, "/api/jobs/other/savepoints").status, 404);
     let taken = http::post(addr, "/api/jobs/sums/savepoints?stop=true");
@@ -256,19 +238,16 @@ fn a_savepoint_taken_through_the_api_restores_to_the_same_result() {
     let mut o = options(&root.path().join("state2"));
     o.from_savepoint = Some(path);
     let sink = CountingSink::new();
-    let restored = Node::new(o)
-        .unwrap()
-        .run_with(
-            sums(Numbers::upto(N), sink.clone()),
-            RunControl {
-                status: Some(board),
-                ..Default::default()
-            },
-        )
+    let node = Node::new(o).unwrap();
+    let restored = node
+        .run(sums(Numbers::upto(N), sink.clone()))
         .expect("restored run");
     assert!(restored.restored_from.is_some());
-    let status = http::get(addr, "/api/jobs/sums").json();
-    assert_eq!(status["restored_from_epoch"], json!(restored.restored_from));
+    let status = node
+        .status()
+        .job("sums")
+        .expect("the restored run's status");
+    assert_eq!(status.restored_from_epoch, restored.restored_from);
     assert_eq!(
         sink.result().last.into_iter().collect::<HashMap<_, _>>(),
         reference()
@@ -278,8 +257,6 @@ fn a_savepoint_taken_through_the_api_restores_to_the_same_result() {
 #[test]
 fn a_restart_is_reported_with_its_cause() {
     let root = tempfile::tempdir().unwrap();
-    let (board, server) = serve();
-    let addr = server.local_addr();
     let mut o = options(root.path());
     o.restart = RestartStrategy::FixedDelay {
         attempts: 3,
@@ -303,16 +280,10 @@ fn a_restart_is_reported_with_its_cause() {
         .group_by_key()
         .reduce(|a: u64, b: u64| a + b)
         .sink(CountingSink::new());
-    let report = Node::new(o)
-        .unwrap()
-        .run_with(
-            job,
-            RunControl {
-                status: Some(board),
-                ..Default::default()
-            },
-        )
-        .expect("recovers");
+    let node = Node::new(o).unwrap();
+    let server = serve(node.status());
+    let addr = server.local_addr();
+    let report = node.run(job).expect("recovers");
     assert_eq!(report.restarts, 1);
     let status = http::get(addr, "/api/jobs/faulty").json();
     assert_eq!(status["state"], "finished");
@@ -324,8 +295,6 @@ fn a_restart_is_reported_with_its_cause() {
 
 #[test]
 fn queryable_state_returns_the_value_the_job_emitted_for_each_key() {
-    let (board, server) = serve();
-    let addr = server.local_addr();
     let stop = StopFlag::new();
     let ender = stop.clone();
     let sink = CountingSink::new();
@@ -341,12 +310,13 @@ fn queryable_state_returns_the_value_the_job_emitted_for_each_key() {
     let mut o = EngineOptions::for_tests(2);
     o.key_partitions = 16;
     let node = Node::new(o).unwrap();
+    let server = serve(node.status());
+    let addr = server.local_addr();
     let runner = std::thread::spawn(move || {
         node.run_with(
             job,
             RunControl {
-                stop: Some(stop.clone()),
-                status: Some(board),
+                stop: Some(stop),
                 ..Default::default()
             },
         )

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::mailbox::{Mailbox, MailboxClosed, TrySendError};
-use crate::marker::Marker;
+use crate::marker::{Marker, NO_WATERMARK};
 use crate::message::Payload;
 
 /// Output side of one partition actor: one batch buffer per downstream partition
@@ -38,7 +38,7 @@ impl<T: Send + 'static> Outbox<T> {
             batch_size,
             queue: VecDeque::new(),
             records_out: 0,
-            last_watermark: crate::NO_WATERMARK,
+            last_watermark: NO_WATERMARK,
         }
     }
 
@@ -53,8 +53,9 @@ impl<T: Send + 'static> Outbox<T> {
         self.records_out
     }
 
-    /// The last watermark broadcast through this outbox ([`crate::NO_WATERMARK`]
-    /// before the first), for the actor's counters.
+    /// The last finite watermark broadcast ([`NO_WATERMARK`] before the first): the
+    /// +infinity watermark of the end of input says nothing about event-time
+    /// progress and is not kept.
     pub fn last_watermark(&self) -> i64 {
         self.last_watermark
     }
@@ -93,7 +94,9 @@ impl<T: Send + 'static> Outbox<T> {
     /// Queues `marker` for every destination, after everything pushed before it.
     pub fn broadcast_marker(&mut self, marker: Marker) {
         if let Marker::Watermark(w) = marker {
-            self.last_watermark = w;
+            if w != i64::MAX {
+                self.last_watermark = w;
+            }
         }
         self.flush();
         for dest in 0..self.dests.len() {

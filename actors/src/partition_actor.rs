@@ -270,8 +270,6 @@ impl<T: Task> PartitionActor<T> {
     /// waiting for slots if a downstream mailbox is full.
     fn after_work(&mut self, ctx: &mut Context<Self>) -> AtomicResponse<Self, ()> {
         self.stats.set_out(self.out.records_out());
-        // Sources broadcast through the outbox from inside their task, keyed
-        // actors through `broadcast`: the outbox sees both.
         self.stats.set_watermark(self.out.last_watermark());
         if self.phase == Phase::Running {
             self.schedule_deadline(ctx);

@@ -53,9 +53,6 @@ pub struct RunControl {
     pub savepoints: Option<std::sync::mpsc::Receiver<SavepointCommand>>,
     /// Take a savepoint on SIGUSR1 and stop with a savepoint on SIGUSR2.
     pub handle_signals: bool,
-    /// Where the job's status is published for the status API and page; savepoint
-    /// requests made through it reach the job when `savepoints` is `None`.
-    pub status: Option<StatusBoard>,
 }
 
 /// Asks a running job for a savepoint.
@@ -74,6 +71,7 @@ pub struct Node {
     store: StateStore,
     clock: Arc<dyn Clock>,
     dead_letters: DeadLetters,
+    status: StatusBoard,
 }
 
 impl Node {
@@ -92,6 +90,7 @@ impl Node {
             store,
             clock: Arc::new(SystemClock),
             dead_letters: DeadLetters::to_log(),
+            status: StatusBoard::default(),
         })
     }
 
@@ -117,6 +116,13 @@ impl Node {
         &self.store
     }
 
+    /// What the node's jobs are doing and did: the board the status API serves
+    /// (`crate::status`), updated every tick of a running job (at most 100 ms) and
+    /// at each change of state; a clone stays live.
+    pub fn status(&self) -> StatusBoard {
+        self.status.clone()
+    }
+
     /// Runs `job` until its input ends (or it fails).
     pub fn run(&self, job: Job) -> Result<JobReport, JobError> {
         self.run_with(job, RunControl::default())
@@ -126,10 +132,9 @@ impl Node {
     /// the savepoint in the options), runs it, and on a failure restarts it from
     /// the last complete epoch for as long as the restart strategy allows.
     pub fn run_with(&self, job: Job, control: RunControl) -> Result<JobReport, JobError> {
-        let board = control.status.clone();
         let result = self.run_job(job, control);
-        if let Some(board) = board {
-            board.update(|j| match &result {
+        {
+            self.status.update(|j| match &result {
                 Ok(report) => {
                     j.state = JobState::Finished;
                     j.restarts = report.restarts;
@@ -195,11 +200,9 @@ impl Node {
             .map(|(i, plan)| (i as u32, plan.as_ref()))
             .collect();
         let stage_names: Vec<String> = indexed.iter().map(|(_, p)| p.name()).collect();
-        if let Some(board) = &control.status {
-            self.publish_graph(board, &name, &pipelines);
-            if control.savepoints.is_none() {
-                control.savepoints = Some(board.savepoint_requests());
-            }
+        self.publish_graph(&self.status, &name, &pipelines);
+        if control.savepoints.is_none() {
+            control.savepoints = Some(self.status.savepoint_requests());
         }
 
         let checkpointing = opts.checkpoint.interval.is_some();
@@ -259,13 +262,11 @@ impl Node {
             for (_, plan) in &indexed {
                 plan.recover(restore.as_ref().map(|r| r.epoch))?;
             }
-            if let Some(board) = &control.status {
-                board.update(|j| {
-                    j.attempt = restarts.restarts() + 1;
-                    j.restarts = restarts.restarts();
-                    j.restored_from_epoch = restore.as_ref().map(|r| r.epoch);
-                });
-            }
+            self.status.update(|j| {
+                j.attempt = restarts.restarts() + 1;
+                j.restarts = restarts.restarts();
+                j.restored_from_epoch = restore.as_ref().map(|r| r.epoch);
+            });
             let first_epoch = match &snapshots {
                 Some(store) => store
                     .manifests(&name)
@@ -304,13 +305,11 @@ impl Node {
                         poison.on_failure(stage, *partition, &cause.to_string());
                     }
                     let decision = restarts.on_failure(Instant::now(), attempt_started.elapsed());
-                    if let Some(board) = &control.status {
-                        board.update(|j| {
-                            j.state = JobState::Restarting;
-                            j.restarts = restarts.restarts();
-                            j.last_failure = Some(failure.to_string());
-                        });
-                    }
+                    self.status.update(|j| {
+                        j.state = JobState::Restarting;
+                        j.restarts = restarts.restarts();
+                        j.last_failure = Some(failure.to_string());
+                    });
                     match decision {
                         RestartDecision::Restart { delay, attempt } => {
                             metrics.restarted();
@@ -444,9 +443,11 @@ impl Node {
             all: spawned.completes,
         });
         let stats = spawned.stats;
-        let mut feed = control.status.clone().map(|board| {
-            AttemptFeed::new(board, checkpoint_stats.clone(), opts.checkpoint.interval)
-        });
+        let mut feed = Some(AttemptFeed::new(
+            self.status.clone(),
+            checkpoint_stats.clone(),
+            opts.checkpoint.interval,
+        ));
         if let Some(feed) = feed.as_mut() {
             let live = LiveStats::read(attempt_started.elapsed(), &stats, main_len);
             feed.publish(&live, Some(JobState::Running));

@@ -6,8 +6,9 @@
 //! transaction) are recorded where they happen. [`install`] puts the Prometheus
 //! recorder in place (once per process) and starts a [`MetricsServer`]. Without an
 //! installed recorder every metric call is a no-op, so library users and tests pay
-//! nothing. docs/metrics.md lists every metric; [`catalogue::CATALOGUE`] is the same
-//! list in code.
+//! nothing. The status API reads the same counters through the node's status board
+//! (`crate::status`). docs/metrics.md lists every metric; [`catalogue::CATALOGUE`] is
+//! the same list in code.
 
 pub mod catalogue;
 pub mod kafka;

@@ -26,8 +26,10 @@ struct ActorMetrics {
     backpressure_ratio: Gauge,
     mailbox_depth: Gauge,
     mailbox_capacity: Gauge,
-    watermark: Gauge,
-    watermark_lag: Gauge,
+    /// The watermark gauges, registered with the first watermark (an actor that never
+    /// sends one does not export them).
+    watermark: Option<(Gauge, Gauge)>,
+    labels: Vec<Label>,
     /// The counters as last published (zero at the start of an attempt).
     last: StatsSnapshot,
 }
@@ -44,8 +46,8 @@ impl ActorMetrics {
             backpressure_ratio: metrics::gauge!(names::BACKPRESSURE_RATIO, l()),
             mailbox_depth: metrics::gauge!(names::MAILBOX_DEPTH, l()),
             mailbox_capacity: metrics::gauge!(names::MAILBOX_CAPACITY, l()),
-            watermark: metrics::gauge!(names::WATERMARK, l()),
-            watermark_lag: metrics::gauge!(names::WATERMARK_LAG, l()),
+            watermark: None,
+            labels: labels.to_vec(),
             last: StatsSnapshot::default(),
         }
     }
@@ -79,12 +81,18 @@ impl ActorMetrics {
         }
         self.mailbox_depth.set(now.mailbox_depth as f64);
         self.mailbox_capacity.set(now.mailbox_capacity as f64);
-        // Before the first watermark nothing is known; at the end of input the
-        // watermark jumps to +infinity, which says nothing about lag either.
-        if now.watermark != NO_WATERMARK && now.watermark != i64::MAX {
-            self.watermark.set(now.watermark as f64 / 1e3);
-            self.watermark_lag
-                .set(wall_ms.saturating_sub(now.watermark) as f64 / 1e3);
+        // Before the first watermark nothing is known (the kernel keeps the last
+        // finite watermark, never the +infinity of the end of input).
+        if now.watermark != NO_WATERMARK {
+            let labels = &self.labels;
+            let (watermark, lag) = self.watermark.get_or_insert_with(|| {
+                (
+                    metrics::gauge!(names::WATERMARK, labels.clone()),
+                    metrics::gauge!(names::WATERMARK_LAG, labels.clone()),
+                )
+            });
+            watermark.set(now.watermark as f64 / 1e3);
+            lag.set(wall_ms.saturating_sub(now.watermark) as f64 / 1e3);
         }
         self.last = *now;
     }
@@ -135,7 +143,7 @@ impl JobMetrics {
     }
 
     /// The job restarted after a failure.
-    pub fn restarted(&self) {
+    pub fn restarted(&mut self) {
         self.restarts.increment(1);
     }
 

@@ -24,10 +24,19 @@ pub struct StatusBoard {
     inner: Arc<Inner>,
 }
 
+/// The jobs on the board.
+#[derive(Default)]
+struct Jobs {
+    /// By name; a job run again replaces its earlier run.
+    by_name: std::collections::BTreeMap<String, JobStatus>,
+    /// The job the node runs now, or ran last.
+    current: Option<String>,
+}
+
 #[derive(Default)]
 struct Inner {
-    /// The job the node runs, or ran last.
-    job: Mutex<Option<JobStatus>>,
+    /// Every job the node ran, and which one it runs (or ran last).
+    jobs: Mutex<Jobs>,
     /// Where savepoint requests go while a job listens for them.
     savepoints: Mutex<Option<mpsc::Sender<SavepointCommand>>>,
     /// Per stage, its actors' state query endpoints, while an attempt runs.
@@ -64,9 +73,23 @@ impl StatusBoard {
         StatusBoard::default()
     }
 
-    /// A copy of the current (or last) job's status.
-    pub fn job(&self) -> Option<JobStatus> {
-        lock(&self.inner.job).clone()
+    /// A copy of the status of the job the node runs now, or ran last.
+    pub fn current(&self) -> Option<JobStatus> {
+        let jobs = lock(&self.inner.jobs);
+        jobs.current
+            .as_ref()
+            .and_then(|name| jobs.by_name.get(name))
+            .cloned()
+    }
+
+    /// A copy of job `name`'s status (its latest run), if the node ran it.
+    pub fn job(&self, name: &str) -> Option<JobStatus> {
+        lock(&self.inner.jobs).by_name.get(name).cloned()
+    }
+
+    /// Every job the node ran, by name.
+    pub fn jobs(&self) -> Vec<JobStatus> {
+        lock(&self.inner.jobs).by_name.values().cloned().collect()
     }
 
     /// A channel for savepoint requests made through the board; the node reads the
@@ -80,13 +103,13 @@ impl StatusBoard {
 
     /// `Ok` when `job` is the node's job and it runs.
     fn running(&self, job: &str) -> Result<(), StatusError> {
-        match self.job() {
-            Some(j) if j.name == job && j.state == JobState::Running => Ok(()),
-            Some(j) if j.name == job => Err(StatusError::NotRunning {
+        match self.job(job) {
+            Some(j) if j.state == JobState::Running => Ok(()),
+            Some(j) => Err(StatusError::NotRunning {
                 job: j.name,
                 state: j.state.as_str().to_string(),
             }),
-            _ => Err(StatusError::NoSuchJob(job.to_string())),
+            None => Err(StatusError::NoSuchJob(job.to_string())),
         }
     }
 
@@ -205,12 +228,16 @@ impl StatusBoard {
 
     /// A new job: its graph, before anything runs.
     pub(crate) fn job_created(&self, job: JobStatus) {
-        *lock(&self.inner.job) = Some(job);
+        let mut jobs = lock(&self.inner.jobs);
+        jobs.current = Some(job.name.clone());
+        jobs.by_name.insert(job.name.clone(), job);
     }
 
-    /// Changes the job's status in place.
+    /// Changes the current job's status in place.
     pub(crate) fn update(&self, change: impl FnOnce(&mut JobStatus)) {
-        if let Some(job) = lock(&self.inner.job).as_mut() {
+        let mut jobs = lock(&self.inner.jobs);
+        let Jobs { by_name, current } = &mut *jobs;
+        if let Some(job) = current.as_ref().and_then(|name| by_name.get_mut(name)) {
             change(job);
         }
     }
@@ -293,7 +320,7 @@ impl AttemptFeed {
         checkpoints: Arc<CheckpointStats>,
         interval: Option<Duration>,
     ) -> Self {
-        let started_at_ms = board.job().map_or_else(unix_ms, |j| j.started_at_ms);
+        let started_at_ms = board.current().map_or_else(unix_ms, |j| j.started_at_ms);
         AttemptFeed {
             board,
             sampler: Sampler::new(),

@@ -122,7 +122,7 @@ async fn healthz() -> Json<serde_json::Value> {
 
 /// Readiness: a job runs with all its actors (not starting, restarting or ended).
 async fn readyz(State(board): State<StatusBoard>) -> Response {
-    match board.job() {
+    match board.current() {
         Some(j) if j.state == JobState::Running => (
             StatusCode::OK,
             Json(json!({ "ready": true, "job": j.name, "state": j.state })),
@@ -147,14 +147,14 @@ async fn readyz(State(board): State<StatusBoard>) -> Response {
 }
 
 async fn jobs(State(board): State<StatusBoard>) -> Json<serde_json::Value> {
-    let jobs: Vec<_> = board.job().into_iter().collect();
+    let jobs = board.jobs();
     Json(json!({ "jobs": jobs }))
 }
 
 async fn job(State(board): State<StatusBoard>, Path(name): Path<String>) -> Response {
-    match board.job() {
-        Some(j) if j.name == name => Json(j).into_response(),
-        _ => error(
+    match board.job(&name) {
+        Some(j) => Json(j).into_response(),
+        None => error(
             StatusCode::NOT_FOUND,
             &StatusError::NoSuchJob(name).to_string(),
         ),

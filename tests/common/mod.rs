@@ -2,7 +2,9 @@
 #![allow(dead_code)]
 
 pub mod deps;
+pub mod events;
 pub mod http;
+pub mod kafka;
 pub mod node;
 pub mod tansu;
 

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -17,6 +17,7 @@ use crate::operator::Collector;
 
 use super::error::KafkaSourceError;
 use super::format::{KafkaFormat, KafkaRecord};
+use super::lag::SplitConsumer;
 use super::position::KafkaPosition;
 use super::split::split_of;
 use super::start::{Resolver, StartMode};
@@ -42,7 +43,7 @@ pub struct KafkaReader<F> {
     config: Arc<SourceConfig>,
     format: F,
     dead_letters: DeadLetters,
-    consumer: BaseConsumer,
+    consumer: SplitConsumer,
     split: u32,
     splits: u32,
     /// Whether the first assignment was made.
@@ -53,25 +54,14 @@ pub struct KafkaReader<F> {
     assigned: HashMap<String, BTreeMap<i32, Partition>>,
     /// When partitions were last looked for.
     last_discovery: Instant,
-    /// When the consumer lag was last published (`None`: not yet).
-    last_lag_report: Option<Instant>,
 }
-
-/// How often a reader publishes its partitions' consumer lag. Each report asks the
-/// partition leaders for their high watermarks (one request per partition, waited
-/// for on the reader's thread), so it is kept modest.
-const LAG_REPORT_INTERVAL: Duration = Duration::from_secs(5);
-
-/// How long one high-watermark query may take before that partition's lag is left
-/// for the next report.
-const LAG_QUERY_TIMEOUT: Duration = Duration::from_millis(500);
 
 impl<F: KafkaFormat> KafkaReader<F> {
     pub(crate) fn new(
         config: Arc<SourceConfig>,
         format: F,
         dead_letters: DeadLetters,
-        consumer: BaseConsumer,
+        consumer: SplitConsumer,
         split: u32,
         splits: u32,
     ) -> Self {
@@ -86,40 +76,23 @@ impl<F: KafkaFormat> KafkaReader<F> {
             restored: None,
             assigned: HashMap::new(),
             last_discovery: Instant::now(),
-            last_lag_report: None,
         }
     }
 
-    /// Publishes, at most once per [`LAG_REPORT_INTERVAL`], each assigned partition's
-    /// consumer lag: its high watermark minus the next offset to read. A partition
-    /// whose high watermark cannot be had within [`LAG_QUERY_TIMEOUT`] keeps its last
-    /// published lag.
-    fn report_lag(&mut self) {
-        if self
-            .last_lag_report
-            .is_some_and(|at| at.elapsed() < LAG_REPORT_INTERVAL)
-        {
+    /// Publishes each assigned partition's consumer lag (its readable end minus the
+    /// next offset to read) when librdkafka's statistics brought new end offsets.
+    fn report_lag(&self) {
+        let Some(ends) = self.consumer.context().take() else {
             return;
-        }
-        self.last_lag_report = Some(Instant::now());
-        for (topic, partitions) in &self.assigned {
-            for (partition, state) in partitions {
-                match self
-                    .consumer
-                    .fetch_watermarks(topic, *partition, LAG_QUERY_TIMEOUT)
-                {
-                    Ok((_, high)) if high >= 0 && state.next >= 0 => {
-                        crate::metrics::kafka::consumer_lag(
-                            &self.config.name,
-                            topic,
-                            *partition,
-                            (high - state.next).max(0),
-                        );
-                    }
-                    Ok(_) => {}
-                    Err(error) => tracing::debug!(source = %self.config.name, topic, partition,
-                        %error, "no high watermark for the consumer lag this time"),
-                }
+        };
+        for (topic, partition, end) in ends {
+            if let Some(state) = self.assigned.get(&topic).and_then(|ps| ps.get(&partition)) {
+                crate::metrics::kafka::consumer_lag(
+                    &self.config.name,
+                    &topic,
+                    partition,
+                    (end - state.next).max(0),
+                );
             }
         }
     }
