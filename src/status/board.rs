@@ -369,3 +369,71 @@ impl Drop for AttemptFeed {
         self.board.stop_queries();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn created(name: &str) -> JobStatus {
+        JobStatus::created(
+            name,
+            16,
+            vec![("source:s".into(), StageKind::Source, 2)],
+            Vec::new(),
+            None,
+        )
+    }
+
+    #[test]
+    fn the_board_keeps_every_job_and_changes_only_the_current_one() {
+        let board = StatusBoard::new();
+        assert!(board.current().is_none() && board.jobs().is_empty());
+        board.job_created(created("a"));
+        board.update(|j| j.state = JobState::Finished);
+        board.job_created(created("b"));
+        board.update(|j| j.state = JobState::Running);
+        assert_eq!(board.current().map(|j| j.name), Some("b".to_string()));
+        assert_eq!(board.job("a").map(|j| j.state), Some(JobState::Finished));
+        assert_eq!(board.job("b").map(|j| j.state), Some(JobState::Running));
+        assert_eq!(board.jobs().len(), 2);
+        // A job run again replaces its earlier run and becomes current.
+        board.job_created(created("a"));
+        assert_eq!(board.job("a").map(|j| j.state), Some(JobState::Created));
+        assert_eq!(board.jobs().len(), 2);
+    }
+
+    #[test]
+    fn savepoint_requests_reach_only_a_running_job_that_listens() {
+        let board = StatusBoard::new();
+        assert!(matches!(
+            board.request_savepoint("a", false),
+            Err(StatusError::NoSuchJob(_))
+        ));
+        board.job_created(created("a"));
+        assert!(matches!(
+            board.request_savepoint("a", false),
+            Err(StatusError::NotRunning { .. })
+        ));
+        board.update(|j| j.state = JobState::Running);
+        assert!(matches!(
+            board.request_savepoint("a", false),
+            Err(StatusError::NoSavepoints(_))
+        ));
+        let requests = board.savepoint_requests();
+        let reply = board.request_savepoint("a", true).expect("sent");
+        let command = requests.try_recv().expect("the job hears it");
+        assert!(command.stop);
+        let path = PathBuf::from("/sp/savepoint-000001");
+        command
+            .reply
+            .expect("a reply channel")
+            .send(Ok(path.clone()))
+            .unwrap();
+        assert_eq!(reply.recv().unwrap(), Ok(path.clone()));
+        board.savepoint_taken(&path);
+        assert_eq!(
+            board.job("a").unwrap().savepoints[0].path,
+            "/sp/savepoint-000001"
+        );
+    }
+}
