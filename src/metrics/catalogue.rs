@@ -65,6 +65,8 @@ pub const LATE_RECORDS: &str = "weir_late_records_total";
 pub const DEAD_LETTERS: &str = "weir_dead_letters_total";
 /// Per job: restarts from the last complete epoch.
 pub const RESTARTS: &str = "weir_restarts_total";
+/// Per partition actor: failures (panics, errors) that failed its job.
+pub const OPERATOR_FAILURES: &str = "weir_operator_failures_total";
 /// Per node: bytes the state store takes on disk.
 pub const STATE_STORE_BYTES: &str = "weir_state_store_bytes";
 /// Per Kafka partition read: high watermark minus the next offset to read.
@@ -103,6 +105,8 @@ pub const CATALOGUE: &[MetricDef] = &[
         help: "Records a window partition received after every window they belong to had closed." },
     MetricDef { name: DEAD_LETTERS, kind: Kind::Counter, labels: &["origin"],
         help: "Records sent to the dead-letter output, by what rejected them." },
+    MetricDef { name: OPERATOR_FAILURES, kind: Kind::Counter, labels: ACTOR_LABELS,
+        help: "Failures (a panic or an error in its operator) of a partition actor, each of which failed its job." },
     MetricDef { name: RESTARTS, kind: Kind::Counter, labels: &["job"],
         help: "Restarts of a job from its last complete epoch after a failure." },
     MetricDef { name: STATE_STORE_BYTES, kind: Kind::Gauge, labels: &[],

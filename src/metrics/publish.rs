@@ -149,6 +149,16 @@ impl JobMetrics {
         self.last_publish = None;
     }
 
+    /// Partition `partition` of stage `stage` failed (a panic or an error in its
+    /// operator), failing the job.
+    pub fn operator_failed(&self, stage: &str, partition: u32) {
+        metrics::counter!(names::OPERATOR_FAILURES,
+            "job" => self.job.clone(),
+            "stage" => stage.to_string(),
+            "partition" => partition.to_string())
+        .increment(1);
+    }
+
     /// The job restarted after a failure.
     pub fn restarted(&mut self) {
         self.restarts.increment(1);
