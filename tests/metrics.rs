@@ -471,6 +471,20 @@ fn in_process_jobs_export_exact_counts_late_records_dead_letters_and_kafka_lag()
         );
     }
     assert_eq!(late.records_read(), 102);
+    // Bytes read: the four lines with their line ends; the Kafka keys `k0`..`k39`
+    // and values `v 0`..`v 39`.
+    assert_eq!(
+        scrape.sum("weir_source_bytes_total", &[("job", "wordcount")]),
+        22.0
+    );
+    assert_eq!(
+        scrape.sum("weir_source_bytes_total", &[("job", "kafka")]),
+        260.0
+    );
+    assert_eq!(
+        scrape.sum("weir_source_bytes_total", &[("job", "late")]),
+        0.0
+    );
     assert_eq!(
         scrape.sum("weir_late_records_total", &[("job", "late")]),
         1.0

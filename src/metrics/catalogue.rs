@@ -43,6 +43,8 @@ pub struct MetricDef {
 pub const RECORDS_IN: &str = "weir_records_in_total";
 /// Per partition actor: records emitted.
 pub const RECORDS_OUT: &str = "weir_records_out_total";
+/// Per source partition actor: bytes of input consumed.
+pub const SOURCE_BYTES: &str = "weir_source_bytes_total";
 /// Per partition actor: messages (batches and markers) handled.
 pub const MESSAGES_IN: &str = "weir_messages_in_total";
 /// Per partition actor: time to handle one message.
@@ -85,6 +87,8 @@ pub const CATALOGUE: &[MetricDef] = &[
         help: "Records received by a partition actor (for a source: records read)." },
     MetricDef { name: RECORDS_OUT, kind: Kind::Counter, labels: ACTOR_LABELS,
         help: "Records emitted by a partition actor." },
+    MetricDef { name: SOURCE_BYTES, kind: Kind::Counter, labels: ACTOR_LABELS,
+        help: "Bytes of input a source partition actor consumed (lines with their line ends, Kafka keys and values)." },
     MetricDef { name: MESSAGES_IN, kind: Kind::Counter, labels: ACTOR_LABELS,
         help: "Messages (record batches and markers) handled by a partition actor." },
     MetricDef { name: PROCESSING, kind: Kind::Histogram, labels: ACTOR_LABELS,
