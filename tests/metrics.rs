@@ -471,6 +471,20 @@ fn in_process_jobs_export_exact_counts_late_records_dead_letters_and_kafka_lag()
         );
     }
     assert_eq!(late.records_read(), 102);
+    // Bytes read: the four lines with their line ends; the Kafka keys `k0`..`k39`
+    // and values `v 0`..`v 39`.
+    assert_eq!(
+        scrape.sum("weir_source_bytes_total", &[("job", "wordcount")]),
+        22.0
+    );
+    assert_eq!(
+        scrape.sum("weir_source_bytes_total", &[("job", "kafka")]),
+        260.0
+    );
+    assert_eq!(
+        scrape.sum("weir_source_bytes_total", &[("job", "late")]),
+        0.0
+    );
     assert_eq!(
         scrape.sum("weir_late_records_total", &[("job", "late")]),
         1.0
@@ -549,4 +563,22 @@ fn a_restart_after_an_injected_panic_is_counted_and_replays_are_counted_again() 
     for job in ["sums-clean", "sums-faulty"] {
         assert!(scrape.sum("weir_checkpoints_completed_total", &[("job", job)]) >= 1.0);
     }
+    // The failure is counted against the keyed stage's partition 0, and only there.
+    let keyed = &faulty.stages[1].name;
+    assert_eq!(
+        scrape.sum(
+            "weir_operator_failures_total",
+            &[("job", "sums-faulty"), ("stage", keyed), ("partition", "0")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        scrape.sum("weir_operator_failures_total", &[("job", "sums-faulty")]),
+        1.0
+    );
+    assert_eq!(
+        scrape.sum("weir_operator_failures_total", &[("job", "sums-clean")]),
+        0.0
+    );
+    assert_agrees_with_docs(&scrape, &["always", "checkpointing", "failures"]);
 }

@@ -621,6 +621,7 @@ impl<T: Task> Handler<Pump> for PartitionActor<T> {
         let out = &mut self.out;
         let result = guarded(|| task.pump(out)).and_then(|pumped| {
             self.stats.set_read(self.task.records_read());
+            self.stats.set_bytes_read(self.task.bytes_read());
             self.idle = pumped == Pumped::Idle;
             match pumped {
                 Pumped::More => Ok(()),

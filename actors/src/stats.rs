@@ -39,6 +39,7 @@ pub fn processing_bucket(micros: u64) -> usize {
 pub struct ActorStats {
     records_in: AtomicU64,
     records_out: AtomicU64,
+    bytes_read: AtomicU64,
     messages_in: AtomicU64,
     busy_ns: AtomicU64,
     send_wait_ns: AtomicU64,
@@ -54,6 +55,9 @@ pub struct StatsSnapshot {
     pub records_in: u64,
     /// Records emitted.
     pub records_out: u64,
+    /// For sources: bytes of input consumed (0 for other actors and for sources
+    /// whose input is not bytes).
+    pub bytes_read: u64,
     /// Messages (batches and markers) handled.
     pub messages_in: u64,
     /// Time spent running the task.
@@ -77,6 +81,7 @@ impl Default for StatsSnapshot {
         StatsSnapshot {
             records_in: 0,
             records_out: 0,
+            bytes_read: 0,
             messages_in: 0,
             busy: Duration::ZERO,
             send_wait: Duration::ZERO,
@@ -94,6 +99,7 @@ impl ActorStats {
         ActorStats {
             records_in: AtomicU64::new(0),
             records_out: AtomicU64::new(0),
+            bytes_read: AtomicU64::new(0),
             messages_in: AtomicU64::new(0),
             busy_ns: AtomicU64::new(0),
             send_wait_ns: AtomicU64::new(0),
@@ -112,6 +118,11 @@ impl ActorStats {
     /// `records_in` counts what it read).
     pub(crate) fn set_read(&self, records: u64) {
         self.records_in.store(records, Ordering::Relaxed);
+    }
+
+    /// For sources: the bytes of input consumed so far.
+    pub(crate) fn set_bytes_read(&self, bytes: u64) {
+        self.bytes_read.store(bytes, Ordering::Relaxed);
     }
 
     pub(crate) fn set_out(&self, records: u64) {
@@ -145,6 +156,7 @@ impl ActorStats {
         StatsSnapshot {
             records_in: self.records_in.load(Ordering::Relaxed),
             records_out: self.records_out.load(Ordering::Relaxed),
+            bytes_read: self.bytes_read.load(Ordering::Relaxed),
             messages_in: self.messages_in.load(Ordering::Relaxed),
             busy: Duration::from_nanos(self.busy_ns.load(Ordering::Relaxed)),
             send_wait: Duration::from_nanos(self.send_wait_ns.load(Ordering::Relaxed)),

@@ -110,6 +110,12 @@ pub trait Task: Send + 'static {
         0
     }
 
+    /// For sources: how many bytes of input the task has consumed so far (0 when
+    /// its input is not bytes).
+    fn bytes_read(&self) -> u64 {
+        0
+    }
+
     /// The processing time (ms since the Unix epoch) at which the task next wants
     /// [`Task::on_processing_time`] called, if any. Asked after every message.
     fn next_deadline(&self) -> Option<i64> {

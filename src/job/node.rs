@@ -302,6 +302,7 @@ impl Node {
                         ..
                     } = &failure
                     {
+                        metrics.operator_failed(stage, *partition);
                         poison.on_failure(stage, *partition, &cause.to_string());
                     }
                     let decision = restarts.on_failure(Instant::now(), attempt_started.elapsed());

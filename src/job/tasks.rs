@@ -392,6 +392,10 @@ where
         self.read
     }
 
+    fn bytes_read(&self) -> u64 {
+        self.splits.iter().map(|s| s.reader.bytes_read()).sum()
+    }
+
     fn end_of_input(&mut self, out: &mut Outbox<Tm::Wire>) -> Result<(), TaskError> {
         self.term.finish(out)
     }

@@ -43,6 +43,8 @@ pub struct MetricDef {
 pub const RECORDS_IN: &str = "weir_records_in_total";
 /// Per partition actor: records emitted.
 pub const RECORDS_OUT: &str = "weir_records_out_total";
+/// Per source partition actor: bytes of input consumed.
+pub const SOURCE_BYTES: &str = "weir_source_bytes_total";
 /// Per partition actor: messages (batches and markers) handled.
 pub const MESSAGES_IN: &str = "weir_messages_in_total";
 /// Per partition actor: time to handle one message.
@@ -65,6 +67,8 @@ pub const LATE_RECORDS: &str = "weir_late_records_total";
 pub const DEAD_LETTERS: &str = "weir_dead_letters_total";
 /// Per job: restarts from the last complete epoch.
 pub const RESTARTS: &str = "weir_restarts_total";
+/// Per partition actor: failures (panics, errors) that failed its job.
+pub const OPERATOR_FAILURES: &str = "weir_operator_failures_total";
 /// Per node: bytes the state store takes on disk.
 pub const STATE_STORE_BYTES: &str = "weir_state_store_bytes";
 /// Per Kafka partition read: high watermark minus the next offset to read.
@@ -83,6 +87,8 @@ pub const CATALOGUE: &[MetricDef] = &[
         help: "Records received by a partition actor (for a source: records read)." },
     MetricDef { name: RECORDS_OUT, kind: Kind::Counter, labels: ACTOR_LABELS,
         help: "Records emitted by a partition actor." },
+    MetricDef { name: SOURCE_BYTES, kind: Kind::Counter, labels: ACTOR_LABELS,
+        help: "Bytes of input a source partition actor consumed (lines with their line ends, Kafka keys and values)." },
     MetricDef { name: MESSAGES_IN, kind: Kind::Counter, labels: ACTOR_LABELS,
         help: "Messages (record batches and markers) handled by a partition actor." },
     MetricDef { name: PROCESSING, kind: Kind::Histogram, labels: ACTOR_LABELS,
@@ -103,6 +109,8 @@ pub const CATALOGUE: &[MetricDef] = &[
         help: "Records a window partition received after every window they belong to had closed." },
     MetricDef { name: DEAD_LETTERS, kind: Kind::Counter, labels: &["origin"],
         help: "Records sent to the dead-letter output, by what rejected them." },
+    MetricDef { name: OPERATOR_FAILURES, kind: Kind::Counter, labels: ACTOR_LABELS,
+        help: "Failures (a panic or an error in its operator) of a partition actor, each of which failed its job." },
     MetricDef { name: RESTARTS, kind: Kind::Counter, labels: &["job"],
         help: "Restarts of a job from its last complete epoch after a failure." },
     MetricDef { name: STATE_STORE_BYTES, kind: Kind::Gauge, labels: &[],

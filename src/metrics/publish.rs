@@ -26,6 +26,9 @@ struct ActorMetrics {
     backpressure_ratio: Gauge,
     mailbox_depth: Gauge,
     mailbox_capacity: Gauge,
+    /// `weir_source_bytes_total`, registered with the first byte read (actors that
+    /// read no bytes do not export it).
+    bytes_read: Option<Counter>,
     /// The watermark gauges, registered with the first watermark (an actor that never
     /// sends one does not export them).
     watermark: Option<(Gauge, Gauge)>,
@@ -46,6 +49,7 @@ impl ActorMetrics {
             backpressure_ratio: metrics::gauge!(names::BACKPRESSURE_RATIO, l()),
             mailbox_depth: metrics::gauge!(names::MAILBOX_DEPTH, l()),
             mailbox_capacity: metrics::gauge!(names::MAILBOX_CAPACITY, l()),
+            bytes_read: None,
             watermark: None,
             labels: labels.to_vec(),
             last: StatsSnapshot::default(),
@@ -62,6 +66,12 @@ impl ActorMetrics {
             .increment(now.records_out.saturating_sub(last.records_out));
         self.messages_in
             .increment(now.messages_in.saturating_sub(last.messages_in));
+        if now.bytes_read > 0 {
+            let labels = &self.labels;
+            self.bytes_read
+                .get_or_insert_with(|| metrics::counter!(names::SOURCE_BYTES, labels.clone()))
+                .increment(now.bytes_read.saturating_sub(last.bytes_read));
+        }
         for bucket in 0..PROCESSING_BUCKETS {
             let new = now.processing[bucket].saturating_sub(last.processing[bucket]);
             if new > 0 {
@@ -140,6 +150,16 @@ impl JobMetrics {
             actor.last = StatsSnapshot::default();
         }
         self.last_publish = None;
+    }
+
+    /// Partition `partition` of stage `stage` failed (a panic or an error in its
+    /// operator), failing the job.
+    pub fn operator_failed(&self, stage: &str, partition: u32) {
+        metrics::counter!(names::OPERATOR_FAILURES,
+            "job" => self.job.clone(),
+            "stage" => stage.to_string(),
+            "partition" => partition.to_string())
+        .increment(1);
     }
 
     /// The job restarted after a failure.

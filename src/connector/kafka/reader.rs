@@ -54,6 +54,8 @@ pub struct KafkaReader<F> {
     assigned: HashMap<String, BTreeMap<i32, Partition>>,
     /// When partitions were last looked for.
     last_discovery: Instant,
+    /// Key and value bytes of the records read.
+    bytes_read: u64,
 }
 
 impl<F: KafkaFormat> KafkaReader<F> {
@@ -76,6 +78,7 @@ impl<F: KafkaFormat> KafkaReader<F> {
             restored: None,
             assigned: HashMap::new(),
             last_discovery: Instant::now(),
+            bytes_read: 0,
         }
     }
 
@@ -303,6 +306,10 @@ impl<F: KafkaFormat> KafkaReader<F> {
 impl<F: KafkaFormat> SourceReader for KafkaReader<F> {
     type Item = KafkaRecord<F::Value>;
 
+    fn bytes_read(&self) -> u64 {
+        self.bytes_read
+    }
+
     fn read<C: Collector<Self::Item>>(
         &mut self,
         budget: usize,
@@ -360,6 +367,8 @@ impl<F: KafkaFormat> SourceReader for KafkaReader<F> {
             if offset < state.next || state.done() || state.end.is_some_and(|end| offset >= end) {
                 continue; // Already read, or past the end of a bounded read.
             }
+            self.bytes_read +=
+                (message.payload_len() + message.key().map_or(0, <[u8]>::len)) as u64;
             match self.format.decode(message.payload()) {
                 Ok(value) => out.collect(KafkaRecord {
                     topic: topic.to_owned(),
