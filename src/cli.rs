@@ -98,12 +98,35 @@ pub struct RunArgs {
     /// configuration key for it: it names one run's starting point.
     #[arg(long, value_name = "PATH", help_heading = CHECKPOINT_HEADING)]
     pub from_savepoint: Option<PathBuf>,
+    /// Serve the status API and page on this IP:port (http.addr; port 0 picks a
+    /// free port, printed on stderr).
+    #[arg(long, value_name = "IP:PORT", env = "WEIR_HTTP_ADDR", help_heading = STATUS_HEADING)]
+    pub http_addr: Option<std::net::SocketAddr>,
+    /// Serve no status API or page (http.enabled = false).
+    #[arg(long, help_heading = STATUS_HEADING)]
+    pub no_http: bool,
     /// Engine options.
     #[command(flatten)]
     pub engine: EngineArgs,
 }
 
+/// The help heading of the status API flags.
+const STATUS_HEADING: &str = "Status API";
+
 impl RunArgs {
+    /// The configuration of this run: the file and engine flags
+    /// ([`EngineArgs::resolve`]), then the status API flags.
+    pub fn resolve(&self) -> Result<WeirConfig, ConfigError> {
+        let mut config = self.engine.resolve()?;
+        if let Some(addr) = self.http_addr {
+            config.http.addr = addr;
+        }
+        if self.no_http {
+            config.http.enabled = false;
+        }
+        Ok(config)
+    }
+
     /// The engine options for this run: `config` (from [`EngineArgs::resolve`])
     /// plus the settings that exist only on the command line (`--from-savepoint`).
     pub fn engine_options(&self, config: &WeirConfig) -> EngineOptions {
@@ -210,6 +233,12 @@ pub struct EngineArgs {
     /// Log filter, an EnvFilter directive (log.filter; RUST_LOG wins).
     #[arg(long)]
     pub log_filter: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (metrics.addr; port 0 picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Serve no metrics (metrics.enabled = false).
+    #[arg(long, conflicts_with = "metrics_addr")]
+    pub no_metrics: bool,
     /// Milliseconds between checkpoints, 0 for none (checkpoint.interval_ms).
     #[arg(long, value_name = "MS", help_heading = CHECKPOINT_HEADING)]
     pub checkpoint_interval_ms: Option<u64>,
@@ -313,6 +342,13 @@ impl EngineArgs {
         }
         if let Some(v) = &self.log_filter {
             config.log.filter = v.clone();
+        }
+        if let Some(v) = self.metrics_addr {
+            config.metrics.addr = v;
+            config.metrics.enabled = true;
+        }
+        if self.no_metrics {
+            config.metrics.enabled = false;
         }
         self.apply_recovery(&mut config);
         config.validate_with_origin(COMMAND_LINE_ORIGIN)?;

@@ -13,11 +13,14 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod connector;
+pub mod console;
 pub mod job;
 pub mod jobs;
+pub mod metrics;
 pub mod operator;
 pub mod partition;
 pub mod record;
+pub mod status;
 pub mod time;
 pub mod window;
 

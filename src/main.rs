@@ -12,6 +12,7 @@ use weir::connector::lines::LineSource;
 use weir::connector::DeadLetters;
 use weir::job::node::RunControl;
 use weir::job::progress::human;
+use weir::status::StatusServer;
 use weir::{EngineOptions, Node};
 
 fn main() -> ExitCode {
@@ -19,7 +20,11 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            if weir::console::is_json() {
+                tracing::error!(target: "weir::console", error = %e, "weir stopped with an error");
+            } else {
+                eprintln!("error: {e}");
+            }
             ExitCode::FAILURE
         }
     }
@@ -39,6 +44,15 @@ fn init_logging(config: &WeirConfig) {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
     };
+    weir::console::set_json(config.log.format == LogFormat::Json);
+}
+
+/// Serves Prometheus metrics while the returned server lives, when enabled.
+fn start_metrics(config: &WeirConfig) -> Result<Option<weir::metrics::MetricsServer>, Error> {
+    if !config.metrics.enabled {
+        return Ok(None);
+    }
+    Ok(Some(weir::metrics::install(config.metrics.addr)?))
 }
 
 fn run(cli: Cli) -> Result<ExitCode, Error> {
@@ -60,9 +74,21 @@ fn config(args: ConfigArgs) -> Result<ExitCode, Error> {
 }
 
 fn run_job(args: RunArgs) -> Result<ExitCode, Error> {
-    let config = args.engine.resolve()?;
+    let config = args.resolve()?;
     init_logging(&config);
+    let _metrics = start_metrics(&config)?;
     let node = Node::new(args.engine_options(&config))?;
+    let board = node.status();
+    let _status_server = if config.http.enabled {
+        let server = StatusServer::start(config.http.addr, board.clone())?;
+        weir::console::notice(&format!(
+            "status API and page on http://{}/",
+            server.local_addr()
+        ));
+        Some(server)
+    } else {
+        None
+    };
     let dead_letters = match (&args.dead_letters, &args.kafka_dead_letter_topic) {
         (Some(path), _) => DeadLetters::to_file(path)
             .map_err(|e| format!("cannot open dead-letter file {}: {e}", path.display()))?,
@@ -76,8 +102,8 @@ fn run_job(args: RunArgs) -> Result<ExitCode, Error> {
         JobName::Demo => {
             let stop = weir::connector::StopFlag::new();
             let (job, sink) = weir::jobs::demo(stop.clone(), args.limit);
-            eprintln!(
-                "[weir] demo: sensor readings -> key by sensor -> running summary; Ctrl-C to stop"
+            weir::console::notice(
+                "demo: sensor readings -> key by sensor -> running summary; Ctrl-C to stop",
             );
             let report = node.run_with(
                 job,
@@ -101,13 +127,13 @@ fn run_job(args: RunArgs) -> Result<ExitCode, Error> {
                     s.count, s.mean, s.min, s.max
                 )?;
             }
-            eprint!("{report}");
-            eprintln!(
-                "[weir] {} readings from {} sensors, {}/s",
+            print_report(&report);
+            weir::console::notice(&format!(
+                "{} readings from {} sensors, {}/s",
                 result.received,
                 sensors.len(),
                 human(result.received as f64 / report.elapsed.as_secs_f64().max(1e-9))
-            );
+            ));
         }
         JobName::Wordcount => {
             let control = || RunControl {
@@ -143,7 +169,7 @@ fn run_job(args: RunArgs) -> Result<ExitCode, Error> {
             };
             if let Some(dir) = &args.output_dir {
                 let report = node.run_with(weir::jobs::wordcount_to_dir(source, dir), control())?;
-                eprint!("{report}");
+                print_report(&report);
                 return Ok(ExitCode::SUCCESS);
             }
             let (job, sink) = weir::jobs::wordcount(source);
@@ -162,12 +188,12 @@ fn run_job(args: RunArgs) -> Result<ExitCode, Error> {
                     .map_err(|e| format!("cannot write {}: {e}", path.display()))?,
                 None => std::io::stdout().lock().write_all(text.as_bytes())?,
             }
-            eprint!("{report}");
+            print_report(&report);
             if dead_letters.count() > 0 {
-                eprintln!(
-                    "[weir] {} undecodable lines went to the dead-letter output",
+                weir::console::notice(&format!(
+                    "{} undecodable lines went to the dead-letter output",
                     dead_letters.count()
-                );
+                ));
             }
         }
         JobName::W1 | JobName::W2 => {
@@ -186,9 +212,21 @@ fn run_job(args: RunArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The job's summary on stderr (as one log event when the logs are JSON).
+fn print_report(report: &weir::job::report::JobReport) {
+    if weir::console::is_json() {
+        tracing::info!(target: "weir::console", job = %report.job,
+            elapsed_s = report.elapsed.as_secs_f64(), restarts = report.restarts,
+            records_read = report.records_read(), summary = %report, "job finished");
+    } else {
+        eprint!("{report}");
+    }
+}
+
 fn bench(args: BenchArgs) -> Result<ExitCode, Error> {
     let config = args.engine.resolve()?;
     init_logging(&config);
+    let _metrics = start_metrics(&config)?;
     let options = EngineOptions::from_config(&config);
     let result = match args.workload {
         Workload::KafkaW1 => return kafka_bench(options, &args),

@@ -1,10 +1,16 @@
 //! The `weir` command line as a user meets it.
 
+mod common;
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+/// Metrics on a port the system picks, so that parallel runs never collide on the
+/// default port.
+const LOCAL_METRICS: [&str; 2] = ["--metrics-addr", "127.0.0.1:0"];
+
 fn weir() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_weir"))
+    common::node::weir_command()
 }
 
 #[test]
@@ -34,6 +40,7 @@ fn help_lists_the_commands_and_the_engine_flags() {
 fn bench_w1_prints_a_passing_json_line_last() {
     let out = weir()
         .args(["bench", "w1", "--n", "100000", "--no-progress"])
+        .args(LOCAL_METRICS)
         .output()
         .unwrap();
     assert!(
@@ -66,6 +73,7 @@ fn the_demo_runs_for_a_duration_and_prints_its_summary() {
             "--progress-interval-ms",
             "300",
         ])
+        .args(LOCAL_METRICS)
         .output()
         .unwrap();
     assert!(
@@ -98,6 +106,7 @@ fn wordcount_reads_standard_input() {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .args(LOCAL_METRICS)
         .spawn()
         .unwrap();
     child
@@ -125,6 +134,7 @@ fn a_bad_config_value_is_named_with_its_file_and_key() {
     let out = weir()
         .args(["run", "demo", "--duration", "0.1", "--config"])
         .arg(&path)
+        .args(LOCAL_METRICS)
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -198,6 +208,7 @@ fn a_bad_recovery_flag_is_named_with_the_command_line_and_its_key() {
     ] {
         let out = weir()
             .args(["run", "demo", "--duration", "0.1", flag, value])
+            .args(LOCAL_METRICS)
             .output()
             .unwrap();
         assert!(!out.status.success(), "{flag} {value} was accepted");
@@ -209,6 +220,7 @@ fn a_bad_recovery_flag_is_named_with_the_command_line_and_its_key() {
     }
     let out = weir()
         .args(["run", "demo", "--restart-strategy", "sometimes"])
+        .args(LOCAL_METRICS)
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -231,6 +243,7 @@ fn bench_accepts_a_checkpoint_interval_and_a_state_dir() {
             "--state-dir",
         ])
         .arg(dir.path().join("state"))
+        .args(LOCAL_METRICS)
         .output()
         .unwrap();
     assert!(
@@ -242,4 +255,31 @@ fn bench_accepts_a_checkpoint_interval_and_a_state_dir() {
     let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(v["workload"], "w1");
     assert_eq!(v["check"], "passed");
+}
+
+#[test]
+fn a_metrics_port_in_use_stops_the_node_with_an_error_naming_the_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = weir()
+        .args(["run", "demo", "--duration", "0.1", "--metrics-addr", &addr])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot serve metrics on {addr}")),
+        "{stderr}"
+    );
+    // --no-metrics runs without binding anything.
+    let out = weir()
+        .args(["run", "demo", "--duration", "0.1", "--no-metrics"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("serving Prometheus metrics"));
 }

@@ -293,7 +293,7 @@ fn the_broker_guard_restarts_on_the_same_port() {
 /// `weir run wordcount` reading `topic` from Kafka into `out`, checkpointing into
 /// `state` (as tests/kill.rs drives the CLI).
 fn weir_wordcount(bootstrap: &str, topic: &str, out: &Path, state: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir"));
+    let mut cmd = common::node::weir_command();
     cmd.args([
         "run",
         "wordcount",

@@ -11,79 +11,14 @@ use std::time::{Duration, Instant};
 
 use common::checkpointed;
 use common::tansu::committed_offsets;
-use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
+
+use common::events::Count;
+use common::kafka::{cluster, produce, spread};
 use rdkafka::ClientConfig;
 use weir::connector::kafka::{Json, KafkaRecord, KafkaSource, StartMode, Utf8Text};
 use weir::connector::ReadStatus;
 use weir::prelude::*;
 use weir::window::{Tumbling, WindowResult};
-
-/// A one-broker mock cluster.
-fn cluster() -> MockCluster<'static, DefaultProducerContext> {
-    MockCluster::new(1).expect("mock cluster")
-}
-
-fn producer(bootstrap: &str) -> BaseProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("enable.idempotence", "true")
-        .create()
-        .expect("producer")
-}
-
-/// Produces `(partition, key, value, timestamp)` records to `topic`, in order, and
-/// waits until all are acknowledged. Each partition's records get offsets 0, 1, ...
-/// in the order given.
-/// `n` records spread round robin over `partitions`: record i has key `key` + i,
-/// value `value` + " " + i and timestamp `first_ts` + i.
-fn spread(
-    n: i64,
-    partitions: i32,
-    key: &str,
-    value: &str,
-    first_ts: i64,
-) -> Vec<(i32, String, String, i64)> {
-    (0..n)
-        .map(|i| {
-            let partition = i32::try_from(i % i64::from(partitions)).unwrap_or(0);
-            (
-                partition,
-                format!("{key}{i}"),
-                format!("{value} {i}"),
-                first_ts + i,
-            )
-        })
-        .collect()
-}
-
-fn produce(bootstrap: &str, topic: &str, records: &[(i32, String, String, i64)]) {
-    let p = producer(bootstrap);
-    for (partition, key, value, ts) in records {
-        let mut record = BaseRecord::to(topic)
-            .partition(*partition)
-            .key(key.as_str())
-            .payload(value.as_str())
-            .timestamp(*ts);
-        loop {
-            match p.send(record) {
-                Ok(()) => break,
-                Err((e, r)) => {
-                    assert!(
-                        matches!(
-                            e.rdkafka_error_code(),
-                            Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
-                        ),
-                        "produce failed: {e}"
-                    );
-                    p.poll(Duration::from_millis(10));
-                    record = r;
-                }
-            }
-        }
-    }
-    p.flush(Duration::from_secs(30)).expect("flush");
-}
 
 /// What the test expects of a record: (topic, partition, offset, key, value, ts).
 type Row = (String, i32, i64, String, String, Option<i64>);
@@ -144,27 +79,6 @@ fn a_multi_partition_topic_is_read_record_for_record_at_parallelism_2() {
         "every record as produced"
     );
     assert_eq!(dead.count(), 0);
-}
-
-/// Counts the records of a window.
-#[derive(Clone, Copy, Default)]
-struct Count;
-
-impl AggregateFn<(u64, i64)> for Count {
-    type Acc = u64;
-    type Output = u64;
-    fn create(&self) -> u64 {
-        0
-    }
-    fn add(&self, acc: &mut u64, _: (u64, i64)) {
-        *acc += 1;
-    }
-    fn merge(&self, acc: &mut u64, other: u64) {
-        *acc += other;
-    }
-    fn result(&self, acc: &u64) -> u64 {
-        *acc
-    }
 }
 
 #[test]

@@ -23,10 +23,12 @@ fn write_input(path: &Path, words: u64) {
 }
 
 fn weir(input: &Path, out: &Path, state: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir"));
+    let mut cmd = common::node::weir_command();
     cmd.args([
         "run",
         "wordcount",
+        "--metrics-addr",
+        "127.0.0.1:0",
         "--workers",
         "2",
         "--checkpoint-interval-ms",

@@ -1,9 +1,10 @@
 //! Word count over real text files equals a count made independently here, through
 //! the library and through the `weir` binary.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use weir::prelude::*;
 
@@ -83,10 +84,12 @@ fn the_weir_binary_counts_a_file_and_reports_bad_lines() {
 
     let out = dir.path().join("counts.tsv");
     let letters = dir.path().join("dead.jsonl");
-    let status = Command::new(env!("CARGO_BIN_EXE_weir"))
+    let status = common::node::weir_command()
         .args([
             "run",
             "wordcount",
+            "--metrics-addr",
+            "127.0.0.1:0",
             "--no-progress",
             "--parallelism",
             "2",

@@ -16,6 +16,7 @@ pub mod message;
 pub mod outbox;
 pub mod panic;
 pub mod partition_actor;
+pub mod query;
 pub mod side;
 pub mod snapshot;
 pub mod state;
@@ -29,6 +30,7 @@ pub use marker::{Marker, Progress, WatermarkTracker, NO_WATERMARK};
 pub use message::{Deliver, Payload};
 pub use outbox::{Outbox, PendingSends};
 pub use partition_actor::{ActorId, PartitionActor, Stop};
+pub use query::{QueryAnswer, QueryState, StateQuery};
 pub use side::{ForwardSide, SideOutput};
 pub use stats::{ActorStats, StatsSnapshot};
 pub use supervisor::{

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::mailbox::{Mailbox, MailboxClosed, TrySendError};
-use crate::marker::Marker;
+use crate::marker::{Marker, NO_WATERMARK};
 use crate::message::Payload;
 
 /// Output side of one partition actor: one batch buffer per downstream partition
@@ -22,6 +22,7 @@ pub struct Outbox<T: Send + 'static> {
     batch_size: usize,
     queue: VecDeque<(usize, Payload<T>)>,
     records_out: u64,
+    last_watermark: i64,
 }
 
 impl<T: Send + 'static> Outbox<T> {
@@ -37,6 +38,7 @@ impl<T: Send + 'static> Outbox<T> {
             batch_size,
             queue: VecDeque::new(),
             records_out: 0,
+            last_watermark: NO_WATERMARK,
         }
     }
 
@@ -49,6 +51,13 @@ impl<T: Send + 'static> Outbox<T> {
     /// Records pushed so far.
     pub fn records_out(&self) -> u64 {
         self.records_out
+    }
+
+    /// The last finite watermark broadcast ([`NO_WATERMARK`] before the first): the
+    /// +infinity watermark of the end of input says nothing about event-time
+    /// progress and is not kept.
+    pub fn last_watermark(&self) -> i64 {
+        self.last_watermark
     }
 
     /// Appends `item` to the batch for destination `dest`.
@@ -84,6 +93,11 @@ impl<T: Send + 'static> Outbox<T> {
 
     /// Queues `marker` for every destination, after everything pushed before it.
     pub fn broadcast_marker(&mut self, marker: Marker) {
+        if let Marker::Watermark(w) = marker {
+            if w != i64::MAX {
+                self.last_watermark = w;
+            }
+        }
         self.flush();
         for dest in 0..self.dests.len() {
             self.queue.push_back((dest, Payload::Marker(marker)));

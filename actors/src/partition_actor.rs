@@ -11,6 +11,7 @@ use crate::marker::{Marker, Progress, WatermarkTracker};
 use crate::message::{Deliver, Payload};
 use crate::outbox::Outbox;
 use crate::panic::{guarded, Failure};
+use crate::query::{QueryAnswer, QueryState};
 use crate::stats::ActorStats;
 use crate::supervisor::{ActorEvent, ActorReport};
 use crate::task::{Pumped, Task};
@@ -269,6 +270,7 @@ impl<T: Task> PartitionActor<T> {
     /// waiting for slots if a downstream mailbox is full.
     fn after_work(&mut self, ctx: &mut Context<Self>) -> AtomicResponse<Self, ()> {
         self.stats.set_out(self.out.records_out());
+        self.stats.set_watermark(self.out.last_watermark());
         if self.phase == Phase::Running {
             self.schedule_deadline(ctx);
         }
@@ -569,6 +571,27 @@ impl<T: Task> Handler<TriggerEpoch> for PartitionActor<T> {
     }
 }
 
+impl<T: Task> Handler<QueryState> for PartitionActor<T> {
+    type Result = ();
+
+    /// Answers a state query between two messages; a query never fails the actor
+    /// (a panic while reading is answered as unavailable).
+    fn handle(&mut self, msg: QueryState, _ctx: &mut Context<Self>) {
+        let answer = if self.phase != Phase::Running {
+            QueryAnswer::Unavailable(format!(
+                "{} has finished its input; its state is no longer served",
+                self.id
+            ))
+        } else {
+            let task = &mut self.task;
+            let query = &msg.query;
+            guarded(|| Ok(task.query(query)))
+                .unwrap_or_else(|failure| QueryAnswer::Unavailable(failure.to_string()))
+        };
+        let _ = msg.reply.send(answer);
+    }
+}
+
 impl<T: Task> Handler<EpochComplete> for PartitionActor<T> {
     type Result = ();
 
@@ -598,6 +621,7 @@ impl<T: Task> Handler<Pump> for PartitionActor<T> {
         let out = &mut self.out;
         let result = guarded(|| task.pump(out)).and_then(|pumped| {
             self.stats.set_read(self.task.records_read());
+            self.stats.set_bytes_read(self.task.bytes_read());
             self.idle = pumped == Pumped::Idle;
             match pumped {
                 Pumped::More => Ok(()),

@@ -110,6 +110,12 @@ pub trait Task: Send + 'static {
         0
     }
 
+    /// For sources: how many bytes of input the task has consumed so far (0 when
+    /// its input is not bytes).
+    fn bytes_read(&self) -> u64 {
+        0
+    }
+
     /// The processing time (ms since the Unix epoch) at which the task next wants
     /// [`Task::on_processing_time`] called, if any. Asked after every message.
     fn next_deadline(&self) -> Option<i64> {
@@ -149,4 +155,10 @@ pub trait Task: Send + 'static {
 
     /// The actor is stopping, after finishing or because its job failed.
     fn stopped(&mut self) {}
+
+    /// Reads one key's state for a query from outside the job (read-only). The
+    /// default: this task holds no queryable state.
+    fn query(&mut self, _query: &crate::query::StateQuery) -> crate::query::QueryAnswer {
+        crate::query::QueryAnswer::BadRequest("this stage holds no queryable state".into())
+    }
 }

@@ -83,6 +83,8 @@ pub struct WeirConfig {
     pub poison: PoisonConfig,
     /// Where savepoints go (`[savepoint]`).
     pub savepoint: SavepointConfig,
+    /// The status API and page (`[http]`).
+    pub http: HttpConfig,
 }
 
 /// Threading, partitioning and batching of the dataflow (`[engine]`).
@@ -257,6 +259,8 @@ impl LogFormat {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
+    /// Whether the node serves `/metrics` at all.
+    pub enabled: bool,
     /// Address and port the node serves `/metrics` on. Port 0 lets the
     /// operating system pick a free port.
     #[serde(deserialize_with = "deserialize_socket_addr")]
@@ -266,6 +270,7 @@ pub struct MetricsConfig {
 impl Default for MetricsConfig {
     fn default() -> Self {
         MetricsConfig {
+            enabled: true,
             addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9464)),
         }
     }
@@ -441,6 +446,28 @@ impl SavepointConfig {
         match &self.dir {
             Some(dir) => dir.clone(),
             None => state_dir.join("savepoints"),
+        }
+    }
+}
+
+/// The node's status API and status page (`[http]`): `/healthz`, `/readyz`,
+/// `/api/jobs`, the savepoint trigger and the HTML page (docs/operations.md).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Whether `weir run` serves the status API at all.
+    pub enabled: bool,
+    /// Address and port the status API listens on (Flink's REST port by
+    /// default). Port 0 lets the operating system pick a free port.
+    #[serde(deserialize_with = "deserialize_socket_addr")]
+    pub addr: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            enabled: true,
+            addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8081)),
         }
     }
 }

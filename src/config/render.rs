@@ -107,6 +107,8 @@ fn write_all(out: &mut String, config: &WeirConfig) -> std::fmt::Result {
     writeln!(out)?;
 
     writeln!(out, "[metrics]")?;
+    writeln!(out, "# Whether the node serves Prometheus metrics.")?;
+    writeln!(out, "enabled = {}", config.metrics.enabled)?;
     writeln!(
         out,
         "# Address (IP:port) the Prometheus metrics endpoint listens on."
@@ -217,5 +219,18 @@ fn write_all(out: &mut String, config: &WeirConfig) -> std::fmt::Result {
         Some(dir) => writeln!(out, "dir = {}", toml_string(&dir.to_string_lossy()))?,
         None => writeln!(out, "# dir = \"weir-savepoints\"")?,
     }
+    writeln!(out)?;
+
+    writeln!(out, "[http]")?;
+    writeln!(
+        out,
+        "# Whether the status API and page (/healthz, /readyz, /api/jobs, /) are served."
+    )?;
+    writeln!(out, "enabled = {}", config.http.enabled)?;
+    writeln!(
+        out,
+        "# Address (IP:port) they listen on; port 0 picks a free port."
+    )?;
+    writeln!(out, "addr = {}", toml_string(&config.http.addr.to_string()))?;
     Ok(())
 }

@@ -47,6 +47,7 @@ fn everything_set() -> WeirConfig {
             filter: "weir=debug,sled=warn".to_owned(),
         },
         metrics: MetricsConfig {
+            enabled: false,
             addr: "0.0.0.0:9100".parse().expect("literal address"),
         },
         checkpoint: CheckpointConfig {
@@ -73,6 +74,10 @@ fn everything_set() -> WeirConfig {
         savepoint: SavepointConfig {
             dir: Some(PathBuf::from("/var/lib/weir/savepoints")),
         },
+        http: HttpConfig {
+            enabled: false,
+            addr: "0.0.0.0:8090".parse().expect("literal address"),
+        },
     }
 }
 
@@ -98,6 +103,7 @@ format = "json"
 filter = "weir=debug,sled=warn"
 
 [metrics]
+enabled = false
 addr = "0.0.0.0:9100"
 
 [checkpoint]
@@ -123,6 +129,10 @@ replays = 2
 
 [savepoint]
 dir = "/var/lib/weir/savepoints"
+
+[http]
+enabled = false
+addr = "0.0.0.0:8090"
 "#;
 
 #[test]
@@ -165,6 +175,8 @@ fn defaults_match_the_documented_values() {
     assert!(config.poison.enabled);
     assert_eq!(config.poison.replays, 3);
     assert_eq!(config.savepoint.dir, None);
+    assert!(config.http.enabled);
+    assert_eq!(config.http.addr.to_string(), "127.0.0.1:8081");
     if let Err(err) = config.validate() {
         panic!("the defaults must be valid: {err}");
     }
@@ -224,6 +236,8 @@ fn defaults_render_and_parse_back_equal() {
         "replays = ",
         "[savepoint]",
         "# dir = \"weir-savepoints\"",
+        "[http]",
+        "addr = \"127.0.0.1:8081\"",
     ] {
         assert!(rendered.contains(key), "missing {key:?} in:\n{rendered}");
     }
@@ -620,6 +634,7 @@ fn unknown_section_lists_the_sections() {
         "restart",
         "poison",
         "savepoint",
+        "http",
     ] {
         assert!(
             message.contains(section),
@@ -650,6 +665,8 @@ fn wrong_type_names_the_key() {
         ("[progress]\nenabled = \"yes\"\n", "progress.enabled"),
         ("[log]\nformat = \"xml\"\n", "log.format"),
         ("[metrics]\naddr = \"localhost:9464\"\n", "metrics.addr"),
+        ("[http]\naddr = \"localhost:8081\"\n", "http.addr"),
+        ("[http]\nenabled = 1\n", "http.enabled"),
         ("engine = 3\n", "engine"),
     ];
     assert_parse_errors_name_keys(&cases);
@@ -826,17 +843,19 @@ fn valid_config() -> impl Strategy<Value = WeirConfig> {
         "[a-z=,_:\"\\\\ \n]{0,20}[a-z]",
     )
         .prop_map(|(format, filter)| LogConfig { format, filter });
-    let metrics = (any::<[u8; 4]>(), any::<u16>(), any::<bool>()).prop_map(|(ip, port, v6)| {
-        let addr = if v6 {
-            SocketAddr::from((
-                std::net::Ipv6Addr::from(u128::from(u32::from_be_bytes(ip))),
-                port,
-            ))
-        } else {
-            SocketAddr::from((ip, port))
-        };
-        MetricsConfig { addr }
-    });
+    let metrics = (any::<[u8; 4]>(), any::<u16>(), any::<bool>(), any::<bool>()).prop_map(
+        |(ip, port, v6, enabled)| {
+            let addr = if v6 {
+                SocketAddr::from((
+                    std::net::Ipv6Addr::from(u128::from(u32::from_be_bytes(ip))),
+                    port,
+                ))
+            } else {
+                SocketAddr::from((ip, port))
+            };
+            MetricsConfig { enabled, addr }
+        },
+    );
     let checkpoint = (
         prop_oneof![Just(0u64), 10u64..=86_400_000],
         1u64..=86_400_000,
@@ -892,14 +911,20 @@ fn valid_config() -> impl Strategy<Value = WeirConfig> {
         proptest::option::of("[a-zA-Z0-9 _./\\\\'\"-]{1,30}").prop_map(|dir| SavepointConfig {
             dir: dir.map(PathBuf::from),
         });
+    let http = (any::<bool>(), any::<[u8; 4]>(), any::<u16>()).prop_map(|(enabled, ip, port)| {
+        HttpConfig {
+            enabled,
+            addr: SocketAddr::from((ip, port)),
+        }
+    });
     (
         (engine, state, progress, log, metrics),
-        (checkpoint, restart, poison, savepoint),
+        (checkpoint, restart, poison, savepoint, http),
     )
         .prop_map(
             |(
                 (engine, state, progress, log, metrics),
-                (checkpoint, restart, poison, savepoint),
+                (checkpoint, restart, poison, savepoint, http),
             )| {
                 WeirConfig {
                     engine,
@@ -911,6 +936,7 @@ fn valid_config() -> impl Strategy<Value = WeirConfig> {
                     restart,
                     poison,
                     savepoint,
+                    http,
                 }
             },
         )

@@ -58,6 +58,8 @@ pub struct LineReader {
     /// Byte offset of the next line in the whole input.
     offset: u64,
     buf: Vec<u8>,
+    /// Bytes consumed by this reader (lines with their line ends).
+    bytes_read: u64,
     dead_letters: DeadLetters,
     /// The file read (`None` for stdin, which cannot rewind).
     path: Option<PathBuf>,
@@ -98,6 +100,7 @@ impl Source for LineSource {
                 line_no: Some(1),
                 offset: 0,
                 buf: Vec::new(),
+                bytes_read: 0,
                 dead_letters: self.dead_letters.clone(),
                 path: None,
                 end: u64::MAX,
@@ -135,6 +138,7 @@ impl Source for LineSource {
                     line_no: (split == 0).then_some(1),
                     offset,
                     buf: Vec::new(),
+                    bytes_read: 0,
                     dead_letters: self.dead_letters.clone(),
                     path: Some(path.clone()),
                     end,
@@ -203,12 +207,17 @@ impl SourceReader for LineReader {
                 }),
             }
             self.offset += n as u64;
+            self.bytes_read += n as u64;
             self.remaining = self.remaining.saturating_sub(n as u64);
             if let Some(l) = self.line_no.as_mut() {
                 *l += 1;
             }
         }
         Ok(ReadStatus::More)
+    }
+
+    fn bytes_read(&self) -> u64 {
+        self.bytes_read
     }
 
     /// A file split's position: the byte offset of the next line and, for the first

@@ -96,6 +96,13 @@ pub trait SourceReader: Send + 'static {
         out: &mut C,
     ) -> Result<ReadStatus, SourceError>;
 
+    /// Bytes of input this reader consumed so far (a line with its line end, a
+    /// Kafka record's key and value), for the `weir_source_bytes_total` metric; 0
+    /// for sources that do not read bytes (generators). Asked after every round.
+    fn bytes_read(&self) -> u64 {
+        0
+    }
+
     /// Where the reader is: the bytes [`SourceReader::seek`] takes to resume right
     /// after the last record read. `None` when the source cannot rewind (stdin), which
     /// rules out exactly-once checkpointing of a job reading it.

@@ -14,9 +14,13 @@ use weir_actors::checkpoint::{
 use weir_actors::snapshot::SnapshotStore;
 use weir_actors::state::{Clock, StateStore, StoreConfig, SystemClock};
 use weir_actors::supervisor::{AdoptStages, CancelJob, StageSupervisor};
-use weir_actors::{ActorStats, JobFailure, JobSupervisor, MailboxGate, SideOutput, WorkerPool};
+use weir_actors::{
+    ActorStats, JobFailure, JobSupervisor, MailboxGate, QueryState, SideOutput, WorkerPool,
+};
 
 use crate::connector::{CommitAction, DeadLetters, StopFlag};
+use crate::metrics::JobMetrics;
+use crate::status::{AttemptFeed, Edge, EdgeKind, JobState, JobStatus, StageKind, StatusBoard};
 
 use super::builder::Job;
 use super::error::JobError;
@@ -67,6 +71,7 @@ pub struct Node {
     store: StateStore,
     clock: Arc<dyn Clock>,
     dead_letters: DeadLetters,
+    status: StatusBoard,
 }
 
 impl Node {
@@ -85,6 +90,7 @@ impl Node {
             store,
             clock: Arc::new(SystemClock),
             dead_letters: DeadLetters::to_log(),
+            status: StatusBoard::default(),
         })
     }
 
@@ -110,6 +116,13 @@ impl Node {
         &self.store
     }
 
+    /// What the node's jobs are doing and did: the board the status API serves
+    /// (`crate::status`), updated every tick of a running job (at most 100 ms) and
+    /// at each change of state; a clone stays live.
+    pub fn status(&self) -> StatusBoard {
+        self.status.clone()
+    }
+
     /// Runs `job` until its input ends (or it fails).
     pub fn run(&self, job: Job) -> Result<JobReport, JobError> {
         self.run_with(job, RunControl::default())
@@ -118,7 +131,25 @@ impl Node {
     /// Runs `job` under `control`: restores it from its newest complete epoch (or
     /// the savepoint in the options), runs it, and on a failure restarts it from
     /// the last complete epoch for as long as the restart strategy allows.
-    pub fn run_with(&self, job: Job, mut control: RunControl) -> Result<JobReport, JobError> {
+    pub fn run_with(&self, job: Job, control: RunControl) -> Result<JobReport, JobError> {
+        let result = self.run_job(job, control);
+        {
+            self.status.update(|j| match &result {
+                Ok(report) => {
+                    j.state = JobState::Finished;
+                    j.restarts = report.restarts;
+                }
+                Err(e) => {
+                    j.state = JobState::Failed;
+                    j.last_failure = Some(e.to_string());
+                }
+            });
+        }
+        result
+    }
+
+    /// [`Node::run_with`] without the final status.
+    fn run_job(&self, job: Job, mut control: RunControl) -> Result<JobReport, JobError> {
         let Job {
             name,
             stages,
@@ -169,6 +200,10 @@ impl Node {
             .map(|(i, plan)| (i as u32, plan.as_ref()))
             .collect();
         let stage_names: Vec<String> = indexed.iter().map(|(_, p)| p.name()).collect();
+        self.publish_graph(&self.status, &name, &pipelines);
+        if control.savepoints.is_none() {
+            control.savepoints = Some(self.status.savepoint_requests());
+        }
 
         let checkpointing = opts.checkpoint.interval.is_some();
         let (snapshots, _temporary) = match &opts.state_dir {
@@ -191,8 +226,10 @@ impl Node {
         );
         let system = actix::System::new();
         let started = Instant::now();
+        let mut metrics = JobMetrics::new(&name);
         loop {
             let attempt_started = Instant::now();
+            metrics.start_attempt();
             let manifest = match (&snapshots, savepoint.take()) {
                 (Some(store), Some(path)) => {
                     Some(recovery::import_savepoint(&path, store.as_ref(), &name)?)
@@ -225,6 +262,11 @@ impl Node {
             for (_, plan) in &indexed {
                 plan.recover(restore.as_ref().map(|r| r.epoch))?;
             }
+            self.status.update(|j| {
+                j.attempt = restarts.restarts() + 1;
+                j.restarts = restarts.restarts();
+                j.restored_from_epoch = restore.as_ref().map(|r| r.epoch);
+            });
             let first_epoch = match &snapshots {
                 Some(store) => store
                     .manifests(&name)
@@ -246,7 +288,7 @@ impl Node {
                 started,
                 poison: &poison,
             };
-            let attempt = system.block_on(self.attempt(setup, &mut control));
+            let attempt = system.block_on(self.attempt(setup, &mut control, &mut metrics));
             match attempt {
                 Ok(mut report) => {
                     report.restarts = restarts.restarts();
@@ -265,10 +307,18 @@ impl Node {
                         ..
                     } = &failure
                     {
+                        metrics.operator_failed(stage, *partition);
                         poison.on_failure(stage, *partition, &cause.to_string());
                     }
-                    match restarts.on_failure(Instant::now(), attempt_started.elapsed()) {
+                    let decision = restarts.on_failure(Instant::now(), attempt_started.elapsed());
+                    self.status.update(|j| {
+                        j.state = JobState::Restarting;
+                        j.restarts = restarts.restarts();
+                        j.last_failure = Some(failure.to_string());
+                    });
+                    match decision {
                         RestartDecision::Restart { delay, attempt } => {
+                            metrics.restarted();
                             tracing::warn!(job = %name, %failure, attempt, ?delay,
                                 "job failed; restarting from the last complete epoch");
                             std::thread::sleep(delay);
@@ -297,6 +347,7 @@ impl Node {
         &self,
         setup: AttemptSetup<'_>,
         control: &mut RunControl,
+        metrics: &mut JobMetrics,
     ) -> Result<JobReport, JobError> {
         let AttemptSetup {
             name,
@@ -398,6 +449,16 @@ impl Node {
             all: spawned.completes,
         });
         let stats = spawned.stats;
+        let mut feed = Some(AttemptFeed::new(
+            self.status.clone(),
+            checkpoint_stats.clone(),
+            opts.checkpoint.interval,
+        ));
+        if let Some(feed) = feed.as_mut() {
+            let live = LiveStats::read(attempt_started.elapsed(), &stats, main_len);
+            feed.publish(&live, Some(JobState::Running));
+            feed.serve_queries(std::mem::take(&mut spawned.queries));
+        }
 
         let watched = watch(
             &name,
@@ -408,8 +469,17 @@ impl Node {
             opts,
             (started, attempt_started),
             (&stats, main_len),
+            feed.as_mut(),
+            &mut Publisher {
+                metrics,
+                store: &self.store,
+                last: None,
+            },
         )
         .await;
+        if let Some(feed) = feed.as_mut() {
+            feed.stop_queries();
+        }
         let mut savepoint = None;
         let outcome = match watched {
             Ok(Watched::Finished) => {
@@ -436,6 +506,10 @@ impl Node {
         let elapsed = started.elapsed();
         pool.shutdown();
         let live = LiveStats::read(elapsed, &stats, main_len);
+        if let Some(feed) = feed.as_mut() {
+            feed.publish(&live, outcome.is_ok().then_some(JobState::Finished));
+        }
+        metrics.publish(&live, self.store.db().size_on_disk().ok());
         outcome?;
         Ok(JobReport {
             job: name,
@@ -450,6 +524,45 @@ impl Node {
             savepoint,
             restored_from: restore.map(|r| r.epoch),
         })
+    }
+
+    /// Publishes the job's graph on `board`: every stage with its kind and
+    /// parallelism, the main pipeline's edges and each branch's side edge.
+    fn publish_graph(&self, board: &StatusBoard, name: &str, pipelines: &[Pipeline]) {
+        let mut stages = Vec::new();
+        let mut edges = Vec::new();
+        for pipeline in pipelines {
+            let base = stages.len() as u32;
+            if let Some(from) = pipeline.from {
+                edges.push(Edge {
+                    from: from as u32,
+                    to: base,
+                    kind: EdgeKind::Side,
+                });
+            }
+            for (i, plan) in pipeline.plans.iter().enumerate() {
+                if i > 0 {
+                    edges.push(Edge {
+                        from: base + i as u32 - 1,
+                        to: base + i as u32,
+                        kind: EdgeKind::Data,
+                    });
+                }
+                let kind = if plan.is_source() {
+                    StageKind::Source
+                } else {
+                    StageKind::Keyed
+                };
+                stages.push((plan.name(), kind, self.parallelism_of(plan.as_ref())));
+            }
+        }
+        board.job_created(JobStatus::created(
+            name,
+            self.options.key_partitions,
+            stages,
+            edges,
+            self.options.checkpoint.interval,
+        ));
     }
 
     /// How many partition actors `plan` gets: the configured parallelism, capped by
@@ -533,6 +646,7 @@ impl Node {
                 into.triggers.extend(spawned.triggers);
                 into.completes.extend(spawned.completes);
                 into.stats[base + i] = (stage_name.clone(), spawned.stats);
+                into.queries[base + i] = spawned.queries;
             }
         }
         if !side_feeders.is_empty() {
@@ -567,6 +681,8 @@ struct SpawnedJob {
     completes: Vec<((u32, u32), Recipient<EpochComplete>)>,
     /// Per stage index: the stage's name and its actors' counters.
     stats: Vec<(String, Vec<Arc<ActorStats>>)>,
+    /// Per stage index: its actors' state query endpoints.
+    queries: Vec<Vec<Recipient<QueryState>>>,
 }
 
 impl SpawnedJob {
@@ -578,6 +694,7 @@ impl SpawnedJob {
             triggers: Vec::new(),
             completes: Vec::new(),
             stats: vec![(String::new(), Vec::new()); stages],
+            queries: vec![Vec::new(); stages],
         }
     }
 }
@@ -707,6 +824,8 @@ async fn watch(
     opts: &EngineOptions,
     (started, attempt_started): (Instant, Instant),
     (stats, main_stages): (&[StageStats], usize),
+    mut feed: Option<&mut AttemptFeed>,
+    publisher: &mut Publisher<'_>,
 ) -> Result<Watched, JobError> {
     let progress = opts.progress;
     let tick = match (progress, control.observer.is_some()) {
@@ -780,7 +899,10 @@ async fn watch(
                 let result = done.unwrap_or_else(|_| Err("the checkpoint coordinator stopped".into()));
                 match &result {
                     Ok(path) => {
-                        eprintln!("[weir] savepoint taken: {}", path.display());
+                        if let Some(feed) = feed.as_deref_mut() {
+                            feed.board().savepoint_taken(path);
+                        }
+                        crate::console::notice(&format!("savepoint taken: {}", path.display()));
                         if p.stop {
                             tracing::info!(job = name, path = %path.display(), "stopping with a savepoint");
                             stopped_with = Some(path.clone());
@@ -788,7 +910,7 @@ async fn watch(
                         }
                     }
                     Err(reason) => {
-                        eprintln!("[weir] savepoint failed: {reason}");
+                        crate::console::notice(&format!("savepoint failed: {reason}"));
                         tracing::error!(job = name, %reason, "savepoint failed");
                     }
                 }
@@ -808,6 +930,10 @@ async fn watch(
                     }
                 }
                 let live = LiveStats::read(attempt_started.elapsed(), stats, main_stages);
+                if let Some(feed) = feed.as_deref_mut() {
+                    feed.publish(&live, Some(JobState::Running));
+                }
+                publisher.maybe_publish(&live);
                 if let Some(observer) = control.observer.as_mut() {
                     if elapsed - last_observed >= observe_every {
                         observer(&live);
@@ -826,16 +952,42 @@ async fn watch(
                 ctrl_c = Box::pin(tokio::signal::ctrl_c());
                 match (interrupts, control.stop.as_ref()) {
                     (1, Some(stop)) => {
-                        eprintln!("[weir] interrupted: ending the input and draining (Ctrl-C again to cancel)");
+                        crate::console::notice("interrupted: ending the input and draining (Ctrl-C again to cancel)");
                         stop.stop();
                     }
                     _ => {
-                        eprintln!("[weir] cancelling the job");
+                        crate::console::notice("cancelling the job");
                         job.do_send(CancelJob);
                     }
                 }
             }
         }
+    }
+}
+
+/// How often the watch loop publishes a running job's counters to the metrics
+/// recorder.
+const METRICS_PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Publishes a running attempt's counters at most once per
+/// [`METRICS_PUBLISH_INTERVAL`].
+struct Publisher<'a> {
+    metrics: &'a mut JobMetrics,
+    store: &'a StateStore,
+    last: Option<Instant>,
+}
+
+impl Publisher<'_> {
+    fn maybe_publish(&mut self, live: &LiveStats) {
+        if self
+            .last
+            .is_some_and(|at| at.elapsed() < METRICS_PUBLISH_INTERVAL)
+        {
+            return;
+        }
+        self.last = Some(Instant::now());
+        self.metrics
+            .publish(live, self.store.db().size_on_disk().ok());
     }
 }
 

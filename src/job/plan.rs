@@ -12,10 +12,11 @@ use weir_actors::state::{Clock, StateStore};
 use weir_actors::supervisor::AdoptPartitions;
 use weir_actors::{
     ActorId, ActorStats, ForwardSide, JobSupervisor, Mailbox, MailboxGate, Outbox, PartitionActor,
-    SideOutput, StageSupervisor, Task, WatermarkTracker, WorkerPool,
+    QueryState, SideOutput, StageSupervisor, Task, WatermarkTracker, WorkerPool,
 };
 
 use crate::connector::{Source, SourceReader};
+use crate::operator::queryable::QueryableStates;
 use crate::operator::{Chain, KeyedProcess};
 
 use super::error::JobError;
@@ -71,6 +72,8 @@ pub struct Spawned {
     pub triggers: Vec<((u32, u32), Recipient<TriggerEpoch>)>,
     /// Every actor's epoch-complete notification, keyed the same way.
     pub completes: Vec<((u32, u32), Recipient<EpochComplete>)>,
+    /// Every actor's state query endpoint, by partition.
+    pub queries: Vec<Recipient<QueryState>>,
 }
 
 /// A stage, types erased.
@@ -134,6 +137,7 @@ fn spawn_tasks<T: Task>(
     let mut stops = Vec::with_capacity(tasks.len());
     let mut triggers = Vec::new();
     let mut completes = Vec::with_capacity(tasks.len());
+    let mut queries = Vec::with_capacity(tasks.len());
     let restored_epoch = env.restore.map_or(0, |r| r.epoch);
     for (i, task) in tasks.into_iter().enumerate() {
         let gate = MailboxGate::new(env.options.mailbox_capacity, env.inputs);
@@ -159,6 +163,7 @@ fn spawn_tasks<T: Task>(
             triggers.push((key, addr.clone().recipient()));
         }
         completes.push((key, addr.clone().recipient()));
+        queries.push(addr.clone().recipient());
         inbound.push(Mailbox::new(addr.clone().recipient(), gate.clone()));
         stops.push(addr.recipient());
         stats.push(actor_stats);
@@ -173,6 +178,7 @@ fn spawn_tasks<T: Task>(
         side_feeders: None,
         triggers,
         completes,
+        queries,
     }
 }
 
@@ -373,12 +379,16 @@ where
                 state,
                 chain: self.chain.clone(),
                 term,
+                job: env.job.clone(),
+                stage: env.stage_name.clone(),
                 partition: i,
                 parallelism: env.parallelism,
                 watermark: weir_actors::NO_WATERMARK,
                 side: sides.as_mut().and_then(Iterator::next),
                 chunk_stage: state_chunk_stage(env.stage_index),
                 suspect: env.poison.suspect(&env.stage_name, i),
+                queryables: QueryableStates::default(),
+                key_partitions: env.options.key_partitions,
             });
         }
         Ok(spawn_tasks(env, tasks, downstream))

@@ -72,14 +72,20 @@ impl ProgressPrinter {
             let wait: f64 = a.iter().map(|s| s.send_wait.as_secs_f64()).sum();
             wait / (live.elapsed.as_secs_f64() * a.len().max(1) as f64).max(1e-9)
         });
-        eprintln!(
-            "[weir] {job}: {:>6.1}s  read {:>12}  ({:>10}/s)  written {:>12}  sources blocked {:>3.0}%",
-            live.elapsed.as_secs_f64(),
-            read,
-            human(rate),
-            live.records_written(),
-            100.0 * blocked
-        );
+        if crate::console::is_json() {
+            tracing::info!(target: "weir::progress", job, elapsed_s = live.elapsed.as_secs_f64(),
+                read, rate_per_s = rate, written = live.records_written(),
+                sources_blocked = blocked, "progress");
+        } else {
+            eprintln!(
+                "[weir] {job}: {:>6.1}s  read {:>12}  ({:>10}/s)  written {:>12}  sources blocked {:>3.0}%",
+                live.elapsed.as_secs_f64(),
+                read,
+                human(rate),
+                live.records_written(),
+                100.0 * blocked
+            );
+        }
         self.last_read = read;
         self.last_at = live.elapsed;
     }

@@ -8,10 +8,12 @@ use weir_actors::checkpoint::{ChunkData, TaskSnapshot};
 use weir_actors::snapshot::ChunkId;
 use weir_actors::state::{KeyedState, TimerDomain};
 use weir_actors::{
-    Marker, Outbox, Progress, Pumped, SideOutput, Task, TaskError, WatermarkTracker, NO_WATERMARK,
+    Marker, Outbox, Progress, Pumped, QueryAnswer, SideOutput, StateQuery, Task, TaskError,
+    WatermarkTracker, NO_WATERMARK,
 };
 
 use crate::connector::{ReadStatus, SourceReader};
+use crate::operator::queryable::QueryableStates;
 use crate::operator::{Chain, Collector, KeyedContext, KeyedProcess, OpenContext};
 use crate::record::{Keyed, NO_TIMESTAMP};
 use crate::time::{AlignmentGroup, TimestampStrategy};
@@ -390,6 +392,10 @@ where
         self.read
     }
 
+    fn bytes_read(&self) -> u64 {
+        self.splits.iter().map(|s| s.reader.bytes_read()).sum()
+    }
+
     fn end_of_input(&mut self, out: &mut Outbox<Tm::Wire>) -> Result<(), TaskError> {
         self.term.finish(out)
     }
@@ -468,6 +474,10 @@ pub(crate) struct KeyedTask<P: KeyedProcess, C, Tm> {
     pub state: KeyedState<P::Key>,
     pub chain: C,
     pub term: Tm,
+    /// The job's name (for metric labels).
+    pub job: std::sync::Arc<str>,
+    /// The stage's name (for metric labels).
+    pub stage: std::sync::Arc<str>,
     pub partition: u32,
     pub parallelism: u32,
     pub watermark: i64,
@@ -478,6 +488,10 @@ pub(crate) struct KeyedTask<P: KeyedProcess, C, Tm> {
     /// Set when this stage failed in an earlier attempt: records are noted before
     /// they are processed, and poisoned ones diverted to the dead letters.
     pub suspect: Option<super::poison::Suspect>,
+    /// The states the operator made queryable (in `open`).
+    pub queryables: QueryableStates<P::Key>,
+    /// Key partitions `P`: a queried key's partition, and which actor owns it.
+    pub key_partitions: u32,
 }
 
 impl<P, C, Tm> KeyedTask<P, C, Tm>
@@ -531,6 +545,9 @@ where
     fn start(&mut self, _out: &mut Outbox<Tm::Wire>) -> Result<(), TaskError> {
         let mut ctx = OpenContext {
             state: &mut self.state,
+            queryables: &mut self.queryables,
+            job: &self.job,
+            stage: &self.stage,
             partition: self.partition,
             parallelism: self.parallelism,
         };
@@ -662,6 +679,43 @@ where
 
     fn epoch_complete(&mut self, epoch: u64) {
         self.term.committed(epoch);
+    }
+
+    /// Reads a queryable state of the key given as JSON, if this actor owns the
+    /// key's partition; otherwise names the owner.
+    fn query(&mut self, query: &StateQuery) -> QueryAnswer {
+        let key: P::Key = match serde_json::from_str(&query.key) {
+            Ok(key) => key,
+            Err(e) => {
+                return QueryAnswer::BadRequest(format!(
+                    "key {} does not decode as this stage's key type: {e}",
+                    query.key
+                ))
+            }
+        };
+        let kp = match crate::partition::key_partition(&key, self.key_partitions) {
+            Ok(kp) => kp,
+            Err(e) => return QueryAnswer::BadRequest(format!("key {}: {e}", query.key)),
+        };
+        let owner = crate::partition::owner_of(kp, self.key_partitions, self.parallelism);
+        if owner != self.partition {
+            return QueryAnswer::Owner(owner);
+        }
+        match self
+            .queryables
+            .read(&mut self.state, &query.state, kp, &key)
+        {
+            None => QueryAnswer::BadRequest(format!(
+                "no queryable state '{}' in this stage (queryable: {:?})",
+                query.state,
+                self.queryables.names()
+            )),
+            Some(Ok(value)) => QueryAnswer::Value {
+                key_partition: kp,
+                value: value.map(|v| v.to_string()),
+            },
+            Some(Err(e)) => QueryAnswer::Unavailable(e.to_string()),
+        }
     }
 }
 

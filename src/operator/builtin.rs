@@ -55,7 +55,9 @@ where
     }
 
     fn open(&mut self, ctx: &mut OpenContext<'_, K>) -> Result<(), OperatorError> {
-        self.handle = Some(ctx.value_state(StateDescriptor::new("reduce"))?);
+        let handle = ctx.value_state(StateDescriptor::new("reduce"))?;
+        ctx.make_queryable("reduce", handle)?;
+        self.handle = Some(handle);
         Ok(())
     }
 
@@ -144,7 +146,9 @@ where
     }
 
     fn open(&mut self, ctx: &mut OpenContext<'_, K>) -> Result<(), OperatorError> {
-        self.handle = Some(ctx.value_state(StateDescriptor::new("aggregate"))?);
+        let handle = ctx.value_state(StateDescriptor::new("aggregate"))?;
+        ctx.make_queryable("aggregate", handle)?;
+        self.handle = Some(handle);
         Ok(())
     }
 

@@ -18,11 +18,26 @@ impl<T: StateKey + Unpin + std::fmt::Debug> Key for T {}
 /// Given to [`KeyedProcess::open`]: registers the operator's state.
 pub struct OpenContext<'a, K> {
     pub(crate) state: &'a mut KeyedState<K>,
+    pub(crate) queryables: &'a mut super::queryable::QueryableStates<K>,
+    pub(crate) job: &'a str,
+    pub(crate) stage: &'a str,
     pub(crate) partition: u32,
     pub(crate) parallelism: u32,
 }
 
 impl<K: Key> OpenContext<'_, K> {
+    /// Lets the status API read the value state behind `handle` as `name`, for
+    /// one key at a time, while the job runs (`GET
+    /// /api/jobs/{job}/stages/{stage}/state/{name}?key=...`; docs/operations.md).
+    /// The value is shown as JSON.
+    pub fn make_queryable<T: StateValue>(
+        &mut self,
+        name: &str,
+        handle: ValueHandle<T>,
+    ) -> Result<(), OperatorError> {
+        self.queryables.add_value(name, handle)
+    }
+
     /// Registers a single-value state; the handle reads and writes it in `process`.
     pub fn value_state<T: StateValue>(
         &mut self,
@@ -55,6 +70,16 @@ impl<K: Key> OpenContext<'_, K> {
     /// How many partition actors the stage has.
     pub fn parallelism(&self) -> u32 {
         self.parallelism
+    }
+
+    /// The job's name (e.g. for the labels of an operator's own metrics).
+    pub fn job(&self) -> &str {
+        self.job
+    }
+
+    /// The stage's name (e.g. for the labels of an operator's own metrics).
+    pub fn stage(&self) -> &str {
+        self.stage
     }
 }
 

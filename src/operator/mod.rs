@@ -9,6 +9,7 @@ pub mod builtin;
 pub mod chain;
 pub mod error;
 pub mod keyed;
+pub mod queryable;
 
 pub use builtin::{Aggregate, AggregateFn, Reduce};
 pub use chain::{Chain, Collector, Emitter};

@@ -43,6 +43,8 @@ pub struct LateOutput<K, V> {
     factory: Option<LateSinkFactory<K, V>>,
     sink: Option<Box<dyn Sink<(K, V)>>>,
     count: Arc<AtomicU64>,
+    /// `weir_late_records_total` of this partition (set when the operator opens).
+    metric: metrics::Counter,
     /// Late records go to the stage's side output, read by the job as a stream.
     to_side: bool,
 }
@@ -53,6 +55,7 @@ impl<K, V> Clone for LateOutput<K, V> {
             factory: self.factory.clone(),
             sink: None,
             count: self.count.clone(),
+            metric: metrics::Counter::noop(),
             to_side: self.to_side,
         }
     }
@@ -65,6 +68,7 @@ impl<K: 'static, V: 'static> LateOutput<K, V> {
             factory: None,
             sink: None,
             count,
+            metric: metrics::Counter::noop(),
             to_side: false,
         }
     }
@@ -75,6 +79,7 @@ impl<K: 'static, V: 'static> LateOutput<K, V> {
             factory: None,
             sink: None,
             count,
+            metric: metrics::Counter::noop(),
             to_side: true,
         }
     }
@@ -85,6 +90,7 @@ impl<K: 'static, V: 'static> LateOutput<K, V> {
             factory: Some(factory),
             sink: None,
             count,
+            metric: metrics::Counter::noop(),
             to_side: false,
         }
     }
@@ -114,6 +120,7 @@ impl<K: 'static, V: 'static> LateOutput<K, V> {
         V: Send,
     {
         let n = self.count.fetch_add(1, Ordering::Relaxed);
+        self.metric.increment(1);
         if self.to_side {
             return ctx.emit_side((key, value));
         }
@@ -464,6 +471,7 @@ where
             self.sessions = Some(ctx.value_state(StateDescriptor::new("window-sessions"))?);
         }
         let (partition, parallelism) = (ctx.partition(), ctx.parallelism());
+        self.late.metric = crate::metrics::late_records(ctx.job(), ctx.stage(), partition);
         self.late.open(partition, parallelism)
     }
 

@@ -2,7 +2,12 @@
 #![allow(dead_code)]
 
 pub mod dead_letters;
+pub mod deps;
+pub mod events;
+pub mod http;
+pub mod kafka;
 pub mod kill;
+pub mod node;
 pub mod tansu;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +27,9 @@ pub struct Numbers {
     pub emitted: Arc<AtomicU64>,
     /// Sleep this long after each read (so a run lasts long enough to checkpoint).
     pub pause: Option<std::time::Duration>,
+    /// After `n`, report nothing available (the job keeps running, idle) until
+    /// `stop`, instead of ending.
+    pub then_idle: bool,
 }
 
 impl Numbers {
@@ -31,7 +39,13 @@ impl Numbers {
             stop: StopFlag::new(),
             emitted: Arc::default(),
             pause: None,
+            then_idle: false,
         }
+    }
+    /// Idles after the last number until `stop`, rather than ending.
+    pub fn then_idle(mut self) -> Self {
+        self.then_idle = true;
+        self
     }
     /// Pauses `pause` after every read.
     pub fn paced(mut self, pause: std::time::Duration) -> Self {
@@ -44,12 +58,14 @@ impl Numbers {
             stop,
             emitted: Arc::default(),
             pause: None,
+            then_idle: false,
         }
     }
 }
 
 pub struct NumbersReader {
     pause: Option<std::time::Duration>,
+    then_idle: bool,
     next: u64,
     step: u64,
     end: u64,
@@ -66,6 +82,7 @@ impl Source for Numbers {
     fn reader(&self, split: u32, splits: u32) -> Result<NumbersReader, SourceError> {
         Ok(NumbersReader {
             pause: self.pause,
+            then_idle: self.then_idle,
             next: u64::from(split),
             step: u64::from(splits),
             end: self.n.unwrap_or(u64::MAX),
@@ -86,6 +103,10 @@ impl SourceReader for NumbersReader {
             return Ok(ReadStatus::Exhausted);
         }
         for _ in 0..budget {
+            if self.next >= self.end && self.then_idle {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                return Ok(ReadStatus::Idle);
+            }
             if self.next >= self.end {
                 return Ok(ReadStatus::Exhausted);
             }

@@ -16,10 +16,10 @@
 
 use std::io::Read;
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -42,45 +42,17 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// installs (run once per test binary). Panics with the script's reason when it
 /// cannot be provisioned.
 pub fn tansu_binary() -> PathBuf {
-    static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let found = BINARY.get_or_init(|| {
-        if let Some(bin) = std::env::var_os("WEIR_TANSU_BIN") {
+    match std::env::var_os("WEIR_TANSU_BIN") {
+        Some(bin) => {
             let bin = PathBuf::from(bin);
-            return if bin.is_file() {
-                Ok(bin)
-            } else {
-                Err(format!("WEIR_TANSU_BIN={} is not a file", bin.display()))
-            };
+            assert!(
+                bin.is_file(),
+                "WEIR_TANSU_BIN={} is not a file",
+                bin.display()
+            );
+            bin
         }
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/test-deps.sh");
-        let output = Command::new("bash")
-            .arg(&script)
-            .arg("tansu")
-            .stderr(Stdio::inherit())
-            .output()
-            .map_err(|e| format!("could not run {}: {e}", script.display()))?;
-        if !output.status.success() {
-            return Err(format!(
-                "{} tansu failed ({}); see its message above",
-                script.display(),
-                output.status
-            ));
-        }
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let path = stdout.lines().last().unwrap_or_default().trim();
-        let path = PathBuf::from(path);
-        if path.is_file() {
-            Ok(path)
-        } else {
-            Err(format!(
-                "{} tansu printed {stdout:?}, not a binary's path",
-                script.display()
-            ))
-        }
-    });
-    match found {
-        Ok(path) => path.clone(),
-        Err(why) => panic!("the Tansu Kafka broker is needed and could not be provisioned: {why}"),
+        None => super::deps::provision("tansu"),
     }
 }
 

@@ -53,9 +53,45 @@ pub struct CheckpointConfig {
     pub hold_off: Duration,
 }
 
+/// How many finished epochs [`CheckpointStats::history`] keeps (the newest).
+pub const CHECKPOINT_HISTORY: usize = 32;
+
+/// How an epoch ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EpochOutcome {
+    /// Its manifest was committed.
+    Completed,
+    /// It did not complete within the timeout (its changes go into the next epoch).
+    Abandoned,
+    /// Writing it failed (the job fails and recovers).
+    Failed,
+}
+
+/// One finished epoch, for the checkpoint history an operator looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EpochRecord {
+    /// The epoch number.
+    pub epoch: u64,
+    /// How it ended.
+    pub outcome: EpochOutcome,
+    /// From trigger to the outcome.
+    pub duration: Duration,
+    /// Chunk bytes stored (0 unless completed).
+    pub bytes: u64,
+    /// The longest barrier alignment seen for it.
+    pub alignment: Duration,
+    /// Wall-clock time of the outcome, in ms since the Unix epoch.
+    pub finished_at_ms: u64,
+    /// Whether a savepoint was taken at this epoch.
+    pub savepoint: bool,
+    /// Whether it was the final epoch at the end of input.
+    pub is_final: bool,
+}
+
 /// Checkpoint counters, readable while the job runs.
 #[derive(Debug, Default)]
 pub struct CheckpointStats {
+    history: std::sync::Mutex<VecDeque<EpochRecord>>,
     completed: AtomicU64,
     failed: AtomicU64,
     last_epoch: AtomicU64,
@@ -101,6 +137,31 @@ impl CheckpointStats {
     pub fn largest_bytes(&self) -> u64 {
         self.largest_bytes.load(Ordering::Relaxed)
     }
+    /// The newest finished epochs (at most [`CHECKPOINT_HISTORY`]), oldest first.
+    pub fn history(&self) -> Vec<EpochRecord> {
+        match self.history.lock() {
+            Ok(h) => h.iter().cloned().collect(),
+            Err(poisoned) => poisoned.into_inner().iter().cloned().collect(),
+        }
+    }
+
+    fn record(&self, record: EpochRecord) {
+        let mut history = match self.history.lock() {
+            Ok(h) => h,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if history.len() == CHECKPOINT_HISTORY {
+            history.pop_front();
+        }
+        history.push_back(record);
+    }
+}
+
+/// Now, in ms since the Unix epoch (0 if the clock is before it).
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Which actors take part, sent once they are spawned.
@@ -207,6 +268,7 @@ impl CheckpointCoordinator {
             meta: config.meta,
             chains,
         });
+        super::metrics::register(&config.job, config.interval);
         CheckpointCoordinator {
             job: config.job,
             interval: config.interval,
@@ -274,6 +336,17 @@ impl CheckpointCoordinator {
             if !epoch.abandoned && !epoch.is_final && epoch.started.elapsed() > self.timeout {
                 epoch.abandoned = true;
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                self.stats.record(EpochRecord {
+                    epoch: epoch.number,
+                    outcome: EpochOutcome::Abandoned,
+                    duration: epoch.started.elapsed(),
+                    bytes: 0,
+                    alignment: epoch.alignment,
+                    finished_at_ms: unix_ms(),
+                    savepoint: epoch.savepoint.is_some(),
+                    is_final: false,
+                });
+                super::metrics::failed(&self.job);
                 tracing::warn!(job = %self.job, epoch = epoch.number, timeout = ?self.timeout,
                     "checkpoint not complete within its timeout; abandoned (its changes go into the next epoch)");
                 if let Some(sp) = epoch.savepoint.take() {
@@ -398,6 +471,17 @@ impl CheckpointCoordinator {
                         .fetch_max(started.elapsed().as_micros() as u64, Ordering::Relaxed);
                     s.largest_bytes.fetch_max(w.bytes, Ordering::Relaxed);
                 }
+                s.record(EpochRecord {
+                    epoch: number,
+                    outcome: EpochOutcome::Completed,
+                    duration: started.elapsed(),
+                    bytes: w.bytes,
+                    alignment,
+                    finished_at_ms: unix_ms(),
+                    savepoint: savepoint.is_some(),
+                    is_final,
+                });
+                super::metrics::completed(&self.job, number, started.elapsed(), w.bytes, alignment);
                 tracing::debug!(job = %self.job, epoch = number, bytes = w.bytes,
                     took = ?started.elapsed(), write = ?w.took, "epoch complete");
                 for (_, actor) in &self.actors {
@@ -415,6 +499,7 @@ impl CheckpointCoordinator {
             }
             Ok(_) => {}
             Err(reason) => {
+                let savepoint_requested = savepoint.is_some();
                 let reason = format!("checkpoint of epoch {number} failed: {reason}");
                 if let Some(sp) = savepoint {
                     let _ = sp.reply.send(Err(reason.clone()));
@@ -425,6 +510,17 @@ impl CheckpointCoordinator {
                     }
                 }
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                self.stats.record(EpochRecord {
+                    epoch: number,
+                    outcome: EpochOutcome::Failed,
+                    duration: started.elapsed(),
+                    bytes: 0,
+                    alignment,
+                    finished_at_ms: unix_ms(),
+                    savepoint: savepoint_requested,
+                    is_final,
+                });
+                super::metrics::failed(&self.job);
                 self.fail(reason);
             }
         }
@@ -553,5 +649,39 @@ impl Handler<ShutdownCoordinator> for CheckpointCoordinator {
             }
             let _ = msg.0.send(());
         });
+    }
+}
+
+#[cfg(test)]
+mod history_tests {
+    use super::*;
+
+    fn completed(epoch: u64) -> EpochRecord {
+        EpochRecord {
+            epoch,
+            outcome: EpochOutcome::Completed,
+            duration: Duration::from_millis(epoch),
+            bytes: epoch * 10,
+            alignment: Duration::ZERO,
+            finished_at_ms: epoch,
+            savepoint: false,
+            is_final: false,
+        }
+    }
+
+    #[test]
+    fn history_keeps_the_newest_epochs_oldest_first() {
+        let stats = CheckpointStats::default();
+        assert!(stats.history().is_empty());
+        for epoch in 1..=(CHECKPOINT_HISTORY as u64 + 5) {
+            stats.record(completed(epoch));
+        }
+        let history = stats.history();
+        assert_eq!(history.len(), CHECKPOINT_HISTORY);
+        assert_eq!(history[0].epoch, 6);
+        assert_eq!(
+            history.last().map(|r| r.epoch),
+            Some(CHECKPOINT_HISTORY as u64 + 5)
+        );
     }
 }

@@ -23,12 +23,14 @@
 
 mod align;
 mod coordinator;
+pub mod metrics;
 mod writer;
 
 pub use align::{Aligned, Aligner};
 pub use coordinator::{
-    CheckpointConfig, CheckpointCoordinator, CheckpointStats, Committer, FinishJob, JobActors,
-    Merger, RequestSavepoint, SavepointDone, ShutdownCoordinator,
+    CheckpointConfig, CheckpointCoordinator, CheckpointStats, Committer, EpochOutcome, EpochRecord,
+    FinishJob, JobActors, Merger, RequestSavepoint, SavepointDone, ShutdownCoordinator,
+    CHECKPOINT_HISTORY,
 };
 
 use std::time::Duration;

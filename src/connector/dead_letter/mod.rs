@@ -21,10 +21,10 @@ use serde::Serialize;
 pub use kafka::{KafkaDeadLetters, DEAD_LETTER_FORMAT_VERSION};
 
 /// The counter of dead letters, labelled `origin` (the source or stage name).
-pub const DEAD_LETTERS_METRIC: &str = "weir_dead_letters_total";
+pub const DEAD_LETTERS_METRIC: &str = crate::metrics::catalogue::DEAD_LETTERS;
 /// The counter of dead letters that could not be written to their output, labelled
 /// `origin`.
-pub const DEAD_LETTER_ERRORS_METRIC: &str = "weir_dead_letter_errors_total";
+pub const DEAD_LETTER_ERRORS_METRIC: &str = crate::metrics::catalogue::DEAD_LETTER_ERRORS;
 
 /// One rejected record.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]

@@ -14,6 +14,7 @@
 
 pub mod error;
 pub mod format;
+pub mod lag;
 pub mod position;
 pub mod reader;
 pub mod settings;
@@ -23,8 +24,6 @@ pub mod start;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-
-use rdkafka::consumer::BaseConsumer;
 
 use super::dead_letter::DeadLetters;
 use super::source::{Source, SourceError, StopFlag};
@@ -229,9 +228,9 @@ impl<F: KafkaFormat> Source for KafkaSource<F> {
             ))
             .into());
         }
-        let consumer: BaseConsumer =
+        let consumer: lag::SplitConsumer =
             settings::client_config(&c.bootstrap, c.group_id.as_deref(), &c.settings)
-                .create()
+                .create_with_context(lag::LagContext::default())
                 .map_err(|error| KafkaSourceError::Client {
                     source_name: c.name.clone(),
                     what: format!("creating the consumer of split {split}"),

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -17,6 +17,7 @@ use crate::operator::Collector;
 
 use super::error::KafkaSourceError;
 use super::format::{KafkaFormat, KafkaRecord};
+use super::lag::SplitConsumer;
 use super::position::KafkaPosition;
 use super::split::split_of;
 use super::start::{Resolver, StartMode};
@@ -42,7 +43,7 @@ pub struct KafkaReader<F> {
     config: Arc<SourceConfig>,
     format: F,
     dead_letters: DeadLetters,
-    consumer: BaseConsumer,
+    consumer: SplitConsumer,
     split: u32,
     splits: u32,
     /// Whether the first assignment was made.
@@ -53,6 +54,8 @@ pub struct KafkaReader<F> {
     assigned: HashMap<String, BTreeMap<i32, Partition>>,
     /// When partitions were last looked for.
     last_discovery: Instant,
+    /// Key and value bytes of the records read.
+    bytes_read: u64,
 }
 
 impl<F: KafkaFormat> KafkaReader<F> {
@@ -60,7 +63,7 @@ impl<F: KafkaFormat> KafkaReader<F> {
         config: Arc<SourceConfig>,
         format: F,
         dead_letters: DeadLetters,
-        consumer: BaseConsumer,
+        consumer: SplitConsumer,
         split: u32,
         splits: u32,
     ) -> Self {
@@ -75,6 +78,25 @@ impl<F: KafkaFormat> KafkaReader<F> {
             restored: None,
             assigned: HashMap::new(),
             last_discovery: Instant::now(),
+            bytes_read: 0,
+        }
+    }
+
+    /// Publishes each assigned partition's consumer lag (its readable end minus the
+    /// next offset to read) when librdkafka's statistics brought new end offsets.
+    fn report_lag(&self) {
+        let Some(ends) = self.consumer.context().take() else {
+            return;
+        };
+        for (topic, partition, end) in ends {
+            if let Some(state) = self.assigned.get(&topic).and_then(|ps| ps.get(&partition)) {
+                crate::metrics::kafka::consumer_lag(
+                    &self.config.name,
+                    &topic,
+                    partition,
+                    (end - state.next).max(0),
+                );
+            }
         }
     }
 
@@ -296,6 +318,7 @@ impl<F: KafkaFormat> KafkaReader<F> {
         } else {
             self.discover()?;
         }
+        self.report_lag();
         if self.all_done() {
             return Ok(ReadStatus::Exhausted);
         }
@@ -339,6 +362,8 @@ impl<F: KafkaFormat> KafkaReader<F> {
             if offset < state.next || state.done() || state.end.is_some_and(|end| offset >= end) {
                 continue; // Already read, or past the end of a bounded read.
             }
+            self.bytes_read +=
+                (message.payload_len() + message.key().map_or(0, <[u8]>::len)) as u64;
             match self.format.decode(message.payload()) {
                 Ok(value) => out.collect(KafkaRecord {
                     topic: topic.to_owned(),
@@ -382,6 +407,10 @@ impl<F: KafkaFormat> KafkaReader<F> {
 
 impl<F: KafkaFormat> SourceReader for KafkaReader<F> {
     type Item = KafkaRecord<F::Value>;
+
+    fn bytes_read(&self) -> u64 {
+        self.bytes_read
+    }
 
     /// Reads a round; a failed dead-letter delivery fails the read, and a split
     /// that ends makes its dead letters durable first.

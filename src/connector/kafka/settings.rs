@@ -29,7 +29,14 @@ pub const REQUIRED: &[(&str, &str)] = &[
 /// - `auto.offset.reset=earliest`: when a stored or restored offset is no longer
 ///   in the log (retention deleted it), read from the oldest record kept rather
 ///   than skip to the newest.
-pub const DEFAULTS: &[(&str, &str)] = &[("auto.offset.reset", "earliest")];
+/// - `statistics.interval.ms=5000`: librdkafka's statistics every 5 s carry the
+///   partitions' end offsets, from which the reader publishes its consumer lag
+///   (`weir_kafka_consumer_lag_records`) without requests of its own; `0` turns
+///   the lag metric off.
+pub const DEFAULTS: &[(&str, &str)] = &[
+    ("auto.offset.reset", "earliest"),
+    ("statistics.interval.ms", "5000"),
+];
 
 /// The `group.id` a consumer gets when none is set: librdkafka's consumer refuses
 /// `assign` without one. The source never joins the group (it assigns partitions

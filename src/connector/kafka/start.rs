@@ -7,7 +7,9 @@
 
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
+
+use super::lag::SplitConsumer;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::error::KafkaSourceError;
@@ -45,7 +47,7 @@ pub enum Fallback {
 /// the source name for errors.
 pub(crate) struct Resolver<'a> {
     /// The consumer asked.
-    pub consumer: &'a BaseConsumer,
+    pub consumer: &'a SplitConsumer,
     /// How long one metadata, watermark or offset call may take.
     pub timeout: Duration,
     /// The source's name, for errors.

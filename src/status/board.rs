@@ -1,0 +1,439 @@
+//! The board a running node writes its job's status on and the status server reads.
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use actix::Recipient;
+use weir_actors::checkpoint::CheckpointStats;
+use weir_actors::{QueryAnswer, QueryState, StateQuery};
+
+use crate::job::node::SavepointCommand;
+use crate::job::progress::LiveStats;
+
+use super::error::StatusError;
+use super::model::{
+    unix_ms, CheckpointStatus, Edge, JobState, JobStatus, SavepointRecord, StageKind, StageStatus,
+};
+use super::sampler::{backpressure_level, checkpoint_status, Sampler};
+
+/// Shared between the node (writer) and the status server (reader); cheap to clone.
+#[derive(Clone, Default)]
+pub struct StatusBoard {
+    inner: Arc<Inner>,
+}
+
+/// The jobs on the board.
+#[derive(Default)]
+struct Jobs {
+    /// By name; a job run again replaces its earlier run.
+    by_name: std::collections::BTreeMap<String, JobStatus>,
+    /// The job the node runs now, or ran last.
+    current: Option<String>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Every job the node ran, and which one it runs (or ran last).
+    jobs: Mutex<Jobs>,
+    /// Where savepoint requests go while a job listens for them.
+    savepoints: Mutex<Option<mpsc::Sender<SavepointCommand>>>,
+    /// Per stage, its actors' state query endpoints, while an attempt runs.
+    queries: Mutex<Option<Arc<QueryRoutes>>>,
+}
+
+/// Per stage index, its partition actors' state query endpoints.
+pub(crate) type QueryRoutes = Vec<Vec<Recipient<QueryState>>>;
+
+/// How long a state query waits for the owning actor (it answers between two
+/// messages, so a query can wait behind a full mailbox and backpressure).
+const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One key's value read from a running job.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct QueriedState {
+    /// The key partition the key hashes to.
+    pub key_partition: u32,
+    /// The partition actor that owns it and answered.
+    pub partition: u32,
+    /// The value as JSON; `None` when the key has no value.
+    pub value: Option<serde_json::Value>,
+}
+
+/// Locks `m`, taking the data of a poisoned lock as it is: the status is a report,
+/// and a panic elsewhere must not hide it.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl StatusBoard {
+    /// An empty board (no job yet).
+    pub fn new() -> Self {
+        StatusBoard::default()
+    }
+
+    /// A copy of the status of the job the node runs now, or ran last.
+    pub fn current(&self) -> Option<JobStatus> {
+        let jobs = lock(&self.inner.jobs);
+        jobs.current
+            .as_ref()
+            .and_then(|name| jobs.by_name.get(name))
+            .cloned()
+    }
+
+    /// A copy of job `name`'s status (its latest run), if the node ran it.
+    pub fn job(&self, name: &str) -> Option<JobStatus> {
+        lock(&self.inner.jobs).by_name.get(name).cloned()
+    }
+
+    /// Every job the node ran, by name.
+    pub fn jobs(&self) -> Vec<JobStatus> {
+        lock(&self.inner.jobs).by_name.values().cloned().collect()
+    }
+
+    /// A channel for savepoint requests made through the board; the node reads the
+    /// receiver ([`crate::job::RunControl::savepoints`]). A later call replaces the
+    /// earlier channel.
+    pub fn savepoint_requests(&self) -> mpsc::Receiver<SavepointCommand> {
+        let (tx, rx) = mpsc::channel();
+        *lock(&self.inner.savepoints) = Some(tx);
+        rx
+    }
+
+    /// `Ok` when `job` is the node's job and it runs.
+    fn running(&self, job: &str) -> Result<(), StatusError> {
+        match self.job(job) {
+            Some(j) if j.state == JobState::Running => Ok(()),
+            Some(j) => Err(StatusError::NotRunning {
+                job: j.name,
+                state: j.state.as_str().to_string(),
+            }),
+            None => Err(StatusError::NoSuchJob(job.to_string())),
+        }
+    }
+
+    /// Asks the running job `job` for a savepoint (and to stop after it when
+    /// `stop`); the returned receiver hears its path, or why it failed.
+    pub fn request_savepoint(
+        &self,
+        job: &str,
+        stop: bool,
+    ) -> Result<mpsc::Receiver<Result<PathBuf, String>>, StatusError> {
+        self.running(job)?;
+        let (reply, rx) = mpsc::channel();
+        let sent = lock(&self.inner.savepoints).as_ref().map(|tx| {
+            tx.send(SavepointCommand {
+                stop,
+                reply: Some(reply),
+            })
+        });
+        match sent {
+            Some(Ok(())) => Ok(rx),
+            _ => Err(StatusError::NoSavepoints(job.to_string())),
+        }
+    }
+
+    /// Reads state `state` of `key` (JSON) in stage `stage` of the running job
+    /// `job`: asks the stage's first actor, which answers or names the owner of the
+    /// key's partition, then asks that one.
+    pub async fn query_state(
+        &self,
+        job: &str,
+        stage: u32,
+        state: &str,
+        key: &str,
+    ) -> Result<QueriedState, StatusError> {
+        self.running(job)?;
+        let routes = lock(&self.inner.queries).clone().ok_or_else(|| {
+            StatusError::QueryUnavailable(format!("job '{job}' is between attempts"))
+        })?;
+        let actors = routes
+            .get(stage as usize)
+            .ok_or_else(|| StatusError::NoSuchStage {
+                job: job.to_string(),
+                stage,
+            })?;
+        let query = StateQuery {
+            state: state.to_string(),
+            key: key.to_string(),
+        };
+        let mut partition = 0u32;
+        // The first actor answers or names the owner; the owner answers.
+        for _ in 0..2 {
+            let actor = actors.get(partition as usize).ok_or_else(|| {
+                StatusError::QueryUnavailable(format!("stage {stage} has no actor {partition}"))
+            })?;
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            actor.do_send(QueryState {
+                query: query.clone(),
+                reply,
+            });
+            let answer = match tokio::time::timeout(QUERY_TIMEOUT, answer).await {
+                Ok(Ok(answer)) => answer,
+                Ok(Err(_)) => {
+                    return Err(StatusError::QueryUnavailable(format!(
+                        "actor {partition} of stage {stage} stopped before answering"
+                    )))
+                }
+                Err(_) => {
+                    return Err(StatusError::QueryUnavailable(format!(
+                        "actor {partition} of stage {stage} did not answer within {QUERY_TIMEOUT:?} (busy or back-pressured)"
+                    )))
+                }
+            };
+            match answer {
+                QueryAnswer::Value {
+                    key_partition,
+                    value,
+                } => {
+                    let value = value
+                        .map(|text| serde_json::from_str(&text))
+                        .transpose()
+                        .map_err(|e| {
+                            StatusError::QueryUnavailable(format!("the value is not JSON: {e}"))
+                        })?;
+                    return Ok(QueriedState {
+                        key_partition,
+                        partition,
+                        value,
+                    });
+                }
+                QueryAnswer::Owner(owner) if owner != partition => partition = owner,
+                QueryAnswer::Owner(owner) => {
+                    return Err(StatusError::QueryUnavailable(format!(
+                    "actor {owner} of stage {stage} names itself as the owner but did not answer"
+                )))
+                }
+                QueryAnswer::BadRequest(reason) => return Err(StatusError::BadQuery(reason)),
+                QueryAnswer::Unavailable(reason) => {
+                    return Err(StatusError::QueryUnavailable(reason))
+                }
+            }
+        }
+        Err(StatusError::QueryUnavailable(format!(
+            "stage {stage}: the owner of key {key} moved while it was asked"
+        )))
+    }
+
+    /// Queries go to these actors (per stage) from now on.
+    pub(crate) fn serve_queries(&self, stages: QueryRoutes) {
+        *lock(&self.inner.queries) = Some(Arc::new(stages));
+    }
+
+    /// No attempt runs: queries are refused until the next one serves them.
+    pub(crate) fn stop_queries(&self) {
+        *lock(&self.inner.queries) = None;
+    }
+
+    /// A new job: its graph, before anything runs.
+    pub(crate) fn job_created(&self, job: JobStatus) {
+        let mut jobs = lock(&self.inner.jobs);
+        jobs.current = Some(job.name.clone());
+        jobs.by_name.insert(job.name.clone(), job);
+    }
+
+    /// Changes the current job's status in place.
+    pub(crate) fn update(&self, change: impl FnOnce(&mut JobStatus)) {
+        let mut jobs = lock(&self.inner.jobs);
+        let Jobs { by_name, current } = &mut *jobs;
+        if let Some(job) = current.as_ref().and_then(|name| by_name.get_mut(name)) {
+            change(job);
+        }
+    }
+
+    /// A savepoint completed at `path`.
+    pub(crate) fn savepoint_taken(&self, path: &std::path::Path) {
+        self.update(|j| {
+            j.savepoints.push(SavepointRecord {
+                path: path.display().to_string(),
+                taken_at_ms: unix_ms(),
+            })
+        });
+    }
+}
+
+impl JobStatus {
+    /// A job about to start: its stages (`name`, kind, parallelism) and edges, with
+    /// no counters yet.
+    pub(crate) fn created(
+        name: &str,
+        key_partitions: u32,
+        stages: Vec<(String, StageKind, u32)>,
+        edges: Vec<Edge>,
+        checkpoint_interval: Option<Duration>,
+    ) -> Self {
+        JobStatus {
+            name: name.to_string(),
+            state: JobState::Created,
+            started_at_ms: unix_ms(),
+            elapsed_ms: 0,
+            key_partitions,
+            attempt: 1,
+            restarts: 0,
+            last_failure: None,
+            restored_from_epoch: None,
+            stages: stages
+                .into_iter()
+                .enumerate()
+                .map(|(i, (name, kind, parallelism))| StageStatus {
+                    index: i as u32,
+                    name,
+                    kind,
+                    parallelism,
+                    records_in: 0,
+                    records_out: 0,
+                    records_in_per_second: 0.0,
+                    records_out_per_second: 0.0,
+                    backpressure: 0.0,
+                    backpressure_level: backpressure_level(0.0),
+                    busy: 0.0,
+                    watermark_ms: None,
+                    partitions: Vec::new(),
+                })
+                .collect(),
+            edges,
+            checkpoints: CheckpointStatus {
+                enabled: checkpoint_interval.is_some(),
+                interval_ms: checkpoint_interval.map(|i| i.as_millis() as u64),
+                ..CheckpointStatus::default()
+            },
+            savepoints: Vec::new(),
+        }
+    }
+}
+
+/// What one attempt of a job publishes on the board: the live counters through a
+/// [`Sampler`], and its checkpoints.
+pub(crate) struct AttemptFeed {
+    board: StatusBoard,
+    sampler: Sampler,
+    checkpoints: Arc<CheckpointStats>,
+    interval: Option<Duration>,
+    started_at_ms: u64,
+}
+
+impl AttemptFeed {
+    /// The feed of an attempt whose checkpoints are counted in `checkpoints`.
+    pub fn new(
+        board: StatusBoard,
+        checkpoints: Arc<CheckpointStats>,
+        interval: Option<Duration>,
+    ) -> Self {
+        let started_at_ms = board.current().map_or_else(unix_ms, |j| j.started_at_ms);
+        AttemptFeed {
+            board,
+            sampler: Sampler::new(),
+            checkpoints,
+            interval,
+            started_at_ms,
+        }
+    }
+
+    /// The board it publishes on.
+    pub fn board(&self) -> &StatusBoard {
+        &self.board
+    }
+
+    /// Serves state queries through these actors (per stage) while the attempt runs.
+    pub fn serve_queries(&self, stages: QueryRoutes) {
+        self.board.serve_queries(stages);
+    }
+
+    /// The attempt's actors are stopping: no more queries.
+    pub fn stop_queries(&self) {
+        self.board.stop_queries();
+    }
+
+    /// Publishes `live` and the checkpoint counters, and sets the state to `state`
+    /// when given.
+    pub fn publish(&mut self, live: &LiveStats, state: Option<JobState>) {
+        let checkpoints = checkpoint_status(&self.checkpoints, self.interval);
+        let elapsed_ms = unix_ms().saturating_sub(self.started_at_ms);
+        let sampler = &mut self.sampler;
+        self.board.update(|j| {
+            let kinds: Vec<StageKind> = j.stages.iter().map(|s| s.kind).collect();
+            j.stages = sampler.stages(live, &kinds);
+            j.checkpoints = checkpoints;
+            if let Some(state) = state {
+                j.state = state;
+            }
+            j.elapsed_ms = elapsed_ms;
+        });
+    }
+}
+
+impl Drop for AttemptFeed {
+    /// An attempt that ends (or is abandoned) serves no more queries.
+    fn drop(&mut self) {
+        self.board.stop_queries();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn created(name: &str) -> JobStatus {
+        JobStatus::created(
+            name,
+            16,
+            vec![("source:s".into(), StageKind::Source, 2)],
+            Vec::new(),
+            None,
+        )
+    }
+
+    #[test]
+    fn the_board_keeps_every_job_and_changes_only_the_current_one() {
+        let board = StatusBoard::new();
+        assert!(board.current().is_none() && board.jobs().is_empty());
+        board.job_created(created("a"));
+        board.update(|j| j.state = JobState::Finished);
+        board.job_created(created("b"));
+        board.update(|j| j.state = JobState::Running);
+        assert_eq!(board.current().map(|j| j.name), Some("b".to_string()));
+        assert_eq!(board.job("a").map(|j| j.state), Some(JobState::Finished));
+        assert_eq!(board.job("b").map(|j| j.state), Some(JobState::Running));
+        assert_eq!(board.jobs().len(), 2);
+        // A job run again replaces its earlier run and becomes current.
+        board.job_created(created("a"));
+        assert_eq!(board.job("a").map(|j| j.state), Some(JobState::Created));
+        assert_eq!(board.jobs().len(), 2);
+    }
+
+    #[test]
+    fn savepoint_requests_reach_only_a_running_job_that_listens() {
+        let board = StatusBoard::new();
+        assert!(matches!(
+            board.request_savepoint("a", false),
+            Err(StatusError::NoSuchJob(_))
+        ));
+        board.job_created(created("a"));
+        assert!(matches!(
+            board.request_savepoint("a", false),
+            Err(StatusError::NotRunning { .. })
+        ));
+        board.update(|j| j.state = JobState::Running);
+        assert!(matches!(
+            board.request_savepoint("a", false),
+            Err(StatusError::NoSavepoints(_))
+        ));
+        let requests = board.savepoint_requests();
+        let reply = board.request_savepoint("a", true).expect("sent");
+        let command = requests.try_recv().expect("the job hears it");
+        assert!(command.stop);
+        let path = PathBuf::from("/sp/savepoint-000001");
+        command
+            .reply
+            .expect("a reply channel")
+            .send(Ok(path.clone()))
+            .unwrap();
+        assert_eq!(reply.recv().unwrap(), Ok(path.clone()));
+        board.savepoint_taken(&path);
+        assert_eq!(
+            board.job("a").unwrap().savepoints[0].path,
+            "/sp/savepoint-000001"
+        );
+    }
+}

@@ -1,0 +1,29 @@
+//! The node's status API and status page.
+//!
+//! A running node publishes what its job is doing into a [`StatusBoard`]: the stage
+//! graph, per-stage and per-partition counters, throughput and backpressure,
+//! watermarks, the checkpoint history, restarts and savepoints. The
+//! [`StatusServer`] serves that board over HTTP (`/healthz`, `/readyz`,
+//! `/api/jobs`, a savepoint trigger) together with one HTML page that renders it
+//! live. `docs/operations.md` is the reference of the endpoints.
+//!
+//! The board is written by the node's watch loop (every tick, at most every
+//! 100 ms) and read by the server; neither waits on the other for longer than a
+//! copy of the job's status.
+
+mod board;
+mod error;
+mod model;
+mod page;
+mod sampler;
+mod server;
+
+pub(crate) use board::AttemptFeed;
+pub use board::{QueriedState, StatusBoard};
+pub use error::StatusError;
+pub use model::{
+    CheckpointRecord, CheckpointStatus, Edge, EdgeKind, JobState, JobStatus, PartitionStatus,
+    SavepointRecord, StageKind, StageStatus,
+};
+pub use sampler::{Sampler, BACKPRESSURE_HIGH, BACKPRESSURE_LOW};
+pub use server::StatusServer;
