@@ -807,3 +807,149 @@ fn completed_epochs_commit_their_offsets_to_the_configured_group() {
         "commit_offsets(false): nothing committed"
     );
 }
+
+/// What one run of the skewed-partitions job saw.
+struct SkewRun {
+    /// (window start, count) of every window fired while the job ran, sorted.
+    windows: Vec<(i64, u64)>,
+    /// Records late for all their windows.
+    late: u64,
+    /// Windows fired before the slow partition had any record.
+    fired_before_slow: usize,
+}
+
+const SKEW_T0: i64 = 1_700_000_000_000;
+
+/// Partition 0 of a two-partition topic read by ONE split holds 500 records at
+/// T0 + 10 s.., partition 1 gets 500 records at T0.. only once partition 0's were
+/// read. Counts 100 ms windows (key: the partition).
+fn skewed_partitions_run(per_partition: bool, idleness: Option<Duration>) -> SkewRun {
+    let mock = cluster();
+    let bootstrap = mock.bootstrap_servers();
+    mock.create_topic("skew", 2, 1).unwrap();
+    let ahead: Vec<_> = (0..500i64)
+        .map(|i| (0, "p0".to_string(), format!("{i}"), SKEW_T0 + 10_000 + i))
+        .collect();
+    let behind: Vec<_> = (0..500i64)
+        .map(|i| (1, "p1".to_string(), format!("{i}"), SKEW_T0 + i))
+        .collect();
+    produce(&bootstrap, "skew", &ahead);
+
+    let seen = Arc::new(Mutex::new(0usize));
+    let stop = StopFlag::new();
+    let rows = CollectSink::<WindowResult<u64, u64>>::new();
+    let mut time = WatermarkStrategy::ascending(|r: &KafkaRecord<String>| r.event_time());
+    if let Some(idle) = idleness {
+        time = time.with_idleness(idle);
+    }
+    let windowed = Job::new("skew")
+        .source_with_time(
+            KafkaSource::new(bootstrap.clone(), ["skew"], Utf8Text, DeadLetters::to_log())
+                .partition_watermarks(per_partition)
+                .stop_on(stop.clone()),
+            time,
+        )
+        .map({
+            let seen = seen.clone();
+            move |r: KafkaRecord<String>| {
+                *seen.lock().unwrap() += 1;
+                (u64::try_from(r.partition).unwrap(), r.event_time())
+            }
+        })
+        .key_by(|e: &(u64, i64)| e.0)
+        .window(Tumbling::of(Duration::from_millis(100)).unwrap());
+    let late = windowed.late_records();
+    // CollectSink hands its records over at the end: count firings as they happen.
+    let fired = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let job = windowed
+        .aggregate(Count)
+        .map({
+            let fired = fired.clone();
+            move |r: WindowResult<u64, u64>| {
+                fired.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                r
+            }
+        })
+        .sink(rows.clone());
+    let fired_now = || fired.load(std::sync::atomic::Ordering::Relaxed);
+    let runner = std::thread::spawn(|| Node::new(EngineOptions::for_tests(1)).unwrap().run(job));
+    let wait = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait("partition 0's records", &|| {
+        *seen.lock().unwrap() >= ahead.len()
+    });
+    if idleness.is_some() {
+        // Partition 1 turns idle: partition 0's windows fire while the job runs.
+        wait("partition 0's windows with partition 1 idle", &|| {
+            fired_now() >= 4
+        });
+    } else {
+        // Several watermark intervals: whatever the watermark allows fires now.
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    let fired_before_slow = fired_now();
+    produce(&bootstrap, "skew", &behind);
+    wait("partition 1's records", &|| {
+        *seen.lock().unwrap() >= ahead.len() + behind.len()
+    });
+    stop.stop();
+    runner.join().unwrap().expect("the job ends when stopped");
+    let mut windows: Vec<(i64, u64)> = rows
+        .items()
+        .iter()
+        .map(|r| (r.window.start - SKEW_T0, r.value))
+        .collect();
+    windows.sort();
+    SkewRun {
+        windows,
+        late: late.load(std::sync::atomic::Ordering::Relaxed),
+        fired_before_slow,
+    }
+}
+
+#[test]
+fn a_partition_ahead_in_event_time_does_not_make_a_slower_partition_of_its_split_late() {
+    let per_partition = skewed_partitions_run(true, None);
+    let all: Vec<(i64, u64)> = (0..5)
+        .map(|w| (w * 100, 100))
+        .chain((0..5).map(|w| (10_000 + w * 100, 100)))
+        .collect();
+    assert_eq!(
+        per_partition.fired_before_slow, 0,
+        "partition 1 (no record yet) holds the split's watermark back"
+    );
+    assert_eq!(per_partition.late, 0);
+    assert_eq!(
+        per_partition.windows, all,
+        "every window of both partitions, complete"
+    );
+
+    // One watermark per split: partition 0 moves it 10 s ahead, and all of
+    // partition 1's records are late.
+    let per_split = skewed_partitions_run(false, None);
+    assert!(
+        per_split.fired_before_slow >= 4,
+        "{}",
+        per_split.fired_before_slow
+    );
+    assert_eq!(per_split.late, 500);
+    let ahead_only: Vec<(i64, u64)> = (0..5).map(|w| (10_000 + w * 100, 100)).collect();
+    assert_eq!(per_split.windows, ahead_only);
+}
+
+#[test]
+fn an_idle_partition_does_not_stall_the_windows_of_its_split() {
+    let run = skewed_partitions_run(true, Some(Duration::from_millis(300)));
+    // Partition 0's windows fired while partition 1 was idle (the run waited for
+    // them); partition 1's records, arriving after, are behind the watermark, as in
+    // Flink once a partition was idle.
+    assert!(run.fired_before_slow >= 4, "{}", run.fired_before_slow);
+    assert_eq!(run.late, 500);
+    let ahead_only: Vec<(i64, u64)> = (0..5).map(|w| (10_000 + w * 100, 100)).collect();
+    assert_eq!(run.windows, ahead_only);
+}

@@ -14,11 +14,12 @@ use rdkafka::{Offset, TopicPartitionList};
 use crate::connector::dead_letter::{DeadLetter, DeadLetters};
 use crate::connector::source::{ReadStatus, SourceError, SourceReader};
 use crate::operator::Collector;
+use crate::time::LaneId;
 
 use super::error::KafkaSourceError;
 use super::format::{KafkaFormat, KafkaRecord};
 use super::position::KafkaPosition;
-use super::split::split_of;
+use super::split::{lane_of, split_of};
 use super::start::{Resolver, StartMode};
 use super::SourceConfig;
 
@@ -29,6 +30,8 @@ struct Partition {
     next: i64,
     /// For a bounded read: the offset to stop before.
     end: Option<i64>,
+    /// The partition's lane in the split (its own watermark).
+    lane: LaneId,
 }
 
 impl Partition {
@@ -53,6 +56,9 @@ pub struct KafkaReader<F> {
     assigned: HashMap<String, BTreeMap<i32, Partition>>,
     /// When partitions were last looked for.
     last_discovery: Instant,
+    /// Lanes of partitions assigned since the last read, to declare to the source
+    /// task (so a partition holds the watermark back before its first record).
+    undeclared: Vec<LaneId>,
 }
 
 impl<F: KafkaFormat> KafkaReader<F> {
@@ -75,6 +81,7 @@ impl<F: KafkaFormat> KafkaReader<F> {
             restored: None,
             assigned: HashMap::new(),
             last_discovery: Instant::now(),
+            undeclared: Vec::new(),
         }
     }
 
@@ -133,7 +140,8 @@ impl<F: KafkaFormat> KafkaReader<F> {
                 } else {
                     None
                 };
-                Ok((topic.clone(), *p, Partition { next, end }))
+                let lane = lane_of(topic, *p);
+                Ok((topic.clone(), *p, Partition { next, end, lane }))
             })
             .collect()
     }
@@ -141,6 +149,7 @@ impl<F: KafkaFormat> KafkaReader<F> {
     /// Adds prepared partitions to the assignment (the client's is set by `assign`).
     fn insert(&mut self, prepared: Vec<(String, i32, Partition)>) {
         for (topic, p, state) in prepared {
+            self.undeclared.push(state.lane);
             self.assigned.entry(topic).or_default().insert(p, state);
         }
     }
@@ -297,6 +306,12 @@ impl<F: KafkaFormat> SourceReader for KafkaReader<F> {
         } else {
             self.discover()?;
         }
+        let lanes = self.config.partition_watermarks;
+        for lane in self.undeclared.drain(..) {
+            if lanes {
+                out.declare_lane(lane);
+            }
+        }
         if self.all_done() {
             return Ok(ReadStatus::Exhausted);
         }
@@ -341,14 +356,19 @@ impl<F: KafkaFormat> SourceReader for KafkaReader<F> {
                 continue; // Already read, or past the end of a bounded read.
             }
             match self.format.decode(message.payload()) {
-                Ok(value) => out.collect(KafkaRecord {
-                    topic: topic.to_owned(),
-                    partition,
-                    offset,
-                    timestamp: message.timestamp().to_millis(),
-                    key: message.key().map(<[u8]>::to_vec),
-                    value,
-                }),
+                Ok(value) => {
+                    if lanes {
+                        out.set_lane(state.lane);
+                    }
+                    out.collect(KafkaRecord {
+                        topic: topic.to_owned(),
+                        partition,
+                        offset,
+                        timestamp: message.timestamp().to_millis(),
+                        key: message.key().map(<[u8]>::to_vec),
+                        value,
+                    });
+                }
                 Err(reason) => self.dead_letters.send(DeadLetter {
                     origin: self.config.name.clone(),
                     position: format!("topic {topic} partition {partition} offset {offset}"),
@@ -415,6 +435,7 @@ impl<F: KafkaFormat> SourceReader for KafkaReader<F> {
         self.restored = Some(position);
         self.started = false;
         self.assigned.clear();
+        self.undeclared.clear();
         Ok(())
     }
 }
