@@ -1,6 +1,8 @@
 //! The Kafka source against librdkafka's in-process mock cluster (bound to
 //! 127.0.0.1): record-for-record reads at parallelism 2, exactly-once state across
-//! injected panics, dead letters for undecodable JSON, and partition discovery.
+//! injected panics, dead letters for undecodable JSON, partition discovery, and event
+//! time: per-partition watermarks inside one split, idle partitions, timestamps from
+//! a payload field.
 
 mod common;
 
@@ -952,4 +954,66 @@ fn an_idle_partition_does_not_stall_the_windows_of_its_split() {
     assert_eq!(run.late, 500);
     let ahead_only: Vec<(i64, u64)> = (0..5).map(|w| (10_000 + w * 100, 100)).collect();
     assert_eq!(run.windows, ahead_only);
+}
+
+/// A click whose event time is a field of its JSON payload.
+#[derive(serde::Deserialize, Debug, Clone, PartialEq)]
+struct Click {
+    user: u64,
+    ts: i64,
+}
+
+#[test]
+fn event_time_can_come_from_a_payload_field() {
+    let mock = cluster();
+    let bootstrap = mock.bootstrap_servers();
+    mock.create_topic("payload-ts", 2, 1).unwrap();
+    // The Kafka timestamps say nothing useful (all the same instant, far from the
+    // payload's), and the payload times are out of order within 50 ms.
+    let records: Vec<_> = (0..400i64)
+        .map(|i| {
+            let ts = SKEW_T0 + i + if i % 2 == 0 { 40 } else { 0 };
+            let value = format!(r#"{{"user":{},"ts":{ts}}}"#, i % 3);
+            ((i % 2) as i32, "c".to_string(), value, 1_600_000_000_000)
+        })
+        .collect();
+    produce(&bootstrap, "payload-ts", &records);
+    let windowed = Job::new("payload-time")
+        .source_with_time(
+            KafkaSource::new(
+                bootstrap,
+                ["payload-ts"],
+                Json::<Click>::new(),
+                DeadLetters::to_log(),
+            )
+            .stop_at_end(true),
+            WatermarkStrategy::bounded_out_of_orderness(
+                Duration::from_millis(50),
+                |r: &KafkaRecord<Click>| r.value.ts,
+            ),
+        )
+        .map(|r: KafkaRecord<Click>| (r.value.user, r.value.ts))
+        .key_by(|e: &(u64, i64)| e.0)
+        .window(Tumbling::of(Duration::from_millis(100)).unwrap());
+    let late = windowed.late_records();
+    let rows = CollectSink::new();
+    let job = windowed.aggregate(Count).sink(rows.clone());
+    Node::new(EngineOptions::for_tests(1))
+        .unwrap()
+        .run(job)
+        .unwrap();
+    let mut got: Vec<(u64, i64, u64)> = rows
+        .items()
+        .iter()
+        .map(|r: &WindowResult<u64, u64>| (r.key, r.window.start - SKEW_T0, r.value))
+        .collect();
+    got.sort();
+    let mut want: BTreeMap<(u64, i64), u64> = BTreeMap::new();
+    for i in 0..400i64 {
+        let ts = i + if i % 2 == 0 { 40 } else { 0 };
+        *want.entry(((i % 3) as u64, ts / 100 * 100)).or_default() += 1;
+    }
+    let want: Vec<(u64, i64, u64)> = want.into_iter().map(|((k, w), n)| (k, w, n)).collect();
+    assert_eq!(got, want, "windows by the payload's time");
+    assert_eq!(late.load(std::sync::atomic::Ordering::Relaxed), 0);
 }
