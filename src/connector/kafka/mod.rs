@@ -17,6 +17,7 @@ pub mod format;
 pub mod position;
 pub mod reader;
 pub mod settings;
+pub mod sink;
 pub mod split;
 pub mod start;
 
@@ -33,6 +34,10 @@ pub use error::KafkaSourceError;
 pub use format::{Json, KafkaFormat, KafkaRecord, RawBytes, Utf8Text};
 pub use position::KafkaPosition;
 pub use reader::KafkaReader;
+pub use sink::{
+    transaction_counts, Delivery, KafkaCommit, KafkaOutput, KafkaSink, KafkaSinkError,
+    KafkaSinkPart, LogProducer, TransactionCounts, TransactionalLog,
+};
 pub use start::{Fallback, StartMode};
 
 /// How often a reader looks for new partitions by default.
