@@ -23,10 +23,10 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a built-in job on this machine (one embedded node, no other service needed).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Run a benchmark workload of shared/bench/WORKLOADS.md, check its result, and
     /// print one JSON line last.
-    Bench(BenchArgs),
+    Bench(Box<BenchArgs>),
     /// Print the default configuration file, or check one.
     Config(ConfigArgs),
 }
@@ -54,6 +54,28 @@ pub struct RunArgs {
     /// wordcount: the text file to read (default: standard input).
     #[arg(long)]
     pub input: Option<PathBuf>,
+    /// wordcount: read the lines from Kafka (the values of the records of
+    /// --kafka-topic, as UTF-8 text) through these bootstrap servers instead of a file;
+    /// the topic is read to the end it had when the job started. Needs --output-dir.
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "input", requires_all = ["kafka_topic", "output_dir"])]
+    pub kafka_bootstrap: Option<String>,
+    /// wordcount: the Kafka topic to read (with --kafka-bootstrap).
+    #[arg(long, value_name = "TOPIC", requires = "kafka_bootstrap")]
+    pub kafka_topic: Option<String>,
+    /// wordcount: the consumer group to which completed epochs' offsets are committed
+    /// (with --kafka-bootstrap; default: none, nothing committed).
+    #[arg(long, value_name = "GROUP", requires = "kafka_bootstrap")]
+    pub kafka_group: Option<String>,
+    /// wordcount: produce undecodable records to this Kafka topic (on the
+    /// --kafka-bootstrap cluster; docs/kafka.md "Dead-letter topic") instead of the
+    /// log or --dead-letters.
+    #[arg(
+        long,
+        value_name = "TOPIC",
+        requires = "kafka_bootstrap",
+        conflicts_with = "dead_letters"
+    )]
+    pub kafka_dead_letter_topic: Option<String>,
     /// wordcount: where to write `word<TAB>count` lines (default: standard output).
     #[arg(long)]
     pub output: Option<PathBuf>,
@@ -101,6 +123,10 @@ pub enum Workload {
     W1,
     /// Tumbling event-time windows over out-of-order events: count and sum per key.
     W2,
+    /// W1 read from a Kafka topic (--kafka-bootstrap), after the broker's raw
+    /// produce and consume rates of the same data (three JSON lines).
+    #[value(name = "kafka-w1")]
+    KafkaW1,
 }
 
 /// `weir bench`.
@@ -112,6 +138,15 @@ pub struct BenchArgs {
     /// Number of records (W1: words).
     #[arg(long, default_value_t = 20_000_000)]
     pub n: u64,
+    /// kafka-w1: the broker's bootstrap servers.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub kafka_bootstrap: Option<String>,
+    /// kafka-w1: the input topic to create and fill (it must not exist).
+    #[arg(long, value_name = "TOPIC", default_value = "weir-bench-w1")]
+    pub kafka_topic: String,
+    /// kafka-w1: the input topic's number of partitions.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub kafka_partitions: i32,
     /// W2: align the sources' watermarks, letting none run more than this many
     /// milliseconds of event time ahead of the slowest (default: no alignment).
     #[arg(long, value_name = "MS")]
@@ -482,7 +517,7 @@ mod tests {
 
     fn run_args(args: &[&str]) -> RunArgs {
         match parse(args).command {
-            Command::Run(run) => run,
+            Command::Run(run) => *run,
             other => panic!("expected run, got {other:?}"),
         }
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use weir::cli::{BenchArgs, Cli, Command, ConfigArgs, JobName, RunArgs, Workload};
 use weir::config::{LogFormat, WeirConfig};
+use weir::connector::kafka::{KafkaRecord, KafkaSource, Utf8Text};
 use weir::connector::lines::LineSource;
 use weir::connector::DeadLetters;
 use weir::job::node::RunControl;
@@ -42,8 +43,8 @@ fn init_logging(config: &WeirConfig) {
 
 fn run(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
-        Command::Run(args) => run_job(args),
-        Command::Bench(args) => bench(args),
+        Command::Run(args) => run_job(*args),
+        Command::Bench(args) => bench(*args),
         Command::Config(args) => config(args),
     }
 }
@@ -62,10 +63,14 @@ fn run_job(args: RunArgs) -> Result<ExitCode, Error> {
     let config = args.engine.resolve()?;
     init_logging(&config);
     let node = Node::new(args.engine_options(&config))?;
-    let dead_letters = match &args.dead_letters {
-        Some(path) => DeadLetters::to_file(path)
+    let dead_letters = match (&args.dead_letters, &args.kafka_dead_letter_topic) {
+        (Some(path), _) => DeadLetters::to_file(path)
             .map_err(|e| format!("cannot open dead-letter file {}: {e}", path.display()))?,
-        None => DeadLetters::to_log(),
+        (None, Some(topic)) => {
+            let bootstrap = args.kafka_bootstrap.as_deref().unwrap_or_default();
+            DeadLetters::to_kafka(bootstrap, topic)?
+        }
+        (None, None) => DeadLetters::to_log(),
     };
     match args.job {
         JobName::Demo => {
@@ -105,14 +110,36 @@ fn run_job(args: RunArgs) -> Result<ExitCode, Error> {
             );
         }
         JobName::Wordcount => {
-            let source = match &args.input {
-                Some(path) => LineSource::file(path, dead_letters.clone()),
-                None => LineSource::stdin(dead_letters.clone()),
-            };
             let control = || RunControl {
                 handle_ctrl_c: false,
                 handle_signals: true,
                 ..Default::default()
+            };
+            if let (Some(bootstrap), Some(topic), Some(dir)) =
+                (&args.kafka_bootstrap, &args.kafka_topic, &args.output_dir)
+            {
+                let mut source = KafkaSource::new(
+                    bootstrap.clone(),
+                    [topic.as_str()],
+                    Utf8Text,
+                    dead_letters.clone(),
+                )
+                .stop_at_end(true);
+                if let Some(group) = &args.kafka_group {
+                    source = source.group_id(group.clone());
+                }
+                let job = weir::jobs::wordcount_of_to_dir(
+                    source,
+                    |record: KafkaRecord<String>| record.value,
+                    dir,
+                );
+                let report = node.run_with(job, control())?;
+                eprint!("{report}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let source = match &args.input {
+                Some(path) => LineSource::file(path, dead_letters.clone()),
+                None => LineSource::stdin(dead_letters.clone()),
             };
             if let Some(dir) = &args.output_dir {
                 let report = node.run_with(weir::jobs::wordcount_to_dir(source, dir), control())?;
@@ -164,6 +191,7 @@ fn bench(args: BenchArgs) -> Result<ExitCode, Error> {
     init_logging(&config);
     let options = EngineOptions::from_config(&config);
     let result = match args.workload {
+        Workload::KafkaW1 => return kafka_bench(options, &args),
         Workload::W1 => weir::bench::w1::run(options, args.n)?,
         Workload::W2 => weir::bench::w2::run(
             options,
@@ -174,6 +202,28 @@ fn bench(args: BenchArgs) -> Result<ExitCode, Error> {
     };
     println!("{}", result.to_json());
     Ok(if result.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+/// `weir bench kafka-w1`: three JSON lines (raw produce, raw consume, the job).
+fn kafka_bench(options: EngineOptions, args: &BenchArgs) -> Result<ExitCode, Error> {
+    let Some(bootstrap) = args.kafka_bootstrap.clone() else {
+        return Err("bench kafka-w1 needs --kafka-bootstrap HOST:PORT".into());
+    };
+    let bench = weir::bench::kafka::KafkaBench {
+        bootstrap,
+        topic: args.kafka_topic.clone(),
+        partitions: args.kafka_partitions,
+        n: args.n,
+    };
+    let results = weir::bench::kafka::run(options, &bench)?;
+    for result in &results {
+        println!("{}", result.to_json());
+    }
+    Ok(if results.iter().all(|r| r.passed()) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(2)

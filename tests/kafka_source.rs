@@ -1017,3 +1017,170 @@ fn event_time_can_come_from_a_payload_field() {
     assert_eq!(got, want, "windows by the payload's time");
     assert_eq!(late.load(std::sync::atomic::Ordering::Relaxed), 0);
 }
+
+#[test]
+fn undecodable_json_reaches_the_dead_letter_topic_with_its_bytes_and_headers() {
+    let mock = cluster();
+    let bootstrap = mock.bootstrap_servers();
+    mock.create_topic("orders-in", 2, 1).unwrap();
+    mock.create_topic("orders-dlq", 1, 1).unwrap();
+    common::dead_letters::undecodable_json_reaches_the_dead_letter_topic(
+        &bootstrap,
+        "orders-in",
+        "orders-dlq",
+    );
+}
+
+#[test]
+fn a_dead_letter_topic_that_cannot_be_reached_fails_the_job_instead_of_dropping_letters() {
+    let mock = cluster();
+    let bootstrap = mock.bootstrap_servers();
+    mock.create_topic("orders-unreachable", 1, 1).unwrap();
+    let records: Vec<_> = ["{\"id\":1}", "not json", "{\"id\":3}"]
+        .iter()
+        .map(|v| (0, "k".to_string(), v.to_string(), 1_000))
+        .collect();
+    produce(&bootstrap, "orders-unreachable", &records);
+    // Nothing listens on this port: the letter times out after 300 ms.
+    let nowhere = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap();
+    let dead = DeadLetters::to_kafka_with(
+        &nowhere.to_string(),
+        "dlq",
+        [("message.timeout.ms", "300"), ("log_level", "0")],
+    )
+    .unwrap();
+    let job = Job::new("json-unreachable-dlq")
+        .source(
+            KafkaSource::new(
+                bootstrap,
+                ["orders-unreachable"],
+                Json::<Order>::new(),
+                dead.clone(),
+            )
+            .stop_at_end(true),
+        )
+        .map(|r: KafkaRecord<Order>| r.value.id)
+        .sink(CollectSink::new());
+    let error = Node::new(EngineOptions::for_tests(1))
+        .unwrap()
+        .run(job)
+        .expect_err("an undeliverable dead letter fails the job");
+    let text = format!("{error}");
+    assert!(
+        text.contains("dead-letter topic dlq") && text.contains("not delivered"),
+        "{text}"
+    );
+    assert_eq!(dead.count(), 1);
+}
+
+/// Values 0..400 as JSON in one partition, except offset 250, which is not JSON.
+fn numbers_with_one_bad_record() -> Vec<(i32, String, String, i64)> {
+    (0..400)
+        .map(|i| {
+            let value = if i == 250 {
+                "not json".to_string()
+            } else {
+                i.to_string()
+            };
+            (0, format!("k{i}"), value, 1_000)
+        })
+        .collect()
+}
+
+/// Running sums of the topic's good values (key `x % 7`) into `out`, the dead
+/// letters to `dead`.
+fn checked_sums_job(bootstrap: &str, topic: &str, out: &Path, dead: DeadLetters) -> Job {
+    Job::new("dlq-sums")
+        .source(
+            KafkaSource::new(bootstrap.to_string(), [topic], Json::<u64>::new(), dead)
+                .stop_at_end(true),
+        )
+        .map(|r: KafkaRecord<u64>| {
+            // Paced, so epochs complete before and after the bad record.
+            std::thread::sleep(Duration::from_micros(300));
+            (r.value % 7, r.value)
+        })
+        .group_by_key()
+        .reduce(|sum: u64, x: u64| sum + x)
+        .sink(TransactionalFileSink::new(out, tab_separated))
+}
+
+#[test]
+fn a_dead_letter_that_was_not_delivered_is_sent_again_when_the_job_resumes() {
+    let mock = cluster();
+    let bootstrap = mock.bootstrap_servers();
+    mock.create_topic("sums-in", 1, 1).unwrap();
+    mock.create_topic("sums-dlq", 1, 1).unwrap();
+    produce(&bootstrap, "sums-in", &numbers_with_one_bad_record());
+    let root = tempfile::tempdir().unwrap();
+    let options = |state: &str| {
+        let mut o = EngineOptions::for_tests(1);
+        o.state_dir = Some(root.path().join(state));
+        o.checkpoint.interval = Some(Duration::from_millis(20));
+        o
+    };
+
+    let reference = root.path().join("reference");
+    Node::new(options("reference-state"))
+        .unwrap()
+        .run(checked_sums_job(
+            &bootstrap,
+            "sums-in",
+            &reference,
+            DeadLetters::to_log(),
+        ))
+        .unwrap();
+    let mut want = read_committed(&reference).unwrap();
+    want.sort();
+    assert_eq!(want.len(), 399, "one running sum per good record");
+
+    // First run: the dead-letter topic cannot be reached. The job fails, and no
+    // epoch after the bad record completes.
+    let out = root.path().join("out");
+    let nowhere = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap();
+    let unreachable = DeadLetters::to_kafka_with(
+        &nowhere.to_string(),
+        "sums-dlq",
+        [("message.timeout.ms", "300"), ("log_level", "0")],
+    )
+    .unwrap();
+    let failed = Node::new(options("state"))
+        .unwrap()
+        .run(checked_sums_job(
+            &bootstrap,
+            "sums-in",
+            &out,
+            unreachable.clone(),
+        ))
+        .expect_err("the letter cannot be delivered");
+    assert!(format!("{failed}").contains("not delivered"), "{failed}");
+    assert_eq!(unreachable.count(), 1);
+    let committed_before = read_committed(&out).unwrap().len();
+    assert!(
+        committed_before < 250,
+        "no epoch past the bad record completed ({committed_before} sums committed)"
+    );
+
+    // Resumed on the same state dir with a reachable dead-letter topic: the bad
+    // record is read again and its letter delivered; the output is exact.
+    let dead = DeadLetters::to_kafka(&bootstrap, "sums-dlq").unwrap();
+    Node::new(options("state"))
+        .unwrap()
+        .run(checked_sums_job(&bootstrap, "sums-in", &out, dead.clone()))
+        .expect("the resumed run");
+    assert_eq!(dead.count(), 1, "the bad record's letter, once");
+    let letters = common::dead_letters::read_records(&bootstrap, "sums-dlq", 1, 1);
+    assert_eq!(letters.len(), 1);
+    assert_eq!(
+        rdkafka::Message::payload(&letters[0]),
+        Some(&b"not json"[..])
+    );
+    let mut got = read_committed(&out).unwrap();
+    got.sort();
+    assert_eq!(got.len(), want.len(), "no sum lost or duplicated");
+    assert!(got == want, "output differs from the run without faults");
+}

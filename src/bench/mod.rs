@@ -1,6 +1,7 @@
 //! `weir bench`: the workloads of `shared/bench/WORKLOADS.md`, run exactly as defined,
 //! checked, and reported as one JSON line.
 
+pub mod kafka;
 pub mod rss;
 pub mod w1;
 pub mod w2;

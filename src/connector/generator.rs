@@ -57,6 +57,21 @@ pub fn w1_word(i: u64) -> String {
     s
 }
 
+/// W1 line `j` of a workload of `n` words: words 10j .. 10j+9 (fewer in the last
+/// line when `n` is not a multiple of ten), separated by single spaces.
+pub fn w1_line(j: u64, n: u64) -> String {
+    let first = j * W1_WORDS_PER_LINE;
+    let last = (first + W1_WORDS_PER_LINE).min(n);
+    let mut line = String::with_capacity(70);
+    for i in first..last {
+        if i > first {
+            line.push(' ');
+        }
+        push_w1_word(&mut line, i);
+    }
+    line
+}
+
 /// The W1 source: `n` words in lines of ten (line j holds words 10j .. 10j+9; the
 /// last line is shorter when n is not a multiple of ten).
 #[derive(Clone, Debug)]
@@ -112,16 +127,7 @@ impl SourceReader for W1Reader {
     ) -> Result<ReadStatus, SourceError> {
         let stop = self.end.min(self.next + budget.max(1) as u64);
         while self.next < stop {
-            let first = self.next * W1_WORDS_PER_LINE;
-            let last = (first + W1_WORDS_PER_LINE).min(self.n);
-            let mut line = String::with_capacity(70);
-            for i in first..last {
-                if i > first {
-                    line.push(' ');
-                }
-                push_w1_word(&mut line, i);
-            }
-            out.collect(line);
+            out.collect(w1_line(self.next, self.n));
             self.next += 1;
         }
         Ok(if self.next >= self.end {

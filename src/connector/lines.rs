@@ -198,6 +198,8 @@ impl SourceReader for LineReader {
                     position: self.position(),
                     reason: format!("not valid UTF-8: {e}"),
                     record: String::from_utf8_lossy(line).into_owned(),
+                    raw_value: Some(line.to_vec()),
+                    ..Default::default()
                 }),
             }
             self.offset += n as u64;

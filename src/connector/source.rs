@@ -24,6 +24,16 @@ pub enum SourceError {
     /// Boxed: the client's error is large, and every `Result` of a job carries this.
     #[error(transparent)]
     Kafka(Box<super::kafka::KafkaSourceError>),
+    /// The dead-letter output could not take the letters of rejected records.
+    /// Boxed, like [`SourceError::Kafka`].
+    #[error(transparent)]
+    DeadLetters(Box<super::dead_letter::DeadLetterError>),
+}
+
+impl From<super::dead_letter::DeadLetterError> for SourceError {
+    fn from(e: super::dead_letter::DeadLetterError) -> Self {
+        SourceError::DeadLetters(Box::new(e))
+    }
 }
 
 impl From<super::kafka::KafkaSourceError> for SourceError {
@@ -91,6 +101,15 @@ pub trait SourceReader: Send + 'static {
     /// rules out exactly-once checkpointing of a job reading it.
     fn position(&self) -> Option<Vec<u8>> {
         None
+    }
+
+    /// Called at every checkpoint barrier, before [`SourceReader::position`]: the
+    /// reader makes durable what it wrote outside the record stream for the records
+    /// it read before the barrier (e.g. dead letters to a Kafka topic), so the
+    /// epoch completes only after that is. An error fails the snapshot, and the
+    /// attempt. Does nothing by default.
+    fn before_barrier(&mut self) -> Result<(), SourceError> {
+        Ok(())
     }
 
     /// Moves the reader to `position` (from [`SourceReader::position`] of a reader of

@@ -55,6 +55,9 @@ pub enum JobError {
     /// The runtime itself failed (a thread could not start, a channel closed).
     #[error("runtime: {0}")]
     Runtime(String),
+    /// The job ran, but its dead letters could not be made durable.
+    #[error("dead letters: {0}")]
+    DeadLetters(Box<crate::connector::dead_letter::DeadLetterError>),
 }
 
 fn kept_note(epoch: Option<u64>) -> String {

@@ -256,6 +256,11 @@ impl Node {
             match attempt {
                 Ok(mut report) => {
                     report.restarts = restarts.restarts();
+                    // The node's own letters (poison records) are durable before
+                    // the run reports success.
+                    self.dead_letters
+                        .flush()
+                        .map_err(|e| JobError::DeadLetters(Box::new(e)))?;
                     return Ok(report);
                 }
                 Err(JobError::Failed(failure)) if is_restartable(&failure) => {

@@ -71,6 +71,7 @@ impl Suspect {
                     "poison record: it failed the operator on consecutive replays: {error}"
                 ),
                 record: shown,
+                ..Default::default()
             });
             return false;
         }
@@ -88,6 +89,14 @@ impl Suspect {
         if let Ok(mut slot) = self.in_flight.lock() {
             *slot = None;
         }
+    }
+}
+
+impl Suspect {
+    /// Makes the dead letters of the poison records diverted so far durable (at a
+    /// checkpoint barrier, before the epoch that skipped them can complete).
+    pub fn flush_dead_letters(&self) -> Result<(), crate::connector::dead_letter::DeadLetterError> {
+        self.dead_letters.flush()
     }
 }
 

@@ -462,6 +462,17 @@ where
         let commits = self.term.pre_commit(epoch, out)?;
         let mut chunks = Vec::with_capacity(self.splits.len());
         let mut positions = Vec::with_capacity(self.splits.len());
+        for split in &mut self.splits {
+            split.reader.before_barrier().map_err(|e| {
+                TaskError::caused(
+                    format!(
+                        "{} split {} at the barrier of epoch {epoch}",
+                        self.what, split.id
+                    ),
+                    e,
+                )
+            })?;
+        }
         for (i, split) in self.splits.iter().enumerate() {
             let position = if split.exhausted {
                 // Not stored (an exhausted split is not read again), but still
@@ -694,6 +705,11 @@ where
         epoch: u64,
         out: &mut Outbox<Tm::Wire>,
     ) -> Result<TaskSnapshot, TaskError> {
+        if let Some(suspect) = &self.suspect {
+            suspect.flush_dead_letters().map_err(|e| {
+                TaskError::caused(format!("dead letters at the barrier of epoch {epoch}"), e)
+            })?;
+        }
         let commits = self.term.pre_commit(epoch, out)?;
         let deltas = self
             .state

@@ -42,9 +42,20 @@ pub fn wordcount_to_dir<S>(source: S, dir: &std::path::Path) -> Job
 where
     S: Source<Item = String>,
 {
+    wordcount_of_to_dir(source, |line: String| line, dir)
+}
+
+/// [`wordcount_to_dir`] over any source whose items `text_of` turns into a line of
+/// text (for example the values of Kafka records).
+pub fn wordcount_of_to_dir<S, F>(source: S, text_of: F, dir: &std::path::Path) -> Job
+where
+    S: Source,
+    F: Fn(S::Item) -> String + Clone + Send + Unpin + 'static,
+{
     Job::new("wordcount")
         .source(source)
-        .flat_map(|line: String, out: &mut Emitter<'_, (String, u64)>| {
+        .flat_map(move |item: S::Item, out: &mut Emitter<'_, (String, u64)>| {
+            let line = text_of(item);
             for word in words(&line) {
                 out.emit((word, 1));
             }

