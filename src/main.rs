@@ -68,7 +68,7 @@ fn run_job(args: RunArgs) -> Result<ExitCode, Error> {
             .map_err(|e| format!("cannot open dead-letter file {}: {e}", path.display()))?,
         (None, Some(topic)) => {
             let bootstrap = args.kafka_bootstrap.as_deref().unwrap_or_default();
-            DeadLetters::to_kafka(bootstrap, topic)?
+            DeadLetters::to_kafka_with(bootstrap, topic, config.kafka.producer_settings())?
         }
         (None, None) => DeadLetters::to_log(),
     };
@@ -124,7 +124,8 @@ fn run_job(args: RunArgs) -> Result<ExitCode, Error> {
                     Utf8Text,
                     dead_letters.clone(),
                 )
-                .stop_at_end(true);
+                .stop_at_end(true)
+                .settings(config.kafka.consumer_settings());
                 if let Some(group) = &args.kafka_group {
                     source = source.group_id(group.clone());
                 }

@@ -31,7 +31,7 @@ use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::connector::dead_letter::DeadLetters;
-use crate::connector::kafka::{KafkaFormat, KafkaSource};
+use crate::connector::kafka::{KafkaFormat, KafkaSink, KafkaSource};
 
 /// librdkafka settings by property name (`linger.ms` -> `5`), as text.
 #[derive(Clone, Debug, PartialEq, Eq, Default, Serialize)]
@@ -86,6 +86,11 @@ pub const RESERVED_SETTINGS: &[(&str, &str)] = &[
         "enable.auto.offset.store",
         "offsets live in weir's snapshots; the source never lets the client store them",
     ),
+    (
+        "transactional.id",
+        "the exactly-once Kafka sink names its transactional producers from its id \
+         (KafkaSink::id)",
+    ),
 ];
 
 impl KafkaConfig {
@@ -125,6 +130,14 @@ impl KafkaConfig {
         let brokers = self.require_brokers()?;
         Ok(KafkaSource::new(brokers, topics, format, dead_letters)
             .settings(self.consumer_settings()))
+    }
+
+    /// A Kafka sink writing to `topic` on this cluster with the producer settings,
+    /// each record made by `format`. The builder's other setters (delivery, id,
+    /// staging directory) can follow.
+    pub fn sink<F>(&self, topic: impl Into<String>, format: F) -> Result<KafkaSink<F>, String> {
+        let brokers = self.require_brokers()?;
+        Ok(KafkaSink::new(brokers, topic, format).settings(self.producer_settings()))
     }
 
     /// Sets `key` for every client (a `--kafka-set key=value` flag): it replaces
