@@ -1134,3 +1134,20 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn jobs_build_kafka_clients_from_the_section_or_are_told_what_is_missing() {
+    use crate::connector::kafka::{KafkaOutput, Utf8Text};
+    let none = KafkaConfig::default();
+    let err = none
+        .source(["t"], Utf8Text, crate::connector::DeadLetters::to_log())
+        .err()
+        .unwrap_or_default();
+    assert!(err.contains("kafka.brokers") && err.contains("--kafka-brokers"), "{err}");
+    assert!(none.sink("t", |_: &u64| KafkaOutput::default()).is_err());
+    let set = parse_ok("[kafka]\nbrokers = \"127.0.0.1:9\"\n").kafka;
+    assert!(set
+        .source(["t"], Utf8Text, crate::connector::DeadLetters::to_log())
+        .is_ok());
+    assert!(set.sink("t", |_: &u64| KafkaOutput::default()).is_ok());
+}
