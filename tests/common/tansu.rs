@@ -433,3 +433,35 @@ pub fn produce_to(bootstrap: &str, topic: &str, records: &[(i32, Vec<u8>, Vec<u8
         .finish()
         .unwrap_or_else(|e| panic!("flush to {topic}: {e}"));
 }
+
+/// The offsets `group` has committed for `topic`'s partitions 0..`partitions`, as
+/// a consumer of that group sees them (`None`: nothing committed).
+pub fn committed_offsets(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> Vec<Option<i64>> {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false");
+    for (key, value) in TANSU_GROUP_SETTINGS {
+        config.set(key, value);
+    }
+    let consumer: BaseConsumer = config.create().expect("a consumer of the group");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let got = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
+    (0..partitions)
+        .map(|p| match got.find_partition(topic, p).map(|e| e.offset()) {
+            Some(rdkafka::Offset::Offset(o)) => Some(o),
+            _ => None,
+        })
+        .collect()
+}
