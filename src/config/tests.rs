@@ -1143,7 +1143,10 @@ fn jobs_build_kafka_clients_from_the_section_or_are_told_what_is_missing() {
         .source(["t"], Utf8Text, crate::connector::DeadLetters::to_log())
         .err()
         .unwrap_or_default();
-    assert!(err.contains("kafka.brokers") && err.contains("--kafka-brokers"), "{err}");
+    assert!(
+        err.contains("kafka.brokers") && err.contains("--kafka-brokers"),
+        "{err}"
+    );
     assert!(none.sink("t", |_: &u64| KafkaOutput::default()).is_err());
     let set = parse_ok("[kafka]\nbrokers = \"127.0.0.1:9\"\n").kafka;
     assert!(set

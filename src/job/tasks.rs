@@ -286,7 +286,9 @@ where
                 change = Some(self.watermarks.watermark(i, p.sent));
             }
         }
-        if let Some(lanes) = p.lanes.as_mut() {
+        // Only once the reader declared a lane: lanes restored from a snapshot alone
+        // (a reader that no longer reports lanes) must not pin the split's value.
+        if let Some(lanes) = p.lanes.as_mut().filter(|l| !l.is_empty()) {
             p.max_ts = lanes.refresh(now, self.time.idle_timeout());
         }
         let wm = self.time.watermark(p.max_ts);
