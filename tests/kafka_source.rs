@@ -1150,3 +1150,99 @@ fn a_dead_letter_that_was_not_delivered_is_sent_again_when_the_job_resumes() {
     assert_eq!(got.len(), want.len(), "no sum lost or duplicated");
     assert!(got == want, "output differs from the run without faults");
 }
+
+const SKEWED_N: u64 = 8_000;
+
+/// Record x goes to partition x % 4; partitions 0 and 1 run 10 s ahead in event time
+/// of 2 and 3, so at parallelism 2 each split holds a fast and a slow partition.
+/// Counts 100 ms windows per key (x % 5) into `out`, and returns the late counter.
+fn skewed_windows_job(
+    bootstrap: &str,
+    out: &Path,
+    faults: Faults,
+) -> (Job, Arc<std::sync::atomic::AtomicU64>) {
+    let windowed = Job::new("skewed-windows")
+        .source_with_time(
+            KafkaSource::new(
+                bootstrap.to_string(),
+                ["skewed"],
+                Json::<u64>::new(),
+                DeadLetters::to_log(),
+            )
+            .stop_at_end(true),
+            WatermarkStrategy::ascending(|r: &KafkaRecord<u64>| r.event_time()),
+        )
+        .map(move |r: KafkaRecord<u64>| {
+            let x = r.value;
+            faults.check(x);
+            if x.is_multiple_of(40) {
+                // Paced, so the run spans many checkpoints.
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            (x % 5, r.event_time())
+        })
+        .key_by(|e: &(u64, i64)| e.0)
+        .window(Tumbling::of(Duration::from_millis(100)).unwrap());
+    let late = windowed.late_records();
+    let job = windowed
+        .aggregate(Count)
+        .map(|r: WindowResult<u64, u64>| (format!("{}@{}", r.key, r.window.start), r.value))
+        .sink(TransactionalFileSink::new(out, tab_separated));
+    (job, late)
+}
+
+#[test]
+fn per_partition_watermarks_survive_panics_and_restores_with_the_output_of_a_run_without_faults() {
+    let mock = cluster();
+    let bootstrap = mock.bootstrap_servers();
+    mock.create_topic("skewed", 4, 1).unwrap();
+    let records: Vec<_> = (0..SKEWED_N)
+        .map(|x| {
+            let partition = (x % 4) as i32;
+            let ahead = if partition < 2 { 10_000 } else { 0 };
+            let ts = SKEW_T0 + ahead + (x / 4) as i64;
+            (partition, String::new(), x.to_string(), ts)
+        })
+        .collect();
+    produce(&bootstrap, "skewed", &records);
+    let root = tempfile::tempdir().unwrap();
+    let read = |out: &Path| {
+        let mut lines = read_committed(out).unwrap();
+        lines.sort();
+        lines
+    };
+
+    let reference = root.path().join("reference");
+    let (job, late) = skewed_windows_job(&bootstrap, &reference, Faults::default());
+    let report = Node::new(checkpointed(&root.path().join("reference-state")))
+        .unwrap()
+        .run(job)
+        .expect("reference run");
+    assert_eq!(report.restarts, 0);
+    assert_eq!(late.load(std::sync::atomic::Ordering::Relaxed), 0);
+    let want = read(&reference);
+    // 2 000 records per partition = 20 windows of 100 ms, 2 partitions per time
+    // range, 5 keys: 40 windows per key, each counted once.
+    assert_eq!(want.len(), 5 * 40, "{want:?}");
+
+    let out = root.path().join("faulty");
+    let faults = Faults::seeded(7, 3, SKEWED_N);
+    let (job, late) = skewed_windows_job(&bootstrap, &out, faults.clone());
+    let report = Node::new(checkpointed(&root.path().join("faulty-state")))
+        .unwrap()
+        .run(job)
+        .expect("the job recovers from every injected panic");
+    assert_eq!(faults.fired(), 3, "every fault fired");
+    assert!(report.restarts >= 1);
+    assert!(report.checkpoints.completed > 0, "checkpoints were taken");
+    assert_eq!(
+        late.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "nothing late after restores"
+    );
+    assert_eq!(
+        read(&out),
+        want,
+        "windows differ from the run without faults"
+    );
+}
