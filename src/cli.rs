@@ -54,27 +54,28 @@ pub struct RunArgs {
     /// wordcount: the text file to read (default: standard input).
     #[arg(long)]
     pub input: Option<PathBuf>,
-    /// wordcount: read the lines from Kafka (the values of the records of
-    /// --kafka-topic, as UTF-8 text) through these bootstrap servers instead of a file;
-    /// the topic is read to the end it had when the job started. Needs --output-dir.
+    /// wordcount: the Kafka cluster to read --kafka-topic from (default:
+    /// --kafka-brokers, or kafka.brokers of the config file).
     #[arg(long, value_name = "HOST:PORT", conflicts_with = "input", requires_all = ["kafka_topic", "output_dir"])]
     pub kafka_bootstrap: Option<String>,
-    /// wordcount: the Kafka topic to read (with --kafka-bootstrap).
-    #[arg(long, value_name = "TOPIC", requires = "kafka_bootstrap")]
-    pub kafka_topic: Option<String>,
-    /// wordcount: the consumer group to which completed epochs' offsets are committed
-    /// (with --kafka-bootstrap; default: none, nothing committed).
-    #[arg(long, value_name = "GROUP", requires = "kafka_bootstrap")]
-    pub kafka_group: Option<String>,
-    /// wordcount: produce undecodable records to this Kafka topic (on the
-    /// --kafka-bootstrap cluster; docs/kafka.md "Dead-letter topic") instead of the
-    /// log or --dead-letters.
+    /// wordcount: read the lines from this Kafka topic (the values of its records, as
+    /// UTF-8 text) instead of a file, with the `[kafka]` consumer settings; the topic
+    /// is read to the end it had when the job started. Needs --output-dir.
     #[arg(
         long,
         value_name = "TOPIC",
-        requires = "kafka_bootstrap",
-        conflicts_with = "dead_letters"
+        conflicts_with = "input",
+        requires = "output_dir"
     )]
+    pub kafka_topic: Option<String>,
+    /// wordcount: the consumer group to which completed epochs' offsets are committed
+    /// (with --kafka-topic; default: none, nothing committed).
+    #[arg(long, value_name = "GROUP", requires = "kafka_topic")]
+    pub kafka_group: Option<String>,
+    /// wordcount: produce undecodable records to this Kafka topic (on the
+    /// --kafka-bootstrap cluster, else --kafka-brokers or kafka.brokers; docs/kafka.md
+    /// "Dead-letter topic") instead of the log or --dead-letters.
+    #[arg(long, value_name = "TOPIC", conflicts_with = "dead_letters")]
     pub kafka_dead_letter_topic: Option<String>,
     /// wordcount: where to write `word<TAB>count` lines (default: standard output).
     #[arg(long)]

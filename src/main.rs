@@ -63,11 +63,17 @@ fn run_job(args: RunArgs) -> Result<ExitCode, Error> {
     let config = args.engine.resolve()?;
     init_logging(&config);
     let node = Node::new(args.engine_options(&config))?;
+    // The cluster of the Kafka flags: --kafka-bootstrap, else the [kafka] section
+    // (or --kafka-brokers).
+    let kafka_brokers = match &args.kafka_bootstrap {
+        Some(bootstrap) => Ok(bootstrap.as_str()),
+        None => config.kafka.require_brokers(),
+    };
     let dead_letters = match (&args.dead_letters, &args.kafka_dead_letter_topic) {
         (Some(path), _) => DeadLetters::to_file(path)
             .map_err(|e| format!("cannot open dead-letter file {}: {e}", path.display()))?,
         (None, Some(topic)) => {
-            let bootstrap = args.kafka_bootstrap.as_deref().unwrap_or_default();
+            let bootstrap = kafka_brokers.clone()?;
             DeadLetters::to_kafka_with(bootstrap, topic, config.kafka.producer_settings())?
         }
         (None, None) => DeadLetters::to_log(),
@@ -115,11 +121,9 @@ fn run_job(args: RunArgs) -> Result<ExitCode, Error> {
                 handle_signals: true,
                 ..Default::default()
             };
-            if let (Some(bootstrap), Some(topic), Some(dir)) =
-                (&args.kafka_bootstrap, &args.kafka_topic, &args.output_dir)
-            {
+            if let (Some(topic), Some(dir)) = (&args.kafka_topic, &args.output_dir) {
                 let mut source = KafkaSource::new(
-                    bootstrap.clone(),
+                    kafka_brokers.clone()?,
                     [topic.as_str()],
                     Utf8Text,
                     dead_letters.clone(),
