@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{ConfigError, LogFormat, RestartStrategyName, WeirConfig, COMMAND_LINE_ORIGIN};
+use crate::config::{
+    parse_setting, ConfigError, LogFormat, RestartStrategyName, WeirConfig, COMMAND_LINE_ORIGIN,
+};
 use crate::job::EngineOptions;
 
 /// weir: a stateful stream processor on the actor model.
@@ -52,27 +54,28 @@ pub struct RunArgs {
     /// wordcount: the text file to read (default: standard input).
     #[arg(long)]
     pub input: Option<PathBuf>,
-    /// wordcount: read the lines from Kafka (the values of the records of
-    /// --kafka-topic, as UTF-8 text) through these bootstrap servers instead of a file;
-    /// the topic is read to the end it had when the job started. Needs --output-dir.
+    /// wordcount: the Kafka cluster to read --kafka-topic from (default:
+    /// --kafka-brokers, or kafka.brokers of the config file).
     #[arg(long, value_name = "HOST:PORT", conflicts_with = "input", requires_all = ["kafka_topic", "output_dir"])]
     pub kafka_bootstrap: Option<String>,
-    /// wordcount: the Kafka topic to read (with --kafka-bootstrap).
-    #[arg(long, value_name = "TOPIC", requires = "kafka_bootstrap")]
-    pub kafka_topic: Option<String>,
-    /// wordcount: the consumer group to which completed epochs' offsets are committed
-    /// (with --kafka-bootstrap; default: none, nothing committed).
-    #[arg(long, value_name = "GROUP", requires = "kafka_bootstrap")]
-    pub kafka_group: Option<String>,
-    /// wordcount: produce undecodable records to this Kafka topic (on the
-    /// --kafka-bootstrap cluster; docs/kafka.md "Dead-letter topic") instead of the
-    /// log or --dead-letters.
+    /// wordcount: read the lines from this Kafka topic (the values of its records, as
+    /// UTF-8 text) instead of a file, with the `[kafka]` consumer settings; the topic
+    /// is read to the end it had when the job started. Needs --output-dir.
     #[arg(
         long,
         value_name = "TOPIC",
-        requires = "kafka_bootstrap",
-        conflicts_with = "dead_letters"
+        conflicts_with = "input",
+        requires = "output_dir"
     )]
+    pub kafka_topic: Option<String>,
+    /// wordcount: the consumer group to which completed epochs' offsets are committed
+    /// (with --kafka-topic; default: none, nothing committed).
+    #[arg(long, value_name = "GROUP", requires = "kafka_topic")]
+    pub kafka_group: Option<String>,
+    /// wordcount: produce undecodable records to this Kafka topic (on the
+    /// --kafka-bootstrap cluster, else --kafka-brokers or kafka.brokers; docs/kafka.md
+    /// "Dead-letter topic") instead of the log or --dead-letters.
+    #[arg(long, value_name = "TOPIC", conflicts_with = "dead_letters")]
     pub kafka_dead_letter_topic: Option<String>,
     /// wordcount: where to write `word<TAB>count` lines (default: standard output).
     #[arg(long)]
@@ -190,6 +193,8 @@ pub struct ConfigArgs {
 
 /// The help heading of the checkpoint, restart, poison and savepoint flags.
 const CHECKPOINT_HEADING: &str = "Checkpoints and recovery";
+/// The help heading of the Kafka flags.
+const KAFKA_HEADING: &str = "Kafka";
 
 /// Engine options: each overrides the same key of the configuration file.
 #[derive(Args, Debug, Default, Clone)]
@@ -234,10 +239,11 @@ pub struct EngineArgs {
     #[arg(long)]
     pub log_filter: Option<String>,
     /// Serve Prometheus metrics at http://ADDR/metrics (metrics.addr; port 0 picks a free port).
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", env = "WEIR_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
-    /// Serve no metrics (metrics.enabled = false).
-    #[arg(long, conflicts_with = "metrics_addr")]
+    /// Serve no metrics (metrics.enabled = false); wins over --metrics-addr and
+    /// WEIR_METRICS_ADDR.
+    #[arg(long)]
     pub no_metrics: bool,
     /// Milliseconds between checkpoints, 0 for none (checkpoint.interval_ms).
     #[arg(long, value_name = "MS", help_heading = CHECKPOINT_HEADING)]
@@ -293,6 +299,20 @@ pub struct EngineArgs {
     /// Where savepoints taken on a signal go (savepoint.dir; default: `<state dir>/savepoints`).
     #[arg(long, value_name = "PATH", help_heading = CHECKPOINT_HEADING)]
     pub savepoint_dir: Option<PathBuf>,
+    /// Kafka bootstrap servers, host:port[,host:port...] (kafka.brokers).
+    #[arg(long, value_name = "HOST:PORT", help_heading = KAFKA_HEADING)]
+    pub kafka_brokers: Option<String>,
+    /// A librdkafka setting for every Kafka client, e.g. `--kafka-set
+    /// compression.type=lz4`; repeatable. Wins over the same key in any
+    /// `[kafka.*]` table of the file.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_setting, help_heading = KAFKA_HEADING)]
+    pub kafka_set: Vec<(String, String)>,
+    /// A librdkafka setting for Kafka consumers only (kafka.consumer); repeatable.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_setting, help_heading = KAFKA_HEADING)]
+    pub kafka_consumer_set: Vec<(String, String)>,
+    /// A librdkafka setting for Kafka producers only (kafka.producer); repeatable.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_setting, help_heading = KAFKA_HEADING)]
+    pub kafka_producer_set: Vec<(String, String)>,
 }
 
 impl EngineArgs {
@@ -351,8 +371,27 @@ impl EngineArgs {
             config.metrics.enabled = false;
         }
         self.apply_recovery(&mut config);
+        self.apply_kafka(&mut config);
         config.validate_with_origin(COMMAND_LINE_ORIGIN)?;
         Ok(config)
+    }
+
+    /// Applies the Kafka flags: `--kafka-set` wins over the file's tables, and the
+    /// consumer- and producer-only flags over `--kafka-set`.
+    fn apply_kafka(&self, config: &mut WeirConfig) {
+        let k = &mut config.kafka;
+        if let Some(v) = &self.kafka_brokers {
+            k.brokers = Some(v.clone());
+        }
+        for (key, value) in &self.kafka_set {
+            k.set_everywhere(key, value);
+        }
+        for (key, value) in &self.kafka_consumer_set {
+            k.consumer.0.insert(key.clone(), value.clone());
+        }
+        for (key, value) in &self.kafka_producer_set {
+            k.producer.0.insert(key.clone(), value.clone());
+        }
     }
 
     /// Applies the checkpoint, restart, poison and savepoint flags.
@@ -441,6 +480,68 @@ mod tests {
         assert!(
             err.contains("engine.key_partitions") && err.contains("command line"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn kafka_flags_override_the_file_in_order_and_bad_ones_name_the_command_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            "[kafka]\nbrokers = \"file:9092\"\n\
+             [kafka.settings]\nclient.id = \"file\"\nsocket.timeout.ms = 2000\n\
+             [kafka.consumer]\nclient.id = \"file-consumer\"\n\
+             [kafka.producer]\nlinger.ms = 7\n",
+        )
+        .unwrap();
+        let path = path.to_string_lossy().into_owned();
+        let run = run_args(&[
+            "weir",
+            "run",
+            "demo",
+            "--config",
+            &path,
+            "--kafka-brokers",
+            "flag:9093",
+            "--kafka-set",
+            "client.id=flag",
+            "--kafka-set",
+            "compression.type=lz4",
+            "--kafka-producer-set",
+            "linger.ms=1",
+            "--kafka-consumer-set",
+            "fetch.min.bytes=10",
+        ]);
+        let c = run.engine.resolve().unwrap();
+        assert_eq!(c.kafka.brokers.as_deref(), Some("flag:9093"));
+        let consumer = c.kafka.consumer_settings();
+        assert_eq!(
+            consumer["client.id"], "flag",
+            "--kafka-set wins over [kafka.consumer]"
+        );
+        assert_eq!(consumer["socket.timeout.ms"], "2000", "kept from the file");
+        assert_eq!(consumer["fetch.min.bytes"], "10");
+        assert_eq!(consumer["compression.type"], "lz4");
+        let producer = c.kafka.producer_settings();
+        assert_eq!(producer["linger.ms"], "1");
+        assert_eq!(producer["client.id"], "flag");
+        assert!(!producer.contains_key("fetch.min.bytes"));
+
+        let err = run_args(&["weir", "run", "demo", "--kafka-set", "linger.mss=1"])
+            .engine
+            .resolve()
+            .unwrap_err();
+        assert_eq!(err.key(), Some("kafka.settings.\"linger.mss\""));
+        assert!(err.to_string().contains("command line"), "{err}");
+        let err = run_args(&["weir", "run", "demo", "--kafka-brokers", "nohost"])
+            .engine
+            .resolve()
+            .unwrap_err();
+        assert_eq!(err.key(), Some("kafka.brokers"));
+        assert!(
+            Cli::try_parse_from(["weir", "run", "demo", "--kafka-set", "no-equals"]).is_err(),
+            "a setting without = is refused by the parser"
         );
     }
 

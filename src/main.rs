@@ -89,12 +89,18 @@ fn run_job(args: RunArgs) -> Result<ExitCode, Error> {
     } else {
         None
     };
+    // The cluster of the Kafka flags: --kafka-bootstrap, else the [kafka] section
+    // (or --kafka-brokers).
+    let kafka_brokers = match &args.kafka_bootstrap {
+        Some(bootstrap) => Ok(bootstrap.as_str()),
+        None => config.kafka.require_brokers(),
+    };
     let dead_letters = match (&args.dead_letters, &args.kafka_dead_letter_topic) {
         (Some(path), _) => DeadLetters::to_file(path)
             .map_err(|e| format!("cannot open dead-letter file {}: {e}", path.display()))?,
         (None, Some(topic)) => {
-            let bootstrap = args.kafka_bootstrap.as_deref().unwrap_or_default();
-            DeadLetters::to_kafka(bootstrap, topic)?
+            let bootstrap = kafka_brokers.clone()?;
+            DeadLetters::to_kafka_with(bootstrap, topic, config.kafka.producer_settings())?
         }
         (None, None) => DeadLetters::to_log(),
     };
@@ -141,16 +147,15 @@ fn run_job(args: RunArgs) -> Result<ExitCode, Error> {
                 handle_signals: true,
                 ..Default::default()
             };
-            if let (Some(bootstrap), Some(topic), Some(dir)) =
-                (&args.kafka_bootstrap, &args.kafka_topic, &args.output_dir)
-            {
+            if let (Some(topic), Some(dir)) = (&args.kafka_topic, &args.output_dir) {
                 let mut source = KafkaSource::new(
-                    bootstrap.clone(),
+                    kafka_brokers.clone()?,
                     [topic.as_str()],
                     Utf8Text,
                     dead_letters.clone(),
                 )
-                .stop_at_end(true);
+                .stop_at_end(true)
+                .settings(config.kafka.consumer_settings());
                 if let Some(group) = &args.kafka_group {
                     source = source.group_id(group.clone());
                 }

@@ -283,3 +283,66 @@ fn a_metrics_port_in_use_stops_the_node_with_an_error_naming_the_address() {
     );
     assert!(!String::from_utf8_lossy(&out.stderr).contains("serving Prometheus metrics"));
 }
+
+#[test]
+fn wordcount_reads_kafka_from_the_brokers_of_the_config_section_or_says_what_is_missing() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let dir = tempfile::tempdir().unwrap();
+    let out = weir()
+        .args(["run", "wordcount", "--kafka-topic", "lines", "--output-dir"])
+        .arg(dir.path().join("none"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("kafka.brokers") && stderr.contains("--kafka-brokers"),
+        "{stderr}"
+    );
+
+    let mock = rdkafka::mocking::MockCluster::new(1).unwrap();
+    mock.create_topic("lines", 1, 1).unwrap();
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", mock.bootstrap_servers())
+        .create()
+        .unwrap();
+    for line in ["to be or", "not to be"] {
+        producer
+            .send(BaseRecord::<(), _>::to("lines").payload(line))
+            .unwrap();
+    }
+    producer.flush(std::time::Duration::from_secs(10)).unwrap();
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka]\nbrokers = \"{}\"\n[kafka.consumer]\nclient.id = \"cli-test\"\n",
+            mock.bootstrap_servers()
+        ),
+    )
+    .unwrap();
+    let output = dir.path().join("out");
+    let status = weir()
+        .args([
+            "run",
+            "wordcount",
+            "--kafka-topic",
+            "lines",
+            "--workers",
+            "1",
+        ])
+        .arg("--config")
+        .arg(&config)
+        .arg("--output-dir")
+        .arg(&output)
+        .env("RUST_LOG", "warn")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut lines = weir::connector::txn_file::read_committed(&output).unwrap();
+    lines.sort();
+    assert_eq!(
+        lines,
+        ["be\t1", "be\t2", "not\t1", "or\t1", "to\t1", "to\t2"]
+    );
+}

@@ -374,7 +374,7 @@ fn undecodable_json_reaches_a_dead_letter_topic_on_the_broker() {
 #[test]
 fn weir_bench_kafka_w1_prints_raw_rates_and_a_checked_job_line() {
     let broker = TansuBroker::start();
-    let output = Command::new(env!("CARGO_BIN_EXE_weir"))
+    let output = common::node::weir_command()
         .args(["bench", "kafka-w1", "--n", "20005", "--workers", "2"])
         .args(["--kafka-bootstrap", &broker.bootstrap()])
         .args(["--kafka-partitions", "3"])

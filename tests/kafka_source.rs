@@ -1,6 +1,8 @@
 //! The Kafka source against librdkafka's in-process mock cluster (bound to
 //! 127.0.0.1): record-for-record reads at parallelism 2, exactly-once state across
-//! injected panics, dead letters for undecodable JSON, and partition discovery.
+//! injected panics, dead letters for undecodable JSON, partition discovery, and event
+//! time: per-partition watermarks inside one split, idle partitions, timestamps from
+//! a payload field.
 
 mod common;
 
@@ -688,6 +690,213 @@ fn completed_epochs_commit_their_offsets_to_the_configured_group() {
     );
 }
 
+/// What one run of the skewed-partitions job saw.
+struct SkewRun {
+    /// (window start, count) of every window fired while the job ran, sorted.
+    windows: Vec<(i64, u64)>,
+    /// Records late for all their windows.
+    late: u64,
+    /// Windows fired before the slow partition had any record.
+    fired_before_slow: usize,
+}
+
+const SKEW_T0: i64 = 1_700_000_000_000;
+
+/// Partition 0 of a two-partition topic read by ONE split holds 500 records at
+/// T0 + 10 s.., partition 1 gets 500 records at T0.. only once partition 0's were
+/// read. Counts 100 ms windows (key: the partition).
+fn skewed_partitions_run(per_partition: bool, idleness: Option<Duration>) -> SkewRun {
+    let mock = cluster();
+    let bootstrap = mock.bootstrap_servers();
+    mock.create_topic("skew", 2, 1).unwrap();
+    let ahead: Vec<_> = (0..500i64)
+        .map(|i| (0, "p0".to_string(), format!("{i}"), SKEW_T0 + 10_000 + i))
+        .collect();
+    let behind: Vec<_> = (0..500i64)
+        .map(|i| (1, "p1".to_string(), format!("{i}"), SKEW_T0 + i))
+        .collect();
+    produce(&bootstrap, "skew", &ahead);
+
+    let seen = Arc::new(Mutex::new(0usize));
+    let stop = StopFlag::new();
+    let rows = CollectSink::<WindowResult<u64, u64>>::new();
+    let mut time = WatermarkStrategy::ascending(|r: &KafkaRecord<String>| r.event_time());
+    if let Some(idle) = idleness {
+        time = time.with_idleness(idle);
+    }
+    let windowed = Job::new("skew")
+        .source_with_time(
+            KafkaSource::new(bootstrap.clone(), ["skew"], Utf8Text, DeadLetters::to_log())
+                .partition_watermarks(per_partition)
+                .stop_on(stop.clone()),
+            time,
+        )
+        .map({
+            let seen = seen.clone();
+            move |r: KafkaRecord<String>| {
+                *seen.lock().unwrap() += 1;
+                (u64::try_from(r.partition).unwrap(), r.event_time())
+            }
+        })
+        .key_by(|e: &(u64, i64)| e.0)
+        .window(Tumbling::of(Duration::from_millis(100)).unwrap());
+    let late = windowed.late_records();
+    // CollectSink hands its records over at the end: count firings as they happen.
+    let fired = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let job = windowed
+        .aggregate(Count)
+        .map({
+            let fired = fired.clone();
+            move |r: WindowResult<u64, u64>| {
+                fired.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                r
+            }
+        })
+        .sink(rows.clone());
+    let fired_now = || fired.load(std::sync::atomic::Ordering::Relaxed);
+    let runner = std::thread::spawn(|| Node::new(EngineOptions::for_tests(1)).unwrap().run(job));
+    let wait = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait("partition 0's records", &|| {
+        *seen.lock().unwrap() >= ahead.len()
+    });
+    if idleness.is_some() || !per_partition {
+        // Partition 1 idle, or one watermark per split: partition 0's windows fire
+        // while the job runs.
+        wait("partition 0's windows", &|| fired_now() >= 4);
+    } else {
+        // Several watermark intervals: whatever the watermark allows fires now.
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    let fired_before_slow = fired_now();
+    produce(&bootstrap, "skew", &behind);
+    wait("partition 1's records", &|| {
+        *seen.lock().unwrap() >= ahead.len() + behind.len()
+    });
+    stop.stop();
+    runner.join().unwrap().expect("the job ends when stopped");
+    let mut windows: Vec<(i64, u64)> = rows
+        .items()
+        .iter()
+        .map(|r| (r.window.start - SKEW_T0, r.value))
+        .collect();
+    windows.sort();
+    SkewRun {
+        windows,
+        late: late.load(std::sync::atomic::Ordering::Relaxed),
+        fired_before_slow,
+    }
+}
+
+#[test]
+fn a_partition_ahead_in_event_time_does_not_make_a_slower_partition_of_its_split_late() {
+    let per_partition = skewed_partitions_run(true, None);
+    let all: Vec<(i64, u64)> = (0..5)
+        .map(|w| (w * 100, 100))
+        .chain((0..5).map(|w| (10_000 + w * 100, 100)))
+        .collect();
+    assert_eq!(
+        per_partition.fired_before_slow, 0,
+        "partition 1 (no record yet) holds the split's watermark back"
+    );
+    assert_eq!(per_partition.late, 0);
+    assert_eq!(
+        per_partition.windows, all,
+        "every window of both partitions, complete"
+    );
+
+    // One watermark per split: partition 0 moves it 10 s ahead, and all of
+    // partition 1's records are late.
+    let per_split = skewed_partitions_run(false, None);
+    assert!(
+        per_split.fired_before_slow >= 4,
+        "{}",
+        per_split.fired_before_slow
+    );
+    assert_eq!(per_split.late, 500);
+    let ahead_only: Vec<(i64, u64)> = (0..5).map(|w| (10_000 + w * 100, 100)).collect();
+    assert_eq!(per_split.windows, ahead_only);
+}
+
+#[test]
+fn an_idle_partition_does_not_stall_the_windows_of_its_split() {
+    let run = skewed_partitions_run(true, Some(Duration::from_millis(300)));
+    // Partition 0's windows fired while partition 1 was idle (the run waited for
+    // them); partition 1's records, arriving after, are behind the watermark, as in
+    // Flink once a partition was idle.
+    assert!(run.fired_before_slow >= 4, "{}", run.fired_before_slow);
+    assert_eq!(run.late, 500);
+    let ahead_only: Vec<(i64, u64)> = (0..5).map(|w| (10_000 + w * 100, 100)).collect();
+    assert_eq!(run.windows, ahead_only);
+}
+
+/// A click whose event time is a field of its JSON payload.
+#[derive(serde::Deserialize, Debug, Clone, PartialEq)]
+struct Click {
+    user: u64,
+    ts: i64,
+}
+
+#[test]
+fn event_time_can_come_from_a_payload_field() {
+    let mock = cluster();
+    let bootstrap = mock.bootstrap_servers();
+    mock.create_topic("payload-ts", 2, 1).unwrap();
+    // The Kafka timestamps say nothing useful (all the same instant, far from the
+    // payload's), and the payload times are out of order within 50 ms.
+    let records: Vec<_> = (0..400i64)
+        .map(|i| {
+            let ts = SKEW_T0 + i + if i % 2 == 0 { 40 } else { 0 };
+            let value = format!(r#"{{"user":{},"ts":{ts}}}"#, i % 3);
+            ((i % 2) as i32, "c".to_string(), value, 1_600_000_000_000)
+        })
+        .collect();
+    produce(&bootstrap, "payload-ts", &records);
+    let windowed = Job::new("payload-time")
+        .source_with_time(
+            KafkaSource::new(
+                bootstrap,
+                ["payload-ts"],
+                Json::<Click>::new(),
+                DeadLetters::to_log(),
+            )
+            .stop_at_end(true),
+            WatermarkStrategy::bounded_out_of_orderness(
+                Duration::from_millis(50),
+                |r: &KafkaRecord<Click>| r.value.ts,
+            ),
+        )
+        .map(|r: KafkaRecord<Click>| (r.value.user, r.value.ts))
+        .key_by(|e: &(u64, i64)| e.0)
+        .window(Tumbling::of(Duration::from_millis(100)).unwrap());
+    let late = windowed.late_records();
+    let rows = CollectSink::new();
+    let job = windowed.aggregate(Count).sink(rows.clone());
+    Node::new(EngineOptions::for_tests(1))
+        .unwrap()
+        .run(job)
+        .unwrap();
+    let mut got: Vec<(u64, i64, u64)> = rows
+        .items()
+        .iter()
+        .map(|r: &WindowResult<u64, u64>| (r.key, r.window.start - SKEW_T0, r.value))
+        .collect();
+    got.sort();
+    let mut want: BTreeMap<(u64, i64), u64> = BTreeMap::new();
+    for i in 0..400i64 {
+        let ts = i + if i % 2 == 0 { 40 } else { 0 };
+        *want.entry(((i % 3) as u64, ts / 100 * 100)).or_default() += 1;
+    }
+    let want: Vec<(u64, i64, u64)> = want.into_iter().map(|((k, w), n)| (k, w, n)).collect();
+    assert_eq!(got, want, "windows by the payload's time");
+    assert_eq!(late.load(std::sync::atomic::Ordering::Relaxed), 0);
+}
+
 #[test]
 fn undecodable_json_reaches_the_dead_letter_topic_with_its_bytes_and_headers() {
     let mock = cluster();
@@ -853,4 +1062,100 @@ fn a_dead_letter_that_was_not_delivered_is_sent_again_when_the_job_resumes() {
     got.sort();
     assert_eq!(got.len(), want.len(), "no sum lost or duplicated");
     assert!(got == want, "output differs from the run without faults");
+}
+
+const SKEWED_N: u64 = 8_000;
+
+/// Record x goes to partition x % 4; partitions 0 and 1 run 10 s ahead in event time
+/// of 2 and 3, so at parallelism 2 each split holds a fast and a slow partition.
+/// Counts 100 ms windows per key (x % 5) into `out`, and returns the late counter.
+fn skewed_windows_job(
+    bootstrap: &str,
+    out: &Path,
+    faults: Faults,
+) -> (Job, Arc<std::sync::atomic::AtomicU64>) {
+    let windowed = Job::new("skewed-windows")
+        .source_with_time(
+            KafkaSource::new(
+                bootstrap.to_string(),
+                ["skewed"],
+                Json::<u64>::new(),
+                DeadLetters::to_log(),
+            )
+            .stop_at_end(true),
+            WatermarkStrategy::ascending(|r: &KafkaRecord<u64>| r.event_time()),
+        )
+        .map(move |r: KafkaRecord<u64>| {
+            let x = r.value;
+            faults.check(x);
+            if x.is_multiple_of(40) {
+                // Paced, so the run spans many checkpoints.
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            (x % 5, r.event_time())
+        })
+        .key_by(|e: &(u64, i64)| e.0)
+        .window(Tumbling::of(Duration::from_millis(100)).unwrap());
+    let late = windowed.late_records();
+    let job = windowed
+        .aggregate(Count)
+        .map(|r: WindowResult<u64, u64>| (format!("{}@{}", r.key, r.window.start), r.value))
+        .sink(TransactionalFileSink::new(out, tab_separated));
+    (job, late)
+}
+
+#[test]
+fn per_partition_watermarks_survive_panics_and_restores_with_the_output_of_a_run_without_faults() {
+    let mock = cluster();
+    let bootstrap = mock.bootstrap_servers();
+    mock.create_topic("skewed", 4, 1).unwrap();
+    let records: Vec<_> = (0..SKEWED_N)
+        .map(|x| {
+            let partition = (x % 4) as i32;
+            let ahead = if partition < 2 { 10_000 } else { 0 };
+            let ts = SKEW_T0 + ahead + (x / 4) as i64;
+            (partition, String::new(), x.to_string(), ts)
+        })
+        .collect();
+    produce(&bootstrap, "skewed", &records);
+    let root = tempfile::tempdir().unwrap();
+    let read = |out: &Path| {
+        let mut lines = read_committed(out).unwrap();
+        lines.sort();
+        lines
+    };
+
+    let reference = root.path().join("reference");
+    let (job, late) = skewed_windows_job(&bootstrap, &reference, Faults::default());
+    let report = Node::new(checkpointed(&root.path().join("reference-state")))
+        .unwrap()
+        .run(job)
+        .expect("reference run");
+    assert_eq!(report.restarts, 0);
+    assert_eq!(late.load(std::sync::atomic::Ordering::Relaxed), 0);
+    let want = read(&reference);
+    // 2 000 records per partition = 20 windows of 100 ms, 2 partitions per time
+    // range, 5 keys: 40 windows per key, each counted once.
+    assert_eq!(want.len(), 5 * 40, "{want:?}");
+
+    let out = root.path().join("faulty");
+    let faults = Faults::seeded(7, 3, SKEWED_N);
+    let (job, late) = skewed_windows_job(&bootstrap, &out, faults.clone());
+    let report = Node::new(checkpointed(&root.path().join("faulty-state")))
+        .unwrap()
+        .run(job)
+        .expect("the job recovers from every injected panic");
+    assert_eq!(faults.fired(), 3, "every fault fired");
+    assert!(report.restarts >= 1);
+    assert!(report.checkpoints.completed > 0, "checkpoints were taken");
+    assert_eq!(
+        late.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "nothing late after restores"
+    );
+    assert_eq!(
+        read(&out),
+        want,
+        "windows differ from the run without faults"
+    );
 }

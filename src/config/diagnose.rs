@@ -28,24 +28,9 @@ fn locate(text: &str, err: &toml::de::Error) -> Option<String> {
     let document: Table = text.parse().ok()?;
     let mut candidates = Vec::new();
     for (section, value) in &document {
-        let Some(section_err) = shape_error(section, value.clone()) else {
-            continue;
-        };
-        match value {
-            Value::Table(keys) => {
-                let mut found_inner = false;
-                for (key, inner) in keys {
-                    let single = Value::Table(Table::from_iter([(key.clone(), inner.clone())]));
-                    if let Some(key_err) = shape_error(section, single) {
-                        found_inner = true;
-                        candidates.push((format!("{section}.{key}"), key, key_err));
-                    }
-                }
-                if !found_inner {
-                    candidates.push((section.clone(), section, section_err));
-                }
-            }
-            _ => candidates.push((section.clone(), section, section_err)),
+        let mut path = vec![section.clone()];
+        if shape_error(&path, value.clone()).is_some() {
+            failing_keys(&mut path, value, &mut candidates);
         }
     }
 
@@ -69,10 +54,41 @@ fn locate(text: &str, err: &toml::de::Error) -> Option<String> {
     }
 }
 
-/// Deserializes a document holding only `section = value` and returns the
-/// reason it fails, if it does.
-fn shape_error(section: &str, value: Value) -> Option<String> {
-    let document = Value::Table(Table::from_iter([(section.to_owned(), value)]));
+/// A failing key: its dotted path, its last part, and the error it causes alone.
+type Candidate = (String, String, String);
+
+/// `value` at `path` fails: adds the deepest keys under it that fail on their own
+/// (descending into a table only where the schema has a table, so a table given
+/// for a number is reported at the number's key).
+fn failing_keys(path: &mut Vec<String>, value: &Value, out: &mut Vec<Candidate>) {
+    if let Value::Table(keys) = value {
+        if shape_error(path, Value::Table(Table::new())).is_none() {
+            let before = out.len();
+            for (key, inner) in keys {
+                path.push(key.clone());
+                if shape_error(path, inner.clone()).is_some() {
+                    failing_keys(path, inner, out);
+                }
+                path.pop();
+            }
+            if out.len() > before {
+                return;
+            }
+        }
+    }
+    if let Some(message) = shape_error(path, value.clone()) {
+        let leaf = path.last().cloned().unwrap_or_default();
+        out.push((path.join("."), leaf, message));
+    }
+}
+
+/// Deserializes a document holding only `value` at the dotted `path` and
+/// returns the reason it fails, if it does.
+fn shape_error(path: &[String], value: Value) -> Option<String> {
+    let mut document = value;
+    for key in path.iter().rev() {
+        document = Value::Table(Table::from_iter([(key.clone(), document)]));
+    }
     match document.try_into::<WeirConfig>() {
         Ok(_) => None,
         Err(err) => Some(err.message().to_owned()),

@@ -13,6 +13,7 @@
 
 mod diagnose;
 mod error;
+mod kafka;
 mod render;
 #[cfg(test)]
 mod tests;
@@ -26,6 +27,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize};
 
 pub use error::{ConfigError, COMMAND_LINE_ORIGIN};
+pub use kafka::{parse_setting, KafkaConfig, KafkaSettings, RESERVED_SETTINGS};
 
 /// The origin used in errors for text that did not come from a file.
 pub const STRING_ORIGIN: &str = "<string>";
@@ -85,6 +87,9 @@ pub struct WeirConfig {
     pub savepoint: SavepointConfig,
     /// The status API and page (`[http]`).
     pub http: HttpConfig,
+
+    /// The Kafka cluster and librdkafka settings jobs use (`[kafka]`).
+    pub kafka: KafkaConfig,
 }
 
 /// Threading, partitioning and batching of the dataflow (`[engine]`).

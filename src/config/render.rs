@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 
 use super::validate::toml_string;
-use super::WeirConfig;
+use super::{KafkaConfig, WeirConfig};
 
 /// Renders `config` as a complete TOML document that parses back to an equal
 /// value.
@@ -232,5 +232,55 @@ fn write_all(out: &mut String, config: &WeirConfig) -> std::fmt::Result {
         "# Address (IP:port) they listen on; port 0 picks a free port."
     )?;
     writeln!(out, "addr = {}", toml_string(&config.http.addr.to_string()))?;
+
+    write_kafka(out, &config.kafka)
+}
+
+/// The `[kafka]` section and its settings tables.
+fn write_kafka(out: &mut String, kafka: &KafkaConfig) -> std::fmt::Result {
+    writeln!(out, "[kafka]")?;
+    writeln!(
+        out,
+        "# Bootstrap servers, host:port[,host:port...]. Unset: jobs that use Kafka"
+    )?;
+    writeln!(out, "# are told on their command line (--kafka-brokers).")?;
+    match &kafka.brokers {
+        Some(brokers) => writeln!(out, "brokers = {}", toml_string(brokers))?,
+        None => writeln!(out, "# brokers = \"127.0.0.1:9092\"")?,
+    }
+    let tables = [
+        (
+            "settings",
+            "librdkafka settings for every client, passed through unchanged (SASL, SSL,\n\
+             # compression, batching, ...). Unquoted dotted names work: linger.ms = 5.",
+            &kafka.settings,
+            "# security.protocol = \"SASL_SSL\"\n# sasl.mechanism = \"SCRAM-SHA-512\"\n\
+             # sasl.username = \"weir\"\n# sasl.password = \"...\"\n\
+             # ssl.ca.location = \"/etc/ssl/certs/kafka-ca.pem\"",
+        ),
+        (
+            "consumer",
+            "librdkafka settings for consumers only; they win over [kafka.settings].",
+            &kafka.consumer,
+            "# fetch.min.bytes = 65536\n# fetch.wait.max.ms = 100",
+        ),
+        (
+            "producer",
+            "librdkafka settings for producers only; they win over [kafka.settings].",
+            &kafka.producer,
+            "# compression.type = \"lz4\"\n# linger.ms = 5\n# batch.size = 1000000",
+        ),
+    ];
+    for (table, about, settings, example) in tables {
+        writeln!(out)?;
+        writeln!(out, "# {about}")?;
+        writeln!(out, "[kafka.{table}]")?;
+        if settings.is_empty() {
+            writeln!(out, "{example}")?;
+        }
+        for (key, value) in settings.iter() {
+            writeln!(out, "{} = {}", toml_string(key), toml_string(value))?;
+        }
+    }
     Ok(())
 }

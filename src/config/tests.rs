@@ -78,7 +78,26 @@ fn everything_set() -> WeirConfig {
             enabled: false,
             addr: "0.0.0.0:8090".parse().expect("literal address"),
         },
+        kafka: KafkaConfig {
+            brokers: Some("kafka-1:9092,kafka-2:9092".to_owned()),
+            settings: settings(&[
+                ("security.protocol", "SASL_PLAINTEXT"),
+                ("sasl.mechanism", "PLAIN"),
+            ]),
+            consumer: settings(&[("fetch.min.bytes", "65536")]),
+            producer: settings(&[("compression.type", "lz4"), ("linger.ms", "5")]),
+        },
     }
+}
+
+/// Settings from pairs.
+fn settings(pairs: &[(&str, &str)]) -> KafkaSettings {
+    KafkaSettings(
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    )
 }
 
 const FULL_FILE: &str = r#"
@@ -133,7 +152,125 @@ dir = "/var/lib/weir/savepoints"
 [http]
 enabled = false
 addr = "0.0.0.0:8090"
+
+[kafka]
+brokers = "kafka-1:9092,kafka-2:9092"
+
+[kafka.settings]
+security.protocol = "SASL_PLAINTEXT"
+"sasl.mechanism" = "PLAIN"
+
+[kafka.consumer]
+fetch.min.bytes = 65536
+
+[kafka.producer]
+compression.type = "lz4"
+linger.ms = 5
 "#;
+
+#[test]
+fn kafka_settings_flatten_dotted_keys_and_take_scalars_as_text() {
+    let config = parse_ok(
+        "[kafka.producer]\nlinger.ms = 5\nenable.idempotence = true\n\
+         \"batch.size\" = \"16384\"\nsticky.partitioning.linger.ms = 1.5\n",
+    );
+    assert_eq!(
+        config.kafka.producer,
+        settings(&[
+            ("batch.size", "16384"),
+            ("enable.idempotence", "true"),
+            ("linger.ms", "5"),
+            ("sticky.partitioning.linger.ms", "1.5"),
+        ])
+    );
+}
+
+#[test]
+fn consumer_and_producer_tables_win_over_the_common_one() {
+    let config = parse_ok(
+        "[kafka.settings]\nclient.id = \"all\"\nsocket.timeout.ms = 1000\n\
+         [kafka.consumer]\nclient.id = \"reader\"\n[kafka.producer]\nlinger.ms = 9\n",
+    );
+    let consumer = config.kafka.consumer_settings();
+    assert_eq!(consumer["client.id"], "reader");
+    assert_eq!(consumer["socket.timeout.ms"], "1000");
+    assert!(!consumer.contains_key("linger.ms"));
+    let producer = config.kafka.producer_settings();
+    assert_eq!(producer["client.id"], "all");
+    assert_eq!(producer["linger.ms"], "9");
+}
+
+#[test]
+fn kafka_settings_are_checked_by_librdkafka_with_their_key() {
+    let cases = [
+        (
+            "[kafka.settings]\nlinger.mss = 5\n",
+            "kafka.settings.\"linger.mss\"",
+            "No such configuration property",
+        ),
+        (
+            "[kafka.producer]\ncompression.type = \"zip\"\n",
+            "kafka.producer.\"compression.type\"",
+            "compression.type",
+        ),
+        (
+            "[kafka.consumer]\nbootstrap.servers = \"h:1\"\n",
+            "kafka.consumer.\"bootstrap.servers\"",
+            "kafka.brokers",
+        ),
+        (
+            "[kafka.consumer]\nenable.auto.commit = true\n",
+            "kafka.consumer.\"enable.auto.commit\"",
+            "snapshots",
+        ),
+        (
+            "[kafka]\nbrokers = \"\"\n",
+            "kafka.brokers",
+            "must not be empty",
+        ),
+        (
+            "[kafka]\nbrokers = \"h:1,nohost\"\n",
+            "kafka.brokers",
+            "`nohost` is not host:port",
+        ),
+        (
+            "[kafka]\nbrokers = \":9092\"\n",
+            "kafka.brokers",
+            "not host:port",
+        ),
+    ];
+    for (text, key, reason) in cases {
+        let err = parse_err(text);
+        assert_eq!(err.key(), Some(key), "{text:?}: {err}");
+        let message = err.to_string();
+        assert!(message.contains(reason), "{text:?}: {message}");
+        assert!(message.contains("node.toml"), "{message}");
+    }
+}
+
+#[test]
+fn kafka_section_shape_errors_name_the_nested_key() {
+    let cases = [
+        ("[kafka]\nbroker = \"h:1\"\n", "kafka.broker"),
+        ("[kafka]\nbrokers = 9092\n", "kafka.brokers"),
+        (
+            "[kafka.producer]\nlinger.ms = [1, 2]\n",
+            "kafka.producer.linger.ms",
+        ),
+        ("[kafka]\nsettings = 5\n", "kafka.settings"),
+        ("[kafka.admin]\nx = 1\n", "kafka.admin"),
+    ];
+    assert_parse_errors_name_keys(&cases);
+    let ConfigError::Parse { message, .. } = parse_err("[kafka.producer]\nlinger.ms = [1]\n")
+    else {
+        panic!("expected a parse error");
+    };
+    assert!(message.contains("comma-separated"), "{message}");
+    let ConfigError::Parse { message, .. } = parse_err("[kafka.consumer]\nx = 1979-05-27\n") else {
+        panic!("expected a parse error");
+    };
+    assert!(message.contains("setting `x`: a date"), "{message}");
+}
 
 #[test]
 fn empty_file_gives_defaults() {
@@ -917,14 +1054,60 @@ fn valid_config() -> impl Strategy<Value = WeirConfig> {
             addr: SocketAddr::from((ip, port)),
         }
     });
+    let table = || {
+        proptest::collection::btree_map(
+            prop_oneof![
+                Just("client.id"),
+                Just("linger.ms"),
+                Just("socket.timeout.ms"),
+                Just("sasl.username"),
+            ],
+            prop_oneof![
+                "[a-zA-Z0-9 _./\\\\'\"-]{1,12}".prop_map(|s| s),
+                (1000u32..100_000).prop_map(|n| n.to_string()),
+            ],
+            0..3,
+        )
+        .prop_map(|m| {
+            // linger.ms and socket.timeout.ms must be numbers to please librdkafka.
+            KafkaSettings(
+                m.into_iter()
+                    .map(|(k, v)| {
+                        let numeric = k.ends_with(".ms");
+                        let in_range = v
+                            .parse::<u32>()
+                            .is_ok_and(|n| (1000..=100_000).contains(&n));
+                        let v = if numeric && !in_range {
+                            "1000".to_owned()
+                        } else {
+                            v
+                        };
+                        (k.to_owned(), v)
+                    })
+                    .collect(),
+            )
+        })
+    };
+    let kafka = (
+        proptest::option::of("[a-z0-9.-]{1,12}:[0-9]{1,4}"),
+        table(),
+        table(),
+        table(),
+    )
+        .prop_map(|(brokers, settings, consumer, producer)| KafkaConfig {
+            brokers,
+            settings,
+            consumer,
+            producer,
+        });
     (
         (engine, state, progress, log, metrics),
-        (checkpoint, restart, poison, savepoint, http),
+        (checkpoint, restart, poison, savepoint, http, kafka),
     )
         .prop_map(
             |(
                 (engine, state, progress, log, metrics),
-                (checkpoint, restart, poison, savepoint, http),
+                (checkpoint, restart, poison, savepoint, http, kafka),
             )| {
                 WeirConfig {
                     engine,
@@ -937,6 +1120,7 @@ fn valid_config() -> impl Strategy<Value = WeirConfig> {
                     poison,
                     savepoint,
                     http,
+                    kafka,
                 }
             },
         )
@@ -975,4 +1159,24 @@ proptest! {
             prop_assert_eq!(key, Some(want));
         }
     }
+}
+
+#[test]
+fn jobs_build_kafka_clients_from_the_section_or_are_told_what_is_missing() {
+    use crate::connector::kafka::{KafkaOutput, Utf8Text};
+    let none = KafkaConfig::default();
+    let err = none
+        .source(["t"], Utf8Text, crate::connector::DeadLetters::to_log())
+        .err()
+        .unwrap_or_default();
+    assert!(
+        err.contains("kafka.brokers") && err.contains("--kafka-brokers"),
+        "{err}"
+    );
+    assert!(none.sink("t", |_: &u64| KafkaOutput::default()).is_err());
+    let set = parse_ok("[kafka]\nbrokers = \"127.0.0.1:9\"\n").kafka;
+    assert!(set
+        .source(["t"], Utf8Text, crate::connector::DeadLetters::to_log())
+        .is_ok());
+    assert!(set.sink("t", |_: &u64| KafkaOutput::default()).is_ok());
 }

@@ -118,6 +118,10 @@ pub(super) fn check(config: &WeirConfig, origin: &str) -> Result<(), ConfigError
         ));
     }
 
+    if let Err((key, value, reason)) = super::kafka::check(&config.kafka) {
+        return Err(invalid(&key, value, reason));
+    }
+
     if let Some(dir) = &config.savepoint.dir {
         if dir.as_os_str().is_empty() {
             return Err(invalid(
@@ -305,4 +309,18 @@ fn check_range<T: PartialOrd + Display>(
 /// included.
 pub(super) fn toml_string(text: &str) -> String {
     toml::Value::String(text.to_owned()).to_string()
+}
+
+/// A key as it would be written in a TOML file: bare when it can be, quoted
+/// otherwise (e.g. a librdkafka property name with dots).
+pub(super) fn toml_key(key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if bare {
+        key.to_owned()
+    } else {
+        toml_string(key)
+    }
 }

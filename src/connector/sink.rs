@@ -19,6 +19,9 @@ pub enum SinkError {
     /// Any other failure.
     #[error("{0}")]
     Failed(String),
+    /// The Kafka sink failed.
+    #[error(transparent)]
+    Kafka(#[from] crate::connector::kafka::KafkaSinkError),
 }
 
 /// Work a transactional sink asks for once an epoch is complete (its manifest is
@@ -37,6 +40,10 @@ pub enum CommitAction {
         /// Its final name.
         visible: PathBuf,
     },
+    /// Commit (or redo from its staged copy) one Kafka transaction of an
+    /// exactly-once Kafka sink partition. Already done when the transactional id's
+    /// newest committed marker is of this epoch or later.
+    Kafka(Box<crate::connector::kafka::KafkaCommit>),
 }
 
 /// One partition's sink: receives the records of one partition actor.
@@ -86,6 +93,7 @@ impl CommitAction {
     pub fn apply(&self) -> Result<(), SinkError> {
         match self {
             CommitAction::PublishFile { staged, visible } => publish_file(staged, visible),
+            CommitAction::Kafka(commit) => Ok(commit.apply()?),
         }
     }
 }

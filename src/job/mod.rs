@@ -12,6 +12,7 @@ pub mod progress;
 pub mod recovery;
 pub mod report;
 pub mod restart;
+pub(crate) mod split_snapshot;
 pub(crate) mod tasks;
 pub mod terminal;
 

@@ -43,8 +43,14 @@ pub struct RunControl {
     pub stop: Option<StopFlag>,
     /// Raise `stop` after this long.
     pub duration: Option<Duration>,
-    /// Raise `stop` on the first Ctrl-C; cancel the job on the second.
+    /// Raise `stop` on the first Ctrl-C; cancel the job on the second. Without a
+    /// `stop` flag, the first Ctrl-C cancels the job: its snapshots stay, and the
+    /// next start with the same state directory resumes from the newest complete
+    /// epoch (what an unbounded exactly-once job wants on an interrupt).
     pub handle_ctrl_c: bool,
+    /// Treat SIGTERM (what service managers send to stop a process) like Ctrl-C.
+    /// Off by default: once asked for, the process no longer dies of SIGTERM.
+    pub handle_sigterm: bool,
     /// Called with live counters every `observe_every` (default 1 s).
     pub observer: Option<Observer>,
     /// How often the observer is called.
@@ -843,6 +849,7 @@ async fn watch(
     let observe_every = control.observe_every.unwrap_or(Duration::from_secs(1));
     let mut interrupts = 0u32;
     let mut ctrl_c = Box::pin(tokio::signal::ctrl_c());
+    let mut terminate = Terminate::new(control.handle_sigterm);
     let mut signals = SavepointSignals::new(control.handle_signals);
     let mut pending: Option<PendingSavepoint> = None;
     let mut stopped_with: Option<PathBuf> = None;
@@ -947,9 +954,16 @@ async fn watch(
                     }
                 }
             }
-            _ = &mut ctrl_c, if control.handle_ctrl_c => {
+            interrupted = async {
+                tokio::select! {
+                    _ = &mut ctrl_c, if control.handle_ctrl_c => true,
+                    () = terminate.next() => false,
+                }
+            } => {
                 interrupts += 1;
-                ctrl_c = Box::pin(tokio::signal::ctrl_c());
+                if interrupted {
+                    ctrl_c = Box::pin(tokio::signal::ctrl_c());
+                }
                 match (interrupts, control.stop.as_ref()) {
                     (1, Some(stop)) => {
                         crate::console::notice("interrupted: ending the input and draining (Ctrl-C again to cancel)");
@@ -988,6 +1002,40 @@ impl Publisher<'_> {
         self.last = Some(Instant::now());
         self.metrics
             .publish(live, self.store.db().size_on_disk().ok());
+    }
+}
+
+/// SIGTERM, when asked for ([`RunControl::handle_sigterm`]).
+struct Terminate {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Terminate {
+    fn new(enabled: bool) -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let signal = enabled
+                .then(|| signal(SignalKind::terminate()).ok())
+                .flatten();
+            Terminate { signal }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = enabled;
+            Terminate {}
+        }
+    }
+
+    /// The next SIGTERM (never, when not asked for).
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        if let Some(signal) = self.signal.as_mut() {
+            signal.recv().await;
+            return;
+        }
+        std::future::pending::<()>().await
     }
 }
 

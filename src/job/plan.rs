@@ -23,7 +23,7 @@ use super::error::JobError;
 use super::options::EngineOptions;
 use super::tasks::{KeyedTask, PassTask, PendingPositions, SourceSplit, SourceTask, SplitProgress};
 use super::terminal::TerminalSpec;
-use crate::time::{AlignmentGroup, TimestampStrategy};
+use crate::time::{AlignmentGroup, SplitLanes, TimestampStrategy};
 
 /// The sled tree name of a keyed stage's state.
 pub(crate) fn state_tree_name(job: &str, stage_index: u32) -> String {
@@ -288,6 +288,12 @@ where
                 if let Some(saved) = env.restore.and_then(|r| r.split(env.stage_index, id)) {
                     exhausted = saved.exhausted;
                     progress.max_ts = saved.max_ts;
+                    if !saved.lanes.is_empty() {
+                        progress.lanes = Some(SplitLanes::restored(
+                            saved.max_ts,
+                            saved.lanes.iter().copied(),
+                        ));
+                    }
                     if let (false, Some(position)) = (saved.exhausted, &saved.position) {
                         reader.seek(position).map_err(source_error)?;
                     }

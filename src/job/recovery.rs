@@ -14,7 +14,7 @@ use crate::connector::CommitAction;
 
 use super::error::JobError;
 use super::plan::{state_tree_name, StagePlan};
-use super::tasks::{SplitSnapshot, SPLIT_SNAPSHOT_VERSION};
+use super::split_snapshot::SplitSnapshot;
 
 /// Manifest metadata key: the job's key partitions `P` (state is filed by it).
 pub const META_KEY_PARTITIONS: &str = "key_partitions";
@@ -207,18 +207,12 @@ pub fn restore(
             let mut count = 0;
             for chain in chains_of(manifest, &prefix) {
                 let Some(last) = chain.last() else { continue };
-                let saved: SplitSnapshot = bincode::deserialize(&read(last)?).map_err(|e| {
+                let saved = SplitSnapshot::decode(&read(last)?).map_err(|e| {
                     JobError::Runtime(format!(
                         "decoding split {} of stage {index}: {e}",
                         last.id.key_partition
                     ))
                 })?;
-                if saved.version != SPLIT_SNAPSHOT_VERSION {
-                    return Err(JobError::Runtime(format!(
-                        "split {} of stage {index}: unknown snapshot version {}",
-                        last.id.key_partition, saved.version
-                    )));
-                }
                 count += 1;
                 point
                     .positions

@@ -16,8 +16,9 @@ use crate::connector::{ReadStatus, SourceReader};
 use crate::operator::queryable::QueryableStates;
 use crate::operator::{Chain, Collector, KeyedContext, KeyedProcess, OpenContext};
 use crate::record::{Keyed, NO_TIMESTAMP};
-use crate::time::{AlignmentGroup, TimestampStrategy};
+use crate::time::{AlignmentGroup, LaneId, SplitLanes, TimestampStrategy};
 
+use super::split_snapshot::SplitSnapshot;
 use super::terminal::{IntoTerminal, Terminal};
 
 /// Pushes items through a chain into a terminal.
@@ -56,12 +57,67 @@ where
     }
 }
 
-/// Stamps each item a source reads with its timestamp and tracks the highest one.
+/// Stamps each item a source reads with its timestamp and tracks the highest one:
+/// the split's, or the current lane's when the reader reports lanes (see
+/// [`crate::time::lanes`]). The highest timestamp is kept in a local field while
+/// the round reads, and written back by [`Stamp::finish`], so a reader without
+/// lanes pays one comparison per record.
 struct Stamp<'a, S, P> {
     time: &'a S,
-    max_ts: &'a mut i64,
+    /// The highest timestamp of the current lane (of the split, without lanes).
+    max_ts: i64,
+    /// The current lane's index and id (`None`: no lane reported this round).
+    lane: Option<(usize, LaneId)>,
+    progress: &'a mut SplitProgress,
     count: usize,
     pipe: P,
+}
+
+impl<'a, S, P> Stamp<'a, S, P> {
+    fn new(time: &'a S, progress: &'a mut SplitProgress, pipe: P) -> Self {
+        Stamp {
+            time,
+            max_ts: progress.max_ts,
+            lane: None,
+            progress,
+            count: 0,
+            pipe,
+        }
+    }
+
+    /// Writes the highest timestamp back where it belongs.
+    fn store(&mut self) {
+        match (self.lane, self.progress.lanes.as_mut()) {
+            (Some((index, _)), Some(lanes)) => lanes.delivered(index, self.max_ts),
+            _ => self.progress.max_ts = self.max_ts,
+        }
+    }
+
+    /// The lanes of the split, created (from the split's value) at the first lane.
+    fn lanes(&mut self) -> &mut SplitLanes {
+        let floor = self.progress.max_ts;
+        self.progress
+            .lanes
+            .get_or_insert_with(|| SplitLanes::new(floor))
+    }
+
+    /// The reader moved to lane `id`.
+    #[cold]
+    #[inline(never)]
+    fn switch_lane(&mut self, id: LaneId) {
+        self.store();
+        let lanes = self.lanes();
+        let index = lanes.declare(id, Instant::now());
+        let max_ts = lanes.max_ts(index);
+        self.max_ts = max_ts;
+        self.lane = Some((index, id));
+    }
+
+    /// The round is over: the records read and the split's progress updated.
+    fn finish(mut self) -> usize {
+        self.store();
+        self.count
+    }
 }
 
 impl<T, S: TimestampStrategy<T>, P: Collector<T>> Collector<T> for Stamp<'_, S, P> {
@@ -70,12 +126,25 @@ impl<T, S: TimestampStrategy<T>, P: Collector<T>> Collector<T> for Stamp<'_, S, 
         self.count += 1;
         if S::ENABLED {
             let ts = self.time.timestamp(&item);
-            if ts > *self.max_ts {
-                *self.max_ts = ts;
+            if ts > self.max_ts {
+                self.max_ts = ts;
             }
             self.pipe.set_timestamp(ts);
         }
         self.pipe.collect(item);
+    }
+
+    #[inline(always)]
+    fn set_lane(&mut self, lane: LaneId) {
+        if S::ENABLED && self.lane.is_none_or(|(_, id)| id != lane) {
+            self.switch_lane(lane);
+        }
+    }
+
+    fn declare_lane(&mut self, lane: LaneId) {
+        if S::ENABLED {
+            self.lanes().declare(lane, Instant::now());
+        }
     }
 }
 
@@ -96,23 +165,6 @@ pub(crate) struct SourceSplit<R> {
     /// The last read found nothing available right now.
     pub idle_now: bool,
 }
-
-/// What a source split's snapshot holds (format version 1, inside a checksummed
-/// chunk).
-#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SplitSnapshot {
-    /// Format version of this record.
-    pub version: u8,
-    /// The reader's position (`None` once exhausted).
-    pub position: Option<Vec<u8>>,
-    /// Whether the split was read to its end.
-    pub exhausted: bool,
-    /// The highest timestamp read so far, so the watermark resumes where it was.
-    pub max_ts: i64,
-}
-
-/// The current [`SplitSnapshot`] format version.
-pub(crate) const SPLIT_SNAPSHOT_VERSION: u8 = 1;
 
 /// A source stage's partition: reads its splits in turn, stamps records with event
 /// time, runs the chain, feeds the terminal, and sends the combined watermark of its
@@ -191,7 +243,11 @@ enum NextSplit {
 
 /// Event-time progress of one source split.
 pub(crate) struct SplitProgress {
+    /// The split's highest timestamp for watermark purposes (with lanes: their
+    /// combined value as of the last read round).
     pub max_ts: i64,
+    /// The split's lanes, once its reader reported one.
+    pub lanes: Option<SplitLanes>,
     pub sent: i64,
     sent_at: Option<Instant>,
     last_input: Instant,
@@ -202,6 +258,7 @@ impl SplitProgress {
     pub fn new() -> Self {
         SplitProgress {
             max_ts: NO_TIMESTAMP,
+            lanes: None,
             sent: NO_WATERMARK,
             sent_at: None,
             last_input: Instant::now(),
@@ -230,6 +287,11 @@ where
                 p.idle = false;
                 change = Some(self.watermarks.watermark(i, p.sent));
             }
+        }
+        // Only once the reader declared a lane: lanes restored from a snapshot alone
+        // (a reader that no longer reports lanes) must not pin the split's value.
+        if let Some(lanes) = p.lanes.as_mut().filter(|l| !l.is_empty()) {
+            p.max_ts = lanes.refresh(now, self.time.idle_timeout());
         }
         let wm = self.time.watermark(p.max_ts);
         let due = p
@@ -352,16 +414,16 @@ where
             NextSplit::Exhausted => return Ok(Pumped::Exhausted),
         };
         let split = &mut self.splits[i];
-        let mut stamp = Stamp {
-            time: &self.time,
-            max_ts: &mut split.progress.max_ts,
-            count: 0,
-            pipe: Pipe::new(&mut self.chain, &mut self.term, out),
-        };
-        let status = split.reader.read(self.budget, &mut stamp).map_err(|e| {
+        let mut stamp = Stamp::new(
+            &self.time,
+            &mut split.progress,
+            Pipe::new(&mut self.chain, &mut self.term, out),
+        );
+        let status = split.reader.read(self.budget, &mut stamp);
+        let read = stamp.finish();
+        let status = status.map_err(|e| {
             TaskError::caused(format!("reading {} split {}", self.what, split.id), e)
         })?;
-        let read = stamp.count;
         self.read += read as u64;
         split.idle_now = status == ReadStatus::Idle;
         check(&mut self.term)?;
@@ -438,12 +500,18 @@ where
                 Some(position)
             };
             let record = SplitSnapshot {
-                version: SPLIT_SNAPSHOT_VERSION,
                 position,
                 exhausted: split.exhausted,
                 max_ts: split.progress.max_ts,
+                lanes: split
+                    .progress
+                    .lanes
+                    .as_ref()
+                    .map(SplitLanes::snapshot)
+                    .unwrap_or_default(),
             };
-            let data = bincode::serialize(&record)
+            let data = record
+                .encode()
                 .map_err(|e| TaskError::caused("encoding a split position", e))?;
             chunks.push(ChunkData {
                 id: ChunkId::new(self.chunk_stage.clone(), split.id),

@@ -15,6 +15,21 @@ pub trait Collector<T> {
     /// ignored elsewhere).
     #[inline(always)]
     fn set_timestamp(&mut self, _ts: i64) {}
+
+    /// Says that the items collected next come from lane `lane` of the source split
+    /// being read (e.g. one Kafka partition of the split), so that the split's
+    /// watermark can be the minimum over its lanes (see [`crate::time::lanes`]). A
+    /// reader with lanes calls it before every item it collects; ignored by
+    /// everything but the source task.
+    #[inline(always)]
+    fn set_lane(&mut self, _lane: crate::time::LaneId) {}
+
+    /// Says that the split being read has lane `lane`, before any item of it is
+    /// collected (e.g. when a Kafka partition is assigned), so that a lane that has
+    /// not delivered yet holds the split's watermark back. Ignored by everything but
+    /// the source task.
+    #[inline(always)]
+    fn declare_lane(&mut self, _lane: crate::time::LaneId) {}
 }
 
 /// A stateless transformation from `In` items to `Self::Out` items.

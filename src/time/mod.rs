@@ -7,15 +7,19 @@
 //! partition's; downstream actors take the minimum over their inputs (the kernel's
 //! `WatermarkTracker`), which makes a source's watermark the minimum over its splits.
 //! A split with no input for `idle_timeout` declares itself idle and stops holding the
-//! watermark back until it reads again.
+//! watermark back until it reads again. A split made of several independently ordered
+//! streams (a Kafka split's partitions) reports them as lanes, and its highest
+//! timestamp is then the minimum over its non-idle lanes ([`lanes`]).
 
 pub mod alignment;
+pub mod lanes;
 
 use std::time::Duration;
 
 use crate::record::NO_TIMESTAMP;
 
 pub use alignment::AlignmentGroup;
+pub use lanes::{LaneId, SplitLanes};
 
 /// How a source's records get timestamps and its splits watermarks.
 pub trait TimestampStrategy<T>: Clone + Send + 'static {

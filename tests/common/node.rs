@@ -9,11 +9,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A `weir` command whose status API binds a free 127.0.0.1 port (the default,
-/// 127.0.0.1:8081, would collide between tests running at once).
+/// A `weir` command whose status API and metrics bind free 127.0.0.1 ports (the defaults,
+/// 127.0.0.1:8081 and 127.0.0.1:9464, would collide between tests running at once).
 pub fn weir_command() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir"));
     cmd.env("WEIR_HTTP_ADDR", "127.0.0.1:0");
+    cmd.env("WEIR_METRICS_ADDR", "127.0.0.1:0");
     cmd
 }
 

@@ -18,6 +18,7 @@ pub mod lag;
 pub mod position;
 pub mod reader;
 pub mod settings;
+pub mod sink;
 pub mod split;
 pub mod start;
 
@@ -32,6 +33,10 @@ pub use error::KafkaSourceError;
 pub use format::{Json, KafkaFormat, KafkaRecord, RawBytes, Utf8Text};
 pub use position::KafkaPosition;
 pub use reader::KafkaReader;
+pub use sink::{
+    transaction_counts, Delivery, KafkaCommit, KafkaOutput, KafkaSink, KafkaSinkError,
+    KafkaSinkPart, LogProducer, TransactionCounts, TransactionalLog,
+};
 pub use start::{Fallback, StartMode};
 
 /// How often a reader looks for new partitions by default.
@@ -67,6 +72,7 @@ pub(crate) struct SourceConfig {
     pub stop_at_end: bool,
     pub stop: Option<StopFlag>,
     pub commit_offsets: bool,
+    pub partition_watermarks: bool,
 }
 
 impl SourceConfig {
@@ -112,6 +118,7 @@ impl<F: KafkaFormat> KafkaSource<F> {
                 stop_at_end: false,
                 stop: None,
                 commit_offsets: true,
+                partition_watermarks: true,
             }),
             format,
             dead_letters,
@@ -199,6 +206,18 @@ impl<F: KafkaFormat> KafkaSource<F> {
     /// failed commit is logged, never fatal. `false` turns them off.
     pub fn commit_offsets(self, commit: bool) -> Self {
         self.edit(|c| c.commit_offsets = commit)
+    }
+
+    /// Whether each partition has its own watermark inside its split (default
+    /// `true`, as in Flink's Kafka source): a split's watermark is then the minimum
+    /// over its partitions that are not idle, so a partition far ahead in event time
+    /// does not make a slower partition's records late. `false` gives each split one
+    /// watermark from the highest timestamp over all its partitions, which is cheaper
+    /// but makes records late whenever partitions are read at different event-time
+    /// paces; only for sources whose partitions move in lockstep. See
+    /// docs/event-time.md.
+    pub fn partition_watermarks(self, per_partition: bool) -> Self {
+        self.edit(|c| c.partition_watermarks = per_partition)
     }
 
     /// Ends the read (every split reports itself exhausted, and the job drains and

@@ -14,12 +14,13 @@ use rdkafka::{Offset, TopicPartitionList};
 use crate::connector::dead_letter::{DeadLetter, DeadLetters, KafkaCoordinates};
 use crate::connector::source::{ReadStatus, SourceError, SourceReader};
 use crate::operator::Collector;
+use crate::time::LaneId;
 
 use super::error::KafkaSourceError;
 use super::format::{KafkaFormat, KafkaRecord};
 use super::lag::SplitConsumer;
 use super::position::KafkaPosition;
-use super::split::split_of;
+use super::split::{lane_of, split_of};
 use super::start::{Resolver, StartMode};
 use super::SourceConfig;
 
@@ -30,6 +31,8 @@ struct Partition {
     next: i64,
     /// For a bounded read: the offset to stop before.
     end: Option<i64>,
+    /// The partition's lane in the split (its own watermark).
+    lane: LaneId,
 }
 
 impl Partition {
@@ -56,6 +59,9 @@ pub struct KafkaReader<F> {
     last_discovery: Instant,
     /// Key and value bytes of the records read.
     bytes_read: u64,
+    /// Lanes of partitions assigned since the last read, to declare to the source
+    /// task (so a partition holds the watermark back before its first record).
+    undeclared: Vec<LaneId>,
 }
 
 impl<F: KafkaFormat> KafkaReader<F> {
@@ -78,6 +84,7 @@ impl<F: KafkaFormat> KafkaReader<F> {
             restored: None,
             assigned: HashMap::new(),
             last_discovery: Instant::now(),
+            undeclared: Vec::new(),
             bytes_read: 0,
         }
     }
@@ -155,7 +162,8 @@ impl<F: KafkaFormat> KafkaReader<F> {
                 } else {
                     None
                 };
-                Ok((topic.clone(), *p, Partition { next, end }))
+                let lane = lane_of(topic, *p);
+                Ok((topic.clone(), *p, Partition { next, end, lane }))
             })
             .collect()
     }
@@ -163,6 +171,7 @@ impl<F: KafkaFormat> KafkaReader<F> {
     /// Adds prepared partitions to the assignment (the client's is set by `assign`).
     fn insert(&mut self, prepared: Vec<(String, i32, Partition)>) {
         for (topic, p, state) in prepared {
+            self.undeclared.push(state.lane);
             self.assigned.entry(topic).or_default().insert(p, state);
         }
     }
@@ -319,6 +328,12 @@ impl<F: KafkaFormat> KafkaReader<F> {
             self.discover()?;
         }
         self.report_lag();
+        let lanes = self.config.partition_watermarks;
+        for lane in self.undeclared.drain(..) {
+            if lanes {
+                out.declare_lane(lane);
+            }
+        }
         if self.all_done() {
             return Ok(ReadStatus::Exhausted);
         }
@@ -365,14 +380,19 @@ impl<F: KafkaFormat> KafkaReader<F> {
             self.bytes_read +=
                 (message.payload_len() + message.key().map_or(0, <[u8]>::len)) as u64;
             match self.format.decode(message.payload()) {
-                Ok(value) => out.collect(KafkaRecord {
-                    topic: topic.to_owned(),
-                    partition,
-                    offset,
-                    timestamp: message.timestamp().to_millis(),
-                    key: message.key().map(<[u8]>::to_vec),
-                    value,
-                }),
+                Ok(value) => {
+                    if lanes {
+                        out.set_lane(state.lane);
+                    }
+                    out.collect(KafkaRecord {
+                        topic: topic.to_owned(),
+                        partition,
+                        offset,
+                        timestamp: message.timestamp().to_millis(),
+                        key: message.key().map(<[u8]>::to_vec),
+                        value,
+                    });
+                }
                 Err(reason) => self.dead_letters.send(DeadLetter {
                     origin: self.config.name.clone(),
                     position: format!("topic {topic} partition {partition} offset {offset}"),
@@ -475,6 +495,7 @@ impl<F: KafkaFormat> SourceReader for KafkaReader<F> {
         self.restored = Some(position);
         self.started = false;
         self.assigned.clear();
+        self.undeclared.clear();
         Ok(())
     }
 }

@@ -51,27 +51,43 @@ pub fn client_config(
     group_id: Option<&str>,
     settings: &BTreeMap<String, String>,
 ) -> ClientConfig {
+    let group = match group_id {
+        Some(group) => Some(group),
+        None if !settings.contains_key("group.id") => Some(DEFAULT_GROUP_ID),
+        None => None,
+    };
+    let mut fixed = vec![("bootstrap.servers", bootstrap)];
+    fixed.extend(group.map(|g| ("group.id", g)));
+    layered(DEFAULTS, settings, &fixed, REQUIRED, "kafka source")
+}
+
+/// A client configuration in layers, later ones winning: weir's `defaults`, the
+/// user's `settings` (any librdkafka setting, passed through unchanged), the values
+/// the builder `fixed` (bootstrap servers, ids), and the `required` settings weir
+/// must make, with a warning naming `client` when the user set one of those
+/// differently. The Kafka source's consumers and the Kafka sink's producers are
+/// both made this way.
+pub fn layered(
+    defaults: &[(&str, &str)],
+    settings: &BTreeMap<String, String>,
+    fixed: &[(&str, &str)],
+    required: &[(&str, &str)],
+    client: &str,
+) -> ClientConfig {
     let mut config = ClientConfig::new();
-    for (k, v) in DEFAULTS {
+    for (k, v) in defaults {
         config.set(*k, *v);
     }
     for (k, v) in settings {
         config.set(k, v);
     }
-    config.set("bootstrap.servers", bootstrap);
-    match group_id {
-        Some(group) => {
-            config.set("group.id", group);
-        }
-        None if !settings.contains_key("group.id") => {
-            config.set("group.id", DEFAULT_GROUP_ID);
-        }
-        None => {}
+    for (k, v) in fixed {
+        config.set(*k, *v);
     }
-    for (k, v) in REQUIRED {
+    for (k, v) in required {
         if let Some(user) = settings.get(*k).filter(|user| user.as_str() != *v) {
-            tracing::warn!(setting = k, user = %user, weir = v,
-                "kafka source: this setting is weir's to make; the user's value is ignored");
+            tracing::warn!(setting = k, user = %user, weir = v, client,
+                "kafka: this setting is weir's to make; the user's value is ignored");
         }
         config.set(*k, *v);
     }
