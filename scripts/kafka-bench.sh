@@ -71,7 +71,7 @@ for run in $(seq 1 "$runs"); do
     port="$(free_port)"
     start_broker "$port"
     "$weir" bench kafka-w1 --n "$n" --workers "$workers" \
-        --kafka-bootstrap "127.0.0.1:$port" --kafka-partitions "$partitions" \
+        --kafka-brokers "127.0.0.1:$port" --kafka-partitions "$partitions" \
         "${extra[@]}" | tee -a "$results"
     stop_broker
     echo "# run $run of $runs done"

@@ -54,12 +54,9 @@ pub struct RunArgs {
     /// wordcount: the text file to read (default: standard input).
     #[arg(long)]
     pub input: Option<PathBuf>,
-    /// wordcount: the Kafka cluster to read --kafka-topic from (default:
-    /// --kafka-brokers, or kafka.brokers of the config file).
-    #[arg(long, value_name = "HOST:PORT", conflicts_with = "input", requires_all = ["kafka_topic", "output_dir"])]
-    pub kafka_bootstrap: Option<String>,
     /// wordcount: read the lines from this Kafka topic (the values of its records, as
-    /// UTF-8 text) instead of a file, with the `[kafka]` consumer settings; the topic
+    /// UTF-8 text) on the --kafka-brokers cluster (or kafka.brokers of the config
+    /// file) instead of a file, with the `[kafka]` consumer settings; the topic
     /// is read to the end it had when the job started. Needs --output-dir.
     #[arg(
         long,
@@ -73,8 +70,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "GROUP", requires = "kafka_topic")]
     pub kafka_group: Option<String>,
     /// wordcount: produce undecodable records to this Kafka topic (on the
-    /// --kafka-bootstrap cluster, else --kafka-brokers or kafka.brokers; docs/kafka.md
-    /// "Dead-letter topic") instead of the log or --dead-letters.
+    /// --kafka-brokers cluster, or kafka.brokers; docs/kafka.md "Dead-letter topic")
+    /// instead of the log or --dead-letters.
     #[arg(long, value_name = "TOPIC", conflicts_with = "dead_letters")]
     pub kafka_dead_letter_topic: Option<String>,
     /// wordcount: where to write `word<TAB>count` lines (default: standard output).
@@ -147,7 +144,7 @@ pub enum Workload {
     W1,
     /// Tumbling event-time windows over out-of-order events: count and sum per key.
     W2,
-    /// W1 read from a Kafka topic (--kafka-bootstrap), after the broker's raw
+    /// W1 read from a Kafka topic (on --kafka-brokers), after the broker's raw
     /// produce and consume rates of the same data (three JSON lines).
     #[value(name = "kafka-w1")]
     KafkaW1,
@@ -162,9 +159,6 @@ pub struct BenchArgs {
     /// Number of records (W1: words).
     #[arg(long, default_value_t = 20_000_000)]
     pub n: u64,
-    /// kafka-w1: the broker's bootstrap servers.
-    #[arg(long, value_name = "HOST:PORT")]
-    pub kafka_bootstrap: Option<String>,
     /// kafka-w1: the input topic to create and fill (it must not exist).
     #[arg(long, value_name = "TOPIC", default_value = "weir-bench-w1")]
     pub kafka_topic: String,
@@ -299,8 +293,11 @@ pub struct EngineArgs {
     /// Where savepoints taken on a signal go (savepoint.dir; default: `<state dir>/savepoints`).
     #[arg(long, value_name = "PATH", help_heading = CHECKPOINT_HEADING)]
     pub savepoint_dir: Option<PathBuf>,
-    /// Kafka bootstrap servers, host:port[,host:port...] (kafka.brokers).
-    #[arg(long, value_name = "HOST:PORT", help_heading = KAFKA_HEADING)]
+    /// Kafka bootstrap servers, host:port[,host:port...] (kafka.brokers): the
+    /// cluster of `run wordcount --kafka-topic`, its dead-letter topic and
+    /// `bench kafka-w1`.
+    // `--kafka-bootstrap`, the flag's older name, is still accepted (hidden).
+    #[arg(long, alias = "kafka-bootstrap", value_name = "HOST:PORT", help_heading = KAFKA_HEADING)]
     pub kafka_brokers: Option<String>,
     /// A librdkafka setting for every Kafka client, e.g. `--kafka-set
     /// compression.type=lz4`; repeatable. Wins over the same key in any
@@ -542,6 +539,52 @@ mod tests {
         assert!(
             Cli::try_parse_from(["weir", "run", "demo", "--kafka-set", "no-equals"]).is_err(),
             "a setting without = is refused by the parser"
+        );
+    }
+
+    #[test]
+    fn kafka_bootstrap_is_a_hidden_older_name_of_kafka_brokers() {
+        for flag in ["--kafka-brokers", "--kafka-bootstrap"] {
+            let run = run_args(&[
+                "weir",
+                "run",
+                "wordcount",
+                flag,
+                "b:9092",
+                "--kafka-topic",
+                "t",
+                "--output-dir",
+                "out",
+            ]);
+            let config = run.engine.resolve().unwrap();
+            assert_eq!(config.kafka.require_brokers(), Ok("b:9092"), "{flag}");
+            let bench = match parse(&["weir", "bench", "kafka-w1", flag, "c:9092"]).command {
+                Command::Bench(bench) => *bench,
+                other => panic!("expected bench, got {other:?}"),
+            };
+            let config = bench.engine.resolve().unwrap();
+            assert_eq!(config.kafka.brokers.as_deref(), Some("c:9092"), "{flag}");
+        }
+        assert!(
+            Cli::try_parse_from([
+                "weir",
+                "run",
+                "wordcount",
+                "--kafka-brokers",
+                "a:1",
+                "--kafka-bootstrap",
+                "b:2"
+            ])
+            .is_err(),
+            "one flag, given once"
+        );
+        let mut command = <Cli as clap::CommandFactory>::command();
+        let run = command.find_subcommand_mut("run").unwrap();
+        let help = run.render_long_help().to_string();
+        assert!(help.contains("--kafka-brokers"), "{help}");
+        assert!(
+            !help.contains("--kafka-bootstrap"),
+            "the old name is hidden"
         );
     }
 

@@ -89,12 +89,8 @@ fn run_job(args: RunArgs) -> Result<ExitCode, Error> {
     } else {
         None
     };
-    // The cluster of the Kafka flags: --kafka-bootstrap, else the [kafka] section
-    // (or --kafka-brokers).
-    let kafka_brokers = match &args.kafka_bootstrap {
-        Some(bootstrap) => Ok(bootstrap.as_str()),
-        None => config.kafka.require_brokers(),
-    };
+    // The cluster of the Kafka flags: kafka.brokers (or --kafka-brokers).
+    let kafka_brokers = config.kafka.require_brokers();
     let dead_letters = match (&args.dead_letters, &args.kafka_dead_letter_topic) {
         (Some(path), _) => DeadLetters::to_file(path)
             .map_err(|e| format!("cannot open dead-letter file {}: {e}", path.display()))?,
@@ -234,7 +230,7 @@ fn bench(args: BenchArgs) -> Result<ExitCode, Error> {
     let _metrics = start_metrics(&config)?;
     let options = EngineOptions::from_config(&config);
     let result = match args.workload {
-        Workload::KafkaW1 => return kafka_bench(options, &args),
+        Workload::KafkaW1 => return kafka_bench(options, &config, &args),
         Workload::W1 => weir::bench::w1::run(options, args.n)?,
         Workload::W2 => weir::bench::w2::run(
             options,
@@ -252,12 +248,17 @@ fn bench(args: BenchArgs) -> Result<ExitCode, Error> {
 }
 
 /// `weir bench kafka-w1`: three JSON lines (raw produce, raw consume, the job).
-fn kafka_bench(options: EngineOptions, args: &BenchArgs) -> Result<ExitCode, Error> {
-    let Some(bootstrap) = args.kafka_bootstrap.clone() else {
-        return Err("bench kafka-w1 needs --kafka-bootstrap HOST:PORT".into());
-    };
+fn kafka_bench(
+    options: EngineOptions,
+    config: &WeirConfig,
+    args: &BenchArgs,
+) -> Result<ExitCode, Error> {
+    let bootstrap = config
+        .kafka
+        .require_brokers()
+        .map_err(|e| format!("bench kafka-w1: {e}"))?;
     let bench = weir::bench::kafka::KafkaBench {
-        bootstrap,
+        bootstrap: bootstrap.to_owned(),
         topic: args.kafka_topic.clone(),
         partitions: args.kafka_partitions,
         n: args.n,

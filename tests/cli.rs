@@ -346,3 +346,19 @@ fn wordcount_reads_kafka_from_the_brokers_of_the_config_section_or_says_what_is_
         ["be\t1", "be\t2", "not\t1", "or\t1", "to\t1", "to\t2"]
     );
 }
+
+#[test]
+fn bench_kafka_w1_without_a_cluster_says_which_key_and_flag_to_set() {
+    let out = weir()
+        .args(["bench", "kafka-w1", "--n", "10"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bench kafka-w1")
+            && stderr.contains("kafka.brokers")
+            && stderr.contains("--kafka-brokers"),
+        "{stderr}"
+    );
+}

@@ -301,7 +301,7 @@ fn weir_wordcount(bootstrap: &str, topic: &str, out: &Path, state: &Path) -> Com
         "2",
         "--checkpoint-interval-ms",
         "40",
-        "--kafka-bootstrap",
+        "--kafka-brokers",
         bootstrap,
         "--kafka-topic",
         topic,
@@ -376,7 +376,7 @@ fn weir_bench_kafka_w1_prints_raw_rates_and_a_checked_job_line() {
     let broker = TansuBroker::start();
     let output = common::node::weir_command()
         .args(["bench", "kafka-w1", "--n", "20005", "--workers", "2"])
-        .args(["--kafka-bootstrap", &broker.bootstrap()])
+        .args(["--kafka-brokers", &broker.bootstrap()])
         .args(["--kafka-partitions", "3"])
         .env("RUST_LOG", "warn")
         .stderr(Stdio::inherit())

@@ -165,7 +165,11 @@ fn get(addr: SocketAddr, path: &str) -> String {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let (head, body) = response.split_once("\r\n\r\n").unwrap();
@@ -581,4 +585,62 @@ fn a_restart_after_an_injected_panic_is_counted_and_replays_are_counted_again() 
         0.0
     );
     assert_agrees_with_docs(&scrape, &["always", "checkpointing", "failures"]);
+}
+
+#[test]
+fn keyed_state_entries_and_bytes_are_exported_per_stage_and_partition() {
+    let server = weir::metrics::install("127.0.0.1:0".parse().unwrap()).unwrap();
+    // numbers 0..1000 -> (x % 10, x) -> running sum per key: ten keys of u64, each
+    // one value entry of the `reduce` state.
+    let job = Job::new("state-usage")
+        .source(common::Numbers::upto(1000))
+        .map(|x: u64| (x % 10, x))
+        .group_by_key()
+        .reduce(|sum: u64, x: u64| sum + x)
+        .sink(CollectSink::new());
+    let mut options = EngineOptions::for_tests(2);
+    options.state_metrics_interval = Some(Duration::from_millis(20));
+    let key_partitions = options.key_partitions;
+    let report = Node::new(options).unwrap().run(job).unwrap();
+    let keyed = &report.stages[1].name;
+    // Each entry: sled key = 4-byte key partition + 4-byte state id + bincode(u64);
+    // value = 13-byte record header + bincode(u64).
+    const ENTRY_BYTES: f64 = (4 + 4 + 8 + 13 + 8) as f64;
+    let mut expected = [0.0f64; 2];
+    for key in 0..10u64 {
+        let kp = weir::partition::key_partition(&key, key_partitions).unwrap();
+        expected[weir::partition::owner_of(kp, key_partitions, 2) as usize] += 1.0;
+    }
+    let scrape = Scrape::parse(&get(server.addr(), "/metrics"));
+    for (partition, expected) in expected.iter().enumerate() {
+        let labels = [
+            ("job", "state-usage"),
+            ("stage", keyed.as_str()),
+            ("partition", &partition.to_string()),
+        ];
+        assert_eq!(
+            scrape.sum("weir_state_keys", &labels),
+            *expected,
+            "partition {partition}"
+        );
+        assert_eq!(
+            scrape.sum("weir_state_bytes", &labels),
+            expected * ENTRY_BYTES,
+            "partition {partition}"
+        );
+    }
+    assert_eq!(
+        scrape.sum("weir_state_keys", &[("job", "state-usage")]),
+        10.0
+    );
+    assert!(expected.iter().all(|n| *n > 0.0), "both actors own keys");
+    // Only keyed stages are measured.
+    let measured: BTreeSet<String> = scrape
+        .values("weir_state_keys")
+        .into_iter()
+        .filter(|s| s.labels["job"] == "state-usage")
+        .map(|s| s.labels["stage"].clone())
+        .collect();
+    assert_eq!(measured, BTreeSet::from([keyed.clone()]));
+    assert_agrees_with_docs(&scrape, &["always", "keyed state"]);
 }

@@ -49,6 +49,11 @@ pub const PROGRESS_INTERVAL_MS_RANGE: RangeInclusive<u64> = 50..=3_600_000;
 /// (`0` turns checkpointing off). Below 10 ms a node would do little but
 /// checkpoint; above a day is almost surely a unit mistake.
 pub const CHECKPOINT_INTERVAL_MS_RANGE: RangeInclusive<u64> = 10..=86_400_000;
+/// The allowed values of a non-zero `metrics.state_interval_ms`, in milliseconds
+/// (`0` turns the state measurement off). Each measurement scans every stored
+/// state entry of the job, so more often than once a second is refused; above a
+/// day is almost surely a unit mistake.
+pub const STATE_METRICS_INTERVAL_MS_RANGE: RangeInclusive<u64> = 1_000..=86_400_000;
 /// The allowed values of `checkpoint.timeout_ms`, in milliseconds.
 pub const CHECKPOINT_TIMEOUT_MS_RANGE: RangeInclusive<u64> = 1..=86_400_000;
 /// The allowed values of the restart delays (`restart.delay_ms`,
@@ -270,6 +275,18 @@ pub struct MetricsConfig {
     /// operating system pick a free port.
     #[serde(deserialize_with = "deserialize_socket_addr")]
     pub addr: SocketAddr,
+    /// Milliseconds between two measurements of the keyed state's entries and
+    /// bytes per partition actor (`weir_state_keys`, `weir_state_bytes`); `0`
+    /// turns them off. Read it through [`MetricsConfig::state_interval`].
+    pub state_interval_ms: u64,
+}
+
+impl MetricsConfig {
+    /// The state measurement interval, or `None` when it is off or metrics are.
+    pub fn state_interval(&self) -> Option<Duration> {
+        (self.enabled && self.state_interval_ms > 0)
+            .then(|| Duration::from_millis(self.state_interval_ms))
+    }
 }
 
 impl Default for MetricsConfig {
@@ -277,6 +294,7 @@ impl Default for MetricsConfig {
         MetricsConfig {
             enabled: true,
             addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9464)),
+            state_interval_ms: 30_000,
         }
     }
 }

@@ -118,6 +118,19 @@ fn write_all(out: &mut String, config: &WeirConfig) -> std::fmt::Result {
         "addr = {}",
         toml_string(&config.metrics.addr.to_string())
     )?;
+    writeln!(
+        out,
+        "# Milliseconds between two measurements of the keyed state's entries and bytes"
+    )?;
+    writeln!(
+        out,
+        "# per partition actor (a scan of the stored state). 0: off; otherwise 1000..=86400000."
+    )?;
+    writeln!(
+        out,
+        "state_interval_ms = {}",
+        config.metrics.state_interval_ms
+    )?;
     writeln!(out)?;
 
     let checkpoint = &config.checkpoint;
@@ -232,7 +245,7 @@ fn write_all(out: &mut String, config: &WeirConfig) -> std::fmt::Result {
         "# Address (IP:port) they listen on; port 0 picks a free port."
     )?;
     writeln!(out, "addr = {}", toml_string(&config.http.addr.to_string()))?;
-
+    writeln!(out)?;
     write_kafka(out, &config.kafka)
 }
 

@@ -49,6 +49,7 @@ fn everything_set() -> WeirConfig {
         metrics: MetricsConfig {
             enabled: false,
             addr: "0.0.0.0:9100".parse().expect("literal address"),
+            state_interval_ms: 5_000,
         },
         checkpoint: CheckpointConfig {
             interval_ms: 5000,
@@ -124,6 +125,7 @@ filter = "weir=debug,sled=warn"
 [metrics]
 enabled = false
 addr = "0.0.0.0:9100"
+state_interval_ms = 5000
 
 [checkpoint]
 interval_ms = 5000
@@ -437,6 +439,16 @@ fn every_range_rule_reports_its_dotted_key() {
             "3600001",
         ),
         ("[log]\nfilter = \"\"", "log.filter", "\"\""),
+        (
+            "[metrics]\nstate_interval_ms = 999",
+            "metrics.state_interval_ms",
+            "999",
+        ),
+        (
+            "[metrics]\nstate_interval_ms = 86400001",
+            "metrics.state_interval_ms",
+            "86400001",
+        ),
         ("[log]\nfilter = \"  \"", "log.filter", "\"  \""),
         (
             "[checkpoint]\ninterval_ms = 9",
@@ -980,8 +992,14 @@ fn valid_config() -> impl Strategy<Value = WeirConfig> {
         "[a-z=,_:\"\\\\ \n]{0,20}[a-z]",
     )
         .prop_map(|(format, filter)| LogConfig { format, filter });
-    let metrics = (any::<[u8; 4]>(), any::<u16>(), any::<bool>(), any::<bool>()).prop_map(
-        |(ip, port, v6, enabled)| {
+    let metrics = (
+        any::<[u8; 4]>(),
+        any::<u16>(),
+        any::<bool>(),
+        any::<bool>(),
+        prop_oneof![Just(0u64), 1_000u64..=86_400_000],
+    )
+        .prop_map(|(ip, port, v6, enabled, state_interval_ms)| {
             let addr = if v6 {
                 SocketAddr::from((
                     std::net::Ipv6Addr::from(u128::from(u32::from_be_bytes(ip))),
@@ -990,9 +1008,12 @@ fn valid_config() -> impl Strategy<Value = WeirConfig> {
             } else {
                 SocketAddr::from((ip, port))
             };
-            MetricsConfig { enabled, addr }
-        },
-    );
+            MetricsConfig {
+                enabled,
+                addr,
+                state_interval_ms,
+            }
+        });
     let checkpoint = (
         prop_oneof![Just(0u64), 10u64..=86_400_000],
         1u64..=86_400_000,

@@ -7,7 +7,7 @@ use super::{
     ConfigError, RestartStrategyName, WeirConfig, BATCH_SIZE_RANGE, CHECKPOINT_INTERVAL_MS_RANGE,
     CHECKPOINT_TIMEOUT_MS_RANGE, KEY_PARTITIONS_RANGE, MAILBOX_CAPACITY_RANGE,
     PROGRESS_INTERVAL_MS_RANGE, RESTART_DELAY_MS_RANGE, RESTART_MULTIPLIER_RANGE,
-    RESTART_WINDOW_MS_RANGE, SLED_CACHE_MB_RANGE,
+    RESTART_WINDOW_MS_RANGE, SLED_CACHE_MB_RANGE, STATE_METRICS_INTERVAL_MS_RANGE,
 };
 
 /// Checks every rule in file order and reports the first one broken.
@@ -104,6 +104,20 @@ pub(super) fn check(config: &WeirConfig, origin: &str) -> Result<(), ConfigError
             "log.filter",
             toml_string(&config.log.filter),
             "must not be empty; use e.g. \"info\" or \"weir=debug,warn\"".to_owned(),
+        ));
+    }
+
+    let state_interval_ms = config.metrics.state_interval_ms;
+    if state_interval_ms != 0 && !STATE_METRICS_INTERVAL_MS_RANGE.contains(&state_interval_ms) {
+        return Err(invalid(
+            "metrics.state_interval_ms",
+            state_interval_ms.to_string(),
+            format!(
+                "must be 0 (state measurement off) or between {} and {}; each measurement \
+                 scans all of the job's stored state",
+                STATE_METRICS_INTERVAL_MS_RANGE.start(),
+                STATE_METRICS_INTERVAL_MS_RANGE.end()
+            ),
         ));
     }
 

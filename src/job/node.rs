@@ -19,13 +19,13 @@ use weir_actors::{
 };
 
 use crate::connector::{CommitAction, DeadLetters, StopFlag};
-use crate::metrics::JobMetrics;
+use crate::metrics::{unique_stage_labels, JobMetrics, MeasuredStage, StateUsageSampler};
 use crate::status::{AttemptFeed, Edge, EdgeKind, JobState, JobStatus, StageKind, StatusBoard};
 
 use super::builder::Job;
 use super::error::JobError;
 use super::options::EngineOptions;
-use super::plan::{SpawnEnv, StagePlan};
+use super::plan::{state_tree_name, SpawnEnv, StagePlan};
 use super::poison::PoisonBoard;
 use super::progress::{LiveStats, ProgressPrinter};
 use super::recovery;
@@ -206,6 +206,7 @@ impl Node {
             .map(|(i, plan)| (i as u32, plan.as_ref()))
             .collect();
         let stage_names: Vec<String> = indexed.iter().map(|(_, p)| p.name()).collect();
+        let _state_usage = self.start_state_usage(&name, &indexed, &stage_names)?;
         self.publish_graph(&self.status, &name, &pipelines);
         if control.savepoints.is_none() {
             control.savepoints = Some(self.status.savepoint_requests());
@@ -569,6 +570,50 @@ impl Node {
             edges,
             self.options.checkpoint.interval,
         ));
+    }
+
+    /// Starts measuring the keyed stages' stored state for `weir_state_keys` and
+    /// `weir_state_bytes`, when the options ask for it and the Prometheus recorder
+    /// is installed; the measurement stops when the returned sampler is dropped.
+    fn start_state_usage(
+        &self,
+        job: &str,
+        indexed: &[(u32, &dyn StagePlan)],
+        stage_names: &[String],
+    ) -> Result<Option<StateUsageSampler>, JobError> {
+        let Some(interval) = self.options.state_metrics_interval else {
+            return Ok(None);
+        };
+        if !crate::metrics::recorder_installed() {
+            return Ok(None);
+        }
+        let labels = unique_stage_labels(stage_names.iter().map(String::as_str));
+        let stages: Vec<MeasuredStage> = indexed
+            .iter()
+            .zip(labels)
+            .filter(|((_, plan), _)| plan.has_keyed_state())
+            .map(|(&(index, plan), label)| MeasuredStage {
+                tree: state_tree_name(job, index),
+                label,
+                parallelism: self.parallelism_of(plan),
+            })
+            .collect();
+        if stages.is_empty() {
+            return Ok(None);
+        }
+        StateUsageSampler::start(
+            job,
+            self.store.clone(),
+            stages,
+            self.options.key_partitions,
+            interval,
+        )
+        .map(Some)
+        .map_err(|e| {
+            JobError::Runtime(format!(
+                "starting the state-usage sampler of job '{job}': {e}"
+            ))
+        })
     }
 
     /// How many partition actors `plan` gets: the configured parallelism, capped by

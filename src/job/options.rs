@@ -40,6 +40,11 @@ pub struct EngineOptions {
     /// A savepoint to start the job from instead of empty state. Set from the
     /// command line (`--from-savepoint`) only; no configuration key sets it.
     pub from_savepoint: Option<PathBuf>,
+    /// How often the keyed state's entries and bytes per partition actor are
+    /// measured for `weir_state_keys` / `weir_state_bytes`
+    /// (`metrics.state_interval_ms`); `None` for never. Only done while the
+    /// Prometheus recorder is installed.
+    pub state_metrics_interval: Option<Duration>,
 }
 
 /// Periodic checkpoints of operator state.
@@ -104,6 +109,7 @@ impl EngineOptions {
             poison: PoisonPolicy::from_config(&config.poison),
             savepoint_dir: config.savepoint.dir.clone(),
             from_savepoint: None,
+            state_metrics_interval: config.metrics.state_interval(),
         }
     }
 
@@ -133,6 +139,7 @@ impl EngineOptions {
             },
             savepoint_dir: None,
             from_savepoint: None,
+            state_metrics_interval: None,
         }
     }
 

@@ -73,6 +73,10 @@ pub const RESTARTS: &str = "weir_restarts_total";
 pub const OPERATOR_FAILURES: &str = "weir_operator_failures_total";
 /// Per node: bytes the state store takes on disk.
 pub const STATE_STORE_BYTES: &str = "weir_state_store_bytes";
+/// Per keyed partition actor: stored state entries, as of its last flush.
+pub const STATE_KEYS: &str = "weir_state_keys";
+/// Per keyed partition actor: stored state bytes, as of its last flush.
+pub const STATE_BYTES: &str = "weir_state_bytes";
 /// Per Kafka partition read: high watermark minus the next offset to read.
 pub const KAFKA_CONSUMER_LAG: &str = "weir_kafka_consumer_lag_records";
 /// Per Kafka sink: transactions committed.
@@ -119,6 +123,10 @@ pub const CATALOGUE: &[MetricDef] = &[
         help: "Restarts of a job from its last complete epoch after a failure." },
     MetricDef { name: STATE_STORE_BYTES, kind: Kind::Gauge, labels: &[],
         help: "Bytes the node's state store (sled) takes on disk." },
+    MetricDef { name: STATE_KEYS, kind: Kind::Gauge, labels: ACTOR_LABELS,
+        help: "Keyed-state entries a partition actor's key partitions hold on disk (one per key of a value or list state, one per map entry; timers and entries only in the write-back cache not counted), measured every metrics.state_interval_ms." },
+    MetricDef { name: STATE_BYTES, kind: Kind::Gauge, labels: ACTOR_LABELS,
+        help: "Bytes of the sled keys and values of those entries, as of the partition actor's last flush, measured every metrics.state_interval_ms." },
     MetricDef { name: checkpoint::CHECKPOINTS_COMPLETED, kind: Kind::Counter, labels: &["job"],
         help: "Checkpoints (epochs) completed, the final one at the end of input included." },
     MetricDef { name: checkpoint::CHECKPOINTS_FAILED, kind: Kind::Counter, labels: &["job"],

@@ -14,14 +14,17 @@ pub mod catalogue;
 pub mod kafka;
 mod publish;
 mod server;
+mod state_usage;
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+pub(crate) use publish::unique_stage_labels;
 pub use publish::JobMetrics;
 pub use server::{MetricsError, MetricsServer};
+pub use state_usage::{MeasuredStage, StateUsageSampler};
 
 /// The process's Prometheus recorder, installed by the first [`install`].
 static RECORDER: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -41,6 +44,12 @@ pub fn install(addr: SocketAddr) -> Result<MetricsServer, MetricsError> {
     tracing::info!(addr = %server.addr(), url = %format!("http://{}/metrics", server.addr()),
         "serving Prometheus metrics");
     Ok(server)
+}
+
+/// Whether [`install`] put the Prometheus recorder in place in this process: work
+/// done only to feed metrics (the state-usage scans) is skipped without it.
+pub fn recorder_installed() -> bool {
+    RECORDER.get().is_some()
 }
 
 fn build_recorder() -> Result<PrometheusHandle, MetricsError> {

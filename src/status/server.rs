@@ -1,5 +1,6 @@
-//! The status server: the HTTP endpoints over a [`StatusBoard`], on a thread of its
-//! own so that it answers while the job's workers are busy or blocked.
+//! The status server: the HTTP endpoints over a [`StatusBoard`], on an
+//! [`HttpServer`] thread of its own so that it answers while the job's workers are
+//! busy or blocked.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -11,7 +12,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::oneshot;
+
+use crate::http_server::{HttpServer, HttpStartError};
 
 use super::board::StatusBoard;
 use super::error::StatusError;
@@ -24,9 +26,7 @@ const SAVEPOINT_WAIT: Duration = Duration::from_secs(600);
 
 /// A running status server; dropping it stops it.
 pub struct StatusServer {
-    addr: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    http: HttpServer,
 }
 
 impl StatusServer {
@@ -34,64 +34,17 @@ impl StatusServer {
     /// its own. Binding happens before this returns, so a taken port is an error
     /// here, not later.
     pub fn start(addr: SocketAddr, board: StatusBoard) -> Result<Self, StatusError> {
-        let listener = std::net::TcpListener::bind(addr)
-            .map_err(|source| StatusError::Bind { addr, source })?;
-        let bound = listener
-            .local_addr()
-            .map_err(|source| StatusError::Bind { addr, source })?;
-        listener.set_nonblocking(true).map_err(StatusError::Start)?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .enable_time()
-            .build()
-            .map_err(StatusError::Start)?;
-        let (shutdown, stopped) = oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("weir-status".into())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let listener = match tokio::net::TcpListener::from_std(listener) {
-                        Ok(l) => l,
-                        Err(e) => {
-                            tracing::error!(error = %e, "status server: cannot use its socket");
-                            return;
-                        }
-                    };
-                    let serving = axum::serve(listener, router(board));
-                    tokio::select! {
-                        result = serving => {
-                            if let Err(e) = result {
-                                tracing::error!(error = %e, "status server stopped");
-                            }
-                        }
-                        _ = stopped => {}
-                    }
-                });
-                runtime.shutdown_timeout(Duration::from_millis(200));
-            })
-            .map_err(StatusError::Start)?;
-        tracing::info!(addr = %bound, "status API and page served");
-        Ok(StatusServer {
-            addr: bound,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
-        })
+        let http = HttpServer::start("weir-status", addr, router(board)).map_err(|e| match e {
+            HttpStartError::Bind { addr, source } => StatusError::Bind { addr, source },
+            HttpStartError::Start { source, .. } => StatusError::Start(source),
+        })?;
+        tracing::info!(addr = %http.local_addr(), "status API and page served");
+        Ok(StatusServer { http })
     }
 
     /// The address it listens on (with the port the system picked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-}
-
-impl Drop for StatusServer {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        self.http.local_addr()
     }
 }
 

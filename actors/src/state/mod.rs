@@ -92,6 +92,7 @@ mod map;
 mod slab;
 mod store;
 mod timers;
+mod usage;
 mod value;
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -103,6 +104,7 @@ pub use list::ListState;
 pub use map::MapState;
 pub use store::{tree_name, RestoreStats, StateStore, StoreConfig};
 pub use timers::{FiredTimer, TimerDomain};
+pub use usage::PartitionUsage;
 pub use value::ValueState;
 
 use serde::de::DeserializeOwned;
