@@ -161,12 +161,27 @@ mod consumer_tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("fetch.max.bytez"), "{err}");
-        // The default rdkafka build has no OpenSSL; docs/kafka.md says so. Turning on
-        // the crate's `ssl` feature makes this fail: update the docs with it.
-        let ssl = create(&[("security.protocol", "SSL")])
-            .map(|_| ())
-            .unwrap_err()
-            .to_string();
-        assert!(ssl.contains("OpenSSL not available"), "{ssl}");
+        // TLS is built in (rdkafka's `ssl-vendored`): SSL and SASL_SSL with SCRAM are
+        // accepted. Kerberos (GSSAPI) is not built in; docs/kafka.md says so.
+        create(&[
+            ("security.protocol", "SSL"),
+            ("ssl.endpoint.identification.algorithm", "https"),
+        ])
+        .expect("TLS is built in");
+        create(&[
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "SCRAM-SHA-512"),
+            ("sasl.username", "u"),
+            ("sasl.password", "p"),
+        ])
+        .expect("SASL over TLS is built in");
+        let gssapi = create(&[
+            ("security.protocol", "SASL_PLAINTEXT"),
+            ("sasl.mechanism", "GSSAPI"),
+        ])
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+        assert!(gssapi.contains("GSSAPI"), "{gssapi}");
     }
 }
