@@ -148,3 +148,4 @@ impl SourceReader for TrickleReader {
         Ok(ReadStatus::Idle)
     }
 }
+pub mod kafka_model;
