@@ -163,25 +163,22 @@ impl KafkaModel {
 
     /// What a read_committed consumer of `topic` sees, partition by partition.
     pub fn read_committed(&self, topic: &str) -> Vec<KafkaOutput> {
-        let s = lock(&self.state);
-        s.topics
-            .get(topic)
-            .into_iter()
-            .flat_map(|t| t.values())
-            .flatten()
-            .filter(|e| e.txn.is_none_or(|t| s.txns[t] == TxnState::Committed))
-            .map(|e| e.record.clone())
-            .collect()
+        self.read(topic, true)
     }
 
     /// What a read_uncommitted consumer of `topic` sees.
     pub fn read_uncommitted(&self, topic: &str) -> Vec<KafkaOutput> {
+        self.read(topic, false)
+    }
+
+    fn read(&self, topic: &str, committed_only: bool) -> Vec<KafkaOutput> {
         let s = lock(&self.state);
         s.topics
             .get(topic)
             .into_iter()
             .flat_map(|t| t.values())
             .flatten()
+            .filter(|e| !committed_only || e.txn.is_none_or(|t| s.txns[t] == TxnState::Committed))
             .map(|e| e.record.clone())
             .collect()
     }
