@@ -8,12 +8,14 @@
 # runs `weir bench kafka-w1`, which (1) fills a new topic with W1's lines using a
 # plain rdkafka producer (timed: raw produce), (2) reads it back with a plain
 # consumer (timed: raw consume), and (3) runs the weir job Kafka source -> words ->
-# key by word -> running count -> counting sink, checked like W1 (timed). The
+# key by word -> running count -> Kafka sink into an output topic (timed), then
+# reads the output back read_committed and checks it like W1 (not timed). The
 # broker is stopped after each run. Prints every JSON line, then the medians.
 #
 # Environment: N (words, default 5000000), PARTITIONS (default 2), WORKERS
-# (default 2). Example, checkpointed every second:
-#   scripts/kafka-bench.sh 3 -- --checkpoint-interval-ms 1000
+# (default 2). Examples:
+#   scripts/kafka-bench.sh 3 -- --kafka-delivery at-least-once
+#   scripts/kafka-bench.sh 3 -- --kafka-delivery exactly-once --checkpoint-interval-ms 1000
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"

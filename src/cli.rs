@@ -150,6 +150,24 @@ pub enum Workload {
     KafkaW1,
 }
 
+/// The Kafka sink's delivery guarantee, as a flag.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BenchDelivery {
+    /// An idempotent producer flushed at every epoch barrier.
+    AtLeastOnce,
+    /// A Kafka transaction per epoch and sink partition.
+    ExactlyOnce,
+}
+
+impl From<BenchDelivery> for crate::connector::kafka::Delivery {
+    fn from(delivery: BenchDelivery) -> Self {
+        match delivery {
+            BenchDelivery::AtLeastOnce => Self::AtLeastOnce,
+            BenchDelivery::ExactlyOnce => Self::ExactlyOnce,
+        }
+    }
+}
+
 /// `weir bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -162,9 +180,18 @@ pub struct BenchArgs {
     /// kafka-w1: the input topic to create and fill (it must not exist).
     #[arg(long, value_name = "TOPIC", default_value = "weir-bench-w1")]
     pub kafka_topic: String,
-    /// kafka-w1: the input topic's number of partitions.
+    /// kafka-w1: the input topic's number of partitions (and the output topic's).
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub kafka_partitions: i32,
+    /// kafka-w1: the output topic the counts go to (created; it must not exist).
+    #[arg(long, value_name = "TOPIC", default_value = "weir-bench-w1-counts")]
+    pub kafka_output_topic: String,
+    /// kafka-w1: the Kafka sink's delivery guarantee. Exactly-once commits a
+    /// transaction per sink partition at each completed checkpoint
+    /// (--checkpoint-interval-ms); without checkpoints, the whole output is one
+    /// transaction per sink partition, committed at the end of input.
+    #[arg(long, value_enum, default_value_t = BenchDelivery::AtLeastOnce)]
+    pub kafka_delivery: BenchDelivery,
     /// W2: align the sources' watermarks, letting none run more than this many
     /// milliseconds of event time ahead of the slowest (default: no alignment).
     #[arg(long, value_name = "MS")]

@@ -261,6 +261,8 @@ fn kafka_bench(
         bootstrap: bootstrap.to_owned(),
         topic: args.kafka_topic.clone(),
         partitions: args.kafka_partitions,
+        output_topic: args.kafka_output_topic.clone(),
+        delivery: args.kafka_delivery.into(),
         n: args.n,
     };
     let results = weir::bench::kafka::run(options, &bench)?;

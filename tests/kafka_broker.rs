@@ -371,13 +371,15 @@ fn undecodable_json_reaches_a_dead_letter_topic_on_the_broker() {
     );
 }
 
-#[test]
-fn weir_bench_kafka_w1_prints_raw_rates_and_a_checked_job_line() {
+/// Runs `weir bench kafka-w1` against a fresh broker with `extra` flags and
+/// returns its JSON lines, after checking it succeeded.
+fn weir_bench_kafka_w1(extra: &[&str]) -> Vec<serde_json::Value> {
     let broker = TansuBroker::start();
     let output = common::node::weir_command()
         .args(["bench", "kafka-w1", "--n", "20005", "--workers", "2"])
         .args(["--kafka-brokers", &broker.bootstrap()])
         .args(["--kafka-partitions", "3"])
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stderr(Stdio::inherit())
         .output()
@@ -401,6 +403,28 @@ fn weir_bench_kafka_w1_prints_raw_rates_and_a_checked_job_line() {
         assert_eq!(line["n"], 20005);
         assert!(line["records_per_sec"].as_f64().unwrap() > 0.0);
     }
+    lines
+}
+
+/// The job's counts go to an output topic through the Kafka sink and are read
+/// back and checked (`check: passed` means every update is in the topic and every
+/// word's last count is exact).
+#[test]
+fn weir_bench_kafka_w1_writes_checked_counts_through_the_at_least_once_sink() {
+    weir_bench_kafka_w1(&["--kafka-delivery", "at-least-once"]);
+}
+
+/// Exactly-once with checkpoints: the read-back is `read_committed`, so the check
+/// passes only if every epoch's transactions were committed.
+#[test]
+fn weir_bench_kafka_w1_writes_checked_counts_through_the_exactly_once_sink() {
+    let lines = weir_bench_kafka_w1(&[
+        "--kafka-delivery",
+        "exactly-once",
+        "--checkpoint-interval-ms",
+        "200",
+    ]);
+    assert_eq!(lines[2]["checkpointing"], true);
 }
 
 #[test]

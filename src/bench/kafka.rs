@@ -9,9 +9,11 @@
 //! 2. `kafka-raw-consume`: a plain rdkafka consumer reads the topic from its start
 //!    to its end; words per second.
 //! 3. `kafka-w1`: the weir job Kafka source -> split into words -> key by word ->
-//!    running count in keyed state -> counting sink, checked like W1 (every update
-//!    received, every final count exact); words per second. The output goes to the
-//!    in-memory counting sink, not to Kafka: there is no Kafka sink yet.
+//!    running count in keyed state -> [`KafkaSink`] into an output topic (key: the
+//!    word, value: its running count in decimal), at-least-once or exactly-once;
+//!    words per second. After the timed run, a `read_committed` consumer reads the
+//!    output topic back and checks it like W1 (every update there, every word's
+//!    last count exact).
 //!
 //! `scripts/kafka-bench.sh` starts a Tansu broker and runs this; results are in
 //! docs/benchmarks.md.
@@ -28,9 +30,12 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use crate::connector::generator::w1_line;
-use crate::connector::kafka::{KafkaRecord, KafkaSource, Utf8Text};
-use crate::connector::sinks::CountingSink;
+use crate::connector::kafka::{
+    Delivery, KafkaOutput, KafkaRecord, KafkaSink, KafkaSource, Utf8Text,
+};
+use crate::connector::sinks::Counted;
 use crate::connector::DeadLetters;
+use crate::job::node::TemporaryDir;
 use crate::job::{EngineOptions, Job, JobError};
 use crate::operator::Emitter;
 
@@ -40,6 +45,9 @@ use super::{w1, BenchResult};
 const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a client request (metadata, watermarks, topic creation, flush) may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the output read-back waits for a record after it has all it expects,
+/// so that a duplicate (which would fail the check) is seen.
+const EXTRA_RECORD_WAIT: Duration = Duration::from_millis(500);
 
 /// What `weir bench kafka-w1` runs against.
 #[derive(Debug, Clone)]
@@ -50,6 +58,12 @@ pub struct KafkaBench {
     pub topic: String,
     /// Its number of partitions.
     pub partitions: i32,
+    /// The output topic the job's counts go to (created; it must not exist).
+    pub output_topic: String,
+    /// The Kafka sink's delivery guarantee. Exactly-once commits a transaction per
+    /// sink partition at each completed checkpoint; without checkpoints, all the
+    /// output is one transaction per sink partition committed at the end of input.
+    pub delivery: Delivery,
     /// W1 words (in lines of ten).
     pub n: u64,
 }
@@ -312,9 +326,12 @@ fn raw_consume(bench: &KafkaBench) -> Result<BenchResult, KafkaBenchError> {
     Ok(result)
 }
 
-/// The weir job over the topic, checked like W1.
+/// The weir job over the topic into the output topic through [`KafkaSink`], then
+/// the output read back and checked like W1.
 fn weir_job(options: EngineOptions, bench: &KafkaBench) -> Result<BenchResult, KafkaBenchError> {
     let n = bench.n;
+    create_topic(&bench.bootstrap, &bench.output_topic, bench.partitions)?;
+    let staging = TemporaryDir::new("kafka-staging", "kafka-w1")?;
     let source = KafkaSource::new(
         bench.bootstrap.clone(),
         [bench.topic.as_str()],
@@ -322,12 +339,23 @@ fn weir_job(options: EngineOptions, bench: &KafkaBench) -> Result<BenchResult, K
         DeadLetters::to_log(),
     )
     .stop_at_end(true);
+    let sink = KafkaSink::new(
+        bench.bootstrap.clone(),
+        bench.output_topic.clone(),
+        |(word, count): &(String, u64)| KafkaOutput {
+            key: Some(word.as_bytes().to_vec()),
+            value: Some(count.to_string().into_bytes()),
+            ..KafkaOutput::default()
+        },
+    )
+    .delivery(bench.delivery)
+    .id(format!("weir-bench-{}", bench.output_topic))
+    .staging_dir(staging.path());
     Ok(BenchResult::measure(
         "kafka-w1",
         options,
         n,
         |node| {
-            let sink = CountingSink::new();
             let job = Job::new("kafka-w1")
                 .source(source)
                 .flat_map(
@@ -339,10 +367,87 @@ fn weir_job(options: EngineOptions, bench: &KafkaBench) -> Result<BenchResult, K
                 )
                 .group_by_key()
                 .reduce(|count, one| count + one)
-                .sink(sink.clone());
+                .sink(sink);
             let report = node.run(job)?;
-            Ok((sink, report))
+            Ok(((), report))
         },
-        |sink| w1::check(n, &sink.result()),
+        |()| {
+            let counted = read_output(bench).map_err(|e| e.to_string())?;
+            w1::check(n, &counted)
+        },
     )?)
+}
+
+/// Reads the output topic from its start with a `read_committed` consumer until it
+/// has `n` records and no more arrive: how many, and the last count of each word
+/// (a word's updates all go to one partition, in order).
+fn read_output(bench: &KafkaBench) -> Result<Counted<String, u64>, KafkaBenchError> {
+    let topic = &bench.output_topic;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bench.bootstrap)
+        .set("group.id", "weir-bench-check")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .map_err(kafka("creating the output reader"))?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..bench.partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .map_err(kafka("listing an output partition"))?;
+    }
+    consumer
+        .assign(&tpl)
+        .map_err(kafka("assigning the output partitions"))?;
+    let mut counted = Counted::default();
+    let mut last_record = Instant::now();
+    loop {
+        let wait = if counted.received >= bench.n {
+            EXTRA_RECORD_WAIT
+        } else {
+            Duration::from_millis(100)
+        };
+        match consumer.poll(wait) {
+            Some(Ok(m)) => {
+                last_record = Instant::now();
+                let (word, count) = output_record(&m)?;
+                counted.received += 1;
+                counted.last.insert(word, count);
+            }
+            Some(Err(e)) => tracing::warn!(error = %e, "output read-back: poll error"),
+            None if counted.received >= bench.n => return Ok(counted),
+            None if last_record.elapsed() > STALL_TIMEOUT => return Ok(counted),
+            None => {}
+        }
+    }
+}
+
+/// The word and count of one output record.
+fn output_record(
+    m: &rdkafka::message::BorrowedMessage<'_>,
+) -> Result<(String, u64), KafkaBenchError> {
+    let at = || {
+        format!(
+            "{} partition {} offset {}",
+            m.topic(),
+            m.partition(),
+            m.offset()
+        )
+    };
+    let word = m
+        .key()
+        .and_then(|k| std::str::from_utf8(k).ok())
+        .ok_or_else(|| {
+            KafkaBenchError::Incomplete(format!("output record without a UTF-8 key at {}", at()))
+        })?;
+    let count = m
+        .payload()
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| {
+            KafkaBenchError::Incomplete(format!(
+                "output record whose value is not a count at {}",
+                at()
+            ))
+        })?;
+    Ok((word.to_owned(), count))
 }

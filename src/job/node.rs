@@ -219,7 +219,7 @@ impl Node {
                 None,
             ),
             None if checkpointing || opts.from_savepoint.is_some() => {
-                let tmp = TemporaryDir::new(&name)?;
+                let tmp = TemporaryDir::new("snapshots", &name)?;
                 (Some(recovery::open_store(tmp.path())?), Some(tmp))
             }
             None => (None, None),
@@ -790,11 +790,12 @@ async fn shutdown_coordinator(coordinator: &Addr<CheckpointCoordinator>) {
 }
 
 /// A directory removed when dropped: the snapshot store of a checkpointed job run
-/// without a state directory.
-struct TemporaryDir(PathBuf);
+/// without a state directory, or a benchmark's Kafka staging directory.
+pub(crate) struct TemporaryDir(PathBuf);
 
 impl TemporaryDir {
-    fn new(job: &str) -> Result<Self, JobError> {
+    /// Creates `weir-<kind>-<job>-<pid>-<nanos>` under the system's temporary directory.
+    pub(crate) fn new(kind: &str, job: &str) -> Result<Self, JobError> {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
@@ -802,20 +803,19 @@ impl TemporaryDir {
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
             .collect();
-        let dir = std::env::temp_dir().join(format!(
-            "weir-snapshots-{safe}-{}-{nanos}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("weir-{kind}-{safe}-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| {
             JobError::Runtime(format!(
-                "creating a temporary snapshot directory {}: {e}",
+                "creating a temporary {kind} directory {}: {e}",
                 dir.display()
             ))
         })?;
         Ok(TemporaryDir(dir))
     }
 
-    fn path(&self) -> &std::path::Path {
+    /// The directory.
+    pub(crate) fn path(&self) -> &std::path::Path {
         &self.0
     }
 }

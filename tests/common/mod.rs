@@ -6,6 +6,7 @@ pub mod deps;
 pub mod events;
 pub mod http;
 pub mod kafka;
+pub mod kafka_model;
 pub mod kill;
 pub mod node;
 pub mod tansu;

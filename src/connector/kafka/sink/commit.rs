@@ -76,42 +76,42 @@ impl KafkaCommit {
     /// Fast path: a producer of this process holds the transaction pre-committed
     /// for this epoch: commit it. If that commit fails (e.g. the broker aborted the
     /// transaction when `transaction.timeout.ms` expired), or no producer of this
-    /// process holds it (a redo after a restart), [`redo`](Self::redo).
+    /// process holds the transaction (a redo after a restart), [`redo`](Self::redo).
     pub fn apply(&self) -> Result<(), KafkaSinkError> {
-        let counts = registry::transaction_counts(&self.sink);
-        if let Some(slot) = registry::live(&self.transactional_id) {
-            let mut slot = lock(&slot);
-            if slot.phase == Phase::PreCommitted(self.epoch) {
-                let committed = match slot.producer.as_mut() {
-                    Some(producer) => producer.commit(),
-                    None => Err(KafkaSinkError::Invalid("the producer was lost".into())),
-                };
-                match committed {
-                    Ok(()) => {
-                        slot.phase = Phase::Idle;
-                        slot.committed_through = Some(self.epoch);
-                        counts.count_commit();
-                        return remove_staged(&self.staged);
-                    }
-                    Err(error) => {
-                        tracing::warn!(id = %self.transactional_id, epoch = self.epoch,
-                            %error, "kafka sink: commit failed; producing the epoch again from its staged copy");
-                        // The producer is unusable (Kafka fences or aborts it); the
-                        // redo replaces it.
-                        slot.producer = None;
-                        slot.phase = Phase::Idle;
-                    }
+        let Some(slot) = registry::live(&self.transactional_id) else {
+            return self.redo().map(drop);
+        };
+        let mut slot = lock(&slot);
+        if slot.phase == Phase::PreCommitted(self.epoch) {
+            let committed = match slot.producer.as_mut() {
+                Some(producer) => producer.commit(),
+                None => Err(KafkaSinkError::Invalid("the producer was lost".into())),
+            };
+            match committed {
+                Ok(()) => {
+                    slot.phase = Phase::Idle;
+                    slot.committed_through = Some(self.epoch);
+                    registry::transaction_counts(&self.sink).count_commit();
+                    return remove_staged(&self.staged);
                 }
-            } else if slot.committed_through >= Some(self.epoch) {
-                return remove_staged(&self.staged);
+                Err(error) => {
+                    tracing::warn!(id = %self.transactional_id, epoch = self.epoch, %error,
+                        "kafka sink: commit failed; checking the marker, then producing the \
+                         epoch again from its staged copy if it did not commit");
+                    // The producer is unusable (Kafka fences or aborts it); the redo
+                    // replaces it.
+                    slot.producer = None;
+                    slot.phase = Phase::Idle;
+                }
             }
-            let producer = self.redo()?;
-            slot.producer = Some(producer);
-            slot.phase = Phase::Idle;
-            slot.committed_through = Some(self.epoch);
-            return Ok(());
+        } else if slot.committed_through >= Some(self.epoch) {
+            return remove_staged(&self.staged);
         }
-        self.redo().map(drop)
+        let producer = self.redo()?;
+        slot.producer = Some(producer);
+        slot.phase = Phase::Idle;
+        slot.committed_through = Some(self.epoch);
+        Ok(())
     }
 
     /// The slow path. Fences the transactional id (which aborts its half-done
@@ -126,7 +126,7 @@ impl KafkaCommit {
         let mut producer = log.producer(Some(&self.transactional_id))?;
         producer.init_transactions()?;
         for other in &self.marker_writers {
-            if *other != self.transactional_id && registry::live(other).is_none() {
+            if *other != self.transactional_id && !registry::held(other) {
                 log.producer(Some(other))?.init_transactions()?;
             }
         }

@@ -264,9 +264,22 @@ where
 
 impl<F> Drop for ExactlyOncePart<F> {
     /// Aborts the epoch in progress (a rollback replays it). Pre-committed
-    /// transactions stay open: their epoch may be complete with its commit action
-    /// still to run; if not, the restarted sink's producers fence them.
+    /// transactions stay open, their producers kept in the registry: their epoch may
+    /// be complete with its commit action still to run (the final epoch of a job
+    /// that finished, or the epoch a rollback restores); if not, the restarted
+    /// sink's producers fence them. Slots that committed are kept too, so an action
+    /// applied again (an epoch's action list repeats those not yet known complete)
+    /// sees that its epoch committed.
     fn drop(&mut self) {
+        for slot in &self.slots {
+            let keep = {
+                let slot = lock(slot);
+                matches!(slot.phase, Phase::PreCommitted(_)) || slot.committed_through.is_some()
+            };
+            if keep {
+                registry::adopt(slot.clone());
+            }
+        }
         if let Some(s) = self.filling {
             let mut slot = lock(&self.slots[s]);
             if let Some(producer) = slot.producer.as_mut() {

@@ -53,6 +53,12 @@ pub(crate) struct Slot {
 pub(crate) type SharedSlot = Arc<Mutex<Slot>>;
 
 static LIVE: LazyLock<Mutex<HashMap<String, Weak<Mutex<Slot>>>>> = LazyLock::new(Mutex::default);
+/// Slots of dropped sink partitions that hold a pre-committed transaction: its
+/// epoch may be complete with the commit action still to run (the last epoch of a
+/// finished job, or the epoch a rollback restores), so the producer is kept until
+/// a new sink partition takes the id over (and fences it); a committed one is kept
+/// too, so an action applied again sees that its epoch committed.
+static ORPHANS: LazyLock<Mutex<HashMap<String, SharedSlot>>> = LazyLock::new(Mutex::default);
 static LOGS: LazyLock<Mutex<HashMap<String, Arc<dyn TransactionalLog>>>> =
     LazyLock::new(Mutex::default);
 static COUNTERS: LazyLock<Mutex<HashMap<String, Arc<TransactionCounts>>>> =
@@ -63,12 +69,30 @@ pub(crate) fn register(slot: &SharedSlot) {
     let id = lock(slot).id.clone();
     let mut live = lock(&LIVE);
     live.retain(|_, weak| weak.strong_count() > 0);
-    live.insert(id, Arc::downgrade(slot));
+    live.insert(id.clone(), Arc::downgrade(slot));
+    drop(live);
+    lock(&ORPHANS).remove(&id);
+}
+
+/// Whether a running sink partition of this process holds `transactional_id`'s
+/// producer (kept slots of dropped partitions do not count).
+pub(crate) fn held(transactional_id: &str) -> bool {
+    lock(&LIVE)
+        .get(transactional_id)
+        .is_some_and(|weak| weak.strong_count() > 0)
+}
+
+/// Keeps `slot` (of a dropped sink partition, holding a pre-committed transaction)
+/// alive for its commit action.
+pub(crate) fn adopt(slot: SharedSlot) {
+    let id = lock(&slot).id.clone();
+    lock(&ORPHANS).insert(id, slot);
 }
 
 /// The live slot of `transactional_id`, if a sink partition of this process holds it.
 pub(crate) fn live(transactional_id: &str) -> Option<SharedSlot> {
-    lock(&LIVE).get(transactional_id).and_then(Weak::upgrade)
+    let held = lock(&LIVE).get(transactional_id).and_then(Weak::upgrade);
+    held.or_else(|| lock(&ORPHANS).get(transactional_id).cloned())
 }
 
 /// Makes every sink and commit action with bootstrap string `bootstrap` use `log`
