@@ -16,46 +16,25 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::kafka::cluster;
+use common::kafka::{cluster, create_unique_topic, running_sums, sum_record, SumFormat};
 use common::Numbers;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use weir::connector::kafka::{Delivery, KafkaOutput, KafkaSink};
+use weir::connector::kafka::{Delivery, KafkaSink};
 use weir::prelude::*;
 
 const N: u64 = 3000;
 const KEYS: u64 = 40;
 const OUT: &str = "sums";
 
-/// The running sums per key the job emits, sorted: key `x % 40` keeps the parity of
-/// `x`, so its values come from one source split, in order, in every run.
 fn expected() -> Vec<(String, String)> {
-    let mut sums = [0u64; KEYS as usize];
-    let mut out: Vec<(String, String)> = (0..N)
-        .map(|x| {
-            let k = (x % KEYS) as usize;
-            sums[k] += x;
-            (k.to_string(), sums[k].to_string())
-        })
-        .collect();
-    out.sort();
-    out
-}
-
-type Format = fn(&(u64, u64)) -> KafkaOutput;
-
-fn format(r: &(u64, u64)) -> KafkaOutput {
-    KafkaOutput {
-        key: Some(r.0.to_string().into_bytes()),
-        value: Some(r.1.to_string().into_bytes()),
-        ..KafkaOutput::default()
-    }
+    running_sums(N, KEYS)
 }
 
 /// Numbers -> (key, x) -> running sum per key -> the sink; `panic_at` makes the map
 /// panic once at that number.
-fn job(name: &str, sink: KafkaSink<Format>, panic_at: Option<Arc<AtomicBool>>) -> Job {
+fn job(name: &str, sink: KafkaSink<SumFormat>, panic_at: Option<Arc<AtomicBool>>) -> Job {
     Job::new(name)
         .source(Numbers::upto(N))
         .map(move |x: u64| {
@@ -141,7 +120,7 @@ fn exactly_once_without_faults_commits_every_epoch_once_with_its_marker() {
     // topic, one partition per sink partition, is made here.
     mock.create_topic("eo-test-markers", 2, 1).unwrap();
     let root = tempfile::tempdir().unwrap();
-    let sink = KafkaSink::new(bootstrap.clone(), OUT, format as Format)
+    let sink = KafkaSink::new(bootstrap.clone(), OUT, sum_record as SumFormat)
         .delivery(Delivery::ExactlyOnce)
         .id("eo-test")
         .staging_dir(root.path().join("staging"));
@@ -187,8 +166,8 @@ fn at_least_once_loses_nothing_when_an_operator_panics() {
     let bootstrap = mock.bootstrap_servers();
     mock.create_topic(OUT, 2, 1).unwrap();
     let root = tempfile::tempdir().unwrap();
-    let sink =
-        KafkaSink::new(bootstrap.clone(), OUT, format as Format).delivery(Delivery::AtLeastOnce);
+    let sink = KafkaSink::new(bootstrap.clone(), OUT, sum_record as SumFormat)
+        .delivery(Delivery::AtLeastOnce);
     let armed = Arc::new(AtomicBool::new(true));
     let node = Node::new(options(&root.path().join("state"))).unwrap();
     let report = node
@@ -225,35 +204,9 @@ fn read_committed_output_after_aborts_needs_a_real_kafka_named_by_weir_kafka_boo
         eprintln!("WEIR_KAFKA_BOOTSTRAP is not set: skipping the abort test of the sink");
         return;
     };
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let topic = format!("weir-sink-aborts-{}-{nanos}", std::process::id());
-    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
-        ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .create()
-            .unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let created = runtime
-        .block_on(admin.create_topics(
-            &[rdkafka::admin::NewTopic::new(
-                &topic,
-                2,
-                rdkafka::admin::TopicReplication::Fixed(1),
-            )],
-            &rdkafka::admin::AdminOptions::new(),
-        ))
-        .unwrap();
-    for result in created {
-        result.unwrap();
-    }
+    let topic = create_unique_topic(&bootstrap, "weir-sink-aborts", 2);
     let root = tempfile::tempdir().unwrap();
-    let sink = KafkaSink::new(bootstrap.clone(), topic.clone(), format as Format)
+    let sink = KafkaSink::new(bootstrap.clone(), topic.clone(), sum_record as SumFormat)
         .delivery(Delivery::ExactlyOnce)
         .id(format!("{topic}-sink"))
         .staging_dir(root.path().join("staging"));

@@ -11,44 +11,22 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::kafka::{running_sums, sum_record, SumFormat};
 use common::kafka_model::{Effect, Fault, KafkaModel, Op};
 use common::Numbers;
-use weir::connector::kafka::{Delivery, KafkaOutput, KafkaSink};
+use weir::connector::kafka::{Delivery, KafkaSink};
 use weir::prelude::*;
 
 const N: u64 = 4000;
 const KEYS: u64 = 50;
 const OUT: &str = "out";
 
-/// Running sums per key: key `x % 50` has the same parity as `x`, so each key's
-/// values come from one source split, in order, and its sums are the same in every
-/// run.
 fn expected() -> Vec<(String, String)> {
-    let mut sums = [0u64; KEYS as usize];
-    let mut out: Vec<(String, String)> = (0..N)
-        .map(|x| {
-            let k = (x % KEYS) as usize;
-            sums[k] += x;
-            (k.to_string(), sums[k].to_string())
-        })
-        .collect();
-    out.sort();
-    out
+    running_sums(N, KEYS)
 }
 
-/// The formatter of the job's (key, sum) records.
-type Format = fn(&(u64, u64)) -> KafkaOutput;
-
-fn format(r: &(u64, u64)) -> KafkaOutput {
-    KafkaOutput {
-        key: Some(r.0.to_string().into_bytes()),
-        value: Some(r.1.to_string().into_bytes()),
-        ..KafkaOutput::default()
-    }
-}
-
-fn sink(name: &str, model: &KafkaModel, staging: &Path) -> KafkaSink<Format> {
-    KafkaSink::new(format!("model://{name}"), OUT, format as Format)
+fn sink(name: &str, model: &KafkaModel, staging: &Path) -> KafkaSink<SumFormat> {
+    KafkaSink::new(format!("model://{name}"), OUT, sum_record as SumFormat)
         .delivery(Delivery::ExactlyOnce)
         .id(name)
         .staging_dir(staging)

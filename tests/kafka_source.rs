@@ -15,7 +15,7 @@ use common::checkpointed;
 use common::tansu::committed_offsets;
 
 use common::events::Count;
-use common::kafka::{cluster, produce, spread};
+use common::kafka::{cluster, create_unique_topic, produce, spread};
 use rdkafka::ClientConfig;
 use weir::connector::kafka::{Json, KafkaRecord, KafkaSource, StartMode, Utf8Text};
 use weir::connector::ReadStatus;
@@ -560,32 +560,7 @@ fn timestamp_start_mode_needs_a_real_kafka_named_by_weir_kafka_bootstrap() {
         eprintln!("WEIR_KAFKA_BOOTSTRAP is not set: skipping the timestamp start mode test");
         return;
     };
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let topic = format!("weir-timestamps-{}-{nanos}", std::process::id());
-    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
-        ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .create()
-            .unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    let created = runtime
-        .block_on(admin.create_topics(
-            &[rdkafka::admin::NewTopic::new(
-                &topic,
-                2,
-                rdkafka::admin::TopicReplication::Fixed(1),
-            )],
-            &rdkafka::admin::AdminOptions::new(),
-        ))
-        .unwrap();
-    for result in created {
-        result.unwrap();
-    }
+    let topic = create_unique_topic(&bootstrap, "weir-timestamps", 2);
     // Offset o of each partition has timestamp 10_000 + 10 * o.
     let records: Vec<_> = (0..20i64)
         .map(|i| {

@@ -71,3 +71,67 @@ pub fn produce(bootstrap: &str, topic: &str, records: &[(i32, String, String, i6
     }
     p.flush(Duration::from_secs(30)).expect("flush");
 }
+
+/// Creates a topic of `partitions` partitions with a name unique to this run
+/// (`<prefix>-<pid>-<nanos>`) on the cluster at `bootstrap`, through the admin API
+/// (for a real cluster; the mock creates topics with `MockCluster::create_topic`).
+pub fn create_unique_topic(bootstrap: &str, prefix: &str, partitions: i32) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos();
+    let topic = format!("{prefix}-{}-{nanos}", std::process::id());
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .create()
+            .expect("admin client");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let created = runtime
+        .block_on(admin.create_topics(
+            &[rdkafka::admin::NewTopic::new(
+                &topic,
+                partitions,
+                rdkafka::admin::TopicReplication::Fixed(1),
+            )],
+            &rdkafka::admin::AdminOptions::new(),
+        ))
+        .expect("create_topics");
+    for result in created {
+        result.expect("topic created");
+    }
+    topic
+}
+
+/// The formatter of the sink tests' `(key, running sum)` records: both as decimal
+/// text.
+pub type SumFormat = fn(&(u64, u64)) -> weir::connector::kafka::KafkaOutput;
+
+/// See [`SumFormat`].
+pub fn sum_record(r: &(u64, u64)) -> weir::connector::kafka::KafkaOutput {
+    weir::connector::kafka::KafkaOutput {
+        key: Some(r.0.to_string().into_bytes()),
+        value: Some(r.1.to_string().into_bytes()),
+        ..Default::default()
+    }
+}
+
+/// The running sums per key `x % keys` of the numbers `0..n`, as the sink tests'
+/// jobs emit them, sorted, as (key, sum) text: key `x % keys` (for an even `keys`)
+/// keeps the parity of `x`, so its values come from one source split, in order, and
+/// its sums are the same in every run.
+pub fn running_sums(n: u64, keys: u64) -> Vec<(String, String)> {
+    let mut sums = vec![0u64; keys as usize];
+    let mut out: Vec<(String, String)> = (0..n)
+        .map(|x| {
+            let k = (x % keys) as usize;
+            sums[k] += x;
+            (k.to_string(), sums[k].to_string())
+        })
+        .collect();
+    out.sort();
+    out
+}
