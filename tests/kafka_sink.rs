@@ -119,6 +119,11 @@ fn exactly_once_without_faults_commits_every_epoch_once_with_its_marker() {
     // The mock cannot create topics through the admin API; the sink's default marker
     // topic, one partition per sink partition, is made here.
     mock.create_topic("eo-test-markers", 2, 1).unwrap();
+    // The only test of this binary that installs a recorder: the exported
+    // transaction counters must agree with the sink's own.
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    recorder.install().unwrap();
     let root = tempfile::tempdir().unwrap();
     let sink = KafkaSink::new(bootstrap.clone(), OUT, sum_record as SumFormat)
         .delivery(Delivery::ExactlyOnce)
@@ -138,6 +143,29 @@ fn exactly_once_without_faults_commits_every_epoch_once_with_its_marker() {
         counts.committed()
     );
     assert_eq!(counts.aborted(), 0);
+    let exported = |name: &str| -> u64 {
+        snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter(|(key, ..)| {
+                key.key().name() == name
+                    && key
+                        .key()
+                        .labels()
+                        .any(|l| l.key() == "sink" && l.value() == "eo-test")
+            })
+            .map(|(.., value)| match value {
+                metrics_util::debugging::DebugValue::Counter(n) => n,
+                other => panic!("{name} is not a counter: {other:?}"),
+            })
+            .sum()
+    };
+    assert_eq!(
+        exported("weir_kafka_transactions_committed_total"),
+        counts.committed()
+    );
+    assert_eq!(exported("weir_kafka_transactions_aborted_total"), 0);
     // One marker per committed transaction, in the same transactions.
     let markers = read_all(
         &bootstrap,

@@ -91,7 +91,7 @@ impl KafkaCommit {
                 Ok(()) => {
                     slot.phase = Phase::Idle;
                     slot.committed_through = Some(self.epoch);
-                    registry::transaction_counts(&self.sink).count_commit();
+                    registry::count_commit(&self.sink);
                     return remove_staged(&self.staged);
                 }
                 Err(error) => {
@@ -150,7 +150,7 @@ impl KafkaCommit {
             &self.marker().record(self.marker_partition)?,
         )?;
         producer.commit()?;
-        registry::transaction_counts(&self.sink).count_commit();
+        registry::count_commit(&self.sink);
         tracing::info!(id = %self.transactional_id, epoch = self.epoch, records = records.len(),
             "kafka sink: produced a completed epoch again from its staged copy");
         remove_staged(&self.staged)?;

@@ -284,7 +284,7 @@ impl<F> Drop for ExactlyOncePart<F> {
             let mut slot = lock(&self.slots[s]);
             if let Some(producer) = slot.producer.as_mut() {
                 match producer.abort() {
-                    Ok(()) => registry::transaction_counts(&self.config.id).count_abort(),
+                    Ok(()) => registry::count_abort(&self.config.id),
                     Err(error) => tracing::debug!(%error,
                         "kafka sink: aborting the epoch in progress failed; fencing will"),
                 }

@@ -143,6 +143,20 @@ impl TransactionCounts {
     }
 }
 
+/// Counts a transaction sink `sink` committed, here and in the exported
+/// `weir_kafka_transactions_committed_total`.
+pub(crate) fn count_commit(sink: &str) {
+    transaction_counts(sink).count_commit();
+    crate::metrics::kafka::transaction_committed(sink);
+}
+
+/// Counts a transaction sink `sink` aborted, here and in the exported
+/// `weir_kafka_transactions_aborted_total`.
+pub(crate) fn count_abort(sink: &str) {
+    transaction_counts(sink).count_abort();
+    crate::metrics::kafka::transaction_aborted(sink);
+}
+
 /// The transaction counters of the sink with id `sink` (shared by its partitions
 /// and its commit actions; created at first use).
 pub fn transaction_counts(sink: &str) -> Arc<TransactionCounts> {
