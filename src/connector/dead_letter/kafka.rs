@@ -15,11 +15,11 @@
 //! checkpoint barrier, so an epoch completes only after the letters of the records
 //! it skipped are durable. A replay after a failure can write a letter again.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
@@ -27,6 +27,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 
 use super::{count_error, DeadLetter, DeadLetterError};
+use crate::connector::kafka::settings::layered;
 
 /// The value of the [`headers::VERSION`] header: the layout of a dead-letter
 /// record described in this module. A change of header names or meaning bumps it.
@@ -75,14 +76,21 @@ impl KafkaDeadLetters {
         K: Into<String>,
         V: Into<String>,
     {
-        let mut config = ClientConfig::new();
-        config
-            .set("enable.idempotence", "true")
-            .set("message.timeout.ms", DEFAULT_MESSAGE_TIMEOUT_MS.to_string());
-        for (key, value) in settings {
-            config.set(key, value);
-        }
-        config.set("bootstrap.servers", bootstrap);
+        let settings: BTreeMap<String, String> = settings
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        let default_timeout = DEFAULT_MESSAGE_TIMEOUT_MS.to_string();
+        let config = layered(
+            &[
+                ("enable.idempotence", "true"),
+                ("message.timeout.ms", &default_timeout),
+            ],
+            &settings,
+            &[("bootstrap.servers", bootstrap)],
+            &[],
+            "kafka dead letters",
+        );
         let message_timeout = ["message.timeout.ms", "delivery.timeout.ms"]
             .iter()
             .find_map(|k| config.get(k).and_then(|v| v.parse::<u64>().ok()))
