@@ -74,35 +74,16 @@ pub fn produce(bootstrap: &str, topic: &str, records: &[(i32, String, String, i6
 
 /// Creates a topic of `partitions` partitions with a name unique to this run
 /// (`<prefix>-<pid>-<nanos>`) on the cluster at `bootstrap`, through the admin API
-/// (for a real cluster; the mock creates topics with `MockCluster::create_topic`).
+/// (`weir::bench::kafka::create_topic`; for a real cluster: the mock creates
+/// topics with `MockCluster::create_topic`).
 pub fn create_unique_topic(bootstrap: &str, prefix: &str, partitions: i32) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock after 1970")
         .as_nanos();
     let topic = format!("{prefix}-{}-{nanos}", std::process::id());
-    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
-        ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
-            .create()
-            .expect("admin client");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let created = runtime
-        .block_on(admin.create_topics(
-            &[rdkafka::admin::NewTopic::new(
-                &topic,
-                partitions,
-                rdkafka::admin::TopicReplication::Fixed(1),
-            )],
-            &rdkafka::admin::AdminOptions::new(),
-        ))
-        .expect("create_topics");
-    for result in created {
-        result.expect("topic created");
-    }
+    weir::bench::kafka::create_topic(bootstrap, &topic, partitions)
+        .unwrap_or_else(|e| panic!("create topic {topic}: {e}"));
     topic
 }
 
