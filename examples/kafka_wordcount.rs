@@ -124,8 +124,7 @@ fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
             ..KafkaOutput::default()
         })?
         .delivery(delivery)
-        .id(format!("kafka-wordcount-{}", args.output))
-        .staging_dir(state_dir.join("kafka-staging"));
+        .id(format!("kafka-wordcount-{}", args.output));
 
     let job = Job::new("kafka-wordcount")
         .source(source)

@@ -10,6 +10,6 @@ pub mod source;
 pub mod txn_file;
 
 pub use dead_letter::{DeadLetter, DeadLetters};
-pub use sink::{CommitAction, Sink, SinkError, SinkFactory};
+pub use sink::{CommitAction, Sink, SinkError, SinkFactory, SinkRecovery};
 pub use source::{ReadStatus, Source, SourceError, SourceReader, StopFlag};
 pub use txn_file::{TransactionalFilePart, TransactionalFileSink};

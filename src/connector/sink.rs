@@ -1,6 +1,6 @@
 //! The sink API.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -80,12 +80,24 @@ pub trait SinkFactory<T>: Send + 'static {
     /// The sink of partition `partition` of `parallelism`.
     fn create(&self, partition: u32, parallelism: u32) -> Result<Self::Sink, SinkError>;
     /// Called once per run before any partition's sink is created, after recovery has
-    /// redone the [`CommitAction`]s of the restored epoch (`None` for a run from the
-    /// beginning): a transactional sink discards output staged by a run that did not
-    /// complete its epoch, and retracts output published after the restored epoch.
-    fn recover(&self, _restored: Option<u64>) -> Result<(), SinkError> {
+    /// redone the [`CommitAction`]s of the restored epoch: a transactional sink
+    /// discards output staged by a run that did not complete its epoch, retracts
+    /// output published after the restored epoch, and learns where the job keeps
+    /// its files.
+    fn recover(&self, _recovery: &SinkRecovery<'_>) -> Result<(), SinkError> {
         Ok(())
     }
+}
+
+/// What a sink is told before each run of its job.
+#[derive(Debug, Clone, Copy)]
+pub struct SinkRecovery<'a> {
+    /// The epoch the run restores (`None` for a run from the beginning).
+    pub restored: Option<u64>,
+    /// The directory the job keeps its state and snapshots in (a temporary one for
+    /// a checkpointed job given no state directory); `None` when it keeps none. A
+    /// sink's own durable files (staged output, commit ledgers) belong inside it.
+    pub state_dir: Option<&'a Path>,
 }
 
 impl CommitAction {

@@ -54,7 +54,7 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::sink::{CommitAction, Sink, SinkError, SinkFactory};
+use super::sink::{CommitAction, Sink, SinkError, SinkFactory, SinkRecovery};
 
 /// How many bytes of formatted lines a partition buffers before writing them out.
 const FLUSH_AT: usize = 64 * 1024;
@@ -125,7 +125,8 @@ where
     /// after `restored` are deleted too: the run restarts from an earlier point (a
     /// corrupt newest snapshot, or a fresh start when `restored` is `None`) and will
     /// publish that output again. Published parts up to `restored` stay.
-    fn recover(&self, restored: Option<u64>) -> Result<(), SinkError> {
+    fn recover(&self, recovery: &SinkRecovery<'_>) -> Result<(), SinkError> {
+        let restored = recovery.restored;
         let staging = self.dir.join(STAGING);
         ensure_dir(&staging)?;
         let mut retracted = false;
@@ -441,9 +442,17 @@ mod tests {
         TransactionalFileSink::new(dir, number as fn(&u64, &mut String))
     }
 
+    /// The recovery of a run restoring `restored`, keeping no state directory.
+    fn restoring(restored: Option<u64>) -> SinkRecovery<'static> {
+        SinkRecovery {
+            restored,
+            state_dir: None,
+        }
+    }
+
     /// Recovery that keeps every published part (restoring the newest epoch).
     fn recover(f: &Factory) {
-        SinkFactory::<u64>::recover(f, Some(u64::MAX)).unwrap();
+        SinkFactory::<u64>::recover(f, &restoring(Some(u64::MAX))).unwrap();
     }
 
     /// A factory on `dir` after recovery, and its partition 0.
@@ -462,9 +471,9 @@ mod tests {
             write_all(&mut sink, &[epoch]);
             apply(&pre_commit(&mut sink, epoch));
         }
-        SinkFactory::<u64>::recover(&f, Some(2)).unwrap();
+        SinkFactory::<u64>::recover(&f, &restoring(Some(2))).unwrap();
         assert_eq!(read_committed(dir.path()).unwrap(), ["1", "2"]);
-        SinkFactory::<u64>::recover(&f, None).unwrap();
+        SinkFactory::<u64>::recover(&f, &restoring(None)).unwrap();
         assert!(
             read_committed(dir.path()).unwrap().is_empty(),
             "a fresh start retracts all"

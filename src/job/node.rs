@@ -18,7 +18,7 @@ use weir_actors::{
     ActorStats, JobFailure, JobSupervisor, MailboxGate, QueryState, SideOutput, WorkerPool,
 };
 
-use crate::connector::{CommitAction, DeadLetters, StopFlag};
+use crate::connector::{CommitAction, DeadLetters, SinkRecovery, StopFlag};
 use crate::metrics::{unique_stage_labels, JobMetrics, MeasuredStage, StateUsageSampler};
 use crate::status::{AttemptFeed, Edge, EdgeKind, JobState, JobStatus, StageKind, StatusBoard};
 
@@ -213,7 +213,7 @@ impl Node {
         }
 
         let checkpointing = opts.checkpoint.interval.is_some();
-        let (snapshots, _temporary) = match &opts.state_dir {
+        let (snapshots, temporary) = match &opts.state_dir {
             Some(dir) => (
                 Some(recovery::open_store(&recovery::snapshot_dir(dir))?),
                 None,
@@ -266,8 +266,15 @@ impl Node {
                     None
                 }
             };
+            let sink_recovery = SinkRecovery {
+                restored: restore.as_ref().map(|r| r.epoch),
+                state_dir: opts
+                    .state_dir
+                    .as_deref()
+                    .or(temporary.as_ref().map(|t| t.path())),
+            };
             for (_, plan) in &indexed {
-                plan.recover(restore.as_ref().map(|r| r.epoch))?;
+                plan.recover(&sink_recovery)?;
             }
             self.status.update(|j| {
                 j.attempt = restarts.restarts() + 1;

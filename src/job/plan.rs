@@ -15,7 +15,7 @@ use weir_actors::{
     QueryState, SideOutput, StageSupervisor, Task, WatermarkTracker, WorkerPool,
 };
 
-use crate::connector::{Source, SourceReader};
+use crate::connector::{SinkRecovery, Source, SourceReader};
 use crate::operator::queryable::QueryableStates;
 use crate::operator::{Chain, KeyedProcess};
 
@@ -94,7 +94,7 @@ pub trait StagePlan: Send {
     }
     /// Before a run: lets the stage's sink discard output staged by a run that did
     /// not complete its epoch.
-    fn recover(&self, restored: Option<u64>) -> Result<(), JobError>;
+    fn recover(&self, recovery: &SinkRecovery<'_>) -> Result<(), JobError>;
     /// Spawns the stage's actors; `downstream` is the next stage's `Vec<Mailbox<_>>`
     /// (or `()` when this stage ends in a sink). Called again for each restart.
     fn spawn(&self, env: &SpawnEnv<'_>, downstream: Box<dyn Any>) -> Result<Spawned, JobError>;
@@ -198,9 +198,9 @@ fn stage_name<In, C: Chain<In>, Ts: TerminalSpec<C::Out>>(
 fn recover_terminal<T, Ts: TerminalSpec<T>>(
     term: &Ts,
     stage: String,
-    restored: Option<u64>,
+    recovery: &SinkRecovery<'_>,
 ) -> Result<(), JobError> {
-    term.recover(restored)
+    term.recover(recovery)
         .map_err(|source| JobError::Sink { stage, source })
 }
 
@@ -257,8 +257,8 @@ where
         self.source.splits(parallelism)
     }
 
-    fn recover(&self, restored: Option<u64>) -> Result<(), JobError> {
-        recover_terminal(&self.term, self.name(), restored)
+    fn recover(&self, recovery: &SinkRecovery<'_>) -> Result<(), JobError> {
+        recover_terminal(&self.term, self.name(), recovery)
     }
 
     fn spawn(&self, env: &SpawnEnv<'_>, downstream: Box<dyn Any>) -> Result<Spawned, JobError> {
@@ -365,8 +365,8 @@ where
         true
     }
 
-    fn recover(&self, restored: Option<u64>) -> Result<(), JobError> {
-        recover_terminal(&self.term, self.name(), restored)
+    fn recover(&self, recovery: &SinkRecovery<'_>) -> Result<(), JobError> {
+        recover_terminal(&self.term, self.name(), recovery)
     }
 
     fn spawn(&self, env: &SpawnEnv<'_>, downstream: Box<dyn Any>) -> Result<Spawned, JobError> {
@@ -428,8 +428,8 @@ where
         false
     }
 
-    fn recover(&self, restored: Option<u64>) -> Result<(), JobError> {
-        recover_terminal(&self.term, self.name(), restored)
+    fn recover(&self, recovery: &SinkRecovery<'_>) -> Result<(), JobError> {
+        recover_terminal(&self.term, self.name(), recovery)
     }
 
     fn spawn(&self, env: &SpawnEnv<'_>, downstream: Box<dyn Any>) -> Result<Spawned, JobError> {

@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 
 use weir_actors::{Outbox, TaskError};
 
-use crate::connector::{Sink, SinkError, SinkFactory};
+use crate::connector::{Sink, SinkError, SinkFactory, SinkRecovery};
 use crate::operator::{Collector, Key};
 use crate::partition::{key_partition, owner_of, KeyEncodeError};
 use crate::record::Keyed;
@@ -44,7 +44,7 @@ pub trait TerminalSpec<T>: Send + 'static {
     fn describe(&self) -> String;
     /// Before a run: a transactional sink discards what a run that did not complete
     /// its epoch staged.
-    fn recover(&self, _restored: Option<u64>) -> Result<(), SinkError> {
+    fn recover(&self, _recovery: &SinkRecovery<'_>) -> Result<(), SinkError> {
         Ok(())
     }
     /// The terminal for `partition` of `parallelism`, feeding `downstream` actors.
@@ -138,8 +138,8 @@ impl<T: 'static, F: SinkFactory<T>> TerminalSpec<T> for SinkSpec<F> {
     fn describe(&self) -> String {
         format!("sink:{}", self.0.name())
     }
-    fn recover(&self, restored: Option<u64>) -> Result<(), SinkError> {
-        self.0.recover(restored)
+    fn recover(&self, recovery: &SinkRecovery<'_>) -> Result<(), SinkError> {
+        self.0.recover(recovery)
     }
     fn build(
         &self,

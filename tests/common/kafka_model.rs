@@ -6,9 +6,8 @@
 //! - `init_transactions` fences every older producer of the id (their calls fail)
 //!   and aborts the id's open transaction;
 //! - a fenced producer's commit fails;
-//! - a marker lookup cannot read past the partition's last stable offset: an open
-//!   transaction with a record in the partition makes it fail, as a real reader
-//!   would time out waiting;
+//! - a marker lookup reads up to the partition's last stable offset (the first
+//!   record of a transaction still open), as a real `read_committed` reader does;
 //! - a broker-side transaction timeout aborts the open transaction and fences its
 //!   producer.
 //!
@@ -22,7 +21,9 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use weir::connector::kafka::{KafkaOutput, KafkaSinkError, LogProducer, TransactionalLog};
+use weir::connector::kafka::{
+    KafkaOutput, KafkaSinkError, LogProducer, PartitionEnds, TransactionalLog,
+};
 
 /// An operation a fault can hit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -263,20 +264,55 @@ impl TransactionalLog for KafkaModel {
             .get(topic)
             .and_then(|t| t.get(&partition))
             .ok_or_else(|| err(format!("no partition {topic}/{partition}")))?;
-        if log
+        // A read_committed reader reads up to the last stable offset: the first
+        // record of a transaction still open.
+        let stable = log
             .iter()
-            .any(|e| e.txn.is_some_and(|t| s.txns[t] == TxnState::Open))
-        {
-            return Err(err(format!(
-                "{topic}/{partition}: an open transaction holds the last stable offset"
-            )));
-        }
-        Ok(log
+            .position(|e| e.txn.is_some_and(|t| s.txns[t] == TxnState::Open))
+            .unwrap_or(log.len());
+        Ok(log[..stable]
             .iter()
             .rev()
             .filter(|e| e.txn.is_none_or(|t| s.txns[t] == TxnState::Committed))
             .find(|e| e.record.key.as_deref() == Some(key))
             .and_then(|e| e.record.value.clone()))
+    }
+
+    fn newest_written(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &[u8],
+    ) -> Result<Option<(i64, Vec<u8>)>, KafkaSinkError> {
+        let s = lock(&self.state);
+        let log = s
+            .topics
+            .get(topic)
+            .and_then(|t| t.get(&partition))
+            .ok_or_else(|| err(format!("no partition {topic}/{partition}")))?;
+        Ok(log
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(_, e)| e.record.key.as_deref() == Some(key))
+            .map(|(offset, e)| (offset as i64, e.record.value.clone().unwrap_or_default())))
+    }
+
+    fn ends(&self, topic: &str, partition: i32) -> Result<PartitionEnds, KafkaSinkError> {
+        let s = lock(&self.state);
+        let log = s
+            .topics
+            .get(topic)
+            .and_then(|t| t.get(&partition))
+            .ok_or_else(|| err(format!("no partition {topic}/{partition}")))?;
+        let stable = log
+            .iter()
+            .position(|e| e.txn.is_some_and(|t| s.txns[t] == TxnState::Open))
+            .unwrap_or(log.len());
+        Ok(PartitionEnds {
+            high: log.len() as i64,
+            stable: stable as i64,
+        })
     }
 }
 

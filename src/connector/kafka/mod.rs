@@ -35,7 +35,7 @@ pub use position::KafkaPosition;
 pub use reader::KafkaReader;
 pub use sink::{
     transaction_counts, Delivery, KafkaCommit, KafkaOutput, KafkaSink, KafkaSinkError,
-    KafkaSinkPart, LogProducer, TransactionCounts, TransactionalLog,
+    KafkaSinkPart, LogProducer, PartitionEnds, TransactionCounts, TransactionalLog,
 };
 pub use start::{Fallback, StartMode};
 

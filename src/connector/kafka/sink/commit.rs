@@ -1,16 +1,20 @@
 //! The commit action of an exactly-once Kafka sink partition for one epoch, and how
 //! it is applied: commit the live transaction, or redo the epoch from its staged
-//! copy if the transaction is gone. See docs/exactly-once.md, "Kafka sink".
+//! copy if the transaction is gone, deciding which from durable facts only (the
+//! commit ledger, or a marker partition whose transactions have all ended). See
+//! docs/exactly-once.md, "Kafka sink".
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use super::error::KafkaSinkError;
+use super::ledger;
 use super::log::{LogProducer, TransactionalLog};
 use super::marker::CommitMarker;
+use super::output::KafkaOutput;
 use super::registry::{self, lock, Phase};
 use super::staged::{read_staged, remove_staged};
 
@@ -70,13 +74,36 @@ impl KafkaCommit {
         )
     }
 
+    /// The directory of the staged copy, where the partition's commit ledger
+    /// lives too.
+    fn staging_dir(&self) -> &Path {
+        self.staged.parent().unwrap_or_else(|| Path::new("."))
+    }
+
+    /// Records the epoch committed in the ledger, then deletes its staged copy: in
+    /// that order, so a staged copy is gone only once a durable local fact says
+    /// its transaction committed.
+    fn settle_locally(&self) -> Result<(), KafkaSinkError> {
+        ledger::record_committed(self.staging_dir(), self.partition, self.epoch)?;
+        remove_staged(&self.staged)
+    }
+
+    /// Whether the partition's ledger already says this epoch committed.
+    fn known_committed(&self) -> Result<bool, KafkaSinkError> {
+        Ok(
+            ledger::committed_through(self.staging_dir(), self.partition)?
+                .is_some_and(|through| through >= self.epoch),
+        )
+    }
+
     /// Makes the epoch's output visible, exactly once: doing it again after it
     /// succeeded (or after a crash part way) is safe.
     ///
     /// Fast path: a producer of this process holds the transaction pre-committed
-    /// for this epoch: commit it. If that commit fails (e.g. the broker aborted the
-    /// transaction when `transaction.timeout.ms` expired), or no producer of this
-    /// process holds the transaction (a redo after a restart), [`redo`](Self::redo).
+    /// for this epoch: commit it, record the commit in the ledger, delete the
+    /// staged copy. If that commit fails (e.g. the broker aborted the transaction
+    /// when `transaction.timeout.ms` expired), or no producer of this process holds
+    /// the transaction (a redo after a restart), [`redo`](Self::redo).
     pub fn apply(&self) -> Result<(), KafkaSinkError> {
         let Some(slot) = registry::live(&self.transactional_id) else {
             return self.redo().map(drop);
@@ -92,7 +119,7 @@ impl KafkaCommit {
                     slot.phase = Phase::Idle;
                     slot.committed_through = Some(self.epoch);
                     registry::count_commit(&self.sink);
-                    return remove_staged(&self.staged);
+                    return self.settle_locally();
                 }
                 Err(error) => {
                     tracing::warn!(id = %self.transactional_id, epoch = self.epoch, %error,
@@ -105,7 +132,7 @@ impl KafkaCommit {
                 }
             }
         } else if slot.committed_through >= Some(self.epoch) {
-            return remove_staged(&self.staged);
+            return self.settle_locally();
         }
         let producer = self.redo()?;
         slot.producer = Some(producer);
@@ -114,13 +141,22 @@ impl KafkaCommit {
         Ok(())
     }
 
-    /// The slow path. Fences the transactional id (which aborts its half-done
-    /// transaction, if any) and the other writers of the marker partition that no
-    /// producer of this process holds; reads the marker partition as a
-    /// `read_committed` consumer; if this id's newest committed marker is of this
-    /// epoch or later, the transaction committed: nothing to do. Otherwise produces
-    /// the staged copy and the marker again in a new transaction and commits it.
-    /// Then deletes the staged copy. Returns the producer, fenced-in and idle.
+    /// The slow path, deciding from durable facts only:
+    ///
+    /// 1. Fences the transactional id (which ends its half-done transaction, if
+    ///    any) and the other writers of the marker partition that no producer of
+    ///    this process holds.
+    /// 2. If the partition's ledger says the epoch committed, that is the answer:
+    ///    the broker is not asked.
+    /// 3. Otherwise the staged copy must still be there (it is deleted only after
+    ///    the ledger records the commit). The id's marker is made to settle (see
+    ///    [`settle`](Self::settle)): the transaction that wrote it has ended. Only
+    ///    then is a missing committed marker evidence that the transaction did not
+    ///    commit, and the epoch is produced again from its staged copy in a new
+    ///    transaction.
+    /// 4. The commit is recorded in the ledger, then the staged copy deleted.
+    ///
+    /// Returns the producer, fenced-in and idle.
     pub fn redo(&self) -> Result<Box<dyn LogProducer>, KafkaSinkError> {
         let log = self.log();
         let mut producer = log.producer(Some(&self.transactional_id))?;
@@ -130,9 +166,29 @@ impl KafkaCommit {
                 log.producer(Some(other))?.init_transactions()?;
             }
         }
-        if self.committed(log.as_ref())? {
+        if self.known_committed()? {
             remove_staged(&self.staged)?;
             return Ok(producer);
+        }
+        self.settle(log.as_ref(), producer.as_mut())?;
+        if self.committed(log.as_ref())? {
+            self.settle_locally()?;
+            return Ok(producer);
+        }
+        if !self.staged.exists() {
+            return Err(KafkaSinkError::Invalid(format!(
+                "epoch {} of {}: no committed marker in {}/{}, no entry in the commit \
+                 ledger {}, and no staged copy {}: the staging directory was lost or \
+                 changed since the epoch completed, so its output cannot be produced again",
+                self.epoch,
+                self.transactional_id,
+                self.marker_topic,
+                self.marker_partition,
+                self.staging_dir()
+                    .join(ledger::ledger_name(self.partition))
+                    .display(),
+                self.staged.display()
+            )));
         }
         let records = read_staged(&self.staged, self.epoch).map_err(|e| {
             KafkaSinkError::Invalid(format!(
@@ -153,8 +209,76 @@ impl KafkaCommit {
         registry::count_commit(&self.sink);
         tracing::info!(id = %self.transactional_id, epoch = self.epoch, records = records.len(),
             "kafka sink: produced a completed epoch again from its staged copy");
-        remove_staged(&self.staged)?;
+        self.settle_locally()?;
         Ok(producer)
+    }
+
+    /// Waits until the transaction that wrote this id's newest marker has ended,
+    /// so that a `read_committed` reader's view of it is final.
+    ///
+    /// First commits one small transaction of the (fenced-in) `producer` to the
+    /// marker partition: a tombstone keyed `<id>.settle`, which marker lookups
+    /// ignore and compaction removes. On Apache Kafka it changes nothing that
+    /// matters; on brokers that complete a committed or aborted transaction only
+    /// once the earlier transactions on its partitions have ended (Tansu 0.6), the
+    /// end of this one completes those the fences ended (docs/kafka.md, "Tansu").
+    ///
+    /// Then finds the newest marker record of this id as a `read_uncommitted`
+    /// reader sees it (whatever its transaction's fate). None, or one of an earlier
+    /// epoch: this epoch's transaction never wrote its marker, so it cannot have
+    /// committed, and nothing need be waited for. Otherwise waits, up to the sink's
+    /// timeout, for the last stable offset to pass that record; if it does not,
+    /// this is [`KafkaSinkError::Unsettled`], never a guess.
+    fn settle(
+        &self,
+        log: &dyn TransactionalLog,
+        producer: &mut dyn LogProducer,
+    ) -> Result<(), KafkaSinkError> {
+        producer.begin()?;
+        producer.send(
+            &self.marker_topic,
+            &KafkaOutput {
+                key: Some(format!("{}.settle", self.transactional_id).into_bytes()),
+                value: None,
+                partition: Some(self.marker_partition),
+                ..KafkaOutput::default()
+            },
+        )?;
+        producer.commit()?;
+        let at = format!("{}/{}", self.marker_topic, self.marker_partition);
+        let Some((offset, value)) = log.newest_written(
+            &self.marker_topic,
+            self.marker_partition,
+            self.transactional_id.as_bytes(),
+        )?
+        else {
+            return Ok(());
+        };
+        if CommitMarker::decode(&value, &format!("{at}@{offset}"))?.epoch < self.epoch {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let timeout = Duration::from_millis(self.timeout_ms);
+        let mut pause = Duration::from_millis(5);
+        loop {
+            let ends = log.ends(&self.marker_topic, self.marker_partition)?;
+            if ends.stable > offset {
+                return Ok(());
+            }
+            if started.elapsed() >= timeout {
+                return Err(KafkaSinkError::Unsettled {
+                    transactional_id: self.transactional_id.clone(),
+                    epoch: self.epoch,
+                    topic: self.marker_topic.clone(),
+                    partition: self.marker_partition,
+                    stable: ends.stable,
+                    high: offset + 1,
+                    waited_ms: started.elapsed().as_millis() as u64,
+                });
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(200));
+        }
     }
 
     /// Whether this id's newest committed marker is of this epoch or later. Markers

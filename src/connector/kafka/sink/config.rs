@@ -2,7 +2,7 @@
 //! from them.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The delivery guarantee of a [`KafkaSink`](super::KafkaSink).
@@ -23,9 +23,10 @@ pub enum Delivery {
 pub const DEFAULT_POOL: u32 = 3;
 /// The default bound on a broker call (flush, commit, init, lookups).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-/// The directory staged copies go under by default (relative to the working
-/// directory), each sink in a subdirectory named by its id.
-pub const DEFAULT_STAGING: &str = "weir-kafka-staging";
+/// The directory staged copies and commit ledgers go under by default, inside the
+/// job's state directory (under the system's temporary directory for a job that
+/// keeps none), each sink in a subdirectory named by its id.
+pub const DEFAULT_STAGING: &str = "kafka-staging";
 
 /// The shared settings of a sink.
 #[derive(Debug, Clone)]
@@ -49,11 +50,23 @@ impl SinkConfig {
         format!("{}-p{partition}-s{slot}", self.id)
     }
 
-    /// Where this sink's staged copies live.
+    /// The staging directory for a run of a job whose state directory is
+    /// `state_dir`: the one set on the sink, or [`DEFAULT_STAGING`] inside the
+    /// state directory, or inside the system's temporary directory for a job that
+    /// keeps none. Made absolute, so a commit action recorded in a snapshot still
+    /// finds its staged copy after a restart from another working directory.
+    pub fn staging_base(&self, state_dir: Option<&Path>) -> PathBuf {
+        let base = match (&self.staging, state_dir) {
+            (Some(dir), _) => dir.clone(),
+            (None, Some(state)) => state.join(DEFAULT_STAGING),
+            (None, None) => std::env::temp_dir().join(format!("weir-{DEFAULT_STAGING}")),
+        };
+        std::path::absolute(&base).unwrap_or(base)
+    }
+
+    /// Where this sink's staged copies and ledgers live: `<staging>/<id>` (see
+    /// [`staging_base`](Self::staging_base); resolved before each run).
     pub fn staging_dir(&self) -> PathBuf {
-        self.staging
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_STAGING))
-            .join(&self.id)
+        self.staging_base(None).join(&self.id)
     }
 }

@@ -44,6 +44,32 @@ pub enum KafkaSinkError {
         #[source]
         error: FrameError,
     },
+    /// A redo cannot decide yet whether an epoch's transaction committed: the
+    /// marker partition holds a transaction that has not ended. The sink never
+    /// reads that as "not committed"; the job fails and its restart strategy tries
+    /// again.
+    #[error(
+        "kafka sink: cannot tell yet whether epoch {epoch} of {transactional_id} committed: \
+         the last stable offset of {topic}/{partition} stayed at {stable}, short of {high} \
+         (one past its marker record), for {waited_ms} ms: its transaction, or an earlier \
+         one there, has not ended"
+    )]
+    Unsettled {
+        /// The transactional id whose epoch is being redone.
+        transactional_id: String,
+        /// The epoch.
+        epoch: u64,
+        /// The marker topic.
+        topic: String,
+        /// The marker partition.
+        partition: i32,
+        /// Its last stable offset when the wait gave up.
+        stable: i64,
+        /// The offset it had to reach: one past the id's newest marker record.
+        high: i64,
+        /// How long the redo waited.
+        waited_ms: u64,
+    },
     /// The sink is configured in a way that cannot work, or its state contradicts
     /// itself (what and why in the message).
     #[error("kafka sink: {0}")]

@@ -31,6 +31,9 @@ pub enum FrameKind {
     StagedEnd = 2,
     /// A commit marker (the value of a marker-topic record).
     Marker = 3,
+    /// A sink partition's commit ledger: the newest epoch whose transaction is
+    /// known committed (see [`ledger`](super::ledger)).
+    Ledger = 4,
 }
 
 /// Why a frame could not be read or written.

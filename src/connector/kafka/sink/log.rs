@@ -31,6 +31,30 @@ pub trait TransactionalLog: Send + Sync + 'static {
         partition: i32,
         key: &[u8],
     ) -> Result<Option<Vec<u8>>, KafkaSinkError>;
+    /// The offset and value of the newest record with key `key` in
+    /// `topic`/`partition` that a `read_uncommitted` reader sees: every record
+    /// written, whether its transaction is open, committed or aborted.
+    fn newest_written(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &[u8],
+    ) -> Result<Option<(i64, Vec<u8>)>, KafkaSinkError>;
+    /// The two ends of `topic`/`partition`: where every record written so far ends,
+    /// and where what a `read_committed` reader may see ends.
+    fn ends(&self, topic: &str, partition: i32) -> Result<PartitionEnds, KafkaSinkError>;
+}
+
+/// The ends of one partition, as offsets one past the last record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionEnds {
+    /// The high watermark: the end of every record written (a `read_uncommitted`
+    /// reader's end).
+    pub high: i64,
+    /// The last stable offset: the end below which every transaction has ended (a
+    /// `read_committed` reader's end). An open transaction holds it back at its
+    /// first record.
+    pub stable: i64,
 }
 
 /// One producer. Errors say what was being done.

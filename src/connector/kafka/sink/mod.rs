@@ -8,7 +8,8 @@
 //! - [`config`]: the delivery modes and the shared settings.
 //! - [`log`]: the broker interaction as a trait; [`rdkafka_log`] implements it.
 //! - [`frame`]: the versioned, checksummed envelope of markers and staged copies.
-//! - [`marker`]: commit markers; [`staged`]: staged copies.
+//! - [`marker`]: commit markers; [`staged`]: staged copies; [`ledger`]: the local
+//!   record of the newest committed epoch of each sink partition.
 //! - [`registry`]: live producers, installed logs and transaction counters.
 //! - [`exactly_once`], [`at_least_once`]: the partition sinks.
 //! - [`commit`]: the commit action and its redo.
@@ -22,6 +23,7 @@ pub mod config;
 pub mod error;
 pub mod exactly_once;
 pub mod frame;
+pub mod ledger;
 pub mod log;
 pub mod marker;
 pub mod output;
@@ -29,8 +31,8 @@ pub mod rdkafka_log;
 pub mod registry;
 pub mod staged;
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use at_least_once::AtLeastOncePart;
@@ -38,13 +40,13 @@ pub use commit::KafkaCommit;
 pub use config::{Delivery, DEFAULT_POOL, DEFAULT_STAGING, DEFAULT_TIMEOUT};
 pub use error::KafkaSinkError;
 pub use exactly_once::ExactlyOncePart;
-pub use log::{LogProducer, TransactionalLog};
+pub use log::{LogProducer, PartitionEnds, TransactionalLog};
 pub use output::KafkaOutput;
 pub use registry::{transaction_counts, TransactionCounts};
 
 use config::SinkConfig;
 
-use crate::connector::sink::{CommitAction, Sink, SinkError, SinkFactory};
+use crate::connector::sink::{CommitAction, Sink, SinkError, SinkFactory, SinkRecovery};
 
 /// A Kafka sink writing the records of a job's last stage to one topic, each made
 /// into a [`KafkaOutput`] by `F`.
@@ -64,6 +66,9 @@ use crate::connector::sink::{CommitAction, Sink, SinkError, SinkFactory};
 pub struct KafkaSink<F> {
     config: Arc<SinkConfig>,
     format: F,
+    /// The job's state directory, learnt in [`SinkFactory::recover`] before each
+    /// run: the default home of staged copies.
+    state_dir: Arc<Mutex<Option<PathBuf>>>,
 }
 
 impl<F: Clone> Clone for KafkaSink<F> {
@@ -71,6 +76,7 @@ impl<F: Clone> Clone for KafkaSink<F> {
         KafkaSink {
             config: self.config.clone(),
             format: self.format.clone(),
+            state_dir: self.state_dir.clone(),
         }
     }
 }
@@ -95,6 +101,7 @@ impl<F> KafkaSink<F> {
                 timeout: DEFAULT_TIMEOUT,
             }),
             format,
+            state_dir: Arc::default(),
         }
     }
 
@@ -130,10 +137,11 @@ impl<F> KafkaSink<F> {
         self.edit(|c| c.marker_topic = topic)
     }
 
-    /// The directory staged copies go under (default [`DEFAULT_STAGING`] in the
-    /// working directory). Put it on durable storage that survives the process,
-    /// like the state directory: a lost staged copy can lose a completed epoch's
-    /// output if a crash also loses its transaction.
+    /// The directory staged copies and commit ledgers go under (default
+    /// [`DEFAULT_STAGING`] inside the job's state directory). Put it on durable
+    /// storage that survives the process, like the state directory, and keep it
+    /// with the state directory: a redo refuses to guess when both the staged copy
+    /// and the ledger of a completed epoch are gone.
     pub fn staging_dir(self, dir: impl Into<PathBuf>) -> Self {
         let dir = dir.into();
         self.edit(|c| c.staging = Some(dir))
@@ -189,6 +197,18 @@ impl<F> KafkaSink<F> {
     /// The transactions this sink committed and aborted in this process.
     pub fn transaction_counts(&self) -> Arc<TransactionCounts> {
         registry::transaction_counts(&self.config.id)
+    }
+
+    /// The configuration with the staging directory resolved for this run.
+    fn resolved(&self) -> Arc<SinkConfig> {
+        let state_dir = self
+            .state_dir
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        let mut config = (*self.config).clone();
+        config.staging = Some(config.staging_base(state_dir.as_deref()));
+        Arc::new(config)
     }
 
     fn log(&self) -> Arc<dyn TransactionalLog> {
@@ -257,7 +277,7 @@ where
                 self.format.clone(),
             )),
             Delivery::ExactlyOnce => KafkaSinkPart::ExactlyOnce(Box::new(ExactlyOncePart::new(
-                self.config.clone(),
+                self.resolved(),
                 log,
                 self.format.clone(),
                 partition,
@@ -266,22 +286,34 @@ where
         })
     }
 
-    /// Exactly-once: deletes every staged copy left. The engine has redone the
-    /// restored epoch's actions (which delete theirs), so what is left belongs to
-    /// epochs that never completed. Open transactions a crashed run left are
-    /// aborted when [`create`](SinkFactory::create) fences their ids.
-    fn recover(&self, _restored: Option<u64>) -> Result<(), SinkError> {
+    /// Exactly-once: deletes every staged copy left, and winds the commit ledgers
+    /// back to the restored epoch (deletes them for a run from the beginning). The
+    /// engine has redone the restored epoch's actions (which delete their staged
+    /// copies), so what is left belongs to epochs that never completed, and every
+    /// epoch up to the restored one is committed. Open transactions a crashed run
+    /// left are aborted when [`create`](SinkFactory::create) fences their ids.
+    fn recover(&self, recovery: &SinkRecovery<'_>) -> Result<(), SinkError> {
+        *self
+            .state_dir
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            recovery.state_dir.map(Path::to_path_buf);
         if self.config.delivery == Delivery::AtLeastOnce {
             return Ok(());
         }
-        let dir = self.config.staging_dir();
+        let restored = recovery.restored;
+        let dir = self.resolved().staging_dir();
         let io = |what: &'static str, path: PathBuf| {
             move |source| SinkError::from(KafkaSinkError::Staging { what, path, source })
         };
         std::fs::create_dir_all(&dir).map_err(io("creating", dir.clone()))?;
         for entry in std::fs::read_dir(&dir).map_err(io("listing", dir.clone()))? {
             let path = entry.map_err(io("listing", dir.clone()))?.path();
-            staged::remove_staged(&path)?;
+            if ledger::is_ledger(&path) {
+                ledger::rewind(&path, restored)?;
+            } else {
+                staged::remove_staged(&path)?;
+            }
         }
         Ok(())
     }

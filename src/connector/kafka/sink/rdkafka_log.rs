@@ -14,7 +14,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::error::KafkaSinkError;
-use super::log::{LogProducer, TransactionalLog};
+use super::log::{LogProducer, PartitionEnds, TransactionalLog};
 use super::output::KafkaOutput;
 use crate::connector::kafka::settings::layered;
 
@@ -66,15 +66,23 @@ impl RdKafkaLog {
     }
 
     fn reader(&self) -> Result<BaseConsumer, KafkaSinkError> {
-        layered(
+        self.reader_with("read_committed")
+    }
+
+    /// A marker reader at `isolation` (`read_committed` for lookups;
+    /// `read_uncommitted` only to learn the high watermark).
+    fn reader_with(&self, isolation: &str) -> Result<BaseConsumer, KafkaSinkError> {
+        let mut config = layered(
             &[],
             &self.settings,
             &[("bootstrap.servers", self.bootstrap.as_str())],
             MARKER_READER_REQUIRED,
             "kafka sink marker reader",
-        )
-        .create()
-        .map_err(|e| KafkaSinkError::client("creating the marker reader", e))
+        );
+        config.set("isolation.level", isolation);
+        config
+            .create()
+            .map_err(|e| KafkaSinkError::client("creating the marker reader", e))
     }
 
     fn partition_count(&self, topic: &str) -> Result<Option<i32>, KafkaSinkError> {
@@ -172,13 +180,58 @@ impl TransactionalLog for RdKafkaLog {
         }
     }
 
+    fn ends(&self, topic: &str, partition: i32) -> Result<PartitionEnds, KafkaSinkError> {
+        let end = |isolation: &str| -> Result<i64, KafkaSinkError> {
+            self.reader_with(isolation)?
+                .fetch_watermarks(topic, partition, self.timeout)
+                .map(|(_, high)| high)
+                .map_err(|e| {
+                    KafkaSinkError::client(
+                        format!("fetching the {isolation} end of {topic}/{partition}"),
+                        e,
+                    )
+                })
+        };
+        // The stable end first: read the other way round, a transaction ending in
+        // between could make the stable end pass the high one read before it.
+        let stable = end("read_committed")?;
+        let high = end("read_uncommitted")?;
+        Ok(PartitionEnds { high, stable })
+    }
+
     fn newest_committed(
         &self,
         topic: &str,
         partition: i32,
         key: &[u8],
     ) -> Result<Option<Vec<u8>>, KafkaSinkError> {
-        let reader = self.reader()?;
+        Ok(self
+            .newest_with_key(topic, partition, key, "read_committed")?
+            .map(|(_, value)| value))
+    }
+
+    fn newest_written(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &[u8],
+    ) -> Result<Option<(i64, Vec<u8>)>, KafkaSinkError> {
+        self.newest_with_key(topic, partition, key, "read_uncommitted")
+    }
+}
+
+impl RdKafkaLog {
+    /// The offset and value of the newest record keyed `key` that a reader at
+    /// `isolation` sees in `topic`/`partition`, reading backwards from its end in
+    /// windows.
+    fn newest_with_key(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &[u8],
+        isolation: &str,
+    ) -> Result<Option<(i64, Vec<u8>)>, KafkaSinkError> {
+        let reader = self.reader_with(isolation)?;
         let at = || format!("{topic}/{partition}");
         let (low, high) = reader
             .fetch_watermarks(topic, partition, self.timeout)
@@ -201,7 +254,10 @@ impl TransactionalLog for RdKafkaLog {
                             break;
                         }
                         if message.key() == Some(key) {
-                            newest = Some(message.payload().unwrap_or_default().to_vec());
+                            newest = Some((
+                                message.offset(),
+                                message.payload().unwrap_or_default().to_vec(),
+                            ));
                         }
                         if message.offset() + 1 >= end {
                             break;
