@@ -100,7 +100,9 @@ impl Node {
         })
     }
 
-    /// Replaces the processing-time clock (for tests of state TTL).
+    /// Replaces the processing-time clock: what state TTL, processing-time timers
+    /// and windows, and `KeyedContext::processing_time` read (for deterministic
+    /// tests, with a [`weir_actors::state::ManualClock`]).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
