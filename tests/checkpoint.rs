@@ -187,14 +187,19 @@ fn a_savepoint_restores_at_another_parallelism_with_the_same_output() {
         let state = root.path().join(format!("state-{p1}-{p2}"));
         let (tx, rx) = std::sync::mpsc::channel();
         let (reply_tx, reply_rx) = std::sync::mpsc::channel();
-        let asker = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(60));
-            tx.send(SavepointCommand {
-                stop: true,
-                reply: Some(reply_tx),
-            })
-            .unwrap();
-            reply_rx.recv().unwrap()
+        // Stop with a savepoint once a quarter of the input was read (the source is
+        // paced, so most of it is still to come when the savepoint completes).
+        let mut ask = Some((tx, reply_tx));
+        let observer: weir::job::node::Observer = Box::new(move |live| {
+            if live.records_read() >= N / 4 {
+                if let Some((tx, reply)) = ask.take() {
+                    tx.send(SavepointCommand {
+                        stop: true,
+                        reply: Some(reply),
+                    })
+                    .unwrap();
+                }
+            }
         });
         let node = Node::new(options(&state, p1)).unwrap();
         let first = node
@@ -202,11 +207,16 @@ fn a_savepoint_restores_at_another_parallelism_with_the_same_output() {
                 job(&out, Faults::default(), Faults::default()),
                 RunControl {
                     savepoints: Some(rx),
+                    observer: Some(observer),
+                    observe_every: Some(Duration::from_millis(5)),
                     ..Default::default()
                 },
             )
             .unwrap();
-        let savepoint: PathBuf = asker.join().unwrap().expect("savepoint taken");
+        let savepoint: PathBuf = reply_rx
+            .recv()
+            .expect("the savepoint was asked for")
+            .expect("savepoint taken");
         assert_eq!(first.savepoint.as_ref(), Some(&savepoint));
         let partial = read_committed(&out).unwrap().len() as u64;
         assert!(partial < N, "stopped early ({partial} of {N} committed)");
