@@ -2,8 +2,9 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use weir::connector::{ReadStatus, SourceError};
@@ -12,6 +13,7 @@ use weir::prelude::*;
 use weir::window::{Session, Sliding, Tumbling, WindowResult};
 
 use common::events::{time, Count, Events, EventsReader};
+use weir_actors::state::{Clock, ManualClock};
 
 type Rows = CollectSink<WindowResult<u64, u64>>;
 
@@ -265,39 +267,37 @@ fn an_idle_split_does_not_stall_the_watermark() {
         stop: Some(stop.clone()),
     };
     let time = time(0).with_idleness(Duration::from_millis(30));
-    // Each window result is stamped with the wall-clock time it was emitted at.
-    let rows = CollectSink::<(WindowResult<u64, u64>, i64)>::new();
+    let rows = common::LiveSink::<WindowResult<u64, u64>>::new();
     let job = Job::new("idle")
         .source_with_time(source, time)
         .filter(|e: &(u64, i64)| e.0 != 99)
         .key_by(|e: &(u64, i64)| e.0)
         .window(Tumbling::of(Duration::from_millis(100)).unwrap())
         .aggregate(Count)
-        .map(|r: WindowResult<u64, u64>| (r, weir::time::processing_time_ms()))
         .sink(rows.clone());
-    let started = weir::time::processing_time_ms();
     let control = RunControl {
-        stop: Some(stop),
-        duration: Some(Duration::from_millis(1_500)),
+        stop: Some(stop.clone()),
         ..Default::default()
     };
-    Node::new(EngineOptions::for_tests(2))
-        .unwrap()
-        .run_with(job, control)
-        .unwrap();
+    let run = std::thread::spawn(move || {
+        Node::new(EngineOptions::for_tests(2))
+            .unwrap()
+            .run_with(job, control)
+            .unwrap()
+    });
+    // Windows [0,100), [100,200), [200,300) and [300,400) fire on the watermark 399
+    // once split 1 is idle, while the input is still open: the input ends only once
+    // they have. Without idleness the watermark (the minimum over both splits) would
+    // not move until the end, and this wait would time out.
+    common::wait_until("every window fired while the input is open", || {
+        rows.items().len() == 4
+    });
+    stop.stop();
+    run.join().expect("the job ran");
     let rows = rows.items();
     assert_eq!(rows.len(), 4, "{rows:?}");
-    // Windows [0,100), [100,200), [200,300) and [300,400) fire on the watermark 399
-    // once split 1 is idle, long before the input ends at 1.5 s. Without idleness
-    // the watermark (the minimum over both splits) would not move until the end.
-    let early = rows
-        .iter()
-        .filter(|(_, emitted)| *emitted < started + 1_000)
-        .count();
-    assert!(
-        early >= 3,
-        "only {early} windows fired before the input ended: {rows:?}"
-    );
+    let starts: BTreeSet<i64> = rows.iter().map(|r| r.window.start).collect();
+    assert_eq!(starts, BTreeSet::from([0, 100, 200, 300]), "{rows:?}");
 }
 
 /// Registers a timer at `ts + 10` for each record and emits (key, fire time) when it
@@ -387,10 +387,12 @@ fn w2_at_small_n_passes_its_check() {
 }
 
 /// Registers a processing-time timer 30 ms after the first record of each key and
-/// emits `(key, timer time, registration time, actual firing time)` when it fires.
+/// emits `(key, timer time, registration time, actual firing time)` when it fires;
+/// notes each key whose timer it registered in `registered_keys`.
 #[derive(Clone, Default)]
 struct WallTimers {
     registered: Option<ValueHandle<i64>>,
+    registered_keys: Arc<Mutex<BTreeSet<u64>>>,
 }
 
 impl KeyedProcess for WallTimers {
@@ -414,6 +416,9 @@ impl KeyedProcess for WallTimers {
         if state.value()?.is_none() {
             state.set(now)?;
             ctx.register_processing_timer(now + 30)?;
+            if let Ok(mut keys) = self.registered_keys.lock() {
+                keys.insert(*ctx.key());
+            }
         }
         Ok(())
     }
@@ -436,36 +441,66 @@ impl KeyedProcess for WallTimers {
     }
 }
 
+/// Processing time in these tests starts here (a multiple of every window size), on
+/// a clock the test moves by hand.
+const CLOCK_START: u64 = 1_000_000;
+
+/// Runs `job` on a node whose processing-time clock is `clock`, on a thread of its
+/// own, with `observer` called every 5 ms.
+fn run_on_clock(
+    job: Job,
+    clock: &ManualClock,
+    stop: &StopFlag,
+    observer: Option<weir::job::node::Observer>,
+) -> std::thread::JoinHandle<JobReport> {
+    let clock: Arc<dyn weir_actors::state::Clock> = Arc::new(clock.clone());
+    let control = RunControl {
+        stop: Some(stop.clone()),
+        observer,
+        observe_every: Some(Duration::from_millis(5)),
+        ..Default::default()
+    };
+    std::thread::spawn(move || {
+        Node::new(EngineOptions::for_tests(2))
+            .unwrap()
+            .with_clock(clock)
+            .run_with(job, control)
+            .unwrap()
+    })
+}
+
 #[test]
-fn processing_time_timers_fire_on_the_wall_clock_while_the_job_runs() {
+fn processing_time_timers_fire_by_the_node_clock_while_the_job_runs() {
+    let clock = ManualClock::new(CLOCK_START);
+    let start = CLOCK_START as i64;
     let stop = StopFlag::new();
-    let fired = CollectSink::<(u64, i64, i64, i64)>::new();
+    let fired = common::LiveSink::<(u64, i64, i64, i64)>::new();
+    let timers = WallTimers::default();
+    let registered = timers.registered_keys.clone();
     let job = Job::new("wall-timers")
         .source(common::Trickle { stop: stop.clone() })
         .key_by(|x: &u64| x % 4)
-        .process(WallTimers::default())
+        .process(timers)
         .sink(fired.clone());
-    let control = RunControl {
-        stop: Some(stop),
-        duration: Some(Duration::from_millis(1_500)),
-        ..Default::default()
-    };
-    Node::new(EngineOptions::for_tests(2))
-        .unwrap()
-        .run_with(job, control)
-        .unwrap();
+    let run = run_on_clock(job, &clock, &stop, None);
+    common::wait_until("every key registered its timer", || {
+        registered.lock().unwrap().len() == 4
+    });
+    // The clock has not moved: no timer is due.
+    assert!(fired.items().is_empty(), "fired early: {:?}", fired.items());
+    // A timer for t fires once the clock has passed t.
+    clock.set(CLOCK_START + 31);
+    common::wait_until("every timer fired while the job runs", || {
+        fired.items().len() == 4
+    });
+    stop.stop();
+    run.join().expect("the job ran");
     let fired = fired.items();
     assert_eq!(fired.len(), 4, "one timer per key, each once: {fired:?}");
     for (key, at, registered, actual) in &fired {
+        assert_eq!(*registered, start, "key {key}");
         assert_eq!(*at, registered + 30, "key {key}");
-        assert!(*actual >= *at, "key {key} fired early: {actual} < {at}");
-        // The input ends after 1.5 s: a timer fired only then would be over 1.4 s
-        // late. The margin leaves room for a loaded machine.
-        assert!(
-            *actual < at + 700,
-            "key {key} fired {} ms late",
-            actual - at
-        );
+        assert_eq!(*actual, start + 31, "key {key} fired by the clock");
     }
 }
 
@@ -490,11 +525,14 @@ impl AggregateFn<u64> for CountU64 {
 }
 
 #[test]
-fn processing_time_windows_fire_by_the_wall_clock_and_count_every_record() {
+fn processing_time_windows_fire_by_the_node_clock_and_count_every_record() {
+    let clock = ManualClock::new(CLOCK_START);
+    let start = CLOCK_START as i64;
     let stop = StopFlag::new();
     let source = common::Trickle { stop: stop.clone() };
-    // Each result is stamped with the wall-clock time it was emitted at.
-    let rows = CollectSink::<(WindowResult<u64, u64>, i64)>::new();
+    // Each result is stamped with the processing time it was emitted at.
+    let rows = common::LiveSink::<(WindowResult<u64, u64>, i64)>::new();
+    let stamp = clock.clone();
     let job = Job::new("wall-windows")
         .source(source)
         .key_by(|x: &u64| x % 2)
@@ -504,18 +542,43 @@ fn processing_time_windows_fire_by_the_wall_clock_and_count_every_record() {
                 .processing_time(),
         )
         .aggregate(CountU64)
-        .map(|r: WindowResult<u64, u64>| (r, weir::time::processing_time_ms()))
+        .map(move |r: WindowResult<u64, u64>| (r, stamp.now_ms() as i64))
         .sink(rows.clone());
-    let started = weir::time::processing_time_ms();
-    let control = RunControl {
-        stop: Some(stop),
-        duration: Some(Duration::from_millis(1_500)),
-        ..Default::default()
-    };
-    let report = Node::new(EngineOptions::for_tests(2))
-        .unwrap()
-        .run_with(job, control)
-        .unwrap();
+    // Records the window stage received so far.
+    let windowed = Arc::new(AtomicU64::new(0));
+    let seen = windowed.clone();
+    let observer: weir::job::node::Observer =
+        Box::new(move |live: &weir::job::progress::LiveStats| {
+            seen.store(live.records_written(), Ordering::SeqCst);
+        });
+    let run = run_on_clock(job, &clock, &stop, Some(observer));
+    // Three windows' worth of processing time, each with records of both keys:
+    // each window of both keys fires once the clock reaches its end, while the
+    // job runs.
+    for step in 1..=3i64 {
+        let before = windowed.load(Ordering::SeqCst);
+        common::wait_until("the window stage received more records", || {
+            windowed.load(Ordering::SeqCst) >= before + 10
+        });
+        assert!(
+            rows.items()
+                .iter()
+                .all(|(r, _)| r.window.end < start + step * 100),
+            "a window fired before the clock reached its end: {:?}",
+            rows.items()
+        );
+        clock.set(CLOCK_START + step as u64 * 100);
+        common::wait_until("both keys' window fired", || {
+            rows.items()
+                .iter()
+                .filter(|(r, _)| r.window.end == start + step * 100)
+                .count()
+                == 2
+        });
+    }
+    let fired_while_running = rows.items();
+    stop.stop();
+    let report = run.join().expect("the job ran");
     let rows = rows.items();
     let total: u64 = rows.iter().map(|(r, _)| r.value).sum();
     assert_eq!(
@@ -523,33 +586,26 @@ fn processing_time_windows_fire_by_the_wall_clock_and_count_every_record() {
         report.records_read(),
         "every record is in exactly one window"
     );
-    let mut prompt = 0;
-    let mut seen = std::collections::BTreeSet::new();
-    for (r, emitted) in &rows {
+    let mut windows = BTreeSet::new();
+    for (r, _) in &rows {
         assert_eq!(r.window.end - r.window.start, 100);
         assert_eq!(r.window.start.rem_euclid(100), 0);
         assert!(
-            seen.insert((r.key, r.window.start)),
+            windows.insert((r.key, r.window.start)),
             "window {:?} fired twice",
             r.window
         );
-        // When the input ends, windows still open fire at once; the others only
-        // after they ended.
-        if r.window.end < started + 1_400 {
-            assert!(
-                *emitted > r.window.max_timestamp(),
-                "a window fired before it ended"
-            );
-        }
-        // Windows that ended well before the input did fire while it ran: within
-        // 500 ms of their end (waiting for the end of input would take longer).
-        if r.window.end < started + 800 && *emitted - r.window.max_timestamp() < 500 {
-            prompt += 1;
-        }
+        assert!(r.window.start >= start, "{r:?}");
     }
+    // While the job ran, a window fired only once the clock had passed it; the
+    // window still open when the input ended fired then (end of input).
+    for (r, emitted) in &fired_while_running {
+        assert!(*emitted > r.window.max_timestamp(), "{r:?} at {emitted}");
+    }
+    assert_eq!(fired_while_running.len(), 6, "{fired_while_running:?}");
     assert!(
-        prompt >= 4,
-        "only {prompt} windows fired promptly: {rows:?}"
+        rows.iter().all(|(r, _)| r.window.end <= start + 400),
+        "{rows:?}"
     );
 }
 

@@ -411,8 +411,9 @@ fn in_process_jobs_export_exact_counts_late_records_dead_letters_and_kafka_lag()
         .unwrap();
     assert_eq!(dead.count(), 1);
 
-    // A Kafka topic of two partitions, read for 1.5 s (long past its end) with
-    // librdkafka statistics every 100 ms.
+    // A Kafka topic of two partitions, read with librdkafka statistics every
+    // 100 ms until every record was read and both partitions' lag shows 0 (60 s at
+    // most).
     let mock = cluster();
     let bootstrap = mock.bootstrap_servers();
     mock.create_topic("lagging", 2, 1).unwrap();
@@ -436,9 +437,26 @@ fn in_process_jobs_export_exact_counts_late_records_dead_letters_and_kafka_lag()
         )
         .map(|r: weir::connector::kafka::KafkaRecord<String>| r.value)
         .sink(read.clone());
+    let (addr, ender) = (server.addr(), stop.clone());
     let control = RunControl {
         stop: Some(stop),
-        duration: Some(Duration::from_millis(1500)),
+        duration: Some(Duration::from_secs(60)),
+        observer: Some(Box::new(move |live| {
+            if ender.is_stopped() || live.records_read() < 40 {
+                return;
+            }
+            let scrape = Scrape::parse(&get(addr, "/metrics"));
+            let lag: Vec<f64> = scrape
+                .values("weir_kafka_consumer_lag_records")
+                .into_iter()
+                .filter(|s| s.labels["topic"] == "lagging")
+                .map(|s| s.value)
+                .collect();
+            if lag == [0.0, 0.0] {
+                ender.stop();
+            }
+        })),
+        observe_every: Some(Duration::from_millis(20)),
         ..Default::default()
     };
     Node::new(EngineOptions::for_tests(1))

@@ -12,6 +12,7 @@ use crate::message::{Deliver, Payload};
 use crate::outbox::Outbox;
 use crate::panic::{guarded, Failure};
 use crate::query::{QueryAnswer, QueryState};
+use crate::state::{Clock, SystemClock};
 use crate::stats::ActorStats;
 use crate::supervisor::{ActorEvent, ActorReport};
 use crate::task::{Pumped, Task};
@@ -54,12 +55,6 @@ struct Pump;
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Deadline;
-
-fn wall_clock_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
 
 /// Sends `msg` to the actor itself through its mailbox once `delay` has passed.
 ///
@@ -108,6 +103,8 @@ pub struct PartitionActor<T: Task> {
     idle: bool,
     /// The processing-time deadline a wake-up is scheduled for.
     wakeup: Option<(i64, SpawnHandle)>,
+    /// Processing time (the wall clock unless a test injects another).
+    clock: Arc<dyn Clock>,
     supervisor: Recipient<ActorReport>,
     stats: Arc<ActorStats>,
     /// Barrier alignment over the inputs.
@@ -147,6 +144,7 @@ impl<T: Task> PartitionActor<T> {
             phase: Phase::Running,
             idle: false,
             wakeup: None,
+            clock: Arc::new(SystemClock),
             supervisor,
             stats,
             aligner: Aligner::new(inputs as usize),
@@ -156,6 +154,21 @@ impl<T: Task> PartitionActor<T> {
             last_epoch: 0,
             sending: false,
         }
+    }
+
+    /// Reads processing time from `clock` instead of the wall clock (the node's
+    /// clock, which tests replace with a [`crate::state::ManualClock`]). The actor
+    /// wakes for its task's next deadline after the time `clock` says is left, and
+    /// reads `clock` again then: a clock moved by hand is noticed at the latest one
+    /// such delay later.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Processing time now, in ms since the Unix epoch.
+    fn now_ms(&self) -> i64 {
+        i64::try_from(self.clock.now_ms()).unwrap_or(i64::MAX)
     }
 
     /// Acknowledges snapshots to `coordinator` (epoch barriers, final snapshot).
@@ -261,7 +274,7 @@ impl<T: Task> PartitionActor<T> {
             }
             ctx.cancel_future(handle);
         }
-        let delay = u64::try_from(deadline.saturating_sub(wall_clock_ms())).unwrap_or(0);
+        let delay = u64::try_from(deadline.saturating_sub(self.now_ms())).unwrap_or(0);
         let handle = post_later(ctx, Deadline, std::time::Duration::from_millis(delay));
         self.wakeup = Some((deadline, handle));
     }
@@ -646,9 +659,10 @@ impl<T: Task> Handler<Deadline> for PartitionActor<T> {
             return self.done();
         }
         let started = Instant::now();
+        let now = self.now_ms();
         let task = &mut self.task;
         let out = &mut self.out;
-        let result = guarded(|| task.on_processing_time(wall_clock_ms(), out));
+        let result = guarded(|| task.on_processing_time(now, out));
         self.settle(started, result, ctx)
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
@@ -35,6 +35,16 @@ impl Handler<TriggerEpoch> for Actors {
 impl Handler<EpochComplete> for Actors {
     type Result = ();
     fn handle(&mut self, _: EpochComplete, _: &mut Context<Self>) {}
+}
+
+/// Waits until `done` holds, polling every 2 ms; fails after 10 s. (Tests wait on
+/// conditions, never for a fixed time.)
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        actix_rt::time::sleep(Duration::from_millis(2)).await;
+    }
 }
 
 fn ack(stage_index: u32, epoch: Option<u64>, commits: Vec<Vec<u8>>) -> Acknowledge {
@@ -97,16 +107,20 @@ fn a_final_snapshot_absorbed_by_an_abandoned_epoch_still_gets_committed() {
                 ((1, 0), actors.clone().recipient()),
             ],
         });
-        while triggered.lock().unwrap().is_empty() {
-            actix_rt::time::sleep(Duration::from_millis(2)).await;
-        }
+        wait_until("epoch 1 was triggered", || {
+            !triggered.lock().unwrap().is_empty()
+        })
+        .await;
         // The sink finishes during epoch 1: its final snapshot (naming its last
         // output) joins epoch 1, which then times out for want of the source.
         coordinator.do_send(ack(1, None, vec![b"publish the last part".to_vec()]));
-        actix_rt::time::sleep(Duration::from_millis(120)).await;
+        wait_until("epoch 1 was abandoned", || stats.failed() >= 1).await;
         // The source acknowledges epoch 1 late, then whatever came after, then ends.
         coordinator.do_send(ack(0, Some(1), Vec::new()));
-        actix_rt::time::sleep(Duration::from_millis(30)).await;
+        wait_until("an epoch after 1 was triggered", || {
+            triggered.lock().unwrap().len() > 1
+        })
+        .await;
         for epoch in triggered.lock().unwrap().clone().into_iter().skip(1) {
             coordinator.do_send(ack(0, Some(epoch), Vec::new()));
         }

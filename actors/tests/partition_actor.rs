@@ -3,7 +3,7 @@
 //! downstream mailboxes are full, and an actor finishes exactly once.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use weir_actors::checkpoint::{Acknowledge, TaskSnapshot, TriggerEpoch};
@@ -48,6 +48,36 @@ impl Handler<Deliver<u64>> for Slow {
             Payload::Marker(_) => seen.push(Seen::Other),
         }
         ctx.run_later(self.hold, move |_, _| drop(msg));
+    }
+}
+
+/// Answered by a [`Slow`] actor once it has handled every message queued before it
+/// (an actor's mailbox is first in, first out).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Drained;
+
+impl Handler<Drained> for Slow {
+    type Result = ();
+    fn handle(&mut self, _: Drained, _: &mut Context<Self>) {}
+}
+
+/// Waits until `done` holds, polling every 2 ms; fails after 10 s. (Tests wait on
+/// conditions, never for a fixed time.)
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        actix_rt::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Waits until `actor` has stopped, so it sends nothing more, then until each of
+/// `downstream` has handled everything it had been sent.
+async fn settle<A: Actor>(actor: &Addr<A>, downstream: &[Addr<Slow>]) {
+    wait_until("the actor stopped", || !actor.connected()).await;
+    for slow in downstream {
+        slow.send(Drained).await.expect("the downstream actor runs");
     }
 }
 
@@ -160,16 +190,19 @@ fn barriers_and_records_leave_a_backpressured_source_in_production_order() {
     let (acks, reports) = (collector.acks.clone(), collector.reports.clone());
     let epochs = system.block_on(async {
         let collector = collector.start();
-        let dests: Vec<Mailbox<u64>> = seen
+        let slows: Vec<Addr<Slow>> = seen
             .iter()
             .map(|s| {
-                let slow = Slow {
+                Slow {
                     seen: s.clone(),
                     hold: Duration::from_micros(300),
                 }
-                .start();
-                Mailbox::new(slow.recipient(), MailboxGate::new(1, 1))
+                .start()
             })
+            .collect();
+        let dests: Vec<Mailbox<u64>> = slows
+            .iter()
+            .map(|slow| Mailbox::new(slow.clone().recipient(), MailboxGate::new(1, 1)))
             .collect();
         let stats = Arc::new(ActorStats::new(MailboxGate::new(1, 1)));
         let source = PartitionActor::new(
@@ -189,7 +222,7 @@ fn barriers_and_records_leave_a_backpressured_source_in_production_order() {
             source.do_send(TriggerEpoch(epoch));
             actix_rt::time::sleep(Duration::from_millis(2)).await;
         }
-        actix_rt::time::sleep(Duration::from_millis(50)).await;
+        settle(&source, &slows).await;
         epoch
     });
     assert_eq!(
@@ -261,7 +294,10 @@ fn an_actor_whose_inputs_end_while_aligning_finishes_exactly_once() {
             2,
             Outbox::new(
                 0,
-                vec![Mailbox::new(slow.recipient(), MailboxGate::new(8, 1))],
+                vec![Mailbox::new(
+                    slow.clone().recipient(),
+                    MailboxGate::new(8, 1),
+                )],
                 4,
             ),
             collector.clone().recipient(),
@@ -269,7 +305,7 @@ fn an_actor_whose_inputs_end_while_aligning_finishes_exactly_once() {
         )
         .with_checkpoints(collector.clone().recipient())
         .start();
-        let input = Mailbox::new(relay.recipient(), gate);
+        let input = Mailbox::new(relay.clone().recipient(), gate);
         let send = |from: u32, payload: Payload<u64>| {
             assert!(input.try_send(from, payload).is_ok(), "a free slot");
         };
@@ -283,7 +319,8 @@ fn an_actor_whose_inputs_end_while_aligning_finishes_exactly_once() {
         send(0, Payload::Marker(Marker::EndOfInput));
         send(1, Payload::Batch(vec![10]));
         send(1, Payload::Marker(Marker::EndOfInput));
-        actix_rt::time::sleep(Duration::from_millis(100)).await;
+        wait_until("the relay reported", || !reports.lock().unwrap().is_empty()).await;
+        settle(&relay, &[slow]).await;
     });
     assert_eq!(
         *seen.lock().unwrap(),

@@ -100,7 +100,9 @@ impl Node {
         })
     }
 
-    /// Replaces the processing-time clock (for tests of state TTL).
+    /// Replaces the processing-time clock: what state TTL, processing-time timers
+    /// and windows, and `KeyedContext::processing_time` read (for deterministic
+    /// tests, with a [`weir_actors::state::ManualClock`]).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
@@ -208,6 +210,11 @@ impl Node {
         let stage_names: Vec<String> = indexed.iter().map(|(_, p)| p.name()).collect();
         let _state_usage = self.start_state_usage(&name, &indexed, &stage_names)?;
         self.publish_graph(&self.status, &name, &pipelines);
+        // One record of the run's checkpoints, across its attempts: the coordinators
+        // count into it, the checkpoint metrics are recorded from it, and the status
+        // API reads it.
+        let checkpoint_stats = Arc::new(CheckpointStats::default());
+        self.status.count_checkpoints(checkpoint_stats.clone());
         if control.savepoints.is_none() {
             control.savepoints = Some(self.status.savepoint_requests());
         }
@@ -301,6 +308,7 @@ impl Node {
                 first_epoch,
                 started,
                 poison: &poison,
+                checkpoints: &checkpoint_stats,
             };
             let attempt = system.block_on(self.attempt(setup, &mut control, &mut metrics));
             match attempt {
@@ -374,6 +382,7 @@ impl Node {
             first_epoch,
             started,
             poison,
+            checkpoints: checkpoint_stats,
         } = setup;
         let name = name.to_string();
         let opts = &self.options;
@@ -389,7 +398,6 @@ impl Node {
         let pool = WorkerPool::start(opts.workers);
         let (supervisor, outcome) = JobSupervisor::new(name.clone(), total);
         let job_addr = supervisor.start();
-        let checkpoint_stats = Arc::new(CheckpointStats::default());
         let mut meta = recovery::manifest_meta(opts.key_partitions, stage_names);
         // The source stages' split counts go into every manifest.
         for (index, plan) in pipelines.iter().flat_map(|p| p.plans.iter()).enumerate() {
@@ -463,11 +471,7 @@ impl Node {
             all: spawned.completes,
         });
         let stats = spawned.stats;
-        let mut feed = Some(AttemptFeed::new(
-            self.status.clone(),
-            checkpoint_stats.clone(),
-            opts.checkpoint.interval,
-        ));
+        let mut feed = Some(AttemptFeed::new(self.status.clone()));
         if let Some(feed) = feed.as_mut() {
             let live = LiveStats::read(attempt_started.elapsed(), &stats, main_len);
             feed.publish(&live, Some(JobState::Running));
@@ -534,7 +538,7 @@ impl Node {
                 .map(|(n, s)| StageSummary::from_snapshots(n, s))
                 .collect(),
             restarts: 0,
-            checkpoints: CheckpointSummary::read(&checkpoint_stats),
+            checkpoints: CheckpointSummary::read(checkpoint_stats),
             savepoint,
             restored_from: restore.map(|r| r.epoch),
         })
@@ -769,6 +773,8 @@ struct AttemptSetup<'a> {
     first_epoch: u64,
     started: Instant,
     poison: &'a PoisonBoard,
+    /// The run's checkpoint figures (every attempt counts into them).
+    checkpoints: &'a Arc<CheckpointStats>,
 }
 
 /// Whether a failure is one a restart may cure (an operator or a checkpoint), rather

@@ -153,8 +153,10 @@ fn spawn_tasks<T: Task>(
         let inputs = env.inputs;
         let s = actor_stats.clone();
         let acks = env.checkpoints.clone();
+        let clock = env.clock.clone();
         let addr = PartitionActor::start_in_arbiter(&env.pool.worker(i), move |_ctx| {
             PartitionActor::new(id, task, inputs, out, report_to, s)
+                .with_clock(clock)
                 .with_checkpoints(acks)
                 .with_restored_epoch(restored_epoch)
         });

@@ -46,7 +46,7 @@ pub struct JobReport {
     pub stages: Vec<StageSummary>,
     /// Restarts after failures (each from the last complete epoch).
     pub restarts: u32,
-    /// Checkpoints of the last attempt.
+    /// Checkpoints of the whole run, across its attempts (restarts).
     pub checkpoints: CheckpointSummary,
     /// The savepoint a stop-with-savepoint took, if the job stopped that way.
     pub savepoint: Option<std::path::PathBuf>,
@@ -77,17 +77,18 @@ pub struct CheckpointSummary {
 }
 
 impl CheckpointSummary {
-    /// Reads the coordinator's counters.
+    /// Reads the run's checkpoint figures (all at the same moment).
     pub fn read(stats: &weir_actors::checkpoint::CheckpointStats) -> Self {
+        let f = stats.figures();
         CheckpointSummary {
-            completed: stats.completed(),
-            failed: stats.failed(),
-            last_epoch: stats.last_epoch(),
-            last_duration: stats.last_duration(),
-            last_bytes: stats.last_bytes(),
-            last_alignment: stats.last_alignment(),
-            longest_duration: stats.longest_duration(),
-            largest_bytes: stats.largest_bytes(),
+            completed: f.completed,
+            failed: f.failed,
+            last_epoch: f.last_epoch,
+            last_duration: f.last_duration,
+            last_bytes: f.last_bytes,
+            last_alignment: f.last_alignment,
+            longest_duration: f.longest_duration,
+            largest_bytes: f.largest_bytes,
         }
     }
 }

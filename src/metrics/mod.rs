@@ -7,8 +7,11 @@
 //! recorder in place (once per process) and starts a [`MetricsServer`]. Without an
 //! installed recorder every metric call is a no-op, so library users and tests pay
 //! nothing. The status API reads the same counters through the node's status board
-//! (`crate::status`). docs/metrics.md lists every metric; [`catalogue::CATALOGUE`] is
-//! the same list in code.
+//! (`crate::status`), and never lags the metrics: the board gets each copy of the
+//! actors' counters before the publisher does, and the checkpoint metrics are
+//! recorded by [`weir_actors::checkpoint::CheckpointStats`] after it updated the
+//! figures the board reads. docs/metrics.md lists every metric;
+//! [`catalogue::CATALOGUE`] is the same list in code.
 
 pub mod catalogue;
 pub mod kafka;

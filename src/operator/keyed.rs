@@ -178,9 +178,11 @@ impl<K: Key, O> KeyedContext<'_, K, O> {
             .delete_timer(TimerDomain::EventTime, self.kp, self.key, timestamp)?)
     }
 
-    /// The current processing time (wall clock, ms since the Unix epoch).
+    /// The current processing time (ms since the Unix epoch): the node's clock,
+    /// which is the wall clock unless a test injected another
+    /// ([`crate::job::Node::with_clock`]).
     pub fn processing_time(&self) -> i64 {
-        crate::time::processing_time_ms()
+        self.state.processing_time_ms()
     }
 
     /// The current record's key.

@@ -29,8 +29,24 @@ pub struct StatusBoard {
 struct Jobs {
     /// By name; a job run again replaces its earlier run.
     by_name: std::collections::BTreeMap<String, JobStatus>,
+    /// By job name, the checkpoint figures of its latest run: read when the status
+    /// is read (never copied ahead of time), the same record the checkpoint metrics
+    /// are fed from, so the API is never behind them.
+    checkpoints: std::collections::BTreeMap<String, Arc<CheckpointStats>>,
     /// The job the node runs now, or ran last.
     current: Option<String>,
+}
+
+impl Jobs {
+    /// A copy of `job`'s status with its checkpoint figures as of now.
+    fn read(&self, job: &JobStatus) -> JobStatus {
+        let mut job = job.clone();
+        if let Some(stats) = self.checkpoints.get(&job.name) {
+            let interval = job.checkpoints.interval_ms.map(Duration::from_millis);
+            job.checkpoints = checkpoint_status(&stats.figures(), interval);
+        }
+        job
+    }
 }
 
 #[derive(Default)]
@@ -79,17 +95,19 @@ impl StatusBoard {
         jobs.current
             .as_ref()
             .and_then(|name| jobs.by_name.get(name))
-            .cloned()
+            .map(|job| jobs.read(job))
     }
 
     /// A copy of job `name`'s status (its latest run), if the node ran it.
     pub fn job(&self, name: &str) -> Option<JobStatus> {
-        lock(&self.inner.jobs).by_name.get(name).cloned()
+        let jobs = lock(&self.inner.jobs);
+        jobs.by_name.get(name).map(|job| jobs.read(job))
     }
 
     /// Every job the node ran, by name.
     pub fn jobs(&self) -> Vec<JobStatus> {
-        lock(&self.inner.jobs).by_name.values().cloned().collect()
+        let jobs = lock(&self.inner.jobs);
+        jobs.by_name.values().map(|job| jobs.read(job)).collect()
     }
 
     /// A channel for savepoint requests made through the board; the node reads the
@@ -230,13 +248,25 @@ impl StatusBoard {
     pub(crate) fn job_created(&self, job: JobStatus) {
         let mut jobs = lock(&self.inner.jobs);
         jobs.current = Some(job.name.clone());
+        jobs.checkpoints.remove(&job.name);
         jobs.by_name.insert(job.name.clone(), job);
+    }
+
+    /// The current job's checkpoints are counted in `stats` (for its whole run,
+    /// across restarts): its status shows them as they are when it is read.
+    pub(crate) fn count_checkpoints(&self, stats: Arc<CheckpointStats>) {
+        let mut jobs = lock(&self.inner.jobs);
+        if let Some(name) = jobs.current.clone() {
+            jobs.checkpoints.insert(name, stats);
+        }
     }
 
     /// Changes the current job's status in place.
     pub(crate) fn update(&self, change: impl FnOnce(&mut JobStatus)) {
         let mut jobs = lock(&self.inner.jobs);
-        let Jobs { by_name, current } = &mut *jobs;
+        let Jobs {
+            by_name, current, ..
+        } = &mut *jobs;
         if let Some(job) = current.as_ref().and_then(|name| by_name.get_mut(name)) {
             change(job);
         }
@@ -304,28 +334,21 @@ impl JobStatus {
 }
 
 /// What one attempt of a job publishes on the board: the live counters through a
-/// [`Sampler`], and its checkpoints.
+/// [`Sampler`]. (Its checkpoints are read from the job's [`CheckpointStats`] when
+/// the board is read: [`StatusBoard::count_checkpoints`].)
 pub(crate) struct AttemptFeed {
     board: StatusBoard,
     sampler: Sampler,
-    checkpoints: Arc<CheckpointStats>,
-    interval: Option<Duration>,
     started_at_ms: u64,
 }
 
 impl AttemptFeed {
-    /// The feed of an attempt whose checkpoints are counted in `checkpoints`.
-    pub fn new(
-        board: StatusBoard,
-        checkpoints: Arc<CheckpointStats>,
-        interval: Option<Duration>,
-    ) -> Self {
+    /// The feed of an attempt of the board's current job.
+    pub fn new(board: StatusBoard) -> Self {
         let started_at_ms = board.current().map_or_else(unix_ms, |j| j.started_at_ms);
         AttemptFeed {
             board,
             sampler: Sampler::new(),
-            checkpoints,
-            interval,
             started_at_ms,
         }
     }
@@ -345,16 +368,13 @@ impl AttemptFeed {
         self.board.stop_queries();
     }
 
-    /// Publishes `live` and the checkpoint counters, and sets the state to `state`
-    /// when given.
+    /// Publishes `live`, and sets the state to `state` when given.
     pub fn publish(&mut self, live: &LiveStats, state: Option<JobState>) {
-        let checkpoints = checkpoint_status(&self.checkpoints, self.interval);
         let elapsed_ms = unix_ms().saturating_sub(self.started_at_ms);
         let sampler = &mut self.sampler;
         self.board.update(|j| {
             let kinds: Vec<StageKind> = j.stages.iter().map(|s| s.kind).collect();
             j.stages = sampler.stages(live, &kinds);
-            j.checkpoints = checkpoints;
             if let Some(state) = state {
                 j.state = state;
             }
@@ -400,6 +420,123 @@ mod tests {
         board.job_created(created("a"));
         assert_eq!(board.job("a").map(|j| j.state), Some(JobState::Created));
         assert_eq!(board.jobs().len(), 2);
+    }
+
+    /// The completed-checkpoints counter of a test recorder: at each increment it
+    /// reads the job's status from the board, as the status API would at that
+    /// moment, and fails if the API is behind the value the exporter would serve.
+    struct ApiNeverBehind {
+        board: StatusBoard,
+        exported: std::sync::atomic::AtomicU64,
+        checked: std::sync::atomic::AtomicU64,
+    }
+
+    impl metrics::CounterFn for ApiNeverBehind {
+        fn increment(&self, by: u64) {
+            use std::sync::atomic::Ordering::SeqCst;
+            let exported = self.exported.fetch_add(by, SeqCst) + by;
+            let api = self.board.job("a").map_or(0, |j| j.checkpoints.completed);
+            assert!(
+                api >= exported,
+                "Prometheus would show {exported} checkpoints, the status API {api}"
+            );
+            self.checked.fetch_add(1, SeqCst);
+        }
+        fn absolute(&self, value: u64) {
+            self.exported
+                .fetch_max(value, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    struct Recorder(Arc<ApiNeverBehind>);
+
+    impl metrics::Recorder for Recorder {
+        fn describe_counter(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_gauge(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_histogram(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn register_counter(
+            &self,
+            key: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Counter {
+            if key.name() == weir_actors::checkpoint::metrics::CHECKPOINTS_COMPLETED {
+                metrics::Counter::from_arc(self.0.clone())
+            } else {
+                metrics::Counter::noop()
+            }
+        }
+        fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+            metrics::Gauge::noop()
+        }
+        fn register_histogram(
+            &self,
+            _: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Histogram {
+            metrics::Histogram::noop()
+        }
+    }
+
+    /// Regression (tests/prometheus_e2e.rs once saw `weir_checkpoints_completed_total`
+    /// ahead of `/api/jobs/demo`): the board copied the checkpoint figures on the
+    /// node's next tick, after the coordinator had already counted the epoch in
+    /// Prometheus. The board now reads the figures the metrics are recorded from.
+    #[test]
+    fn the_status_api_is_never_behind_the_checkpoint_counter() {
+        use weir_actors::checkpoint::{CheckpointStats, EpochOutcome, EpochRecord};
+        let board = StatusBoard::new();
+        board.job_created(created("a"));
+        let stats = Arc::new(CheckpointStats::default());
+        board.count_checkpoints(stats.clone());
+        let probe = Arc::new(ApiNeverBehind {
+            board: board.clone(),
+            exported: Default::default(),
+            checked: Default::default(),
+        });
+        let recorder = Recorder(probe.clone());
+        metrics::with_local_recorder(&recorder, || {
+            for epoch in 1..=3 {
+                stats.finished(
+                    "a",
+                    EpochRecord {
+                        epoch,
+                        outcome: EpochOutcome::Completed,
+                        duration: Duration::from_millis(5),
+                        bytes: 100,
+                        alignment: Duration::ZERO,
+                        finished_at_ms: 0,
+                        savepoint: false,
+                        is_final: false,
+                    },
+                );
+            }
+        });
+        assert_eq!(probe.checked.load(std::sync::atomic::Ordering::SeqCst), 3);
+        let status = board.job("a").expect("on the board");
+        assert_eq!(status.checkpoints.completed, 3);
+        assert_eq!(status.checkpoints.last_epoch, Some(3));
+        assert_eq!(status.checkpoints.history.len(), 3);
+        // A job run again starts its figures afresh.
+        board.job_created(created("a"));
+        assert_eq!(board.job("a").map(|j| j.checkpoints.completed), Some(0));
     }
 
     #[test]

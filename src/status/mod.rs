@@ -9,7 +9,9 @@
 //!
 //! The board is written by the node's watch loop (every tick, at most every
 //! 100 ms) and read by the server; neither waits on the other for longer than a
-//! copy of the job's status.
+//! copy of the job's status. Checkpoint figures are not copied onto it: it reads
+//! the job's `CheckpointStats` when asked, the record the checkpoint metrics are
+//! recorded from, so the API is never behind Prometheus.
 
 mod board;
 mod error;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use weir_actors::checkpoint::{CheckpointStats, EpochOutcome};
+use weir_actors::checkpoint::{CheckpointFigures, EpochOutcome};
 use weir_actors::{StatsSnapshot, NO_WATERMARK};
 
 use crate::job::progress::LiveStats;
@@ -167,23 +167,23 @@ fn stage_status(
     }
 }
 
-/// The checkpoint counters and history of the current attempt.
+/// The checkpoint counters and history of a job's run, from its figures.
 pub(crate) fn checkpoint_status(
-    stats: &CheckpointStats,
+    stats: &CheckpointFigures,
     interval: Option<Duration>,
 ) -> CheckpointStatus {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     CheckpointStatus {
         enabled: interval.is_some(),
         interval_ms: interval.map(|i| i.as_millis() as u64),
-        completed: stats.completed(),
-        failed: stats.failed(),
-        last_epoch: Some(stats.last_epoch()).filter(|e| *e > 0),
-        last_duration_ms: ms(stats.last_duration()),
-        last_bytes: stats.last_bytes(),
+        completed: stats.completed,
+        failed: stats.failed,
+        last_epoch: Some(stats.last_epoch).filter(|e| *e > 0),
+        last_duration_ms: ms(stats.last_duration),
+        last_bytes: stats.last_bytes,
         history: stats
-            .history()
-            .into_iter()
+            .history
+            .iter()
             .map(|r| CheckpointRecord {
                 epoch: r.epoch,
                 outcome: match r.outcome {

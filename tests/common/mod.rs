@@ -20,6 +20,19 @@ use weir::connector::{ReadStatus, SourceError};
 use weir::operator::Collector;
 use weir::prelude::*;
 
+/// Waits until `done` holds, polling every 2 ms; fails after 30 s. Tests wait on
+/// conditions like this, never for a fixed time (docs/testing.md).
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// A source of the numbers `0..n` (or endless until `stop`), counting what it emitted.
 #[derive(Clone)]
 pub struct Numbers {
@@ -195,4 +208,58 @@ pub fn sorted_committed(dir: &Path) -> Vec<String> {
     let mut lines = weir::connector::txn_file::read_committed(dir).expect("committed output");
     lines.sort();
     lines
+}
+
+/// A sink whose items are visible as soon as an actor writes them (a
+/// [`CollectSink`] shows them only at the end of input), for tests that watch a
+/// running job.
+pub struct LiveSink<T> {
+    items: Arc<std::sync::Mutex<Vec<T>>>,
+}
+
+impl<T> Clone for LiveSink<T> {
+    fn clone(&self) -> Self {
+        LiveSink {
+            items: self.items.clone(),
+        }
+    }
+}
+
+impl<T: Clone> LiveSink<T> {
+    pub fn new() -> Self {
+        LiveSink {
+            items: Arc::default(),
+        }
+    }
+
+    /// What the sink received so far, in arrival order.
+    pub fn items(&self) -> Vec<T> {
+        self.items.lock().unwrap().clone()
+    }
+}
+
+impl<T: Send + 'static> SinkFactory<T> for LiveSink<T> {
+    type Sink = LiveSink<T>;
+    fn name(&self) -> String {
+        "live".into()
+    }
+    fn create(
+        &self,
+        _partition: u32,
+        _parallelism: u32,
+    ) -> Result<Self::Sink, weir::connector::SinkError> {
+        Ok(LiveSink {
+            items: self.items.clone(),
+        })
+    }
+}
+
+impl<T: Send + 'static> Sink<T> for LiveSink<T> {
+    fn write(&mut self, item: T) -> Result<(), weir::connector::SinkError> {
+        self.items
+            .lock()
+            .map_err(|_| weir::connector::SinkError::Failed("live sink lock poisoned".into()))?
+            .push(item);
+        Ok(())
+    }
 }

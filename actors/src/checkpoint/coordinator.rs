@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,6 +12,7 @@ use tokio::sync::oneshot;
 use crate::snapshot::{ChunkId, ChunkRef, Manifest, SnapshotStore};
 use crate::supervisor::{CheckpointFailed, JobSupervisor};
 
+use super::stats::{CheckpointStats, EpochOutcome, EpochRecord};
 use super::writer::{self, EpochWrite, Written};
 use super::{Acknowledge, ChunkData, EpochComplete, TriggerEpoch};
 
@@ -51,110 +51,6 @@ pub struct CheckpointConfig {
     /// No periodic epoch starts before the job has run this long (after a failure,
     /// replays then start from the same epoch while a failing record is identified).
     pub hold_off: Duration,
-}
-
-/// How many finished epochs [`CheckpointStats::history`] keeps (the newest).
-pub const CHECKPOINT_HISTORY: usize = 32;
-
-/// How an epoch ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EpochOutcome {
-    /// Its manifest was committed.
-    Completed,
-    /// It did not complete within the timeout (its changes go into the next epoch).
-    Abandoned,
-    /// Writing it failed (the job fails and recovers).
-    Failed,
-}
-
-/// One finished epoch, for the checkpoint history an operator looks at.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EpochRecord {
-    /// The epoch number.
-    pub epoch: u64,
-    /// How it ended.
-    pub outcome: EpochOutcome,
-    /// From trigger to the outcome.
-    pub duration: Duration,
-    /// Chunk bytes stored (0 unless completed).
-    pub bytes: u64,
-    /// The longest barrier alignment seen for it.
-    pub alignment: Duration,
-    /// Wall-clock time of the outcome, in ms since the Unix epoch.
-    pub finished_at_ms: u64,
-    /// Whether a savepoint was taken at this epoch.
-    pub savepoint: bool,
-    /// Whether it was the final epoch at the end of input.
-    pub is_final: bool,
-}
-
-/// Checkpoint counters, readable while the job runs.
-#[derive(Debug, Default)]
-pub struct CheckpointStats {
-    history: std::sync::Mutex<VecDeque<EpochRecord>>,
-    completed: AtomicU64,
-    failed: AtomicU64,
-    last_epoch: AtomicU64,
-    last_duration_us: AtomicU64,
-    last_bytes: AtomicU64,
-    last_alignment_us: AtomicU64,
-    longest_us: AtomicU64,
-    largest_bytes: AtomicU64,
-}
-
-impl CheckpointStats {
-    /// Epochs completed (manifest committed), the final one included.
-    pub fn completed(&self) -> u64 {
-        self.completed.load(Ordering::Relaxed)
-    }
-    /// Epochs abandoned (timeout) or failed to write.
-    pub fn failed(&self) -> u64 {
-        self.failed.load(Ordering::Relaxed)
-    }
-    /// The last completed epoch (0 for none).
-    pub fn last_epoch(&self) -> u64 {
-        self.last_epoch.load(Ordering::Relaxed)
-    }
-    /// From trigger to durable manifest, for the last completed epoch.
-    pub fn last_duration(&self) -> Duration {
-        Duration::from_micros(self.last_duration_us.load(Ordering::Relaxed))
-    }
-    /// Chunk bytes stored for the last completed epoch.
-    pub fn last_bytes(&self) -> u64 {
-        self.last_bytes.load(Ordering::Relaxed)
-    }
-    /// The longest barrier alignment of the last completed epoch.
-    pub fn last_alignment(&self) -> Duration {
-        Duration::from_micros(self.last_alignment_us.load(Ordering::Relaxed))
-    }
-    /// From trigger to durable manifest, for the slowest periodic epoch so far (the
-    /// final epoch at the end of input, which waits for the actors to finish, is
-    /// not counted).
-    pub fn longest_duration(&self) -> Duration {
-        Duration::from_micros(self.longest_us.load(Ordering::Relaxed))
-    }
-    /// Chunk bytes stored for the largest periodic epoch so far.
-    pub fn largest_bytes(&self) -> u64 {
-        self.largest_bytes.load(Ordering::Relaxed)
-    }
-    /// The newest finished epochs (at most [`CHECKPOINT_HISTORY`]), oldest first.
-    pub fn history(&self) -> Vec<EpochRecord> {
-        match self.history.lock() {
-            Ok(h) => h.iter().cloned().collect(),
-            Err(poisoned) => poisoned.into_inner().iter().cloned().collect(),
-        }
-    }
-
-    fn record(&self, record: EpochRecord) {
-        let mut history = match self.history.lock() {
-            Ok(h) => h,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if history.len() == CHECKPOINT_HISTORY {
-            history.pop_front();
-        }
-        history.push_back(record);
-    }
 }
 
 /// Now, in ms since the Unix epoch (0 if the clock is before it).
@@ -335,18 +231,19 @@ impl CheckpointCoordinator {
         for epoch in self.inflight.iter_mut() {
             if !epoch.abandoned && !epoch.is_final && epoch.started.elapsed() > self.timeout {
                 epoch.abandoned = true;
-                self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                self.stats.record(EpochRecord {
-                    epoch: epoch.number,
-                    outcome: EpochOutcome::Abandoned,
-                    duration: epoch.started.elapsed(),
-                    bytes: 0,
-                    alignment: epoch.alignment,
-                    finished_at_ms: unix_ms(),
-                    savepoint: epoch.savepoint.is_some(),
-                    is_final: false,
-                });
-                super::metrics::failed(&self.job);
+                self.stats.finished(
+                    &self.job,
+                    EpochRecord {
+                        epoch: epoch.number,
+                        outcome: EpochOutcome::Abandoned,
+                        duration: epoch.started.elapsed(),
+                        bytes: 0,
+                        alignment: epoch.alignment,
+                        finished_at_ms: unix_ms(),
+                        savepoint: epoch.savepoint.is_some(),
+                        is_final: false,
+                    },
+                );
                 tracing::warn!(job = %self.job, epoch = epoch.number, timeout = ?self.timeout,
                     "checkpoint not complete within its timeout; abandoned (its changes go into the next epoch)");
                 if let Some(sp) = epoch.savepoint.take() {
@@ -458,32 +355,22 @@ impl CheckpointCoordinator {
         self.writing = self.writing.saturating_sub(1);
         match written {
             Ok(w) if !abandoned => {
-                let s = &self.stats;
-                s.completed.fetch_add(1, Ordering::Relaxed);
-                s.last_epoch.store(number, Ordering::Relaxed);
-                s.last_duration_us
-                    .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-                s.last_bytes.store(w.bytes, Ordering::Relaxed);
-                s.last_alignment_us
-                    .store(alignment.as_micros() as u64, Ordering::Relaxed);
-                if !is_final {
-                    s.longest_us
-                        .fetch_max(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-                    s.largest_bytes.fetch_max(w.bytes, Ordering::Relaxed);
-                }
-                s.record(EpochRecord {
-                    epoch: number,
-                    outcome: EpochOutcome::Completed,
-                    duration: started.elapsed(),
-                    bytes: w.bytes,
-                    alignment,
-                    finished_at_ms: unix_ms(),
-                    savepoint: savepoint.is_some(),
-                    is_final,
-                });
-                super::metrics::completed(&self.job, number, started.elapsed(), w.bytes, alignment);
+                let took = started.elapsed();
+                self.stats.finished(
+                    &self.job,
+                    EpochRecord {
+                        epoch: number,
+                        outcome: EpochOutcome::Completed,
+                        duration: took,
+                        bytes: w.bytes,
+                        alignment,
+                        finished_at_ms: unix_ms(),
+                        savepoint: savepoint.is_some(),
+                        is_final,
+                    },
+                );
                 tracing::debug!(job = %self.job, epoch = number, bytes = w.bytes,
-                    took = ?started.elapsed(), write = ?w.took, "epoch complete");
+                    took = ?took, write = ?w.took, "epoch complete");
                 for (_, actor) in &self.actors {
                     actor.do_send(EpochComplete(number));
                 }
@@ -509,18 +396,19 @@ impl CheckpointCoordinator {
                         let _ = done.send(Err(reason.clone()));
                     }
                 }
-                self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                self.stats.record(EpochRecord {
-                    epoch: number,
-                    outcome: EpochOutcome::Failed,
-                    duration: started.elapsed(),
-                    bytes: 0,
-                    alignment,
-                    finished_at_ms: unix_ms(),
-                    savepoint: savepoint_requested,
-                    is_final,
-                });
-                super::metrics::failed(&self.job);
+                self.stats.finished(
+                    &self.job,
+                    EpochRecord {
+                        epoch: number,
+                        outcome: EpochOutcome::Failed,
+                        duration: started.elapsed(),
+                        bytes: 0,
+                        alignment,
+                        finished_at_ms: unix_ms(),
+                        savepoint: savepoint_requested,
+                        is_final,
+                    },
+                );
                 self.fail(reason);
             }
         }
@@ -649,39 +537,5 @@ impl Handler<ShutdownCoordinator> for CheckpointCoordinator {
             }
             let _ = msg.0.send(());
         });
-    }
-}
-
-#[cfg(test)]
-mod history_tests {
-    use super::*;
-
-    fn completed(epoch: u64) -> EpochRecord {
-        EpochRecord {
-            epoch,
-            outcome: EpochOutcome::Completed,
-            duration: Duration::from_millis(epoch),
-            bytes: epoch * 10,
-            alignment: Duration::ZERO,
-            finished_at_ms: epoch,
-            savepoint: false,
-            is_final: false,
-        }
-    }
-
-    #[test]
-    fn history_keeps_the_newest_epochs_oldest_first() {
-        let stats = CheckpointStats::default();
-        assert!(stats.history().is_empty());
-        for epoch in 1..=(CHECKPOINT_HISTORY as u64 + 5) {
-            stats.record(completed(epoch));
-        }
-        let history = stats.history();
-        assert_eq!(history.len(), CHECKPOINT_HISTORY);
-        assert_eq!(history[0].epoch, 6);
-        assert_eq!(
-            history.last().map(|r| r.epoch),
-            Some(CHECKPOINT_HISTORY as u64 + 5)
-        );
     }
 }

@@ -1,6 +1,8 @@
 //! The checkpoint coordinator's Prometheus metrics, recorded through the `metrics`
-//! facade once per epoch (never on the record path). Without an installed recorder
-//! every call here is a no-op.
+//! facade once per epoch (never on the record path), by [`super::CheckpointStats`]
+//! right after it updated the figures the status API reads, so that the metrics
+//! never run ahead of them. Without an installed recorder every call here is a
+//! no-op.
 
 use std::time::Duration;
 

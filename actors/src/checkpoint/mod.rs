@@ -24,13 +24,16 @@
 mod align;
 mod coordinator;
 pub mod metrics;
+mod stats;
 mod writer;
 
 pub use align::{Aligned, Aligner};
 pub use coordinator::{
-    CheckpointConfig, CheckpointCoordinator, CheckpointStats, Committer, EpochOutcome, EpochRecord,
-    FinishJob, JobActors, Merger, RequestSavepoint, SavepointDone, ShutdownCoordinator,
-    CHECKPOINT_HISTORY,
+    CheckpointConfig, CheckpointCoordinator, Committer, FinishJob, JobActors, Merger,
+    RequestSavepoint, SavepointDone, ShutdownCoordinator,
+};
+pub use stats::{
+    CheckpointFigures, CheckpointStats, EpochOutcome, EpochRecord, CHECKPOINT_HISTORY,
 };
 
 use std::time::Duration;

@@ -1408,6 +1408,12 @@ impl<K: StateKey> KeyedState<K> {
         &self.stage
     }
 
+    /// Processing time now, in ms since the Unix epoch, from the clock this state
+    /// was opened with (the node's clock: the wall clock, or a test's).
+    pub fn processing_time_ms(&self) -> i64 {
+        i64::try_from(self.clock.now_ms()).unwrap_or(i64::MAX)
+    }
+
     /// The sled tree of this stage, for snapshot code and tests.
     pub fn tree(&self) -> &sled::Tree {
         &self.tree
