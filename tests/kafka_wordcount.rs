@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::kafka::create_unique_topic;
 use common::tansu::{create_topic, produce_to, TansuBroker};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -43,6 +44,16 @@ struct Example(Child);
 
 impl Example {
     fn start(bootstrap: &str, state: &Path, exactly_once: bool) -> Example {
+        Example::start_on(bootstrap, ("lines", "counts"), state, exactly_once)
+    }
+
+    /// Starts the example reading `topics.0` and writing `topics.1`.
+    fn start_on(
+        bootstrap: &str,
+        topics: (&str, &str),
+        state: &Path,
+        exactly_once: bool,
+    ) -> Example {
         let mut command = Command::new(example_binary());
         if exactly_once {
             command.arg("--exactly-once");
@@ -52,9 +63,9 @@ impl Example {
                 "--brokers",
                 bootstrap,
                 "--input",
-                "lines",
+                topics.0,
                 "--output",
-                "counts",
+                topics.1,
             ])
             .arg("--state-dir")
             .arg(state)
@@ -111,6 +122,11 @@ struct Output {
 
 impl Output {
     fn new(bootstrap: &str) -> Output {
+        Output::on(bootstrap, "counts")
+    }
+
+    /// A read_committed reader of `topic`.
+    fn on(bootstrap: &str, topic: &str) -> Output {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
             .set("group.id", "kafka-wordcount-test")
@@ -120,7 +136,7 @@ impl Output {
             .expect("an output consumer");
         let mut tpl = TopicPartitionList::new();
         for p in 0..PARTITIONS {
-            tpl.add_partition_offset("counts", p, Offset::Beginning)
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
                 .expect("a partition");
         }
         consumer.assign(&tpl).expect("assign the output");
@@ -298,11 +314,11 @@ struct Feeder {
 }
 
 impl Feeder {
-    fn start(bootstrap: &str, batches: Vec<Batch>) -> Feeder {
-        let bootstrap = bootstrap.to_owned();
+    fn start(bootstrap: &str, topic: &str, batches: Vec<Batch>) -> Feeder {
+        let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
         let thread = std::thread::spawn(move || {
             for batch in batches {
-                produce_to(&bootstrap, "lines", &batch);
+                produce_to(&bootstrap, &topic, &batch);
                 std::thread::sleep(Duration::from_millis(150));
             }
         });
@@ -318,21 +334,38 @@ impl Feeder {
     }
 }
 
-/// Runs the example against a Tansu broker while killing it with SIGKILL at the
-/// seeded moments of [`kill_schedule`], starting it again on the same state
-/// directory after each kill, then lets it finish and stops it with SIGTERM.
-/// Returns the words' totals and every count a read_committed reader received.
+/// Runs the example against a broker while killing it with SIGKILL at the seeded
+/// moments of [`kill_schedule`], starting it again on the same state directory
+/// after each kill, then lets it finish and stops it with SIGTERM. The broker is
+/// a Tansu started here, or the Apache Kafka named by `WEIR_KAFKA_BOOTSTRAP` when
+/// `real_kafka` (topics of unique names there). Returns the words' totals and
+/// every count a read_committed reader received.
 fn run_with_kills(
     exactly_once: bool,
+    real_kafka: bool,
     default_seed: u64,
     default_kills: usize,
 ) -> (BTreeMap<String, u64>, BTreeMap<String, Vec<u64>>) {
     let (seed, schedule) = kill_schedule(default_seed, default_kills);
     eprintln!("kill schedule (seed {seed}): {schedule:?}");
-    let broker = TansuBroker::start();
-    let bootstrap = broker.bootstrap();
-    create_topic(&bootstrap, "lines", PARTITIONS);
-    create_topic(&bootstrap, "counts", PARTITIONS);
+    let (_broker, bootstrap, topics) = if real_kafka {
+        let bootstrap = std::env::var("WEIR_KAFKA_BOOTSTRAP")
+            .expect("WEIR_KAFKA_BOOTSTRAP names a real Apache Kafka cluster (host:port)");
+        let input = create_unique_topic(&bootstrap, "weir-kill-lines", PARTITIONS);
+        let output = create_unique_topic(&bootstrap, "weir-kill-counts", PARTITIONS);
+        (None, bootstrap, (input, output))
+    } else {
+        let broker = TansuBroker::start();
+        let bootstrap = broker.bootstrap();
+        create_topic(&bootstrap, "lines", PARTITIONS);
+        create_topic(&bootstrap, "counts", PARTITIONS);
+        (
+            Some(broker),
+            bootstrap,
+            ("lines".to_owned(), "counts".to_owned()),
+        )
+    };
+    let topics = (topics.0.as_str(), topics.1.as_str());
     let state = tempfile::tempdir().unwrap();
     let mut totals = BTreeMap::new();
     // Enough batches to outlast the kill schedule.
@@ -342,11 +375,11 @@ fn run_with_kills(
     let input: Vec<_> = (0..batches)
         .map(|b| lines(b * per_batch, per_batch, &mut totals))
         .collect();
-    let feeder = Feeder::start(&bootstrap, input);
-    let mut output = Output::new(&bootstrap);
+    let feeder = Feeder::start(&bootstrap, topics.0, input);
+    let mut output = Output::on(&bootstrap, topics.1);
 
     for (i, delay) in schedule.iter().enumerate() {
-        let mut example = Example::start(&bootstrap, state.path(), exactly_once);
+        let mut example = Example::start_on(&bootstrap, topics, state.path(), exactly_once);
         let until = Instant::now() + *delay;
         while Instant::now() < until {
             if let Some(status) = example.0.try_wait().expect("wait") {
@@ -363,7 +396,7 @@ fn run_with_kills(
         example.0.wait().expect("reap the example");
     }
     feeder.finish();
-    let example = Example::start(&bootstrap, state.path(), exactly_once);
+    let example = Example::start_on(&bootstrap, topics, state.path(), exactly_once);
     output.read_until(&totals);
     example.stop_with("-TERM");
     output.drain(Duration::from_secs(1));
@@ -371,37 +404,32 @@ fn run_with_kills(
     (totals, output.counts)
 }
 
-#[test]
-#[ignore = "fails now and then (about 1 run in 2 here): an epoch's counts come twice after a SIGKILL; the engine race behind it (also seen in tests/kafka_sink_model.rs) is not found yet, issue 12 stays open; run with --ignored or scripts/kafka-kill-soak.sh"]
-fn exactly_once_survives_sigkills_at_seeded_moments_with_every_count_once() {
-    // 14 kills here and 6 in the at-least-once test: 20 kill points per suite run.
-    let (totals, counts) = run_with_kills(true, 0x5eed_0001, 14);
-    for (word, n) in &totals {
-        let want: Vec<u64> = (1..=*n).collect();
-        let mut repeats: Vec<(usize, u64)> = Vec::new();
-        for (i, pair) in counts[word].windows(2).enumerate() {
-            if pair[1] != pair[0] + 1 {
-                repeats.push((i, pair[1]));
-            }
-        }
+/// Every word's counts are `1..=n` exactly once, in order.
+fn assert_exactly_once(totals: &BTreeMap<String, u64>, counts: &BTreeMap<String, Vec<u64>>) {
+    for (word, n) in totals {
+        let jumps: Vec<(usize, u64)> = counts[word]
+            .windows(2)
+            .enumerate()
+            .filter(|(_, pair)| pair[1] != pair[0] + 1)
+            .map(|(i, pair)| (i + 1, pair[1]))
+            .collect();
         assert!(
-            repeats.is_empty(),
+            jumps.is_empty(),
             "{word}: the counts jump at (index, count): {:?}",
-            &repeats[..repeats.len().min(20)]
+            &jumps[..jumps.len().min(20)]
         );
+        let want: Vec<u64> = (1..=*n).collect();
         assert!(
             counts[word] == want,
-            "the counts of {word}: want 1..={n} exactly once, got {} counts ({:?}...)",
-            counts[word].len(),
-            &counts[word][..counts[word].len().min(40)]
+            "the counts of {word}: want 1..={n} exactly once, got {} counts",
+            counts[word].len()
         );
     }
 }
 
-#[test]
-fn at_least_once_loses_no_count_across_sigkills_at_seeded_moments() {
-    let (totals, counts) = run_with_kills(false, 0x5eed_0002, 6);
-    for (word, n) in &totals {
+/// No count of any word is missing, and the last is its total.
+fn assert_none_missing(totals: &BTreeMap<String, u64>, counts: &BTreeMap<String, Vec<u64>>) {
+    for (word, n) in totals {
         let mut seen = counts[word].clone();
         assert_eq!(seen.iter().max(), Some(n), "the last count of {word}");
         seen.sort_unstable();
@@ -409,6 +437,32 @@ fn at_least_once_loses_no_count_across_sigkills_at_seeded_moments() {
         let want: Vec<u64> = (1..=*n).collect();
         assert_eq!(seen, want, "the counts of {word}: none may be missing");
     }
+}
+
+/// Exactly-once against Tansu: the example resumes after every SIGKILL (the bug of
+/// issue 12 was a restart that failed at once, for ever) and no count is lost.
+/// Tansu 0.6 shows aborted transactions' records to read_committed readers (its
+/// Fetch never lists aborted transactions; tests/tansu_transactions.rs), and a
+/// SIGKILL mid-epoch always leaves one for the restart to abort, so "each count
+/// exactly once" is checked against a real Kafka by the next test.
+#[test]
+fn exactly_once_resumes_after_every_sigkill_at_seeded_moments_and_loses_no_count() {
+    // 14 kills here and 6 in the at-least-once test: 20 kill points per suite run.
+    let (totals, counts) = run_with_kills(true, false, 0x5eed_0001, 14);
+    assert_none_missing(&totals, &counts);
+}
+
+#[test]
+#[ignore = "needs a real Apache Kafka named by WEIR_KAFKA_BOOTSTRAP (run with --ignored): Tansu shows aborted records to read_committed readers"]
+fn exactly_once_after_sigkills_every_count_once_needs_a_real_kafka_named_by_weir_kafka_bootstrap() {
+    let (totals, counts) = run_with_kills(true, true, 0x5eed_0001, 14);
+    assert_exactly_once(&totals, &counts);
+}
+
+#[test]
+fn at_least_once_loses_no_count_across_sigkills_at_seeded_moments() {
+    let (totals, counts) = run_with_kills(false, false, 0x5eed_0002, 6);
+    assert_none_missing(&totals, &counts);
 }
 
 #[test]
