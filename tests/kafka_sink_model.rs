@@ -13,8 +13,10 @@ use std::time::Duration;
 
 use common::kafka::{running_sums, sum_record, SumFormat};
 use common::kafka_model::{Effect, Fault, KafkaModel, Op};
-use common::Numbers;
+use common::{Numbers, NumbersReader};
 use weir::connector::kafka::{Delivery, KafkaSink};
+use weir::connector::{ReadStatus, SourceError};
+use weir::operator::Collector;
 use weir::prelude::*;
 
 const N: u64 = 4000;
@@ -33,9 +35,83 @@ fn sink(name: &str, model: &KafkaModel, staging: &Path) -> KafkaSink<SumFormat> 
         .with_log(Arc::new(model.clone()))
 }
 
-fn job(name: &str, model: &KafkaModel, staging: &Path) -> Job {
+/// Records a source split emits per epoch at most.
+const PER_EPOCH: usize = 100;
+
+/// [`Numbers::upto`]`(N)`, emitting at most `.1` records per split between two
+/// barriers (`None`: no bound, for runs without periodic epochs). With
+/// [`PER_EPOCH`], a run spans at least `N / 2 / PER_EPOCH` epochs with output
+/// however slow the machine, so a fault planned for the n-th commit or marker
+/// lands in a periodic epoch.
+struct EpochPaced(Numbers, Option<usize>);
+
+struct EpochPacedReader {
+    inner: NumbersReader,
+    per_epoch: usize,
+    since_barrier: usize,
+}
+
+/// Counts what passes through.
+struct Counting<'a, C> {
+    out: &'a mut C,
+    count: usize,
+}
+
+impl<C: Collector<u64>> Collector<u64> for Counting<'_, C> {
+    fn collect(&mut self, item: u64) {
+        self.count += 1;
+        self.out.collect(item);
+    }
+}
+
+impl Source for EpochPaced {
+    type Item = u64;
+    type Reader = EpochPacedReader;
+    fn name(&self) -> String {
+        self.0.name()
+    }
+    fn reader(&self, split: u32, splits: u32) -> Result<EpochPacedReader, SourceError> {
+        Ok(EpochPacedReader {
+            inner: self.0.reader(split, splits)?,
+            per_epoch: self.1.unwrap_or(usize::MAX),
+            since_barrier: 0,
+        })
+    }
+}
+
+impl SourceReader for EpochPacedReader {
+    type Item = u64;
+    fn read<C: Collector<u64>>(
+        &mut self,
+        budget: usize,
+        out: &mut C,
+    ) -> Result<ReadStatus, SourceError> {
+        let left = self.per_epoch - self.since_barrier;
+        if left == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+            return Ok(ReadStatus::Idle);
+        }
+        let mut counting = Counting { out, count: 0 };
+        let status = self.inner.read(budget.min(left), &mut counting)?;
+        self.since_barrier += counting.count;
+        Ok(status)
+    }
+    fn position(&self) -> Option<Vec<u8>> {
+        self.inner.position()
+    }
+    fn before_barrier(&mut self) -> Result<(), SourceError> {
+        self.since_barrier = 0;
+        self.inner.before_barrier()
+    }
+    fn seek(&mut self, position: &[u8]) -> Result<(), SourceError> {
+        self.inner.seek(position)
+    }
+}
+
+/// The job; `interval` is the checkpoint interval it runs with.
+fn job(name: &str, model: &KafkaModel, staging: &Path, interval: Option<Duration>) -> Job {
     Job::new(name)
-        .source(Numbers::upto(N))
+        .source(EpochPaced(Numbers::upto(N), interval.map(|_| PER_EPOCH)))
         .map(|x: u64| {
             if x.is_multiple_of(5) {
                 // Paced, so the run spans many epochs.
@@ -48,10 +124,13 @@ fn job(name: &str, model: &KafkaModel, staging: &Path) -> Job {
         .sink(sink(name, model, staging))
 }
 
-fn options(state: &Path) -> EngineOptions {
+/// Time between periodic epochs in most tests (so a run spans many epochs).
+const INTERVAL: Option<Duration> = Some(Duration::from_millis(20));
+
+fn options(state: &Path, interval: Option<Duration>) -> EngineOptions {
     let mut o = EngineOptions::for_tests(2);
     o.state_dir = Some(state.to_path_buf());
-    o.checkpoint.interval = Some(Duration::from_millis(20));
+    o.checkpoint.interval = interval;
     o.restart = RestartStrategy::FixedDelay {
         attempts: 20,
         delay: Duration::from_millis(5),
@@ -77,16 +156,22 @@ fn committed_output(model: &KafkaModel) -> Vec<(String, String)> {
 /// every fault fired, that the job recovered, and that the committed output equals
 /// the fault-free output; returns the model.
 fn run_with(name: &str, faults: Vec<Fault>) -> KafkaModel {
+    let root = tempfile::tempdir().unwrap();
+    run_in(root.path(), name, faults, INTERVAL)
+}
+
+/// [`run_with`] in the directory `root` (state and staging), with periodic epochs
+/// every `interval` (`None`: only the final epoch).
+fn run_in(root: &Path, name: &str, faults: Vec<Fault>, interval: Option<Duration>) -> KafkaModel {
     let planned = faults.len();
     let model = KafkaModel::new().with_faults(faults);
-    let root = tempfile::tempdir().unwrap();
-    let staging = root.path().join("staging");
+    let staging = root.join("staging");
     let mut recoveries = 0;
     let mut processes = 0;
     loop {
         processes += 1;
-        let node = Node::new(options(&root.path().join("state"))).unwrap();
-        match node.run(job(name, &model, &staging)) {
+        let node = Node::new(options(&root.join("state"), interval)).unwrap();
+        match node.run(job(name, &model, &staging, interval)) {
             Ok(report) => {
                 recoveries += report.restarts;
                 break;
@@ -249,5 +334,57 @@ fn the_broker_aborts_a_pending_transaction_on_its_timeout() {
     run_with(
         "eos-txn-timeout",
         vec![Fault::new(Op::Commit, 6, Effect::ExpireBefore)],
+    );
+}
+
+/// Runs the job with no periodic epoch, so that every commit is the final
+/// epoch's, with `faults` planned; then checks that a run after the finished one
+/// starts from the beginning (its output is committed a second time).
+fn crash_in_the_final_commit(name: &str, faults: Vec<Fault>) {
+    let root = tempfile::tempdir().unwrap();
+    let model = run_in(root.path(), name, faults, None);
+    let node = Node::new(options(&root.path().join("state"), None)).unwrap();
+    let report = node.run(job(name, &model, &root.path().join("staging"), None));
+    assert!(report.is_ok(), "the run after the finished one: {report:?}");
+    assert_eq!(
+        model.read_committed(OUT).len() as u64,
+        2 * N,
+        "a run after a finished one starts from the beginning"
+    );
+}
+
+#[test]
+fn a_crash_in_the_final_commit_between_two_partitions_commits() {
+    // The input ended and the final epoch's manifest is durable; one sink
+    // partition's transaction committed, the other's is open when the process
+    // dies. The restarted process must finish that commit, not read the input
+    // again (the first partition's output would be committed twice).
+    crash_in_the_final_commit(
+        "eos-final-between",
+        vec![Fault::new(Op::Commit, 2, Effect::HaltBefore)],
+    );
+}
+
+#[test]
+fn a_crash_in_the_final_commit_after_the_last_commit_reached_the_broker() {
+    // Every transaction of the final epoch committed; the process died before it
+    // could record that the run finished.
+    crash_in_the_final_commit(
+        "eos-final-after",
+        vec![Fault::new(Op::Commit, 2, Effect::HaltAfter)],
+    );
+}
+
+#[test]
+fn a_failed_final_commit_in_a_live_process_is_finished_by_a_restart() {
+    // The commit fails, and so does its redo's init_transactions, while the
+    // process lives on: the final commit fails, the job restarts, and the restart
+    // finishes the final commit.
+    crash_in_the_final_commit(
+        "eos-final-live",
+        vec![
+            Fault::new(Op::Commit, 1, Effect::Error),
+            Fault::new(Op::Init, 1, Effect::Error),
+        ],
     );
 }

@@ -11,7 +11,7 @@ use weir_actors::checkpoint::{
     CheckpointConfig, CheckpointCoordinator, CheckpointStats, EpochComplete, FinishJob, JobActors,
     RequestSavepoint, ShutdownCoordinator, TriggerEpoch,
 };
-use weir_actors::snapshot::SnapshotStore;
+use weir_actors::snapshot::{Manifest, SnapshotStore};
 use weir_actors::state::{Clock, StateStore, StoreConfig, SystemClock};
 use weir_actors::supervisor::{AdoptStages, CancelJob, StageSupervisor};
 use weir_actors::{
@@ -28,7 +28,7 @@ use super::options::EngineOptions;
 use super::plan::{state_tree_name, SpawnEnv, StagePlan};
 use super::poison::PoisonBoard;
 use super::progress::{LiveStats, ProgressPrinter};
-use super::recovery;
+use super::recovery::{self, ResumePoint};
 use super::report::{CheckpointSummary, JobReport, StageSummary};
 use super::restart::{RestartDecision, RestartTracker};
 
@@ -248,7 +248,24 @@ impl Node {
                 (Some(store), Some(path)) => {
                     Some(recovery::import_savepoint(&path, store.as_ref(), &name)?)
                 }
-                (Some(store), None) => recovery::latest_unfinished(store.as_ref(), &name)?,
+                (Some(store), None) => match recovery::resume_point(store.as_ref(), &name)? {
+                    ResumePoint::Beginning => None,
+                    ResumePoint::Epoch(m) => Some(m),
+                    ResumePoint::FinalCommit(last) => {
+                        let mut report = self.finish_final_commit(
+                            &name,
+                            &last,
+                            store.as_ref(),
+                            &indexed,
+                            opts.state_dir
+                                .as_deref()
+                                .or(temporary.as_ref().map(|t| t.path())),
+                            started,
+                        )?;
+                        report.restarts = restarts.restarts();
+                        return Ok(report);
+                    }
+                },
                 (None, _) => None,
             };
             let restore = match &manifest {
@@ -361,6 +378,47 @@ impl Node {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Completes a run of `name` that stopped during its final commit (the final
+    /// epoch `last` is complete, its commit actions may not all have run): redoes
+    /// them, lets the sinks recover to that epoch (dropping anything staged after
+    /// it; `state_dir` is where they keep their files), and records that the run
+    /// finished. No input is read: every record's output is in the final epoch or
+    /// before it.
+    fn finish_final_commit(
+        &self,
+        name: &str,
+        last: &Manifest,
+        store: &dyn SnapshotStore,
+        indexed: &[(u32, &dyn StagePlan)],
+        state_dir: Option<&std::path::Path>,
+        started: Instant,
+    ) -> Result<JobReport, JobError> {
+        recovery::redo_commit_actions(name, last, store)?;
+        for (_, plan) in indexed {
+            plan.recover(&SinkRecovery {
+                restored: Some(last.epoch),
+                state_dir,
+            })?;
+        }
+        recovery::record_finished(last, store)?;
+        self.status
+            .update(|j| j.restored_from_epoch = Some(last.epoch));
+        tracing::info!(
+            job = name,
+            epoch = last.epoch,
+            "the final commit of the job's last run is done; the run finished"
+        );
+        Ok(JobReport {
+            job: name.to_string(),
+            elapsed: started.elapsed(),
+            stages: Vec::new(),
+            restarts: 0,
+            checkpoints: CheckpointSummary::default(),
+            savepoint: None,
+            restored_from: Some(last.epoch),
+        })
     }
 
     /// One attempt: spawns the job's actors and its checkpoint coordinator, runs
@@ -506,9 +564,13 @@ impl Node {
                 coordinator.do_send(FinishJob(tx));
                 match rx.await {
                     Ok(Ok(())) => Ok(()),
-                    Ok(Err(reason)) => Err(JobError::Runtime(format!(
-                        "job '{name}': the final commit failed: {reason}"
-                    ))),
+                    // Like any failed checkpoint, restartable: the next attempt
+                    // finishes the final commit if its manifest is durable, or
+                    // restores the last complete epoch if it is not.
+                    Ok(Err(reason)) => Err(JobError::Failed(JobFailure::Checkpoint {
+                        job: name.clone(),
+                        reason: format!("the final commit failed: {reason}"),
+                    })),
                     Err(_) => Err(JobError::Runtime(format!(
                         "job '{name}': the checkpoint coordinator vanished"
                     ))),

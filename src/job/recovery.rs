@@ -6,7 +6,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use weir_actors::checkpoint::{source_chunk_stage, state_chunk_stage, COMMITS_CHUNK_STAGE};
+use weir_actors::checkpoint::{
+    finished_manifest, source_chunk_stage, state_chunk_stage, COMMITS_CHUNK_STAGE,
+    FINAL_COMMITTING, FINAL_DONE, META_FINAL,
+};
 use weir_actors::snapshot::{copy_epoch, LocalDirStore, Manifest, SnapshotStore};
 use weir_actors::state::StateStore;
 
@@ -64,23 +67,61 @@ fn snapshot_error(e: impl std::fmt::Display) -> JobError {
     JobError::Runtime(format!("snapshot store: {e}"))
 }
 
-/// The epoch to resume `job` from: the newest complete epoch in `store`, unless the
-/// job finished (then it starts over).
-pub fn latest_unfinished(
-    store: &dyn SnapshotStore,
-    job: &str,
-) -> Result<Option<Manifest>, JobError> {
-    match store.latest_complete(job).map_err(snapshot_error)? {
-        Some(m) if m.meta.get("final").map(String::as_str) == Some("true") => {
+/// Where a run of a job starts, given what its snapshot store holds.
+#[derive(Debug)]
+pub enum ResumePoint {
+    /// From the beginning: nothing is stored, or the last run finished.
+    Beginning,
+    /// From this complete epoch (state, source positions, commit actions redone).
+    Epoch(Manifest),
+    /// The last run's input ended and its final epoch is complete, but the run
+    /// stopped before that epoch's commit actions had all run. Every record was
+    /// read and its output staged; what is left is to redo those actions
+    /// ([`redo_commit_actions`], then [`record_finished`]). Reading the input again would commit its output
+    /// a second time.
+    FinalCommit(Manifest),
+}
+
+/// Where to resume `job`: the newest complete epoch in `store`; the final commit,
+/// if the last run stopped during it; or the beginning, if that run finished.
+pub fn resume_point(store: &dyn SnapshotStore, job: &str) -> Result<ResumePoint, JobError> {
+    let Some(m) = store.latest_complete(job).map_err(snapshot_error)? else {
+        return Ok(ResumePoint::Beginning);
+    };
+    match m.meta.get(META_FINAL).map(String::as_str) {
+        Some(FINAL_DONE) => {
             tracing::info!(
                 job,
                 epoch = m.epoch,
                 "the job's last run finished; starting from the beginning"
             );
-            Ok(None)
+            Ok(ResumePoint::Beginning)
         }
-        other => Ok(other),
+        Some(FINAL_COMMITTING) => {
+            tracing::info!(
+                job,
+                epoch = m.epoch,
+                "the job's last run stopped during its final commit; finishing that commit"
+            );
+            Ok(ResumePoint::FinalCommit(m))
+        }
+        _ => Ok(ResumePoint::Epoch(m)),
     }
+}
+
+/// Records in `store` that the run whose final epoch is `manifest` finished (every
+/// commit action of it ran), under a number above every manifest on disk.
+pub fn record_finished(manifest: &Manifest, store: &dyn SnapshotStore) -> Result<(), JobError> {
+    let next = store
+        .manifests(&manifest.job)
+        .map_err(snapshot_error)?
+        .into_iter()
+        .max()
+        .map_or(manifest.epoch, |newest| newest.max(manifest.epoch))
+        + 1;
+    store
+        .commit(&finished_manifest(manifest, next))
+        .map_err(snapshot_error)
 }
 
 /// Copies the savepoint at `path` into `store` so that later epochs can build on its
@@ -163,26 +204,7 @@ pub fn restore(
     };
     // 1. Commit actions of the restored epoch: a crash may have come between the
     //    manifest and the actions.
-    for chain in chains_of(manifest, COMMITS_CHUNK_STAGE) {
-        for link in chain {
-            let actions: Vec<Vec<u8>> = bincode::deserialize(&read(link)?).map_err(|e| {
-                JobError::Runtime(format!(
-                    "decoding the commit actions of epoch {}: {e}",
-                    link.epoch
-                ))
-            })?;
-            for action in actions {
-                let action: CommitAction = bincode::deserialize(&action)
-                    .map_err(|e| JobError::Runtime(format!("decoding a commit action: {e}")))?;
-                action.apply().map_err(|e| {
-                    JobError::Runtime(format!(
-                        "redoing a commit action of epoch {}: {e}",
-                        link.epoch
-                    ))
-                })?;
-            }
-        }
-    }
+    redo_commit_actions(job, manifest, store)?;
     // 2. Keyed state and source positions.
     let mut point = RestorePoint {
         epoch: manifest.epoch,
@@ -222,6 +244,38 @@ pub fn restore(
         }
     }
     Ok(point)
+}
+
+/// Applies every commit action recorded in `manifest` (each is idempotent): a
+/// crash may have come between the manifest and the actions. Part of
+/// [`restore`]; on its own for a [`ResumePoint::FinalCommit`].
+pub fn redo_commit_actions(
+    job: &str,
+    manifest: &Manifest,
+    store: &dyn SnapshotStore,
+) -> Result<(), JobError> {
+    for chain in chains_of(manifest, COMMITS_CHUNK_STAGE) {
+        for link in chain {
+            let bytes = store.read_chunk(job, link).map_err(snapshot_error)?;
+            let actions: Vec<Vec<u8>> = bincode::deserialize(&bytes).map_err(|e| {
+                JobError::Runtime(format!(
+                    "decoding the commit actions of epoch {}: {e}",
+                    link.epoch
+                ))
+            })?;
+            for action in actions {
+                let action: CommitAction = bincode::deserialize(&action)
+                    .map_err(|e| JobError::Runtime(format!("decoding a commit action: {e}")))?;
+                action.apply().map_err(|e| {
+                    JobError::Runtime(format!(
+                        "redoing a commit action of epoch {}: {e}",
+                        link.epoch
+                    ))
+                })?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The chains of `manifest` whose chunks belong to chunk stage `stage` (a chain is

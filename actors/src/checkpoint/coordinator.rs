@@ -507,6 +507,9 @@ impl Handler<FinishJob> for CheckpointCoordinator {
         }
         self.finishing = Some(msg.0);
         self.start_epoch(None, true);
+        // The writer records the end of the run under the next number (see
+        // `super::finished_manifest`); no epoch may take it.
+        self.next_epoch += 1;
         self.complete_ready(ctx);
     }
 }

@@ -41,7 +41,7 @@ use std::time::Duration;
 use actix::Message;
 
 use crate::partition_actor::ActorId;
-use crate::snapshot::ChunkId;
+use crate::snapshot::{ChunkId, Manifest};
 
 /// Chunk-id stage prefix of a keyed stage's state: `state/<stage index>`, one chunk
 /// per key partition.
@@ -57,6 +57,37 @@ pub fn source_chunk_stage(stage_index: u32) -> String {
 
 /// The chunk id under which an epoch's sink commit actions are stored.
 pub const COMMITS_CHUNK_STAGE: &str = "commits";
+
+/// Manifest metadata key on the two manifests that end a run of a bounded job.
+pub const META_FINAL: &str = "final";
+
+/// [`META_FINAL`] of the final epoch's manifest: the input ended and the epoch is
+/// complete, but its commit actions may not all have run (they run after the
+/// manifest is durable, and the process may die in between). A run that finds it
+/// newest only redoes its commit actions; it must not read the input again.
+pub const FINAL_COMMITTING: &str = "committing";
+
+/// [`META_FINAL`] of the manifest committed once the final epoch's commit actions
+/// all ran (see [`finished_manifest`]): the run finished, and the next run starts
+/// from the beginning.
+pub const FINAL_DONE: &str = "true";
+
+/// The manifest, numbered `epoch`, that records that the run whose final epoch's
+/// manifest is `last` finished: every commit action of `last` ran. It refers to no
+/// chunk (nothing is ever restored from it) and keeps `last`'s metadata.
+pub fn finished_manifest(last: &Manifest, epoch: u64) -> Manifest {
+    let mut meta = last.meta.clone();
+    meta.insert(META_FINAL.into(), FINAL_DONE.into());
+    Manifest {
+        job: last.job.clone(),
+        epoch,
+        created_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        chunks: Vec::new(),
+        meta,
+    }
+}
 
 /// One piece of an actor's snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]

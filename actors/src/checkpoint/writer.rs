@@ -15,7 +15,7 @@ use crate::snapshot::{
 };
 
 use super::coordinator::{Committer, Merger};
-use super::{ChunkData, COMMITS_CHUNK_STAGE};
+use super::{finished_manifest, ChunkData, COMMITS_CHUNK_STAGE, FINAL_COMMITTING, META_FINAL};
 
 /// One epoch handed to the writer.
 pub(crate) struct EpochWrite {
@@ -66,17 +66,30 @@ pub(crate) fn start(
     let spawned = std::thread::Builder::new()
         .name(format!("weir-checkpoint-{}", setup.job))
         .spawn(move || {
-            let mut writer = Writer { setup };
+            let mut writer = Writer {
+                setup,
+                failed: None,
+            };
             while let Ok(job) = rx.recv() {
                 let reply = job.reply;
-                let result = writer.write(
-                    job.epoch,
-                    job.chunks,
-                    job.commits,
-                    job.abandoned,
-                    job.is_final,
-                    job.savepoint,
-                );
+                let result = match &writer.failed {
+                    // After a failure nothing more is made durable: this attempt is
+                    // over, and the next one restores the last complete epoch.
+                    Some((epoch, reason)) => Err(format!(
+                        "not written, because epoch {epoch} failed before it: {reason}"
+                    )),
+                    None => writer.write(
+                        job.epoch,
+                        job.chunks,
+                        job.commits,
+                        job.abandoned,
+                        job.is_final,
+                        job.savepoint,
+                    ),
+                };
+                if let (Err(reason), None) = (&result, &writer.failed) {
+                    writer.failed = Some((job.epoch, reason.clone()));
+                }
                 let _ = reply.send(result);
             }
         });
@@ -91,6 +104,12 @@ pub(crate) fn start(
 
 struct Writer {
     setup: WriterSetup,
+    /// The first epoch whose write failed, and why. Every later epoch is refused:
+    /// a lost chunk would leave later deltas without their base, and epochs the
+    /// job completes after a failure (its final epoch, say, while the failure is
+    /// still on its way to the supervisor) must not overtake the recovery that
+    /// failure calls for.
+    failed: Option<(u64, String)>,
 }
 
 impl Writer {
@@ -163,7 +182,7 @@ impl Writer {
         }
         let mut meta = self.setup.meta.clone();
         if is_final {
-            meta.insert("final".into(), "true".into());
+            meta.insert(META_FINAL.into(), FINAL_COMMITTING.into());
         }
         let manifest = Manifest {
             job: job.clone(),
@@ -176,6 +195,15 @@ impl Writer {
         };
         store.commit(&manifest).map_err(|e| e.to_string())?;
         self.apply(&commits)?;
+        if is_final {
+            // Every commit action of the final epoch ran: the run is finished, and
+            // only now may the next run start from the beginning. (A run that finds
+            // the final epoch's manifest newest redoes its actions instead.) The
+            // coordinator keeps `epoch + 1` free for this manifest.
+            store
+                .commit(&finished_manifest(&manifest, epoch + 1))
+                .map_err(|e| format!("recording that the run finished: {e}"))?;
+        }
         if let Err(e) = store.retain(&job, self.setup.retain.max(1)) {
             tracing::warn!(job = %job, error = %e, "checkpoint retention failed; old epochs stay on disk");
         }
