@@ -8,6 +8,7 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Sizing of the state store.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,6 +81,34 @@ impl fmt::Debug for StateStore {
     }
 }
 
+/// How long [`StateStore::open`] waits for the directory's lock to be released.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// Opens the sled database in `dir`. sled locks the directory while a database is
+/// open, and releases the lock only once its background threads let go of the
+/// database, a moment after the last handle was dropped (later on a loaded
+/// machine): a store reopened in the same process (a node run again on the same
+/// state directory) waits for that, polling up to [`LOCK_WAIT`]. A lock another
+/// process holds is reported after the wait.
+fn open_sled(dir: &Path, cache_bytes: u64) -> sled::Result<sled::Db> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        match sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .open()
+        {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl StateStore {
     /// Opens (creating if missing) the sled database in directory `dir`.
     pub fn open(dir: &Path, config: StoreConfig) -> Result<Self, StateError> {
@@ -87,14 +116,10 @@ impl StateStore {
             context: format!("creating the state store directory {}", dir.display()),
             source,
         })?;
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(config.sled_cache_bytes)
-            .open()
-            .map_err(|source| StateError::Open {
-                path: dir.to_path_buf(),
-                source,
-            })?;
+        let db = open_sled(dir, config.sled_cache_bytes).map_err(|source| StateError::Open {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         tracing::debug!(path = %dir.display(), ?config, "opened state store");
         Ok(Self {
             inner: Arc::new(StoreInner {
@@ -320,6 +345,27 @@ mod tests {
     use super::super::*;
     use std::sync::Arc;
     use std::time::Duration;
+
+    /// Regression: reopening a store right after dropping it failed now and then
+    /// under load ("could not acquire lock", timers.rs's reopen test), because
+    /// sled's threads release the directory's lock a moment after the last handle.
+    #[test]
+    fn a_store_reopened_while_the_last_one_is_being_released_waits_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        let first = StateStore::open(&path, small_config()).unwrap();
+        // Still held while the second open starts: released from another thread.
+        let (opening, started) = std::sync::mpsc::channel();
+        let holder = std::thread::spawn(move || {
+            started.recv().unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            drop(first);
+        });
+        opening.send(()).unwrap();
+        let second = StateStore::open(&path, small_config());
+        holder.join().unwrap();
+        assert!(second.is_ok(), "{:?}", second.err());
+    }
 
     #[test]
     fn reopen_reads_back_flushed_state() {
