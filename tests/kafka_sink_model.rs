@@ -13,10 +13,9 @@ use std::time::Duration;
 
 use common::kafka::{running_sums, sum_record, SumFormat};
 use common::kafka_model::{Effect, Fault, KafkaModel, Op};
-use common::{Numbers, NumbersReader};
+use common::paced::EpochPaced;
+use common::Numbers;
 use weir::connector::kafka::{Delivery, KafkaSink};
-use weir::connector::{ReadStatus, SourceError};
-use weir::operator::Collector;
 use weir::prelude::*;
 
 const N: u64 = 4000;
@@ -35,83 +34,18 @@ fn sink(name: &str, model: &KafkaModel, staging: &Path) -> KafkaSink<SumFormat> 
         .with_log(Arc::new(model.clone()))
 }
 
-/// Records a source split emits per epoch at most.
+/// Records a source split emits per epoch at most: a run spans at least
+/// `N / 2 / PER_EPOCH` epochs with output however slow the machine, so a fault
+/// planned for the n-th commit or marker lands in a periodic epoch.
 const PER_EPOCH: usize = 100;
-
-/// [`Numbers::upto`]`(N)`, emitting at most `.1` records per split between two
-/// barriers (`None`: no bound, for runs without periodic epochs). With
-/// [`PER_EPOCH`], a run spans at least `N / 2 / PER_EPOCH` epochs with output
-/// however slow the machine, so a fault planned for the n-th commit or marker
-/// lands in a periodic epoch.
-struct EpochPaced(Numbers, Option<usize>);
-
-struct EpochPacedReader {
-    inner: NumbersReader,
-    per_epoch: usize,
-    since_barrier: usize,
-}
-
-/// Counts what passes through.
-struct Counting<'a, C> {
-    out: &'a mut C,
-    count: usize,
-}
-
-impl<C: Collector<u64>> Collector<u64> for Counting<'_, C> {
-    fn collect(&mut self, item: u64) {
-        self.count += 1;
-        self.out.collect(item);
-    }
-}
-
-impl Source for EpochPaced {
-    type Item = u64;
-    type Reader = EpochPacedReader;
-    fn name(&self) -> String {
-        self.0.name()
-    }
-    fn reader(&self, split: u32, splits: u32) -> Result<EpochPacedReader, SourceError> {
-        Ok(EpochPacedReader {
-            inner: self.0.reader(split, splits)?,
-            per_epoch: self.1.unwrap_or(usize::MAX),
-            since_barrier: 0,
-        })
-    }
-}
-
-impl SourceReader for EpochPacedReader {
-    type Item = u64;
-    fn read<C: Collector<u64>>(
-        &mut self,
-        budget: usize,
-        out: &mut C,
-    ) -> Result<ReadStatus, SourceError> {
-        let left = self.per_epoch - self.since_barrier;
-        if left == 0 {
-            std::thread::sleep(Duration::from_millis(1));
-            return Ok(ReadStatus::Idle);
-        }
-        let mut counting = Counting { out, count: 0 };
-        let status = self.inner.read(budget.min(left), &mut counting)?;
-        self.since_barrier += counting.count;
-        Ok(status)
-    }
-    fn position(&self) -> Option<Vec<u8>> {
-        self.inner.position()
-    }
-    fn before_barrier(&mut self) -> Result<(), SourceError> {
-        self.since_barrier = 0;
-        self.inner.before_barrier()
-    }
-    fn seek(&mut self, position: &[u8]) -> Result<(), SourceError> {
-        self.inner.seek(position)
-    }
-}
 
 /// The job; `interval` is the checkpoint interval it runs with.
 fn job(name: &str, model: &KafkaModel, staging: &Path, interval: Option<Duration>) -> Job {
     Job::new(name)
-        .source(EpochPaced(Numbers::upto(N), interval.map(|_| PER_EPOCH)))
+        .source(EpochPaced::new(
+            Numbers::upto(N),
+            interval.map(|_| PER_EPOCH),
+        ))
         .map(|x: u64| {
             if x.is_multiple_of(5) {
                 // Paced, so the run spans many epochs.

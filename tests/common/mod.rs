@@ -9,6 +9,7 @@ pub mod kafka;
 pub mod kafka_model;
 pub mod kill;
 pub mod node;
+pub mod paced;
 pub mod tansu;
 
 use std::sync::atomic::{AtomicU64, Ordering};
