@@ -49,8 +49,9 @@ pub fn counter(name: &str, origin: &str) -> u64 {
         .sum()
 }
 
-/// Reads `n` records of `topic` (all partitions, from the start), or panics after
-/// 30 s with what it found.
+/// Reads `n` records of `topic` (all partitions, from the start), then every other
+/// record the topic holds by its partitions' ends; panics after 30 s with what it
+/// found.
 pub fn read_records(bootstrap: &str, topic: &str, partitions: i32, n: usize) -> Vec<OwnedMessage> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -76,10 +77,24 @@ pub fn read_records(bootstrap: &str, topic: &str, partitions: i32, n: usize) -> 
             got.push(m.detach());
         }
     }
-    // Nothing more arrives.
-    let settle = Instant::now() + Duration::from_millis(300);
-    while Instant::now() < settle {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {
+    // Then everything else the topic holds (the letters' producer is idempotent and
+    // not transactional, so the partitions' ends count its records exactly): a
+    // record written twice shows as more than `n`, whatever the timing.
+    let total: i64 = (0..partitions)
+        .map(|p| {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .expect("the partition's ends");
+            high - low
+        })
+        .sum();
+    while (got.len() as i64) < total {
+        assert!(
+            Instant::now() < deadline,
+            "{} of the {total} records in {topic}",
+            got.len()
+        );
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
             got.push(m.detach());
         }
     }
