@@ -27,6 +27,20 @@ pub mod window;
 
 pub use job::{EngineOptions, Job, JobError, JobReport, Node};
 
+/// The Rust samples of the user guides under `docs/`, compiled and run by
+/// `cargo test --doc` so that a sample cannot drift from the API it shows.
+#[cfg(doctest)]
+pub mod doc_samples {
+    #[doc = include_str!("../docs/operator-api.md")]
+    pub struct OperatorApi;
+
+    #[doc = include_str!("../docs/event-time.md")]
+    pub struct EventTime;
+
+    #[doc = include_str!("../docs/kafka.md")]
+    pub struct Kafka;
+}
+
 /// Everything a job author needs, in one import.
 pub mod prelude {
     pub use crate::connector::generator::{SensorReadings, W1Lines, W2Event, W2Events};
