@@ -17,6 +17,7 @@ use common::tansu::{create_topic, produce_to, TansuBroker};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use weir::connector::generator::splitmix64;
 
 const PARTITIONS: i32 = 2;
 
@@ -265,17 +266,15 @@ fn at_least_once_the_example_loses_no_count_across_a_restart() {
     }
 }
 
-/// A small seeded generator (splitmix64), so a kill schedule can be replayed from
-/// its seed.
+/// A small seeded generator (the workloads' splitmix64 over a counter), so a kill
+/// schedule can be replayed from its seed.
 struct Seeded(u64);
 
 impl Seeded {
     fn next(&mut self) -> u64 {
+        let value = splitmix64(self.0);
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        value
     }
 
     /// A value in `low..high`.

@@ -121,6 +121,24 @@ struct State {
     halted: bool,
 }
 
+impl State {
+    /// The log of `topic`/`partition`.
+    fn log(&self, topic: &str, partition: i32) -> Result<&Vec<Entry>, KafkaSinkError> {
+        self.topics
+            .get(topic)
+            .and_then(|t| t.get(&partition))
+            .ok_or_else(|| err(format!("no partition {topic}/{partition}")))
+    }
+
+    /// The last stable offset of `log`: the first record of a transaction still
+    /// open, or its end.
+    fn stable_end(&self, log: &[Entry]) -> usize {
+        log.iter()
+            .position(|e| e.txn.is_some_and(|t| self.txns[t] == TxnState::Open))
+            .unwrap_or(log.len())
+    }
+}
+
 /// The model cluster.
 #[derive(Clone, Default)]
 pub struct KafkaModel {
@@ -259,18 +277,9 @@ impl TransactionalLog for KafkaModel {
         key: &[u8],
     ) -> Result<Option<Vec<u8>>, KafkaSinkError> {
         let s = lock(&self.state);
-        let log = s
-            .topics
-            .get(topic)
-            .and_then(|t| t.get(&partition))
-            .ok_or_else(|| err(format!("no partition {topic}/{partition}")))?;
-        // A read_committed reader reads up to the last stable offset: the first
-        // record of a transaction still open.
-        let stable = log
-            .iter()
-            .position(|e| e.txn.is_some_and(|t| s.txns[t] == TxnState::Open))
-            .unwrap_or(log.len());
-        Ok(log[..stable]
+        let log = s.log(topic, partition)?;
+        // A read_committed reader reads up to the last stable offset.
+        Ok(log[..s.stable_end(log)]
             .iter()
             .rev()
             .filter(|e| e.txn.is_none_or(|t| s.txns[t] == TxnState::Committed))
@@ -285,11 +294,7 @@ impl TransactionalLog for KafkaModel {
         key: &[u8],
     ) -> Result<Option<(i64, Vec<u8>)>, KafkaSinkError> {
         let s = lock(&self.state);
-        let log = s
-            .topics
-            .get(topic)
-            .and_then(|t| t.get(&partition))
-            .ok_or_else(|| err(format!("no partition {topic}/{partition}")))?;
+        let log = s.log(topic, partition)?;
         Ok(log
             .iter()
             .enumerate()
@@ -300,18 +305,10 @@ impl TransactionalLog for KafkaModel {
 
     fn ends(&self, topic: &str, partition: i32) -> Result<PartitionEnds, KafkaSinkError> {
         let s = lock(&self.state);
-        let log = s
-            .topics
-            .get(topic)
-            .and_then(|t| t.get(&partition))
-            .ok_or_else(|| err(format!("no partition {topic}/{partition}")))?;
-        let stable = log
-            .iter()
-            .position(|e| e.txn.is_some_and(|t| s.txns[t] == TxnState::Open))
-            .unwrap_or(log.len());
+        let log = s.log(topic, partition)?;
         Ok(PartitionEnds {
             high: log.len() as i64,
-            stable: stable as i64,
+            stable: s.stable_end(log) as i64,
         })
     }
 }
