@@ -600,7 +600,7 @@ impl Node {
                 .map(|(n, s)| StageSummary::from_snapshots(n, s))
                 .collect(),
             restarts: 0,
-            checkpoints: CheckpointSummary::read(checkpoint_stats),
+            checkpoints: checkpoint_stats.figures(),
             savepoint,
             restored_from: restore.map(|r| r.epoch),
         })

@@ -54,44 +54,9 @@ pub struct JobReport {
     pub restored_from: Option<u64>,
 }
 
-/// Checkpoint counters of a run.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CheckpointSummary {
-    /// Epochs completed (the final commit at the end of input included).
-    pub completed: u64,
-    /// Epochs abandoned or failed.
-    pub failed: u64,
-    /// The last completed epoch (0 for none).
-    pub last_epoch: u64,
-    /// Trigger-to-manifest time of the last completed epoch.
-    pub last_duration: Duration,
-    /// Bytes stored for the last completed epoch.
-    pub last_bytes: u64,
-    /// Longest barrier alignment of the last completed epoch.
-    pub last_alignment: Duration,
-    /// Trigger-to-manifest time of the slowest periodic epoch (the final one at the
-    /// end of input not counted).
-    pub longest_duration: Duration,
-    /// Bytes stored for the largest periodic epoch.
-    pub largest_bytes: u64,
-}
-
-impl CheckpointSummary {
-    /// Reads the run's checkpoint figures (all at the same moment).
-    pub fn read(stats: &weir_actors::checkpoint::CheckpointStats) -> Self {
-        let f = stats.figures();
-        CheckpointSummary {
-            completed: f.completed,
-            failed: f.failed,
-            last_epoch: f.last_epoch,
-            last_duration: f.last_duration,
-            last_bytes: f.last_bytes,
-            last_alignment: f.last_alignment,
-            longest_duration: f.longest_duration,
-            largest_bytes: f.largest_bytes,
-        }
-    }
-}
+/// Checkpoint figures of a run: the counts, the last and the largest epochs, and
+/// the newest epochs' outcomes, as the status API shows them (one source).
+pub type CheckpointSummary = weir_actors::checkpoint::CheckpointFigures;
 
 impl JobReport {
     /// Records the sources emitted.
