@@ -216,35 +216,25 @@ impl KafkaCommit {
     /// Waits until the transaction that wrote this id's newest marker has ended,
     /// so that a `read_committed` reader's view of it is final.
     ///
-    /// First commits one small transaction of the (fenced-in) `producer` to the
-    /// marker partition: a tombstone keyed `<id>.settle`, which marker lookups
+    /// First finds the newest marker record of this id as a `read_uncommitted`
+    /// reader sees it (whatever its transaction's fate). None, or one of an earlier
+    /// epoch: this epoch's transaction never wrote its marker, so it cannot have
+    /// committed, and nothing need be waited for.
+    ///
+    /// Otherwise commits one small transaction of the (fenced-in) `producer` to
+    /// the marker partition: a tombstone keyed `<id>.settle`, which marker lookups
     /// ignore and compaction removes. On Apache Kafka it changes nothing that
     /// matters; on brokers that complete a committed or aborted transaction only
     /// once the earlier transactions on its partitions have ended (Tansu 0.6), the
     /// end of this one completes those the fences ended (docs/kafka.md, "Tansu").
-    ///
-    /// Then finds the newest marker record of this id as a `read_uncommitted`
-    /// reader sees it (whatever its transaction's fate). None, or one of an earlier
-    /// epoch: this epoch's transaction never wrote its marker, so it cannot have
-    /// committed, and nothing need be waited for. Otherwise waits, up to the sink's
-    /// timeout, for the last stable offset to pass that record; if it does not,
-    /// this is [`KafkaSinkError::Unsettled`], never a guess.
+    /// Then waits, up to the sink's timeout, for the last stable offset to pass the
+    /// marker record; if it does not, this is [`KafkaSinkError::Unsettled`], never
+    /// a guess.
     fn settle(
         &self,
         log: &dyn TransactionalLog,
         producer: &mut dyn LogProducer,
     ) -> Result<(), KafkaSinkError> {
-        producer.begin()?;
-        producer.send(
-            &self.marker_topic,
-            &KafkaOutput {
-                key: Some(format!("{}.settle", self.transactional_id).into_bytes()),
-                value: None,
-                partition: Some(self.marker_partition),
-                ..KafkaOutput::default()
-            },
-        )?;
-        producer.commit()?;
         let at = format!("{}/{}", self.marker_topic, self.marker_partition);
         let Some((offset, value)) = log.newest_written(
             &self.marker_topic,
@@ -257,6 +247,17 @@ impl KafkaCommit {
         if CommitMarker::decode(&value, &format!("{at}@{offset}"))?.epoch < self.epoch {
             return Ok(());
         }
+        producer.begin()?;
+        producer.send(
+            &self.marker_topic,
+            &KafkaOutput {
+                key: Some(format!("{}.settle", self.transactional_id).into_bytes()),
+                value: None,
+                partition: Some(self.marker_partition),
+                ..KafkaOutput::default()
+            },
+        )?;
+        producer.commit()?;
         let started = Instant::now();
         let timeout = Duration::from_millis(self.timeout_ms);
         let mut pause = Duration::from_millis(5);

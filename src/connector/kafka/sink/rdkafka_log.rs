@@ -1,7 +1,7 @@
 //! The transactional log over librdkafka.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -44,6 +44,9 @@ pub struct RdKafkaLog {
     bootstrap: String,
     settings: BTreeMap<String, String>,
     timeout: Duration,
+    /// Marker readers by isolation level, made at first use and kept, so a redo
+    /// that polls the partition's ends does not start a client per poll.
+    readers: Mutex<BTreeMap<&'static str, Arc<BaseConsumer>>>,
 }
 
 impl RdKafkaLog {
@@ -54,6 +57,7 @@ impl RdKafkaLog {
             bootstrap: bootstrap.to_owned(),
             settings,
             timeout,
+            readers: Mutex::default(),
         }
     }
 
@@ -65,13 +69,26 @@ impl RdKafkaLog {
         layered(&[], &self.settings, &fixed, PRODUCER_REQUIRED, "kafka sink")
     }
 
-    fn reader(&self) -> Result<BaseConsumer, KafkaSinkError> {
+    fn reader(&self) -> Result<Arc<BaseConsumer>, KafkaSinkError> {
         self.reader_with("read_committed")
     }
 
-    /// A marker reader at `isolation` (`read_committed` for lookups;
-    /// `read_uncommitted` only to learn the high watermark).
-    fn reader_with(&self, isolation: &str) -> Result<BaseConsumer, KafkaSinkError> {
+    /// The marker reader at `isolation` (`read_committed` for lookups;
+    /// `read_uncommitted` to see every record written), made once per log.
+    fn reader_with(&self, isolation: &'static str) -> Result<Arc<BaseConsumer>, KafkaSinkError> {
+        let mut readers = self
+            .readers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(reader) = readers.get(isolation) {
+            return Ok(reader.clone());
+        }
+        let reader = Arc::new(self.new_reader(isolation)?);
+        readers.insert(isolation, reader.clone());
+        Ok(reader)
+    }
+
+    fn new_reader(&self, isolation: &str) -> Result<BaseConsumer, KafkaSinkError> {
         let mut config = layered(
             &[],
             &self.settings,
@@ -181,7 +198,7 @@ impl TransactionalLog for RdKafkaLog {
     }
 
     fn ends(&self, topic: &str, partition: i32) -> Result<PartitionEnds, KafkaSinkError> {
-        let end = |isolation: &str| -> Result<i64, KafkaSinkError> {
+        let end = |isolation: &'static str| -> Result<i64, KafkaSinkError> {
             self.reader_with(isolation)?
                 .fetch_watermarks(topic, partition, self.timeout)
                 .map(|(_, high)| high)
@@ -229,7 +246,7 @@ impl RdKafkaLog {
         topic: &str,
         partition: i32,
         key: &[u8],
-        isolation: &str,
+        isolation: &'static str,
     ) -> Result<Option<(i64, Vec<u8>)>, KafkaSinkError> {
         let reader = self.reader_with(isolation)?;
         let at = || format!("{topic}/{partition}");
