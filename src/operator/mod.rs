@@ -7,11 +7,13 @@
 
 pub mod builtin;
 pub mod chain;
+pub mod either;
 pub mod error;
 pub mod keyed;
 pub mod queryable;
 
 pub use builtin::{Aggregate, AggregateFn, Reduce};
 pub use chain::{Chain, Collector, Emitter};
+pub use either::Either;
 pub use error::OperatorError;
 pub use keyed::{Key, KeyedContext, KeyedProcess, OpenContext};
