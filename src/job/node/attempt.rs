@@ -1,0 +1,242 @@
+//! One attempt of a run: starts the job supervisor and the checkpoint coordinator,
+//! spawns the actors, watches them until the job finishes, fails or stops with a
+//! savepoint, and reports.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use weir_actors::checkpoint::{
+    CheckpointConfig, CheckpointCoordinator, CheckpointStats, FinishJob, JobActors,
+    ShutdownCoordinator,
+};
+use weir_actors::snapshot::SnapshotStore;
+use weir_actors::supervisor::{AdoptStages, CancelJob};
+use weir_actors::{JobFailure, JobSupervisor, WorkerPool};
+
+use crate::job::error::JobError;
+use crate::job::plan::StagePlan;
+use crate::job::poison::PoisonBoard;
+use crate::job::progress::LiveStats;
+use crate::job::recovery;
+use crate::job::report::{JobReport, StageSummary};
+use crate::metrics::JobMetrics;
+use crate::status::{AttemptFeed, JobState};
+
+use super::commit::apply_commit_action;
+use super::spawn::{SpawnShared, SpawnedJob};
+use super::status::Publisher;
+use super::watch::{watch, Watched};
+use super::{Node, Pipeline, RunControl};
+
+impl Node {
+    /// One attempt: spawns the job's actors and its checkpoint coordinator, runs
+    /// until the job finishes, fails or stops with a savepoint.
+    pub(super) async fn attempt(
+        &self,
+        setup: AttemptSetup<'_>,
+        control: &mut RunControl,
+        metrics: &mut JobMetrics,
+    ) -> Result<JobReport, JobError> {
+        let AttemptSetup {
+            name,
+            pipelines,
+            main_len,
+            stage_names,
+            snapshots,
+            manifest,
+            restore,
+            first_epoch,
+            started,
+            poison,
+            checkpoints: checkpoint_stats,
+        } = setup;
+        let name = name.to_string();
+        let opts = &self.options;
+        let parallelism_of = |s: &dyn StagePlan| self.parallelism_of(s);
+        let main_parallelism: Vec<u32> = pipelines[0]
+            .plans
+            .iter()
+            .map(|p| parallelism_of(p.as_ref()))
+            .collect();
+        let total: usize = pipelines.iter().map(|p| p.plans.len()).sum();
+        let job_name: Arc<str> = Arc::from(name.as_str());
+        let attempt_started = Instant::now();
+        let pool = WorkerPool::start(opts.workers);
+        let (supervisor, outcome) = JobSupervisor::new(name.clone(), total);
+        let job_addr = supervisor.start();
+        let mut meta = recovery::manifest_meta(opts.key_partitions, stage_names);
+        // The source stages' split counts go into every manifest.
+        for (index, plan) in pipelines.iter().flat_map(|p| p.plans.iter()).enumerate() {
+            if plan.is_source() {
+                let splits = match restore {
+                    Some(r) => r.splits_of(index as u32).unwrap_or(0),
+                    None => plan.splits(parallelism_of(plan.as_ref())),
+                };
+                meta.insert(
+                    format!("{}{index}", recovery::META_SPLITS),
+                    splits.to_string(),
+                );
+            }
+        }
+        let coordinator = CheckpointCoordinator::new(
+            CheckpointConfig {
+                job: name.clone(),
+                interval: opts.checkpoint.interval,
+                timeout: opts.checkpoint.timeout,
+                retain: opts.checkpoint.retain,
+                compact_after: opts.checkpoint.compact_after,
+                store: snapshots.map(|s| s as Arc<dyn SnapshotStore>),
+                committer: Arc::new(apply_commit_action),
+                merge: Arc::new(|chain: &[Vec<u8>]| {
+                    let parts: Vec<&[u8]> = chain.iter().map(Vec::as_slice).collect();
+                    weir_actors::state::merge_chain(&parts).map_err(|e| e.to_string())
+                }),
+                meta,
+                first_epoch,
+                restored: manifest,
+                hold_off: if poison.suspicious() {
+                    opts.checkpoint
+                        .interval
+                        .map_or(Duration::ZERO, |i| (i * 10).max(Duration::from_secs(1)))
+                } else {
+                    Duration::ZERO
+                },
+            },
+            job_addr.clone(),
+            checkpoint_stats.clone(),
+        );
+
+        let coordinator = coordinator.start();
+        let mut spawned = SpawnedJob::new(total);
+        let spawning = self.spawn_pipelines(
+            &SpawnShared {
+                job: job_name.clone(),
+                pipelines,
+                stage_names,
+                main_parallelism: &main_parallelism,
+                pool: &pool,
+                job_addr: &job_addr,
+                coordinator: &coordinator,
+                restore,
+                poison,
+            },
+            &mut spawned,
+        );
+        job_addr.do_send(AdoptStages {
+            stages: spawned.supervisors,
+            gates: spawned.gates,
+        });
+        if let Err(e) = spawning {
+            job_addr.do_send(CancelJob);
+            shutdown_coordinator(&coordinator).await;
+            pool.shutdown();
+            return Err(e);
+        }
+        coordinator.do_send(JobActors {
+            sources: spawned.triggers,
+            all: spawned.completes,
+        });
+        let stats = spawned.stats;
+        let mut feed = Some(AttemptFeed::new(self.status.clone()));
+        if let Some(feed) = feed.as_mut() {
+            let live = LiveStats::read(attempt_started.elapsed(), &stats, main_len);
+            feed.publish(&live, Some(JobState::Running));
+            feed.serve_queries(std::mem::take(&mut spawned.queries));
+        }
+
+        let watched = watch(
+            &name,
+            &job_addr,
+            &coordinator,
+            outcome,
+            control,
+            opts,
+            (started, attempt_started),
+            (&stats, main_len),
+            feed.as_mut(),
+            &mut Publisher {
+                metrics,
+                store: &self.store,
+                last: None,
+            },
+        )
+        .await;
+        if let Some(feed) = feed.as_mut() {
+            feed.stop_queries();
+        }
+        let mut savepoint = None;
+        let outcome = match watched {
+            Ok(Watched::Finished) => {
+                // Every actor finished: the final epoch commits what sinks staged last.
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                coordinator.do_send(FinishJob(tx));
+                match rx.await {
+                    Ok(Ok(())) => Ok(()),
+                    // Like any failed checkpoint, restartable: the next attempt
+                    // finishes the final commit if its manifest is durable, or
+                    // restores the last complete epoch if it is not.
+                    Ok(Err(reason)) => Err(JobError::Failed(JobFailure::Checkpoint {
+                        job: name.clone(),
+                        reason: format!("the final commit failed: {reason}"),
+                    })),
+                    Err(_) => Err(JobError::Runtime(format!(
+                        "job '{name}': the checkpoint coordinator vanished"
+                    ))),
+                }
+            }
+            Ok(Watched::StoppedWithSavepoint(path)) => {
+                savepoint = Some(path);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        };
+        shutdown_coordinator(&coordinator).await;
+        let elapsed = started.elapsed();
+        pool.shutdown();
+        let live = LiveStats::read(elapsed, &stats, main_len);
+        if let Some(feed) = feed.as_mut() {
+            feed.publish(&live, outcome.is_ok().then_some(JobState::Finished));
+        }
+        metrics.publish(&live, self.store.db().size_on_disk().ok());
+        outcome?;
+        Ok(JobReport {
+            job: name,
+            elapsed,
+            stages: live
+                .stages
+                .iter()
+                .map(|(n, s)| StageSummary::from_snapshots(n, s))
+                .collect(),
+            restarts: 0,
+            checkpoints: checkpoint_stats.figures(),
+            savepoint,
+            restored_from: restore.map(|r| r.epoch),
+        })
+    }
+}
+
+/// What one attempt needs besides the node.
+pub(super) struct AttemptSetup<'a> {
+    pub(super) name: &'a str,
+    pub(super) pipelines: &'a [Pipeline],
+    pub(super) main_len: usize,
+    pub(super) stage_names: &'a [String],
+    pub(super) snapshots: Option<Arc<weir_actors::snapshot::LocalDirStore>>,
+    pub(super) manifest: Option<weir_actors::snapshot::Manifest>,
+    pub(super) restore: Option<&'a recovery::RestorePoint>,
+    pub(super) first_epoch: u64,
+    pub(super) started: Instant,
+    pub(super) poison: &'a PoisonBoard,
+    /// The run's checkpoint figures (every attempt counts into them).
+    pub(super) checkpoints: &'a Arc<CheckpointStats>,
+}
+
+/// Stops the coordinator and waits until its writer thread has finished what it was
+/// writing, so that the next attempt restores from a settled store.
+async fn shutdown_coordinator(coordinator: &Addr<CheckpointCoordinator>) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if coordinator.try_send(ShutdownCoordinator(tx)).is_ok() {
+        let _ = rx.await;
+    }
+}
