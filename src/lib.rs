@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod connector;
 pub mod console;
+pub mod graph;
 pub mod http_server;
 pub mod job;
 pub mod jobs;
@@ -26,6 +27,7 @@ pub mod time;
 pub mod window;
 
 pub use job::{EngineOptions, Job, JobError, JobReport, Node};
+pub use operator::Operator;
 
 /// The Rust samples of the user guides under `docs/`, compiled and run by
 /// `cargo test --doc` so that a sample cannot drift from the API it shows.
@@ -50,13 +52,15 @@ pub mod prelude {
     };
     pub use crate::connector::txn_file::{read_committed, TransactionalFileSink};
     pub use crate::connector::{DeadLetters, Sink, SinkFactory, Source, SourceReader, StopFlag};
+    pub use crate::graph::fanout::Shared;
     pub use crate::job::node::RunControl;
     pub use crate::job::node::SavepointCommand;
     pub use crate::job::restart::RestartStrategy;
     pub use crate::job::{EngineOptions, Job, JobError, JobReport, Node};
     pub use crate::operator::{
-        AggregateFn, Collector, Emitter, Key, KeyedContext, KeyedProcess, OpenContext,
-        OperatorError,
+        AggregateFn, BroadcastContext, BroadcastProcess, Chain, Collector, Either, Emitter, Key,
+        KeyedContext, KeyedProcess, NoKey, OpenContext, Operator, OperatorError,
+        OperatorStateReader, OperatorStateWriter, OutputTag,
     };
     pub use crate::record::NO_TIMESTAMP;
     pub use crate::time::WatermarkStrategy;

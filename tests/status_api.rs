@@ -122,7 +122,7 @@ fn endpoints_follow_a_job_through_its_life() {
     assert_eq!(running["key_partitions"], 16);
     assert_eq!(
         running["edges"],
-        json!([{"from": 0, "to": 1, "kind": "data"}])
+        json!([{"from": 0, "to": 1, "kind": "data", "partitioning": "key"}])
     );
     let stages = running["stages"].as_array().unwrap();
     assert_eq!(stages.len(), 2);

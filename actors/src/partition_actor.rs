@@ -120,6 +120,10 @@ pub struct PartitionActor<T: Task> {
     /// Output is on its way out, waiting for downstream slots: no handler may run
     /// the task until it is sent, or its output would overtake what is queued.
     sending: bool,
+    /// Whether the task has outputs besides the main one.
+    extras: bool,
+    /// Whether the actor finished its input (rather than stopping part way).
+    finished: bool,
 }
 
 impl<T: Task> PartitionActor<T> {
@@ -153,6 +157,8 @@ impl<T: Task> PartitionActor<T> {
             checkpoints: None,
             last_epoch: 0,
             sending: false,
+            extras: false,
+            finished: false,
         }
     }
 
@@ -249,16 +255,17 @@ impl<T: Task> PartitionActor<T> {
     /// Queues `marker` on the main output and the side output.
     fn broadcast(&mut self, marker: Marker) {
         self.out.broadcast_marker(marker);
-        if let Some(side) = self.task.side_output() {
-            side.broadcast_marker(marker);
+        if self.extras {
+            self.task
+                .extra_outputs(&mut |side| side.broadcast_marker(marker));
         }
     }
 
     /// Seals partly filled batches of both outputs.
     fn flush_outputs(&mut self) {
         self.out.flush();
-        if let Some(side) = self.task.side_output() {
-            side.flush();
+        if self.extras {
+            self.task.extra_outputs(&mut |side| side.flush());
         }
     }
 
@@ -282,16 +289,28 @@ impl<T: Task> PartitionActor<T> {
     /// Bookkeeping after the task ran: publish counters, then send the output,
     /// waiting for slots if a downstream mailbox is full.
     fn after_work(&mut self, ctx: &mut Context<Self>) -> AtomicResponse<Self, ()> {
-        self.stats.set_out(self.out.records_out());
+        let mut out = self.out.records_out();
+        if self.extras {
+            self.task
+                .extra_outputs(&mut |side| out += side.records_out());
+        }
+        self.stats.set_out(out);
         self.stats.set_watermark(self.out.last_watermark());
         if self.phase == Phase::Running {
             self.schedule_deadline(ctx);
         }
         let main_done = self.out.send_now();
-        let side_done = match self.task.side_output() {
-            Some(side) => side.send_now(),
-            None => Ok(true),
-        };
+        let mut side_done: Result<bool, crate::mailbox::MailboxClosed> = Ok(true);
+        if self.extras {
+            self.task.extra_outputs(&mut |side| match side.send_now() {
+                Ok(done) => {
+                    if let Ok(all) = side_done.as_mut() {
+                        *all &= done;
+                    }
+                }
+                Err(closed) => side_done = Err(closed),
+            });
+        }
         match (main_done, side_done) {
             (Ok(true), Ok(true)) => {
                 self.proceed(ctx);
@@ -299,17 +318,17 @@ impl<T: Task> PartitionActor<T> {
             }
             (Ok(main_done), Ok(side_done)) => {
                 let main = (!main_done).then(|| self.out.take_pending());
-                let side = if side_done {
-                    None
-                } else {
-                    self.task.side_output().map(|s| s.take_pending())
-                };
+                let mut sides = Vec::new();
+                if !side_done {
+                    self.task
+                        .extra_outputs(&mut |side| sides.push(side.take_pending()));
+                }
                 let sending = async move {
                     let mut waited = std::time::Duration::ZERO;
                     if let Some(main) = main {
                         waited += main.send_all().await?;
                     }
-                    if let Some(side) = side {
+                    for side in sides {
                         waited += side.await?;
                     }
                     Ok::<_, crate::mailbox::MailboxClosed>(waited)
@@ -338,6 +357,7 @@ impl<T: Task> PartitionActor<T> {
         match self.phase {
             Phase::Finishing => {
                 self.phase = Phase::Done;
+                self.finished = true;
                 self.supervisor.do_send(ActorReport {
                     id: self.id.clone(),
                     event: ActorEvent::Finished,
@@ -446,6 +466,7 @@ impl<T: Task> Actor for PartitionActor<T> {
     fn started(&mut self, ctx: &mut Context<Self>) {
         // The bound is enforced by the mailbox gate; actix's own capacity only
         // matters for `send`, which weir does not use between partition actors.
+        self.extras = self.task.has_extra_outputs();
         let task = &mut self.task;
         let out = &mut self.out;
         if let Err(failure) = guarded(|| task.start(out)) {
@@ -458,6 +479,9 @@ impl<T: Task> Actor for PartitionActor<T> {
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        if !self.finished {
+            self.task.aborted();
+        }
         self.task.stopped();
     }
 }

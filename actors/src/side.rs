@@ -30,6 +30,11 @@ pub trait SideOutput: Send {
     fn broadcast_marker(&mut self, marker: Marker);
     /// Seals partly filled batches.
     fn flush(&mut self);
+    /// Records sent through this output that count as the stage's output (a route
+    /// of a fan-out counts; a side output such as late data does not).
+    fn records_out(&self) -> u64 {
+        0
+    }
 }
 
 /// A side output that sends every record to one receiver (the partition with the
@@ -42,9 +47,20 @@ pub struct ForwardSide<T: Send + 'static> {
 impl<T: Send + 'static> ForwardSide<T> {
     /// Partition `me` of the sending stage, feeding `receivers`.
     pub fn new(me: u32, receivers: Vec<Mailbox<T>>, batch_size: usize) -> Self {
-        let dest = me as usize % receivers.len().max(1);
+        Self::with_channel(me, me, receivers, batch_size)
+    }
+
+    /// Partition `partition` of the sending stage, feeding `receivers` as their
+    /// input channel `channel` (when the receivers read other inputs too).
+    pub fn with_channel(
+        partition: u32,
+        channel: u32,
+        receivers: Vec<Mailbox<T>>,
+        batch_size: usize,
+    ) -> Self {
+        let dest = partition as usize % receivers.len().max(1);
         ForwardSide {
-            out: Outbox::new(me, receivers, batch_size),
+            out: Outbox::new(channel, receivers, batch_size),
             dest,
         }
     }

@@ -98,10 +98,14 @@ pub trait Task: Send + 'static {
         Ok(())
     }
 
-    /// The task's side output, if it has one: the kernel sends it like the main
-    /// output (same backpressure, markers broadcast to it too).
-    fn side_output(&mut self) -> Option<&mut (dyn crate::side::SideOutput + 'static)> {
-        None
+    /// Visits the task's outputs besides the main one (side outputs, the routes of a
+    /// stage whose output several stages read): the kernel sends them like the
+    /// main output (same backpressure, markers broadcast to them too).
+    fn extra_outputs(&mut self, _visit: &mut dyn FnMut(&mut dyn crate::side::SideOutput)) {}
+
+    /// Whether the task has outputs besides the main one (asked once, at start).
+    fn has_extra_outputs(&self) -> bool {
+        false
     }
 
     /// For sources: how many records the task has read so far (reported as the
@@ -155,6 +159,11 @@ pub trait Task: Send + 'static {
 
     /// The actor is stopping, after finishing or because its job failed.
     fn stopped(&mut self) {}
+
+    /// The actor is stopping before its input ended (its job failed or is being
+    /// cancelled): called before [`Task::stopped`], so the task can discard what it
+    /// started since the last complete epoch.
+    fn aborted(&mut self) {}
 
     /// Reads one key's state for a query from outside the job (read-only). The
     /// default: this task holds no queryable state.

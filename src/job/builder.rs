@@ -38,90 +38,97 @@ use std::marker::PhantomData;
 use weir_actors::state::StateValue;
 
 use crate::connector::{SinkFactory, Source};
+use crate::graph::{Graph, JobPlan, Partitioning, Port};
 use crate::operator::chain::{FilterOp, FlatMapOp, Identity, MapOp, Then};
 use crate::operator::{Aggregate, AggregateFn, Chain, Emitter, Key, KeyedProcess, Reduce};
 use crate::time::{NoEventTime, TimestampStrategy};
 
-use super::plan::{KeyedStagePlan, SideStagePlan, SourceStagePlan, StagePlan};
+use super::plan::{KeyedStagePlan, SideStagePlan, SourceStagePlan};
 use super::terminal::{ExchangeSpec, KeyBy, KeySelector, PairKey, SinkSpec, TerminalSpec};
+use super::JobError;
 
-/// A complete job: a chain of stages from a source to a sink, ready to run on a
-/// [`Node`](super::Node).
+/// A job: the graph of stages its streams built, from its sources to its sinks,
+/// ready to run on a [`Node`](super::Node).
+///
+/// Every `sink` of a job returns a `Job` handle on the same graph; run any one of
+/// them (they are the same job).
+#[derive(Clone)]
 pub struct Job {
-    pub(crate) name: String,
-    pub(crate) stages: Vec<Box<dyn StagePlan>>,
-    pub(crate) branches: Vec<Branch>,
-}
-
-/// A pipeline fed by the side output of stage `from` of the job (for instance a
-/// window's late records), ending in a sink of its own.
-pub(crate) struct Branch {
-    pub from: usize,
-    pub job: Job,
+    pub(crate) graph: Graph,
 }
 
 impl Job {
     /// Starts building a job called `name`.
     #[allow(clippy::new_ret_no_self)]
     pub fn new(name: impl Into<String>) -> JobBuilder {
-        JobBuilder { name: name.into() }
+        JobBuilder {
+            graph: Graph::new(name.into()),
+        }
     }
 
     /// The job's name.
-    pub fn name(&self) -> &str {
-        &self.name
+    pub fn name(&self) -> String {
+        self.graph.job_name()
     }
 
-    /// The names of its stages, in order: the main pipeline's, then each branch's.
+    /// The names of its stages, in run order (the stages reading side outputs
+    /// last).
     pub fn stage_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.stages.iter().map(|s| s.name()).collect();
-        for branch in &self.branches {
-            names.extend(branch.job.stage_names());
-        }
-        names
+        self.graph.stage_names()
+    }
+
+    /// Freezes the job into the plan a node runs.
+    pub(crate) fn freeze(self) -> Result<JobPlan, JobError> {
+        self.graph.freeze()
     }
 }
 
-/// A job with no source yet.
+/// A job under construction: add sources to it (as many as the job reads).
+#[derive(Clone)]
 pub struct JobBuilder {
-    name: String,
+    graph: Graph,
 }
 
 impl JobBuilder {
-    /// Reads the job's input from `source`, without event time.
-    pub fn source<S: Source>(self, source: S) -> Stream<SourceHead<S, NoEventTime>, Identity> {
+    /// Reads records from `source`, without event time; may be called several times
+    /// for a job with several sources.
+    pub fn source<S: Source>(&self, source: S) -> Stream<SourceHead<S, NoEventTime>, Identity> {
         self.source_with_time(source, NoEventTime)
     }
 
-    /// Reads the job's input from `source`, stamping records with event time and
-    /// sending watermarks as `time` says (see [`WatermarkStrategy`](crate::time::WatermarkStrategy)).
-    pub fn source_with_time<S, T>(self, source: S, time: T) -> Stream<SourceHead<S, T>, Identity>
+    /// Reads records from `source`, stamping them with event time and sending
+    /// watermarks as `time` says (see [`WatermarkStrategy`](crate::time::WatermarkStrategy)).
+    pub fn source_with_time<S, T>(&self, source: S, time: T) -> Stream<SourceHead<S, T>, Identity>
     where
         S: Source,
         T: TimestampStrategy<S::Item>,
     {
-        Stream {
-            name: self.name,
-            done: Vec::new(),
-            head: SourceHead(source, time),
-            chain: Identity,
-            branches: Vec::new(),
+        let slot = self.graph.add_slot(false);
+        Stream::start(self.graph.clone(), slot, SourceHead(source, time))
+    }
+
+    /// The job as built so far (the same as what any `sink` call returned).
+    pub fn build(&self) -> Job {
+        Job {
+            graph: self.graph.clone(),
         }
     }
 }
 
-/// What starts a stage: a source or a keyed operator. (Implementation detail of the
+/// What starts a stage: a source or an operator. (Implementation detail of the
 /// builder's types.)
 pub trait Head: Send + 'static {
     /// What the head emits into the stage's chain.
     type Out;
 }
 
-/// Turns a head, its chain and its terminal into a stage plan. (Implementation detail
-/// of the builder's types.)
+/// Closes a stage: its head, its chain and its terminal become the stage's plan.
+/// (Implementation detail of the builder's types.)
 #[doc(hidden)]
 pub trait IntoPlan<C, Ts>: Head {
-    fn into_plan(self, chain: C, term: Ts) -> Box<dyn StagePlan>;
+    /// Records the stage of `slot` in `graph`; returns the output port its terminal
+    /// sends through.
+    fn close(self, chain: C, term: Ts, graph: &Graph, slot: usize) -> Port;
 }
 
 /// A stage that starts at a source, with its event-time strategy.
@@ -138,18 +145,22 @@ where
     C: Chain<S::Item>,
     Ts: TerminalSpec<C::Out>,
 {
-    fn into_plan(self, chain: C, term: Ts) -> Box<dyn StagePlan> {
-        Box::new(SourceStagePlan {
-            source: self.0,
-            time: self.1,
-            chain,
-            term,
-        })
+    fn close(self, chain: C, term: Ts, graph: &Graph, slot: usize) -> Port {
+        graph.set_plan(
+            slot,
+            Box::new(SourceStagePlan {
+                source: self.0,
+                time: self.1,
+                chain,
+                term,
+            }),
+        );
+        Port::Main
     }
 }
 
-/// A stage that starts at a keyed operator.
-pub struct KeyedHead<P>(P);
+/// A stage that starts at an operator.
+pub struct KeyedHead<P>(pub(crate) P);
 
 impl<P: KeyedProcess> Head for KeyedHead<P> {
     type Out = P::Out;
@@ -161,12 +172,17 @@ where
     C: Chain<P::Out>,
     Ts: TerminalSpec<C::Out>,
 {
-    fn into_plan(self, chain: C, term: Ts) -> Box<dyn StagePlan> {
-        Box::new(KeyedStagePlan {
-            process: self.0,
-            chain,
-            term,
-        })
+    fn close(self, chain: C, term: Ts, graph: &Graph, slot: usize) -> Port {
+        graph.set_plan(
+            slot,
+            Box::new(KeyedStagePlan::<
+                P,
+                C,
+                Ts,
+                crate::record::Keyed<P::Key, P::In>,
+            >::new(self.0, chain, term)),
+        );
+        Port::Main
     }
 }
 
@@ -186,75 +202,111 @@ where
     C: Chain<T>,
     Ts: TerminalSpec<C::Out>,
 {
-    fn into_plan(self, chain: C, term: Ts) -> Box<dyn StagePlan> {
-        Box::new(SideStagePlan {
-            chain,
-            term,
-            what: self.what,
-            _in: PhantomData,
-        })
+    fn close(self, chain: C, term: Ts, graph: &Graph, slot: usize) -> Port {
+        graph.set_plan(
+            slot,
+            Box::new(SideStagePlan {
+                chain,
+                term,
+                what: self.what,
+                _in: PhantomData,
+            }),
+        );
+        Port::Main
     }
 }
 
-/// The start of a branch reading a side output named `what` of job `job`.
+/// The start of a stage reading the side output named `what` of a stage of `graph`
+/// (the edge is added by [`Stream::read_side_here`] once that stage exists).
 pub(crate) fn side_stream<T: Send + Unpin + 'static>(
-    job: &str,
+    graph: &Graph,
     what: &str,
 ) -> Stream<SideHead<T>, Identity> {
-    Stream {
-        name: job.to_string(),
-        done: Vec::new(),
-        head: SideHead {
+    let slot = graph.add_slot(true);
+    Stream::start(
+        graph.clone(),
+        slot,
+        SideHead {
             what: what.to_string(),
             _in: PhantomData,
         },
-        chain: Identity,
-        branches: Vec::new(),
-    }
+    )
+}
+
+/// Where a side output is read: the slot of the stage that reads it, and the side
+/// output's name. Kept by a builder step until the stage producing it exists.
+pub(crate) struct SideReader {
+    pub slot: usize,
+    pub what: String,
 }
 
 impl<H, C> Stream<H, C> {
-    /// The job's name.
-    pub(crate) fn job_name(&self) -> &str {
-        &self.name
+    /// The job's graph.
+    pub(crate) fn graph(&self) -> &Graph {
+        &self.graph
     }
 
-    /// Feeds `branch` from the side output of the stage now being built (the one this
+    /// The slot of the stage now being built.
+    pub(crate) fn slot(&self) -> usize {
+        self.slot
+    }
+
+    /// Lets `reader` read the side output of the stage now being built (the one this
     /// stream's head starts).
-    pub(crate) fn add_branch_here(&mut self, branch: Job) {
-        let from = self.done.len();
-        self.branches.push(Branch { from, job: branch });
+    pub(crate) fn read_side_here(&mut self, reader: SideReader) {
+        self.graph.add_edge(
+            self.slot,
+            Port::Side(reader.what),
+            reader.slot,
+            Partitioning::Side,
+        );
+    }
+}
+
+impl<H> Stream<H, Identity> {
+    /// A stream starting a stage at `slot` with `head`.
+    pub(crate) fn start(graph: Graph, slot: usize, head: H) -> Self {
+        Stream {
+            graph,
+            slot,
+            head,
+            chain: Identity,
+        }
     }
 }
 
 impl<H, C, Sel> KeyedStream<H, C, Sel> {
-    /// The job's name.
-    pub(crate) fn job_name(&self) -> &str {
-        self.stream.job_name()
+    /// The job's graph.
+    pub(crate) fn graph(&self) -> &Graph {
+        &self.stream.graph
+    }
+
+    /// The slot of the stage now being built.
+    pub(crate) fn slot(&self) -> usize {
+        self.stream.slot
     }
 }
 
 /// A stream of records under construction: a head, then a chain of stateless
-/// operators. Stateless operators fuse into the current stage; `key_by` ends it.
+/// operators. Stateless operators fuse into the current stage; a partitioning
+/// (`key_by`, `rebalance`, ...) or a sink closes it.
 pub struct Stream<H, C> {
-    name: String,
-    done: Vec<Box<dyn StagePlan>>,
+    graph: Graph,
+    slot: usize,
     head: H,
     chain: C,
-    branches: Vec<Branch>,
 }
 
 impl<H: Head, C: Chain<H::Out>> Stream<H, C> {
     fn then<N>(self, next: N) -> Stream<H, Then<C, N>> {
         Stream {
-            name: self.name,
-            done: self.done,
+            graph: self.graph,
+            slot: self.slot,
             head: self.head,
             chain: Then {
                 first: self.chain,
                 second: next,
             },
-            branches: self.branches,
         }
     }
 
@@ -292,6 +344,13 @@ impl<H: Head, C: Chain<H::Out>> Stream<H, C> {
         })
     }
 
+    /// Fuses the stateless operator `op` (any type implementing [`Chain`], yours
+    /// included) into the current stage: it runs in the same loop as the
+    /// operators before and after it.
+    pub fn apply<N: Chain<C::Out>>(self, op: N) -> Stream<H, Then<C, N>> {
+        self.then(op)
+    }
+
     /// Groups records by the key `f` picks; the whole record travels as the value.
     pub fn key_by<K: Key, F>(self, f: F) -> KeyedStream<H, C, KeyBy<F, K>>
     where
@@ -307,20 +366,53 @@ impl<H: Head, C: Chain<H::Out>> Stream<H, C> {
         }
     }
 
-    /// Ends the job in `sink`.
+    /// Ends this stream in `sink`; returns the job (a handle on its whole graph).
     pub fn sink<F>(self, sink: F) -> Job
     where
         F: SinkFactory<C::Out>,
         C::Out: 'static,
         H: IntoPlan<C, SinkSpec<F>>,
     {
-        let mut stages = self.done;
-        stages.push(self.head.into_plan(self.chain, SinkSpec(sink)));
-        Job {
-            name: self.name,
-            stages,
-            branches: self.branches,
-        }
+        self.head
+            .close(self.chain, SinkSpec(sink), &self.graph, self.slot);
+        Job { graph: self.graph }
+    }
+
+    /// Closes the current stage with terminal `term`, whose output goes to a new
+    /// stage started by `head` through `partitioning`.
+    pub(crate) fn close_into<Ts, H2>(
+        self,
+        term: Ts,
+        partitioning: Partitioning,
+        head: H2,
+    ) -> Stream<H2, Identity>
+    where
+        H: IntoPlan<C, Ts>,
+    {
+        let next = self.graph.add_slot_after(self.slot);
+        let graph = self.close_to(term, partitioning, next);
+        Stream::start(graph, next, head)
+    }
+
+    /// Closes the current stage with terminal `term`, whose output feeds no other
+    /// stage through the graph (a fan-out's routes wire themselves).
+    pub(crate) fn close_with<Ts>(self, term: Ts) -> Graph
+    where
+        H: IntoPlan<C, Ts>,
+    {
+        self.head.close(self.chain, term, &self.graph, self.slot);
+        self.graph
+    }
+
+    /// Closes the current stage with terminal `term`, whose output goes to the
+    /// stage of slot `to` through `partitioning`; returns the graph.
+    pub(crate) fn close_to<Ts>(self, term: Ts, partitioning: Partitioning, to: usize) -> Graph
+    where
+        H: IntoPlan<C, Ts>,
+    {
+        let port = self.head.close(self.chain, term, &self.graph, self.slot);
+        self.graph.add_edge(self.slot, port, to, partitioning);
+        self.graph
     }
 }
 
@@ -377,21 +469,14 @@ where
         P: KeyedProcess,
         H: IntoPlan<C, Ts>,
     {
-        let Stream {
-            name,
-            mut done,
-            head,
-            chain,
-            branches,
-        } = self.stream;
-        done.push(head.into_plan(chain, make_term(self.selector)));
-        Stream {
-            name,
-            done,
-            head: KeyedHead(process),
-            chain: Identity,
-            branches,
-        }
+        let term = make_term(self.selector);
+        self.stream
+            .close_into(term, Partitioning::Key, KeyedHead(process))
+    }
+
+    /// Splits the keyed stream into its parts: the stream and the key selector.
+    pub(crate) fn into_parts(self) -> (Stream<H, C>, Sel) {
+        (self.stream, self.selector)
     }
 
     /// A running reduce per key: emits `(key, reduced)` on every record.

@@ -2,11 +2,13 @@
 //! partition actors once its downstream stage's mailboxes exist.
 
 use std::any::Any;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use actix::prelude::*;
 use weir_actors::checkpoint::{
-    source_chunk_stage, state_chunk_stage, Acknowledge, EpochComplete, TriggerEpoch,
+    operator_chunk_stage, source_chunk_stage, state_chunk_stage, Acknowledge, EpochComplete,
+    TriggerEpoch,
 };
 use weir_actors::state::{Clock, StateStore};
 use weir_actors::supervisor::AdoptPartitions;
@@ -16,13 +18,18 @@ use weir_actors::{
 };
 
 use crate::connector::{SinkRecovery, Source, SourceReader};
+use crate::graph::Port;
+use crate::operator::operator_state::redistribute;
 use crate::operator::queryable::QueryableStates;
-use crate::operator::{Chain, KeyedProcess};
+use crate::operator::{Chain, Operator, SideOutputs};
 
 use super::error::JobError;
 use super::options::EngineOptions;
-use super::tasks::{KeyedTask, PassTask, PendingPositions, SourceSplit, SourceTask, SplitProgress};
-use super::terminal::TerminalSpec;
+use super::tasks::{
+    InputMap, KeyedTask, PassTask, PendingPositions, RuleHandler, SourceSplit, SourceTask,
+    SplitProgress, WireRecord,
+};
+use super::terminal::{TerminalEnv, TerminalSpec};
 use crate::time::{AlignmentGroup, SplitLanes, TimestampStrategy};
 
 /// The sled tree name of a keyed stage's state.
@@ -30,24 +37,28 @@ pub(crate) fn state_tree_name(job: &str, stage_index: u32) -> String {
     format!("{job}/{stage_index}")
 }
 
+/// A side output's name and its senders, one per partition of the sending stage.
+pub type SideSenders = (String, Vec<Box<dyn SideOutput>>);
+
 /// What a stage needs to spawn its actors.
 pub struct SpawnEnv<'a> {
     pub job: Arc<str>,
     pub stage_index: u32,
     pub stage_name: Arc<str>,
     pub parallelism: u32,
-    /// Partition actors of the stage before (0 for a source stage).
+    /// Input channels of each actor: the partitions of every stage sending to this
+    /// one (0 for a source stage).
     pub inputs: u32,
-    /// Partition actors of the stage after (0 when the stage ends in a sink).
-    pub downstream: u32,
+    /// The channels of each input (edge into the stage), in channel order.
+    pub input_channels: Vec<u32>,
     pub pool: &'a WorkerPool,
     pub job_supervisor: Addr<JobSupervisor>,
     pub options: &'a EngineOptions,
     pub store: &'a StateStore,
     pub clock: Arc<dyn Clock>,
-    /// Side outputs feeding a branch, one per partition of this stage (taken by the
-    /// stage that produces the side output).
-    pub side_outputs: std::cell::RefCell<Option<Vec<Box<dyn SideOutput>>>>,
+    /// The side outputs the job reads from this stage, by name, each with one
+    /// sender per partition of this stage (made by the stage that reads it).
+    pub side_outputs: std::cell::RefCell<Vec<SideSenders>>,
     /// Where actors acknowledge their snapshots.
     pub checkpoints: Recipient<Acknowledge>,
     /// Whether epochs are checkpointed (sources must then be able to rewind).
@@ -58,10 +69,23 @@ pub struct SpawnEnv<'a> {
     pub(crate) poison: &'a super::poison::PoisonBoard,
 }
 
+/// One output of a stage, wired to the stage that reads it.
+pub struct OutputWire {
+    /// The output.
+    pub port: Port,
+    /// `Vec<Mailbox<W>>`: the receiving stage's mailboxes.
+    pub inbound: Rc<dyn Any>,
+    /// The receivers' input channel of this stage's partition 0 (partition `i`
+    /// sends as channel `offset + i`).
+    pub offset: u32,
+    /// How many partitions the receiving stage has.
+    pub receivers: u32,
+}
+
 /// A spawned stage.
 pub struct Spawned {
-    /// `Vec<Mailbox<In>>`: where the stage before sends.
-    pub inbound: Box<dyn Any>,
+    /// `Vec<Mailbox<In>>`: where the stages sending to this one send.
+    pub inbound: Rc<dyn Any>,
     pub stats: Vec<Arc<ActorStats>>,
     pub gates: Vec<MailboxGate>,
     pub supervisor: Addr<StageSupervisor>,
@@ -95,27 +119,60 @@ pub trait StagePlan: Send {
     /// Before a run: lets the stage's sink discard output staged by a run that did
     /// not complete its epoch.
     fn recover(&self, recovery: &SinkRecovery<'_>) -> Result<(), JobError>;
-    /// Spawns the stage's actors; `downstream` is the next stage's `Vec<Mailbox<_>>`
-    /// (or `()` when this stage ends in a sink). Called again for each restart.
-    fn spawn(&self, env: &SpawnEnv<'_>, downstream: Box<dyn Any>) -> Result<Spawned, JobError>;
+    /// Spawns the stage's actors, sending to the stages `outputs` wires it to
+    /// (spawned before it). Called again for each restart.
+    fn spawn(&self, env: &SpawnEnv<'_>, outputs: &[OutputWire]) -> Result<Spawned, JobError>;
 }
 
-fn downcast_mailboxes<W: Send + 'static>(
-    env: &SpawnEnv<'_>,
-    downstream: Box<dyn Any>,
-) -> Result<Vec<Mailbox<W>>, JobError> {
-    if env.downstream == 0 {
-        return Ok(Vec::new());
-    }
-    downstream
-        .downcast::<Vec<Mailbox<W>>>()
-        .map(|b| *b)
-        .map_err(|_| {
+/// The mailboxes of the stage wired to `port`, with the channel offset of this
+/// stage's partition 0 there (none and 0 when nothing reads the port).
+pub(crate) fn wired_mailboxes<W: Send + 'static>(
+    stage: &str,
+    outputs: &[OutputWire],
+    port: &Port,
+) -> Result<(Vec<Mailbox<W>>, u32), JobError> {
+    let Some(wire) = outputs.iter().find(|w| &w.port == port) else {
+        return Ok((Vec::new(), 0));
+    };
+    wire.inbound
+        .downcast_ref::<Vec<Mailbox<W>>>()
+        .map(|m| (m.clone(), wire.offset))
+        .ok_or_else(|| {
             JobError::Runtime(format!(
-                "stage '{}': the next stage does not take this stage's output type (planner bug)",
-                env.stage_name
+                "stage '{stage}': the stage reading its output {port:?} takes another record type (planner bug)"
             ))
         })
+}
+
+/// The side outputs of partition `i`, taken from the readers' senders.
+fn sides_of(env: &SpawnEnv<'_>, i: u32) -> SideOutputs {
+    let mut all = env.side_outputs.borrow_mut();
+    let mut mine = Vec::with_capacity(all.len());
+    for (name, senders) in all.iter_mut() {
+        if let Some(sender) = senders.get_mut(i as usize) {
+            // Each sender is taken once: partition i's.
+            let taken = std::mem::replace(sender, Box::new(NoSide));
+            mine.push((name.clone(), taken));
+        }
+    }
+    SideOutputs::new(mine)
+}
+
+/// What is left in place of a side output sender once its partition took it.
+struct NoSide;
+
+impl SideOutput for NoSide {
+    fn push_any(&mut self, _item: Box<dyn Any + Send>) -> Result<(), String> {
+        Err("a side output sender was taken twice (planner bug)".into())
+    }
+    fn send_now(&mut self) -> Result<bool, weir_actors::MailboxClosed> {
+        Ok(true)
+    }
+    fn take_pending(&mut self) -> weir_actors::side::SideSend {
+        Box::pin(async { Ok(std::time::Duration::ZERO) })
+    }
+    fn broadcast_marker(&mut self, _marker: weir_actors::Marker) {}
+    fn flush(&mut self) {}
 }
 
 /// Starts one partition actor per task on the worker pool under a new stage
@@ -123,7 +180,7 @@ fn downcast_mailboxes<W: Send + 'static>(
 fn spawn_tasks<T: Task>(
     env: &SpawnEnv<'_>,
     tasks: Vec<T>,
-    downstream: Vec<Mailbox<T::Out>>,
+    (downstream, offset): (Vec<Mailbox<T::Out>>, u32),
 ) -> Spawned {
     let supervisor = StageSupervisor::new(
         env.stage_name.to_string(),
@@ -142,7 +199,11 @@ fn spawn_tasks<T: Task>(
     for (i, task) in tasks.into_iter().enumerate() {
         let gate = MailboxGate::new(env.options.mailbox_capacity, env.inputs);
         let actor_stats = Arc::new(ActorStats::new(gate.clone()));
-        let out = Outbox::new(i as u32, downstream.clone(), env.options.batch_size);
+        let out = Outbox::new(
+            offset + i as u32,
+            downstream.clone(),
+            env.options.batch_size,
+        );
         let id = ActorId {
             job: env.job.clone(),
             stage: env.stage_name.clone(),
@@ -173,7 +234,7 @@ fn spawn_tasks<T: Task>(
     }
     supervisor.do_send(AdoptPartitions(stops));
     Spawned {
-        inbound: Box::new(inbound),
+        inbound: Rc::new(inbound),
         stats,
         gates,
         supervisor,
@@ -210,14 +271,21 @@ fn recover_terminal<T, Ts: TerminalSpec<T>>(
 fn build_terminal<T, Ts: TerminalSpec<T>>(
     term: &Ts,
     env: &SpawnEnv<'_>,
+    outputs: &[OutputWire],
     i: u32,
 ) -> Result<Ts::Terminal, JobError> {
-    term.build(
-        i,
-        env.parallelism,
-        env.downstream,
-        env.options.key_partitions,
-    )
+    let receivers = outputs
+        .iter()
+        .find(|w| w.port == Port::Main)
+        .map_or(0, |w| w.receivers);
+    term.build_with(&TerminalEnv {
+        partition: i,
+        parallelism: env.parallelism,
+        receivers,
+        key_partitions: env.options.key_partitions,
+        batch_size: env.options.batch_size,
+        outputs,
+    })
     .map_err(|source| JobError::Sink {
         stage: env.stage_name.to_string(),
         source,
@@ -263,8 +331,8 @@ where
         recover_terminal(&self.term, self.name(), recovery)
     }
 
-    fn spawn(&self, env: &SpawnEnv<'_>, downstream: Box<dyn Any>) -> Result<Spawned, JobError> {
-        let downstream = downcast_mailboxes(env, downstream)?;
+    fn spawn(&self, env: &SpawnEnv<'_>, outputs: &[OutputWire]) -> Result<Spawned, JobError> {
+        let downstream = wired_mailboxes(&env.stage_name, outputs, &Port::Main)?;
         let source_error = |source| JobError::Source {
             stage: env.stage_name.to_string(),
             source,
@@ -317,7 +385,7 @@ where
                     idle_now: false,
                 });
             }
-            let term = build_terminal(&self.term, env, i)?;
+            let term = build_terminal(&self.term, env, outputs, i)?;
             tasks.push(SourceTask {
                 watermarks: WatermarkTracker::new(splits.len()),
                 splits,
@@ -338,18 +406,44 @@ where
     }
 }
 
-/// A stage that starts at a keyed operator.
-pub(crate) struct KeyedStagePlan<P, C, Ts> {
+/// A stage that starts at an operator; `W` is what it receives on the wire.
+pub(crate) struct KeyedStagePlan<P: Operator, C, Ts, W: WireRecord> {
     pub process: P,
     pub chain: C,
     pub term: Ts,
+    pub on_rule: RuleHandler<P, W::Rule>,
 }
 
-impl<P, C, Ts> StagePlan for KeyedStagePlan<P, C, Ts>
+/// The rule handler of a stage that reads no broadcast stream: it never runs.
+fn no_rules<P: Operator>(
+    _op: &mut P,
+    rule: std::convert::Infallible,
+    _ctx: &mut crate::operator::BroadcastContext<'_, P::Out>,
+) -> Result<(), crate::operator::OperatorError> {
+    match rule {}
+}
+
+impl<P, C, Ts> KeyedStagePlan<P, C, Ts, crate::record::Keyed<P::Key, P::In>>
 where
-    P: KeyedProcess,
+    P: Operator,
+{
+    /// The plan of a stage reading keyed records (no broadcast stream).
+    pub(crate) fn new(process: P, chain: C, term: Ts) -> Self {
+        KeyedStagePlan {
+            process,
+            chain,
+            term,
+            on_rule: no_rules::<P>,
+        }
+    }
+}
+
+impl<P, C, Ts, W> StagePlan for KeyedStagePlan<P, C, Ts, W>
+where
+    P: Operator,
     C: Chain<P::Out>,
     Ts: TerminalSpec<C::Out>,
+    W: WireRecord<Key = P::Key, Value = P::In>,
 {
     fn name(&self) -> String {
         stage_name(self.process.name(), &self.chain, &self.term)
@@ -371,18 +465,32 @@ where
         recover_terminal(&self.term, self.name(), recovery)
     }
 
-    fn spawn(&self, env: &SpawnEnv<'_>, downstream: Box<dyn Any>) -> Result<Spawned, JobError> {
-        let downstream = downcast_mailboxes(env, downstream)?;
-        // The node restored (or cleared) this stage's state before the run.
+    fn spawn(&self, env: &SpawnEnv<'_>, outputs: &[OutputWire]) -> Result<Spawned, JobError> {
+        let downstream = wired_mailboxes(&env.stage_name, outputs, &Port::Main)?;
+        // The node restored (or cleared) this stage's keyed state before the run;
+        // the operator state is dealt out here.
         let state_name = state_tree_name(&env.job, env.stage_index);
+        let mut restored = match env.restore.map(|r| r.operator_state(env.stage_index)) {
+            Some(frames) if !frames.is_empty() => redistribute(frames, env.parallelism)
+                .map_err(|e| {
+                    JobError::Runtime(format!(
+                        "stage '{}': restoring operator state: {e}",
+                        env.stage_name
+                    ))
+                })?
+                .into_iter()
+                .map(Some)
+                .collect(),
+            _ => Vec::new(),
+        };
+        let inputs = InputMap::new(&env.input_channels);
         let mut tasks = Vec::with_capacity(env.parallelism as usize);
-        let mut sides = env.side_outputs.borrow_mut().take().map(Vec::into_iter);
         for i in 0..env.parallelism {
             let owned =
                 crate::partition::owned_range(i, env.options.key_partitions, env.parallelism);
             let state = env.store.keyed(&state_name, owned, env.clock.clone())?;
-            let term = build_terminal(&self.term, env, i)?;
-            tasks.push(KeyedTask {
+            let term = build_terminal(&self.term, env, outputs, i)?;
+            tasks.push(KeyedTask::<P, C, Ts::Terminal, W> {
                 process: self.process.clone(),
                 state,
                 chain: self.chain.clone(),
@@ -392,11 +500,17 @@ where
                 partition: i,
                 parallelism: env.parallelism,
                 watermark: weir_actors::NO_WATERMARK,
-                side: sides.as_mut().and_then(Iterator::next),
+                sides: sides_of(env, i),
                 chunk_stage: state_chunk_stage(env.stage_index),
+                operator_chunk_stage: operator_chunk_stage(env.stage_index),
+                wrote_operator_state: false,
+                restored: restored.get_mut(i as usize).and_then(Option::take),
                 suspect: env.poison.suspect(&env.stage_name, i),
                 queryables: QueryableStates::default(),
                 key_partitions: env.options.key_partitions,
+                inputs: inputs.clone(),
+                on_rule: self.on_rule,
+                _wire: std::marker::PhantomData,
             });
         }
         Ok(spawn_tasks(env, tasks, downstream))
@@ -434,11 +548,11 @@ where
         recover_terminal(&self.term, self.name(), recovery)
     }
 
-    fn spawn(&self, env: &SpawnEnv<'_>, downstream: Box<dyn Any>) -> Result<Spawned, JobError> {
-        let downstream = downcast_mailboxes(env, downstream)?;
+    fn spawn(&self, env: &SpawnEnv<'_>, outputs: &[OutputWire]) -> Result<Spawned, JobError> {
+        let downstream = wired_mailboxes(&env.stage_name, outputs, &Port::Main)?;
         let mut tasks = Vec::with_capacity(env.parallelism as usize);
         for i in 0..env.parallelism {
-            let term = build_terminal(&self.term, env, i)?;
+            let term = build_terminal(&self.term, env, outputs, i)?;
             tasks.push(PassTask {
                 chain: self.chain.clone(),
                 term,

@@ -14,19 +14,30 @@ pub struct LiveStats {
     /// Per stage: its name and its actors' counters (the main pipeline's stages
     /// first, then those of branches).
     pub stages: Vec<(String, Vec<StatsSnapshot>)>,
-    /// How many of `stages` belong to the main pipeline.
-    pub main_stages: usize,
+    /// Which stages read the job's input and which write its output.
+    pub roles: StageRoles,
+}
+
+/// Which stages of a job read its input (its sources) and which write its output
+/// (the stages none of whose outputs feeds another stage, side outputs' readers
+/// aside).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StageRoles {
+    /// The source stages.
+    pub sources: Vec<usize>,
+    /// The sink stages.
+    pub sinks: Vec<usize>,
 }
 
 impl LiveStats {
     pub(crate) fn read(
         elapsed: Duration,
         stages: &[(String, Vec<Arc<ActorStats>>)],
-        main_stages: usize,
+        roles: &StageRoles,
     ) -> Self {
         LiveStats {
             elapsed,
-            main_stages,
+            roles: roles.clone(),
             stages: stages
                 .iter()
                 .map(|(name, actors)| (name.clone(), actors.iter().map(|a| a.snapshot()).collect()))
@@ -36,16 +47,21 @@ impl LiveStats {
 
     /// Records the sources emitted so far.
     pub fn records_read(&self) -> u64 {
-        self.stages
-            .first()
-            .map_or(0, |(_, a)| a.iter().map(|s| s.records_in).sum())
+        self.sum_in(&self.roles.sources)
     }
 
-    /// Records the last stage of the main pipeline received so far.
+    /// Records the job's sink stages received so far.
     pub fn records_written(&self) -> u64 {
-        self.stages
-            .get(self.main_stages.saturating_sub(1))
-            .map_or(0, |(_, a)| a.iter().map(|s| s.records_in).sum())
+        self.sum_in(&self.roles.sinks)
+    }
+
+    /// The records `stages` received (a source's: read).
+    fn sum_in(&self, stages: &[usize]) -> u64 {
+        stages
+            .iter()
+            .filter_map(|&i| self.stages.get(i))
+            .map(|(_, a)| a.iter().map(|s| s.records_in).sum::<u64>())
+            .sum()
     }
 }
 

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use weir_actors::checkpoint::{
-    finished_manifest, source_chunk_stage, state_chunk_stage, COMMITS_CHUNK_STAGE,
-    FINAL_COMMITTING, FINAL_DONE, META_FINAL,
+    finished_manifest, operator_chunk_stage, source_chunk_stage, state_chunk_stage,
+    COMMITS_CHUNK_STAGE, FINAL_COMMITTING, FINAL_DONE, META_FINAL,
 };
 use weir_actors::snapshot::{copy_epoch, LocalDirStore, Manifest, SnapshotStore};
 use weir_actors::state::StateStore;
@@ -34,12 +34,20 @@ pub struct RestorePoint {
     pub epoch: u64,
     splits: HashMap<u32, u32>,
     positions: HashMap<(u32, u32), SplitSnapshot>,
+    /// Per stage: each partition's operator state frame, by partition.
+    operator_state: HashMap<u32, Vec<(u32, Vec<u8>)>>,
 }
 
 impl RestorePoint {
     /// How many splits source stage `stage` has.
     pub(crate) fn splits_of(&self, stage: u32) -> Option<u32> {
         self.splits.get(&stage).copied()
+    }
+
+    /// The operator state frames of stage `stage`'s partitions (none if its
+    /// operators keep none).
+    pub(crate) fn operator_state(&self, stage: u32) -> &[(u32, Vec<u8>)] {
+        self.operator_state.get(&stage).map_or(&[], Vec::as_slice)
     }
 
     /// The saved state of split `split` of source stage `stage`.
@@ -223,6 +231,14 @@ pub fn restore(
                 chains.push((first.id.key_partition, parts));
             }
             state.restore_stage(&state_tree_name(job, index), chains)?;
+        }
+        let mut frames = Vec::new();
+        for chain in chains_of(manifest, &operator_chunk_stage(index)) {
+            let Some(last) = chain.last() else { continue };
+            frames.push((last.id.key_partition, read(last)?));
+        }
+        if !frames.is_empty() {
+            point.operator_state.insert(index, frames);
         }
         if plan.is_source() {
             let prefix = source_chunk_stage(index);

@@ -14,8 +14,11 @@ use weir_actors::{
 
 use crate::connector::{ReadStatus, SourceReader};
 use crate::operator::queryable::QueryableStates;
-use crate::operator::{Chain, Collector, KeyedContext, KeyedProcess, OpenContext};
-use crate::record::{Keyed, NO_TIMESTAMP};
+use crate::operator::{
+    BroadcastContext, Chain, Collector, KeyedContext, OpenContext, Operator, OperatorError,
+    OperatorStateReader, OperatorStateWriter, SideOutputs,
+};
+use crate::record::{Keyed, Routed, NO_TIMESTAMP};
 use crate::time::{AlignmentGroup, LaneId, SplitLanes, TimestampStrategy};
 
 use super::split_snapshot::SplitSnapshot;
@@ -454,6 +457,14 @@ where
         self.read
     }
 
+    fn extra_outputs(&mut self, visit: &mut dyn FnMut(&mut dyn SideOutput)) {
+        self.term.extra_outputs(visit);
+    }
+
+    fn has_extra_outputs(&self) -> bool {
+        self.term.has_extra_outputs()
+    }
+
     fn bytes_read(&self) -> u64 {
         self.splits.iter().map(|s| s.reader.bytes_read()).sum()
     }
@@ -535,9 +546,89 @@ where
     }
 }
 
-/// A keyed stage's partition: runs the keyed operator with each record's key state,
-/// fires its timers as the watermark passes them, then the chain and terminal.
-pub(crate) struct KeyedTask<P: KeyedProcess, C, Tm> {
+/// A record as it reaches an operator stage: a keyed record (for a non-keyed stage,
+/// keyed by [`NoKey`](crate::operator::NoKey)), or a record of the broadcast stream
+/// of a broadcast-state operator.
+pub(crate) enum Arrival<K, V, R> {
+    Keyed(Keyed<K, V>),
+    Broadcast(i64, R),
+}
+
+/// What an operator stage receives on the wire, taken apart for the task.
+pub(crate) trait WireRecord: Send + Unpin + 'static {
+    type Key;
+    type Value;
+    /// The broadcast stream's records (`Infallible` when the stage reads none).
+    type Rule;
+    fn arrive(self) -> Arrival<Self::Key, Self::Value, Self::Rule>;
+}
+
+impl<K: Send + Unpin + 'static, V: Send + Unpin + 'static> WireRecord for Keyed<K, V> {
+    type Key = K;
+    type Value = V;
+    type Rule = std::convert::Infallible;
+    #[inline(always)]
+    fn arrive(self) -> Arrival<K, V, std::convert::Infallible> {
+        Arrival::Keyed(self)
+    }
+}
+
+impl<K, V, R> WireRecord for Routed<K, V, R>
+where
+    K: Send + Unpin + 'static,
+    V: Send + Unpin + 'static,
+    R: Send + Unpin + 'static,
+{
+    type Key = K;
+    type Value = V;
+    type Rule = R;
+    #[inline(always)]
+    fn arrive(self) -> Arrival<K, V, R> {
+        match self {
+            Routed::Keyed(k) => Arrival::Keyed(k),
+            Routed::Broadcast { ts, value } => Arrival::Broadcast(ts, value),
+        }
+    }
+}
+
+/// How an operator stage handles a broadcast record: the operator's
+/// `process_broadcast`, or nothing for a stage that reads no broadcast stream.
+pub(crate) type RuleHandler<P, R> =
+    fn(&mut P, R, &mut BroadcastContext<'_, <P as Operator>::Out>) -> Result<(), OperatorError>;
+
+/// Which input of a stage each input channel belongs to: the edges into the stage,
+/// in order, each with as many channels as its sender has partitions.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct InputMap {
+    /// The first channel of each input after the first.
+    starts: Vec<u32>,
+}
+
+impl InputMap {
+    /// The map of inputs with `channels[i]` channels each.
+    pub fn new(channels: &[u32]) -> Self {
+        let mut starts = Vec::new();
+        let mut next = 0;
+        for (i, n) in channels.iter().enumerate() {
+            if i > 0 {
+                starts.push(next);
+            }
+            next += n;
+        }
+        InputMap { starts }
+    }
+
+    /// The input that channel `from` belongs to.
+    #[inline]
+    pub fn input_of(&self, from: u32) -> u32 {
+        self.starts.iter().take_while(|&&s| s <= from).count() as u32
+    }
+}
+
+/// An operator stage's partition: runs the operator with each record's key state
+/// (or, for a non-keyed operator, without), fires its timers as the watermark and
+/// the clock pass them, then runs the chain and terminal.
+pub(crate) struct KeyedTask<P: Operator, C, Tm, W: WireRecord> {
     pub process: P,
     pub state: KeyedState<P::Key>,
     pub chain: C,
@@ -549,10 +640,18 @@ pub(crate) struct KeyedTask<P: KeyedProcess, C, Tm> {
     pub partition: u32,
     pub parallelism: u32,
     pub watermark: i64,
-    /// The side output the job reads from this stage, if any.
-    pub side: Option<Box<dyn SideOutput>>,
-    /// Chunk-id stage of this stage's state.
+    /// The side outputs the job reads from this stage.
+    pub sides: SideOutputs,
+    /// Chunk-id stage of this stage's keyed state.
     pub chunk_stage: String,
+    /// Chunk-id stage of this stage's operator state.
+    pub operator_chunk_stage: String,
+    /// Whether the operator wrote operator state in this run (or restored some):
+    /// it is then written at every barrier, even empty, so a restore never reads
+    /// an older one.
+    pub wrote_operator_state: bool,
+    /// The operator state to restore before `open`, on a restore.
+    pub restored: Option<OperatorStateReader>,
     /// Set when this stage failed in an earlier attempt: records are noted before
     /// they are processed, and poisoned ones diverted to the dead letters.
     pub suspect: Option<super::poison::Suspect>,
@@ -560,13 +659,19 @@ pub(crate) struct KeyedTask<P: KeyedProcess, C, Tm> {
     pub queryables: QueryableStates<P::Key>,
     /// Key partitions `P`: a queried key's partition, and which actor owns it.
     pub key_partitions: u32,
+    /// Which input each channel belongs to.
+    pub inputs: InputMap,
+    /// What a broadcast record is handed to.
+    pub on_rule: RuleHandler<P, W::Rule>,
+    pub _wire: std::marker::PhantomData<fn(W)>,
 }
 
-impl<P, C, Tm> KeyedTask<P, C, Tm>
+impl<P, C, Tm, W> KeyedTask<P, C, Tm, W>
 where
-    P: KeyedProcess,
+    P: Operator,
     C: Chain<P::Out>,
     Tm: Terminal<C::Out>,
+    W: WireRecord<Key = P::Key, Value = P::In>,
 {
     /// Fires, in timestamp order, every timer of `domain` due at `up_to`, including
     /// timers registered while firing.
@@ -591,7 +696,8 @@ where
                 ts: timer.timestamp,
                 watermark: self.watermark,
                 timer_domain: Some(domain),
-                side: self.side.as_deref_mut(),
+                sides: &mut self.sides,
+                input: 0,
             };
             self.process
                 .on_timer(timer.timestamp, &mut ctx)
@@ -601,16 +707,23 @@ where
     }
 }
 
-impl<P, C, Tm> Task for KeyedTask<P, C, Tm>
+impl<P, C, Tm, W> Task for KeyedTask<P, C, Tm, W>
 where
-    P: KeyedProcess,
+    P: Operator,
     C: Chain<P::Out>,
     Tm: Terminal<C::Out>,
+    W: WireRecord<Key = P::Key, Value = P::In>,
 {
-    type In = Keyed<P::Key, P::In>;
+    type In = W;
     type Out = Tm::Wire;
 
     fn start(&mut self, _out: &mut Outbox<Tm::Wire>) -> Result<(), TaskError> {
+        if let Some(restored) = self.restored.take() {
+            self.wrote_operator_state = restored.names().next().is_some();
+            self.process
+                .restore_state(&restored)
+                .map_err(|e| TaskError::caused("restore_state", e))?;
+        }
         let mut ctx = OpenContext {
             state: &mut self.state,
             queryables: &mut self.queryables,
@@ -626,13 +739,29 @@ where
 
     fn on_batch(
         &mut self,
-        _from: u32,
-        batch: Vec<Keyed<P::Key, P::In>>,
+        from: u32,
+        batch: Vec<W>,
         out: &mut Outbox<Tm::Wire>,
     ) -> Result<(), TaskError> {
+        let input = self.inputs.input_of(from);
         let mut suspect = self.suspect.take();
         let mut pipe = Pipe::new(&mut self.chain, &mut self.term, out);
         for record in batch {
+            let record = match record.arrive() {
+                Arrival::Keyed(record) => record,
+                Arrival::Broadcast(ts, rule) => {
+                    pipe.into.ts = ts;
+                    let mut ctx = BroadcastContext {
+                        out: &mut pipe,
+                        ts,
+                        watermark: self.watermark,
+                        partition: self.partition,
+                    };
+                    (self.on_rule)(&mut self.process, rule, &mut ctx)
+                        .map_err(|e| TaskError::caused("process_broadcast", e))?;
+                    continue;
+                }
+            };
             if let Some(suspect) = suspect.as_mut() {
                 if !suspect.admit(&record.key, record.ts) {
                     continue;
@@ -647,7 +776,8 @@ where
                 ts: record.ts,
                 watermark: self.watermark,
                 timer_domain: None,
-                side: self.side.as_deref_mut(),
+                sides: &mut self.sides,
+                input,
             };
             self.process
                 .process(record.value, &mut ctx)
@@ -670,6 +800,13 @@ where
     ) -> Result<(), TaskError> {
         self.watermark = watermark;
         self.fire_timers(TimerDomain::EventTime, watermark, out)?;
+        {
+            let mut pipe = Pipe::new(&mut self.chain, &mut self.term, out);
+            pipe.into.ts = watermark;
+            self.process
+                .on_watermark(watermark, &mut pipe)
+                .map_err(|e| TaskError::caused("on_watermark", e))?;
+        }
         self.term.on_watermark(watermark, out);
         check(&mut self.term)?;
         self.state
@@ -677,8 +814,13 @@ where
             .map_err(|e| TaskError::caused("state cache maintenance", e))
     }
 
-    fn side_output(&mut self) -> Option<&mut (dyn SideOutput + 'static)> {
-        self.side.as_deref_mut()
+    fn extra_outputs(&mut self, visit: &mut dyn FnMut(&mut dyn SideOutput)) {
+        self.sides.each(visit);
+        self.term.extra_outputs(visit);
+    }
+
+    fn has_extra_outputs(&self) -> bool {
+        !self.sides.is_empty() || self.term.has_extra_outputs()
     }
 
     /// A processing-time timer for `t` fires once the clock has passed `t` (at
@@ -717,8 +859,9 @@ where
         self.term.finish(out)
     }
 
-    /// The key partitions whose state changed since the previous epoch, as deltas;
-    /// encoding them is the only work done here, writing is the coordinator's.
+    /// The key partitions whose state changed since the previous epoch, as deltas,
+    /// and the operator's own state; encoding them is the only work done here,
+    /// writing is the coordinator's.
     fn snapshot(
         &mut self,
         epoch: u64,
@@ -734,7 +877,7 @@ where
             .state
             .take_delta()
             .map_err(|e| TaskError::caused(format!("capturing the state of epoch {epoch}"), e))?;
-        let chunks = deltas
+        let mut chunks: Vec<ChunkData> = deltas
             .into_iter()
             .map(|(kp, data)| ChunkData {
                 id: ChunkId::new(self.chunk_stage.clone(), kp),
@@ -742,11 +885,31 @@ where
                 data,
             })
             .collect();
+        let mut writer = OperatorStateWriter::new();
+        self.process
+            .snapshot_state(epoch, &mut writer)
+            .map_err(|e| TaskError::caused(format!("snapshot_state of epoch {epoch}"), e))?;
+        if !writer.is_empty() || self.wrote_operator_state {
+            self.wrote_operator_state = true;
+            chunks.push(ChunkData {
+                id: ChunkId::new(self.operator_chunk_stage.clone(), self.partition),
+                full: true,
+                data: writer.encode(self.partition, self.parallelism),
+            });
+        }
         Ok(TaskSnapshot { chunks, commits })
     }
 
     fn epoch_complete(&mut self, epoch: u64) {
         self.term.committed(epoch);
+        if let Err(error) = self.process.epoch_complete(epoch) {
+            tracing::warn!(stage = %self.stage, partition = self.partition, epoch, %error,
+                "the operator's epoch_complete failed; the job goes on");
+        }
+    }
+
+    fn aborted(&mut self) {
+        self.process.abort();
     }
 
     /// Reads a queryable state of the key given as JSON, if this actor owns the
@@ -824,6 +987,14 @@ where
     ) -> Result<(), TaskError> {
         self.term.on_watermark(watermark, out);
         check(&mut self.term)
+    }
+
+    fn extra_outputs(&mut self, visit: &mut dyn FnMut(&mut dyn SideOutput)) {
+        self.term.extra_outputs(visit);
+    }
+
+    fn has_extra_outputs(&self) -> bool {
+        self.term.has_extra_outputs()
     }
 
     fn end_of_input(&mut self, out: &mut Outbox<Tm::Wire>) -> Result<(), TaskError> {

@@ -6,6 +6,7 @@ use std::marker::PhantomData;
 use weir_actors::{Outbox, TaskError};
 
 use crate::connector::{Sink, SinkError, SinkFactory, SinkRecovery};
+use crate::operator::Either;
 use crate::operator::{Collector, Key};
 use crate::partition::{key_partition, owner_of, KeyEncodeError};
 use crate::record::Keyed;
@@ -34,6 +35,13 @@ pub trait Terminal<T>: Send + 'static {
     }
     /// Epoch `epoch` is complete.
     fn committed(&mut self, _epoch: u64) {}
+    /// Visits the terminal's own outputs (the routes of a fan-out), which the
+    /// kernel sends besides the stage's main output.
+    fn extra_outputs(&mut self, _visit: &mut dyn FnMut(&mut dyn weir_actors::SideOutput)) {}
+    /// Whether the terminal has outputs of its own.
+    fn has_extra_outputs(&self) -> bool {
+        false
+    }
 }
 
 /// Builds one partition's terminal.
@@ -55,6 +63,33 @@ pub trait TerminalSpec<T>: Send + 'static {
         downstream: u32,
         key_partitions: u32,
     ) -> Result<Self::Terminal, SinkError>;
+
+    /// The terminal for one partition, given everything the stage is wired to
+    /// (a fan-out builds one route per consumer from it).
+    fn build_with(&self, env: &TerminalEnv<'_>) -> Result<Self::Terminal, SinkError> {
+        self.build(
+            env.partition,
+            env.parallelism,
+            env.receivers,
+            env.key_partitions,
+        )
+    }
+}
+
+/// What a terminal of one partition is built with.
+pub struct TerminalEnv<'a> {
+    /// The partition's index in its stage.
+    pub partition: u32,
+    /// The stage's partitions.
+    pub parallelism: u32,
+    /// The partitions of the stage the main output feeds (0 when none).
+    pub receivers: u32,
+    /// The job's key partitions `P`.
+    pub key_partitions: u32,
+    /// Records per batch on the wire.
+    pub batch_size: usize,
+    /// Every output of the stage, wired to its receivers.
+    pub outputs: &'a [crate::job::plan::OutputWire],
 }
 
 /// Feeds records into a terminal and its outbox.
@@ -271,5 +306,53 @@ impl<T: 'static, Sel: KeySelector<T>> TerminalSpec<T> for ExchangeSpec<Sel> {
             downstream: downstream.max(1),
             error: None,
         })
+    }
+}
+
+/// Keys a record with selector `Sel` and sends its value as the left input of a
+/// two-input operator.
+pub struct LeftValue<Sel, R>(pub(crate) Sel, pub(crate) PhantomData<fn() -> R>);
+
+impl<Sel: Clone, R> Clone for LeftValue<Sel, R> {
+    fn clone(&self) -> Self {
+        LeftValue(self.0.clone(), PhantomData)
+    }
+}
+
+impl<T, Sel, R> KeySelector<T> for LeftValue<Sel, R>
+where
+    Sel: KeySelector<T>,
+    R: Send + Unpin + 'static,
+{
+    type Key = Sel::Key;
+    type Value = Either<Sel::Value, R>;
+    #[inline(always)]
+    fn split(&self, item: T) -> (Self::Key, Self::Value) {
+        let (k, v) = self.0.split(item);
+        (k, Either::Left(v))
+    }
+}
+
+/// Keys a record with selector `Sel` and sends its value as the right input of a
+/// two-input operator.
+pub struct RightValue<Sel, L>(pub(crate) Sel, pub(crate) PhantomData<fn() -> L>);
+
+impl<Sel: Clone, L> Clone for RightValue<Sel, L> {
+    fn clone(&self) -> Self {
+        RightValue(self.0.clone(), PhantomData)
+    }
+}
+
+impl<T, Sel, L> KeySelector<T> for RightValue<Sel, L>
+where
+    Sel: KeySelector<T>,
+    L: Send + Unpin + 'static,
+{
+    type Key = Sel::Key;
+    type Value = Either<L, Sel::Value>;
+    #[inline(always)]
+    fn split(&self, item: T) -> (Self::Key, Self::Value) {
+        let (k, v) = self.0.split(item);
+        (k, Either::Right(v))
     }
 }

@@ -5,7 +5,8 @@ use std::marker::PhantomData;
 use weir_actors::state::{StateDescriptor, StateValue, ValueHandle};
 
 use super::error::OperatorError;
-use super::keyed::{Key, KeyedContext, KeyedProcess, OpenContext};
+use super::keyed::{Key, KeyedContext, OpenContext};
+use super::KeyedProcess;
 
 /// A running reduce: keeps one value per key, combines each new value into it with
 /// `f`, and emits `(key, combined)` on every update.
@@ -166,6 +167,43 @@ where
         let result = agg.result(acc);
         let key = ctx.key().clone();
         ctx.emit((key, result));
+        Ok(())
+    }
+}
+
+/// Passes every record on unchanged: the head of a stage that only gathers records
+/// (after a `union` or a repartitioning), whose chain then runs the operators that
+/// follow.
+pub struct PassThrough<T>(PhantomData<fn(T) -> T>);
+
+impl<T> Default for PassThrough<T> {
+    fn default() -> Self {
+        PassThrough(PhantomData)
+    }
+}
+
+impl<T> Clone for PassThrough<T> {
+    fn clone(&self) -> Self {
+        PassThrough(PhantomData)
+    }
+}
+
+impl<T: Send + Unpin + 'static> KeyedProcess for PassThrough<T> {
+    type Key = super::NoKey;
+    type In = T;
+    type Out = T;
+
+    fn name(&self) -> String {
+        "pass".into()
+    }
+
+    #[inline]
+    fn process(
+        &mut self,
+        value: T,
+        ctx: &mut KeyedContext<'_, super::NoKey, T>,
+    ) -> Result<(), OperatorError> {
+        ctx.emit(value);
         Ok(())
     }
 }

@@ -1,4 +1,5 @@
-//! Keyed operators: the user's per-record function with the key's state in scope.
+//! The contexts an operator type's handlers get: [`OpenContext`] to register state,
+//! [`KeyedContext`] with each record and timer (the key, its state, the outputs).
 
 use weir_actors::state::{
     KeyedState, ListHandle, ListState, MapHandle, MapState, StateDescriptor, StateKey, StateValue,
@@ -15,7 +16,7 @@ use super::error::OperatorError;
 pub trait Key: StateKey + Unpin + std::fmt::Debug {}
 impl<T: StateKey + Unpin + std::fmt::Debug> Key for T {}
 
-/// Given to [`KeyedProcess::open`]: registers the operator's state.
+/// Given to [`Operator::open`](super::Operator::open): registers the operator's state.
 pub struct OpenContext<'a, K> {
     pub(crate) state: &'a mut KeyedState<K>,
     pub(crate) queryables: &'a mut super::queryable::QueryableStates<K>,
@@ -23,6 +24,19 @@ pub struct OpenContext<'a, K> {
     pub(crate) stage: &'a str,
     pub(crate) partition: u32,
     pub(crate) parallelism: u32,
+}
+
+/// Whether `K` is [`NoKey`](super::NoKey): the operator is not keyed.
+fn keyless<K: 'static>() -> bool {
+    std::any::TypeId::of::<K>() == std::any::TypeId::of::<super::NoKey>()
+}
+
+/// The error of a keyed-only feature used by a non-keyed operator.
+fn not_keyed(what: &str) -> OperatorError {
+    OperatorError::msg(format!(
+        "{what} needs a keyed operator (key the stream with key_by or group_by_key); \
+         a non-keyed operator keeps its state in its fields and snapshots it as operator state"
+    ))
 }
 
 impl<K: Key> OpenContext<'_, K> {
@@ -43,6 +57,9 @@ impl<K: Key> OpenContext<'_, K> {
         &mut self,
         descriptor: StateDescriptor,
     ) -> Result<ValueHandle<T>, OperatorError> {
+        if keyless::<K>() {
+            return Err(not_keyed("value state"));
+        }
         Ok(self.state.register_value(descriptor)?)
     }
 
@@ -51,6 +68,9 @@ impl<K: Key> OpenContext<'_, K> {
         &mut self,
         descriptor: StateDescriptor,
     ) -> Result<MapHandle<UK, UV>, OperatorError> {
+        if keyless::<K>() {
+            return Err(not_keyed("map state"));
+        }
         Ok(self.state.register_map(descriptor)?)
     }
 
@@ -59,6 +79,9 @@ impl<K: Key> OpenContext<'_, K> {
         &mut self,
         descriptor: StateDescriptor,
     ) -> Result<ListHandle<T>, OperatorError> {
+        if keyless::<K>() {
+            return Err(not_keyed("list state"));
+        }
         Ok(self.state.register_list(descriptor)?)
     }
 
@@ -83,7 +106,7 @@ impl<K: Key> OpenContext<'_, K> {
     }
 }
 
-/// Given to [`KeyedProcess::process`] with each record: the record's key, that key's
+/// Given to [`Operator::process`](super::Operator::process) with each record: the record's key, that key's
 /// state, and the output.
 pub struct KeyedContext<'a, K, O> {
     pub(crate) state: &'a mut KeyedState<K>,
@@ -96,8 +119,10 @@ pub struct KeyedContext<'a, K, O> {
     pub(crate) watermark: i64,
     /// Which kind of timer is firing (in `on_timer`), if any.
     pub(crate) timer_domain: Option<TimerDomain>,
-    /// The stage's side output, if the job reads one.
-    pub(crate) side: Option<&'a mut (dyn weir_actors::SideOutput + 'static)>,
+    /// The side outputs the job reads from this stage.
+    pub(crate) sides: &'a mut super::side::SideOutputs,
+    /// Which input of the stage the record came from (0 for a one-input stage).
+    pub(crate) input: u32,
 }
 
 impl<K: Key, O> KeyedContext<'_, K, O> {
@@ -122,9 +147,12 @@ impl<K: Key, O> KeyedContext<'_, K, O> {
         self.out.set_timestamp(self.ts);
     }
 
-    /// Asks for [`KeyedProcess::on_timer`] to be called for the current key once the
+    /// Asks for [`Operator::on_timer`](super::Operator::on_timer) to be called for the current key once the
     /// watermark reaches `timestamp`. Registering the same time twice gives one call.
     pub fn register_event_timer(&mut self, timestamp: i64) -> Result<(), OperatorError> {
+        if keyless::<K>() {
+            return Err(not_keyed("an event-time timer"));
+        }
         if timestamp == NO_TIMESTAMP {
             return Err(OperatorError::msg(
                 "cannot register an event-time timer at NO_TIMESTAMP (does the source assign timestamps?)",
@@ -135,10 +163,13 @@ impl<K: Key, O> KeyedContext<'_, K, O> {
             .register_timer(TimerDomain::EventTime, self.kp, self.key, timestamp)?)
     }
 
-    /// Asks for [`KeyedProcess::on_timer`] to be called for the current key once the
+    /// Asks for [`Operator::on_timer`](super::Operator::on_timer) to be called for the current key once the
     /// wall clock reaches `timestamp` (ms since the Unix epoch). Timers still pending
     /// when the input ends fire then, in order.
     pub fn register_processing_timer(&mut self, timestamp: i64) -> Result<(), OperatorError> {
+        if keyless::<K>() {
+            return Err(not_keyed("a processing-time timer"));
+        }
         Ok(self
             .state
             .register_timer(TimerDomain::ProcessingTime, self.kp, self.key, timestamp)?)
@@ -151,21 +182,37 @@ impl<K: Key, O> KeyedContext<'_, K, O> {
             .delete_timer(TimerDomain::ProcessingTime, self.kp, self.key, timestamp)?)
     }
 
-    /// Whether the job reads this stage's side output.
+    /// Whether the job reads a side output of this stage.
     pub fn has_side_output(&self) -> bool {
-        self.side.is_some()
+        !self.sides.is_empty()
     }
 
-    /// Sends `item` to the stage's side output (read by the job as a stream of its
-    /// own). Fails if the job reads no side output here, or reads it as another type.
+    /// Sends `item` to the stage's only side output (read by the job as a stream
+    /// of its own). Fails if the job reads no side output here, reads several (name
+    /// one with [`KeyedContext::output`]), or reads it as another type.
     pub fn emit_side<T: Send + 'static>(&mut self, item: T) -> Result<(), OperatorError> {
-        match self.side.as_mut() {
-            Some(side) => side.push_any(Box::new(item)).map_err(OperatorError::Failed),
-            None => Err(OperatorError::msg("this stage has no side output")),
-        }
+        self.sides.push_only(item)
     }
 
-    /// In [`KeyedProcess::on_timer`]: whether an event-time or a processing-time timer
+    /// Sends `item` to the side output `tag` names. A side output the job does not
+    /// read takes nothing.
+    pub fn output<T: Send + 'static>(
+        &mut self,
+        tag: &super::side::OutputTag<T>,
+        item: T,
+    ) -> Result<(), OperatorError> {
+        self.sides.push(tag.name(), item)
+    }
+
+    /// Which input of the stage the current record came from: 0 for a stage with
+    /// one input, the position of the stream in `union` (the stream `union` was
+    /// called on is 0). Two-input operators see their input in the
+    /// [`Either`](super::Either) variant instead.
+    pub fn input(&self) -> u32 {
+        self.input
+    }
+
+    /// In [`Operator::on_timer`](super::Operator::on_timer): whether an event-time or a processing-time timer
     /// fired. `None` while processing a record.
     pub fn timer_domain(&self) -> Option<TimerDomain> {
         self.timer_domain
@@ -222,54 +269,5 @@ impl<K: Key, O> KeyedContext<'_, K, O> {
     #[inline]
     pub fn list<T: StateValue>(&mut self, handle: ListHandle<T>) -> ListState<'_, K, T> {
         self.state.list(handle, self.kp, self.key)
-    }
-}
-
-/// A keyed operator: handles one record at a time with its key's state in scope (the
-/// equivalent of Flink's `KeyedProcessFunction`).
-///
-/// One copy (a `clone` of the value given to the job builder) runs in each partition
-/// actor of the stage; state registered in [`KeyedProcess::open`] is kept per key, in
-/// the node's state store, and survives the copy.
-pub trait KeyedProcess: Clone + Send + 'static {
-    /// The key type; records arrive grouped by it.
-    type Key: Key;
-    /// The value of each incoming record.
-    type In: Send + Unpin + 'static;
-    /// What the operator emits.
-    type Out: 'static;
-
-    /// A short name for stage names, metrics and errors.
-    fn name(&self) -> String {
-        "process".to_string()
-    }
-
-    /// Called once per partition actor before any record: register state here.
-    fn open(&mut self, _ctx: &mut OpenContext<'_, Self::Key>) -> Result<(), OperatorError> {
-        Ok(())
-    }
-
-    /// Handles one record.
-    fn process(
-        &mut self,
-        value: Self::In,
-        ctx: &mut KeyedContext<'_, Self::Key, Self::Out>,
-    ) -> Result<(), OperatorError>;
-
-    /// Called when a timer of the current key fires: an event-time timer when the
-    /// watermark reaches `timestamp`, a processing-time timer when the wall clock does
-    /// ([`KeyedContext::timer_domain`] says which). The key's state is in scope and
-    /// emitted records carry `timestamp`. Timers fire in timestamp order, each once.
-    fn on_timer(
-        &mut self,
-        _timestamp: i64,
-        _ctx: &mut KeyedContext<'_, Self::Key, Self::Out>,
-    ) -> Result<(), OperatorError> {
-        Ok(())
-    }
-
-    /// Called once when every input has ended; may emit final results.
-    fn close(&mut self, _out: &mut dyn Collector<Self::Out>) -> Result<(), OperatorError> {
-        Ok(())
     }
 }

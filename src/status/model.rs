@@ -66,6 +66,9 @@ pub struct Edge {
     pub to: u32,
     /// Main or side output.
     pub kind: EdgeKind,
+    /// How records are spread over the receiving stage's partitions: `key`,
+    /// `forward`, `rebalance`, `broadcast` or `side`.
+    pub partitioning: &'static str,
 }
 
 /// One partition actor of a stage.

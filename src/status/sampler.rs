@@ -221,7 +221,10 @@ mod tests {
         LiveStats {
             elapsed: Duration::from_millis(elapsed_ms),
             stages: vec![("s".to_string(), actors)],
-            main_stages: 1,
+            roles: crate::job::progress::StageRoles {
+                sources: vec![0],
+                sinks: vec![0],
+            },
         }
     }
 

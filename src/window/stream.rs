@@ -9,7 +9,7 @@ use weir_actors::state::StateValue;
 
 use crate::connector::{Sink, SinkFactory};
 use crate::job::builder::{
-    side_stream, Head, IntoPlan, Job, KeyedStream, Processed, SideHead, Stream,
+    side_stream, Head, IntoPlan, Job, KeyedStream, Processed, SideHead, SideReader, Stream,
 };
 use crate::job::terminal::{ExchangeSpec, KeySelector};
 use crate::operator::chain::Identity;
@@ -66,7 +66,7 @@ pub struct WindowedStream<H, C, Sel: KeySelector<O>, O, A> {
     allowed_lateness: i64,
     late: LateOutput<Sel::Key, Sel::Value>,
     late_count: Arc<AtomicU64>,
-    late_branch: Option<Job>,
+    late_branch: Option<SideReader>,
     _out: std::marker::PhantomData<fn() -> O>,
 }
 
@@ -152,9 +152,15 @@ where
         mut self,
         branch: impl FnOnce(Stream<SideHead<(Sel::Key, Sel::Value)>, Identity>) -> Job,
     ) -> Self {
-        let job = branch(side_stream(self.keyed.job_name(), "late-data"));
+        let reader = side_stream(self.keyed.graph(), "late-data");
+        let slot = reader.slot();
+        // The branch ends in a sink of the same job; its handle is not needed.
+        let _ = branch(reader);
         self.late = LateOutput::to_side_output(self.late_count.clone());
-        self.late_branch = Some(job);
+        self.late_branch = Some(SideReader {
+            slot,
+            what: "late-data".into(),
+        });
         self
     }
 
@@ -192,7 +198,7 @@ where
             PreAggregatedWindow::new(op),
         );
         if let Some(branch) = self.late_branch {
-            stream.add_branch_here(branch);
+            stream.read_side_here(branch);
         }
         stream
     }
@@ -223,7 +229,7 @@ where
         );
         let mut stream = self.keyed.process(op);
         if let Some(branch) = self.late_branch {
-            stream.add_branch_here(branch);
+            stream.read_side_here(branch);
         }
         stream
     }

@@ -55,6 +55,12 @@ pub fn source_chunk_stage(stage_index: u32) -> String {
     format!("source/{stage_index}")
 }
 
+/// Chunk-id stage prefix of a stage's operator state (its operators' own non-keyed
+/// state): `operator/<stage index>`, one chunk per partition actor.
+pub fn operator_chunk_stage(stage_index: u32) -> String {
+    format!("operator/{stage_index}")
+}
+
 /// The chunk id under which an epoch's sink commit actions are stored.
 pub const COMMITS_CHUNK_STAGE: &str = "commits";
 

@@ -14,10 +14,11 @@ use weir_actors::snapshot::SnapshotStore;
 use weir_actors::supervisor::{AdoptStages, CancelJob};
 use weir_actors::{JobFailure, JobSupervisor, WorkerPool};
 
+use crate::graph::{JobPlan, Port};
 use crate::job::error::JobError;
 use crate::job::plan::StagePlan;
 use crate::job::poison::PoisonBoard;
-use crate::job::progress::LiveStats;
+use crate::job::progress::{LiveStats, StageRoles};
 use crate::job::recovery;
 use crate::job::report::{JobReport, StageSummary};
 use crate::metrics::JobMetrics;
@@ -27,7 +28,7 @@ use super::commit::apply_commit_action;
 use super::spawn::{SpawnShared, SpawnedJob};
 use super::status::Publisher;
 use super::watch::{watch, Watched};
-use super::{Node, Pipeline, RunControl};
+use super::{Node, RunControl};
 
 impl Node {
     /// One attempt: spawns the job's actors and its checkpoint coordinator, runs
@@ -40,8 +41,7 @@ impl Node {
     ) -> Result<JobReport, JobError> {
         let AttemptSetup {
             name,
-            pipelines,
-            main_len,
+            plan,
             stage_names,
             snapshots,
             manifest,
@@ -54,12 +54,8 @@ impl Node {
         let name = name.to_string();
         let opts = &self.options;
         let parallelism_of = |s: &dyn StagePlan| self.parallelism_of(s);
-        let main_parallelism: Vec<u32> = pipelines[0]
-            .plans
-            .iter()
-            .map(|p| parallelism_of(p.as_ref()))
-            .collect();
-        let total: usize = pipelines.iter().map(|p| p.plans.len()).sum();
+        let total = plan.stages.len();
+        let roles = stage_roles(plan);
         let job_name: Arc<str> = Arc::from(name.as_str());
         let attempt_started = Instant::now();
         let pool = WorkerPool::start(opts.workers);
@@ -67,11 +63,11 @@ impl Node {
         let job_addr = supervisor.start();
         let mut meta = recovery::manifest_meta(opts.key_partitions, stage_names);
         // The source stages' split counts go into every manifest.
-        for (index, plan) in pipelines.iter().flat_map(|p| p.plans.iter()).enumerate() {
-            if plan.is_source() {
+        for (index, stage) in plan.stages.iter().enumerate() {
+            if stage.is_source() {
                 let splits = match restore {
                     Some(r) => r.splits_of(index as u32).unwrap_or(0),
-                    None => plan.splits(parallelism_of(plan.as_ref())),
+                    None => stage.splits(parallelism_of(stage.as_ref())),
                 };
                 meta.insert(
                     format!("{}{index}", recovery::META_SPLITS),
@@ -109,12 +105,11 @@ impl Node {
 
         let coordinator = coordinator.start();
         let mut spawned = SpawnedJob::new(total);
-        let spawning = self.spawn_pipelines(
+        let spawning = self.spawn_stages(
             &SpawnShared {
                 job: job_name.clone(),
-                pipelines,
+                plan,
                 stage_names,
-                main_parallelism: &main_parallelism,
                 pool: &pool,
                 job_addr: &job_addr,
                 coordinator: &coordinator,
@@ -140,7 +135,7 @@ impl Node {
         let stats = spawned.stats;
         let mut feed = Some(AttemptFeed::new(self.status.clone()));
         if let Some(feed) = feed.as_mut() {
-            let live = LiveStats::read(attempt_started.elapsed(), &stats, main_len);
+            let live = LiveStats::read(attempt_started.elapsed(), &stats, &roles);
             feed.publish(&live, Some(JobState::Running));
             feed.serve_queries(std::mem::take(&mut spawned.queries));
         }
@@ -153,7 +148,7 @@ impl Node {
             control,
             opts,
             (started, attempt_started),
-            (&stats, main_len),
+            (&stats, &roles),
             feed.as_mut(),
             &mut Publisher {
                 metrics,
@@ -194,7 +189,7 @@ impl Node {
         shutdown_coordinator(&coordinator).await;
         let elapsed = started.elapsed();
         pool.shutdown();
-        let live = LiveStats::read(elapsed, &stats, main_len);
+        let live = LiveStats::read(elapsed, &stats, &roles);
         if let Some(feed) = feed.as_mut() {
             feed.publish(&live, outcome.is_ok().then_some(JobState::Finished));
         }
@@ -219,8 +214,7 @@ impl Node {
 /// What one attempt needs besides the node.
 pub(super) struct AttemptSetup<'a> {
     pub(super) name: &'a str,
-    pub(super) pipelines: &'a [Pipeline],
-    pub(super) main_len: usize,
+    pub(super) plan: &'a JobPlan,
     pub(super) stage_names: &'a [String],
     pub(super) snapshots: Option<Arc<weir_actors::snapshot::LocalDirStore>>,
     pub(super) manifest: Option<weir_actors::snapshot::Manifest>,
@@ -239,4 +233,28 @@ async fn shutdown_coordinator(coordinator: &Addr<CheckpointCoordinator>) {
     if coordinator.try_send(ShutdownCoordinator(tx)).is_ok() {
         let _ = rx.await;
     }
+}
+
+/// The job's source stages, and its sink stages: those none of whose outputs feeds
+/// another stage (side outputs aside), other than those reading a side output.
+fn stage_roles(plan: &JobPlan) -> StageRoles {
+    let n = plan.stages.len() as u32;
+    let sinks = (0..n)
+        .filter(|&i| {
+            let feeds = plan
+                .edges
+                .iter()
+                .any(|e| e.from == i && !matches!(e.port, Port::Side(_)));
+            let reads_side = plan
+                .edges
+                .iter()
+                .any(|e| e.to == i && matches!(e.port, Port::Side(_)));
+            !feeds && !reads_side
+        })
+        .map(|i| i as usize)
+        .collect();
+    let sources = (0..plan.stages.len())
+        .filter(|&i| plan.stages[i].is_source())
+        .collect();
+    StageRoles { sources, sinks }
 }

@@ -134,10 +134,3 @@ impl Node {
 
 /// A stage's name and the counters of its actors.
 type StageStats = (String, Vec<Arc<ActorStats>>);
-
-/// A pipeline of stages: the job's main one, or a branch fed by the side output of
-/// main stage `from`.
-struct Pipeline {
-    from: Option<usize>,
-    plans: Vec<Box<dyn StagePlan>>,
-}

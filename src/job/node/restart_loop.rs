@@ -1,4 +1,4 @@
-//! The restart loop: plans a job's pipelines, then runs its attempts, each restored
+//! The restart loop: freezes a job's graph, then runs its attempts, each restored
 //! from the last complete epoch, until one finishes or the restart strategy gives up.
 
 use std::sync::Arc;
@@ -19,23 +19,17 @@ use crate::metrics::JobMetrics;
 use crate::status::JobState;
 
 use super::attempt::AttemptSetup;
-use super::{Node, Pipeline, RunControl, TemporaryDir};
+use super::{Node, RunControl, TemporaryDir};
 
 impl Node {
     /// [`Node::run_with`] without the final status.
     pub(super) fn run_job(&self, job: Job, mut control: RunControl) -> Result<JobReport, JobError> {
-        let Job {
-            name,
-            stages,
-            branches,
-        } = job;
+        let plan = job.freeze()?;
+        let name = plan.name.clone();
         let plan_error = |reason: String| JobError::Plan {
             job: name.clone(),
             reason,
         };
-        if stages.is_empty() {
-            return Err(plan_error("it has no stage".into()));
-        }
         let opts = &self.options;
         if opts.parallelism > opts.key_partitions {
             return Err(plan_error(format!(
@@ -43,39 +37,16 @@ impl Node {
                 opts.parallelism, opts.key_partitions
             )));
         }
-        // The main pipeline, then each branch (fed by a side output of a main stage).
-        let main_len = stages.len();
-        let mut pipelines: Vec<Pipeline> = vec![Pipeline {
-            from: None,
-            plans: stages,
-        }];
-        for branch in branches {
-            if !branch.job.branches.is_empty() || branch.job.stages.is_empty() {
-                return Err(plan_error(
-                    "a branch must be a simple pipeline ending in a sink".into(),
-                ));
-            }
-            if branch.from >= main_len {
-                return Err(plan_error(format!(
-                    "a branch reads stage {} of {main_len}",
-                    branch.from
-                )));
-            }
-            pipelines.push(Pipeline {
-                from: Some(branch.from),
-                plans: branch.job.stages,
-            });
-        }
-        // Every stage with its index: the main pipeline's first, then the branches'.
-        let indexed: Vec<(u32, &dyn crate::job::plan::StagePlan)> = pipelines
+        // Every stage with its index.
+        let indexed: Vec<(u32, &dyn crate::job::plan::StagePlan)> = plan
+            .stages
             .iter()
-            .flat_map(|p| p.plans.iter())
             .enumerate()
-            .map(|(i, plan)| (i as u32, plan.as_ref()))
+            .map(|(i, stage)| (i as u32, stage.as_ref()))
             .collect();
         let stage_names: Vec<String> = indexed.iter().map(|(_, p)| p.name()).collect();
         let _state_usage = self.start_state_usage(&name, &indexed, &stage_names)?;
-        self.publish_graph(&self.status, &name, &pipelines);
+        self.publish_graph(&self.status, &name, &plan);
         // One record of the run's checkpoints, across its attempts: the coordinators
         // count into it, the checkpoint metrics are recorded from it, and the status
         // API reads it.
@@ -182,8 +153,7 @@ impl Node {
             };
             let setup = AttemptSetup {
                 name: &name,
-                pipelines: &pipelines,
-                main_len,
+                plan: &plan,
                 stage_names: &stage_names,
                 snapshots: snapshots.clone(),
                 manifest,

@@ -1,7 +1,9 @@
-//! Spawning an attempt's actors: every stage of every pipeline, downstream first,
+//! Spawning an attempt's actors: every stage of the job graph, receivers first,
 //! with what they share ([`SpawnShared`]) and what came of it ([`SpawnedJob`]).
 
 use std::any::Any;
+use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -9,96 +11,132 @@ use weir_actors::checkpoint::{CheckpointCoordinator, EpochComplete, TriggerEpoch
 use weir_actors::supervisor::StageSupervisor;
 use weir_actors::{ActorStats, JobSupervisor, MailboxGate, QueryState, SideOutput, WorkerPool};
 
+use crate::graph::{JobPlan, Port};
 use crate::job::error::JobError;
-use crate::job::plan::SpawnEnv;
+use crate::job::plan::{OutputWire, SpawnEnv};
 use crate::job::poison::PoisonBoard;
 use crate::job::recovery;
 
-use super::{Node, Pipeline};
+use super::Node;
 
 impl Node {
-    /// Spawns every stage's actors, downstream first (the branches, each from its
-    /// last stage to its first, then the main pipeline), recording them in `into` as
-    /// it goes so that a failure part way still lets the caller stop what started.
-    pub(super) fn spawn_pipelines(
+    /// Spawns every stage's actors, each after the stages it sends to (whose
+    /// mailboxes it needs), recording them in `into` as it goes so that a failure
+    /// part way still lets the caller stop what started.
+    pub(super) fn spawn_stages(
         &self,
         shared: &SpawnShared<'_>,
         into: &mut SpawnedJob,
     ) -> Result<(), JobError> {
         let opts = &self.options;
-        let pipelines = shared.pipelines;
-        let mut side_feeders: std::collections::HashMap<usize, Vec<Box<dyn SideOutput>>> =
-            std::collections::HashMap::new();
-        let mut order: Vec<(usize, usize)> = Vec::new(); // (pipeline, stage index base)
-        let mut index_base = pipelines[0].plans.len();
-        for (p, pipeline) in pipelines.iter().enumerate().skip(1) {
-            order.push((p, index_base));
-            index_base += pipeline.plans.len();
-        }
-        order.push((0, 0));
-        for (p, base) in order {
-            let pipeline = &pipelines[p];
-            let parallelism: Vec<u32> = pipeline
-                .plans
-                .iter()
-                .map(|plan| self.parallelism_of(plan.as_ref()))
-                .collect();
-            let n = pipeline.plans.len();
-            let mut downstream: Box<dyn Any> = Box::new(());
-            for (i, plan) in pipeline.plans.iter().enumerate().rev() {
-                let stage_name = &shared.stage_names[base + i];
-                if plan.is_source() != (i == 0 && pipeline.from.is_none()) {
-                    return Err(JobError::Plan {
-                        job: shared.job.to_string(),
-                        reason: format!("stage '{stage_name}' is a source but not the first stage"),
-                    });
-                }
-                let env = SpawnEnv {
-                    job: shared.job.clone(),
-                    stage_index: (base + i) as u32,
-                    stage_name: Arc::from(stage_name.as_str()),
-                    parallelism: parallelism[i],
-                    inputs: match (i, pipeline.from) {
-                        (0, None) => 0,
-                        (0, Some(from)) => shared.main_parallelism[from],
-                        _ => parallelism[i - 1],
-                    },
-                    downstream: if i + 1 < n { parallelism[i + 1] } else { 0 },
-                    pool: shared.pool,
-                    job_supervisor: shared.job_addr.clone(),
-                    options: opts,
-                    store: &self.store,
-                    clock: self.clock.clone(),
-                    side_outputs: std::cell::RefCell::new(if p == 0 {
-                        side_feeders.remove(&i)
+        let plan = shared.plan;
+        let plan_error = |reason: String| JobError::Plan {
+            job: shared.job.to_string(),
+            reason,
+        };
+        let parallelism: Vec<u32> = plan
+            .stages
+            .iter()
+            .map(|stage| self.parallelism_of(stage.as_ref()))
+            .collect();
+        let order = plan.receivers_first().map_err(plan_error)?;
+        // Per stage: its actors' mailboxes, once spawned.
+        let mut inbound: Vec<Option<Rc<dyn Any>>> = vec![None; plan.stages.len()];
+        // Per (sending stage, side output): the senders its partitions use, made by
+        // the stage reading the side output.
+        let mut side_feeders: HashMap<(u32, String), Vec<Box<dyn SideOutput>>> = HashMap::new();
+        for index in order {
+            let stage = &plan.stages[index as usize];
+            let stage_name = &shared.stage_names[index as usize];
+            let incoming = plan.inputs_of(index);
+            if stage.is_source() != incoming.is_empty() {
+                return Err(plan_error(format!(
+                    "stage '{stage_name}' {}",
+                    if stage.is_source() {
+                        "is a source but reads another stage"
                     } else {
-                        None
-                    }),
-                    checkpoints: shared.coordinator.clone().recipient(),
-                    checkpointing: opts.checkpoint.interval.is_some(),
-                    restore: shared.restore,
-                    poison: shared.poison,
-                };
-                let mut spawned = plan.spawn(&env, downstream)?;
-                downstream = std::mem::replace(&mut spawned.inbound, Box::new(()));
-                if let (0, Some(from), Some(feeders)) =
-                    (i, pipeline.from, spawned.side_feeders.take())
-                {
-                    side_feeders.insert(from, feeders);
-                }
-                into.supervisors.push(spawned.supervisor);
-                into.gates.extend(spawned.gates);
-                into.triggers.extend(spawned.triggers);
-                into.completes.extend(spawned.completes);
-                into.stats[base + i] = (stage_name.clone(), spawned.stats);
-                into.queries[base + i] = spawned.queries;
+                        "reads no stage and is not a source"
+                    }
+                )));
             }
+            let input_channels: Vec<u32> = incoming
+                .iter()
+                .map(|e| parallelism[e.from as usize])
+                .collect();
+            // The wiring of each output: the receivers' mailboxes, and the channel
+            // this stage's partition 0 has among their inputs.
+            let mut outputs = Vec::new();
+            let mut sides = Vec::new();
+            for edge in plan.outputs_of(index) {
+                if let Port::Side(name) = &edge.port {
+                    let feeders = side_feeders
+                        .remove(&(index, name.clone()))
+                        .ok_or_else(|| {
+                            plan_error(format!(
+                                "stage '{stage_name}': nothing feeds the reader of its side output '{name}'"
+                            ))
+                        })?;
+                    sides.push((name.clone(), feeders));
+                    continue;
+                }
+                let receiver = edge.to as usize;
+                let mailboxes = inbound[receiver].clone().ok_or_else(|| {
+                    plan_error(format!(
+                        "stage '{stage_name}' was spawned before the stage it sends to (planner bug)"
+                    ))
+                })?;
+                let offset = plan
+                    .inputs_of(edge.to)
+                    .iter()
+                    .take_while(|e| !std::ptr::eq(**e, edge))
+                    .map(|e| parallelism[e.from as usize])
+                    .sum();
+                outputs.push(OutputWire {
+                    port: edge.port.clone(),
+                    inbound: mailboxes,
+                    offset,
+                    receivers: parallelism[receiver],
+                });
+            }
+            let env = SpawnEnv {
+                job: shared.job.clone(),
+                stage_index: index,
+                stage_name: Arc::from(stage_name.as_str()),
+                parallelism: parallelism[index as usize],
+                inputs: input_channels.iter().sum(),
+                input_channels,
+                pool: shared.pool,
+                job_supervisor: shared.job_addr.clone(),
+                options: opts,
+                store: &self.store,
+                clock: self.clock.clone(),
+                side_outputs: std::cell::RefCell::new(sides),
+                checkpoints: shared.coordinator.clone().recipient(),
+                checkpointing: opts.checkpoint.interval.is_some(),
+                restore: shared.restore,
+                poison: shared.poison,
+            };
+            let mut spawned = stage.spawn(&env, &outputs)?;
+            inbound[index as usize] = Some(spawned.inbound.clone());
+            if let Some(feeders) = spawned.side_feeders.take() {
+                for edge in &incoming {
+                    if let Port::Side(name) = &edge.port {
+                        side_feeders.insert((edge.from, name.clone()), feeders);
+                        break;
+                    }
+                }
+            }
+            into.supervisors.push(spawned.supervisor);
+            into.gates.extend(spawned.gates);
+            into.triggers.extend(spawned.triggers);
+            into.completes.extend(spawned.completes);
+            into.stats[index as usize] = (stage_name.clone(), spawned.stats);
+            into.queries[index as usize] = spawned.queries;
         }
-        if !side_feeders.is_empty() {
-            return Err(JobError::Plan {
-                job: shared.job.to_string(),
-                reason: "a branch reads the side output of a stage that has none".into(),
-            });
+        if let Some(((from, name), _)) = side_feeders.into_iter().next() {
+            return Err(plan_error(format!(
+                "a stage reads side output '{name}' of stage {from}, which was not spawned"
+            )));
         }
         Ok(())
     }
@@ -107,10 +145,8 @@ impl Node {
 /// What every stage of one attempt is spawned with.
 pub(super) struct SpawnShared<'a> {
     pub(super) job: Arc<str>,
-    pub(super) pipelines: &'a [Pipeline],
+    pub(super) plan: &'a JobPlan,
     pub(super) stage_names: &'a [String],
-    /// Actors per stage of the main pipeline (a branch's first stage reads one).
-    pub(super) main_parallelism: &'a [u32],
     pub(super) pool: &'a WorkerPool,
     pub(super) job_addr: &'a Addr<JobSupervisor>,
     pub(super) coordinator: &'a Addr<CheckpointCoordinator>,

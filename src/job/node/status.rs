@@ -6,45 +6,45 @@ use std::time::{Duration, Instant};
 
 use weir_actors::state::StateStore;
 
+use crate::graph::{JobPlan, Port};
 use crate::job::error::JobError;
 use crate::job::plan::{state_tree_name, StagePlan};
 use crate::job::progress::LiveStats;
 use crate::metrics::{unique_stage_labels, JobMetrics, MeasuredStage, StateUsageSampler};
 use crate::status::{Edge, EdgeKind, JobStatus, StageKind, StatusBoard};
 
-use super::{Node, Pipeline};
+use super::Node;
 
 impl Node {
     /// Publishes the job's graph on `board`: every stage with its kind and
-    /// parallelism, the main pipeline's edges and each branch's side edge.
-    pub(super) fn publish_graph(&self, board: &StatusBoard, name: &str, pipelines: &[Pipeline]) {
-        let mut stages = Vec::new();
-        let mut edges = Vec::new();
-        for pipeline in pipelines {
-            let base = stages.len() as u32;
-            if let Some(from) = pipeline.from {
-                edges.push(Edge {
-                    from: from as u32,
-                    to: base,
-                    kind: EdgeKind::Side,
-                });
-            }
-            for (i, plan) in pipeline.plans.iter().enumerate() {
-                if i > 0 {
-                    edges.push(Edge {
-                        from: base + i as u32 - 1,
-                        to: base + i as u32,
-                        kind: EdgeKind::Data,
-                    });
-                }
-                let kind = if plan.is_source() {
+    /// parallelism, and every edge with its partitioning.
+    pub(super) fn publish_graph(&self, board: &StatusBoard, name: &str, plan: &JobPlan) {
+        let edges = plan
+            .edges
+            .iter()
+            .map(|e| Edge {
+                from: e.from,
+                to: e.to,
+                kind: if matches!(e.port, Port::Side(_)) {
+                    EdgeKind::Side
+                } else {
+                    EdgeKind::Data
+                },
+                partitioning: e.partitioning.name(),
+            })
+            .collect();
+        let stages = plan
+            .stages
+            .iter()
+            .map(|stage| {
+                let kind = if stage.is_source() {
                     StageKind::Source
                 } else {
                     StageKind::Keyed
                 };
-                stages.push((plan.name(), kind, self.parallelism_of(plan.as_ref())));
-            }
-        }
+                (stage.name(), kind, self.parallelism_of(stage.as_ref()))
+            })
+            .collect();
         board.job_created(JobStatus::created(
             name,
             self.options.key_partitions,

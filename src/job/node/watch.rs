@@ -12,6 +12,7 @@ use weir_actors::{JobFailure, JobSupervisor};
 
 use crate::job::error::JobError;
 use crate::job::options::EngineOptions;
+use crate::job::progress::StageRoles;
 use crate::job::progress::{LiveStats, ProgressPrinter};
 use crate::status::{AttemptFeed, JobState};
 
@@ -39,7 +40,7 @@ pub(super) async fn watch(
     control: &mut RunControl,
     opts: &EngineOptions,
     (started, attempt_started): (Instant, Instant),
-    (stats, main_stages): (&[StageStats], usize),
+    (stats, roles): (&[StageStats], &StageRoles),
     mut feed: Option<&mut AttemptFeed>,
     publisher: &mut Publisher<'_>,
 ) -> Result<Watched, JobError> {
@@ -146,7 +147,7 @@ pub(super) async fn watch(
                         stop.stop();
                     }
                 }
-                let live = LiveStats::read(attempt_started.elapsed(), stats, main_stages);
+                let live = LiveStats::read(attempt_started.elapsed(), stats, roles);
                 if let Some(feed) = feed.as_deref_mut() {
                     feed.publish(&live, Some(JobState::Running));
                 }

@@ -1,0 +1,63 @@
+//! Reading typed side outputs: `stream.side_output(&tag)` is a stream of what the
+//! operator heading `stream`'s stage sends to `tag`.
+//!
+//! ```
+//! use weir::prelude::*;
+//!
+//! /// Passes short lines on, and sends long ones to a side output.
+//! #[derive(Clone)]
+//! struct SplitLong {
+//!     long: OutputTag<String>,
+//! }
+//!
+//! impl KeyedProcess for SplitLong {
+//!     type Key = NoKey;
+//!     type In = String;
+//!     type Out = String;
+//!     fn process(
+//!         &mut self,
+//!         line: String,
+//!         ctx: &mut KeyedContext<'_, NoKey, String>,
+//!     ) -> Result<(), OperatorError> {
+//!         if line.len() > 40 {
+//!             ctx.output(&self.long, line)
+//!         } else {
+//!             ctx.emit(line);
+//!             Ok(())
+//!         }
+//!     }
+//! }
+//!
+//! let long = OutputTag::<String>::new("long");
+//! let (short_lines, long_lines) = (CollectSink::new(), CollectSink::new());
+//! let job = Job::new("side-outputs");
+//! let mut split = job
+//!     .source(W1Lines::new(1_000)) // 100 lines of ten words
+//!     .process(SplitLong { long: long.clone() });
+//! split.side_output(&long).sink(long_lines.clone());
+//! let sunk = split.sink(short_lines.clone());
+//! Node::new(EngineOptions::for_tests(2)).unwrap().run(sunk).unwrap();
+//! assert_eq!(short_lines.items().len() + long_lines.items().len(), 100);
+//! assert!(long_lines.items().iter().all(|l: &String| l.len() > 40));
+//! ```
+
+use crate::job::builder::{side_stream, KeyedHead, SideHead, SideReader, Stream};
+use crate::operator::chain::Identity;
+use crate::operator::OutputTag;
+
+impl<P, C> Stream<KeyedHead<P>, C> {
+    /// The records the operator heading this stage sends to `tag`, as a stream of
+    /// their own. Typed: `T` is the tag's record type, which the operator must send.
+    pub fn side_output<T: Send + Unpin + 'static>(
+        &mut self,
+        tag: &OutputTag<T>,
+    ) -> Stream<SideHead<T>, Identity> {
+        let reader = side_stream::<T>(self.graph(), tag.name());
+        let slot = reader.slot();
+        self.read_side_here(SideReader {
+            slot,
+            what: tag.name().to_string(),
+        });
+        reader
+    }
+}
