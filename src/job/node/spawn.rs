@@ -4,10 +4,9 @@
 use std::any::Any;
 use std::sync::Arc;
 
-use actix::prelude::*;
-use weir_actors::checkpoint::{CheckpointCoordinator, EpochComplete, TriggerEpoch};
-use weir_actors::supervisor::StageSupervisor;
-use weir_actors::{ActorStats, JobSupervisor, MailboxGate, QueryState, SideOutput, WorkerPool};
+use weir_actors::checkpoint::{EpochComplete, TriggerEpoch};
+use weir_actors::runtime::{CoordinatorHandle, Endpoint, JobHandle, StageHandle};
+use weir_actors::{ActorStats, MailboxGate, QueryState, SideOutput, WorkerPool};
 
 use crate::job::error::JobError;
 use crate::job::plan::SpawnEnv;
@@ -74,7 +73,7 @@ impl Node {
                     } else {
                         None
                     }),
-                    checkpoints: shared.coordinator.clone().recipient(),
+                    checkpoints: shared.coordinator.acknowledgements(),
                     checkpointing: opts.checkpoint.interval.is_some(),
                     restore: shared.restore,
                     poison: shared.poison,
@@ -112,22 +111,22 @@ pub(super) struct SpawnShared<'a> {
     /// Actors per stage of the main pipeline (a branch's first stage reads one).
     pub(super) main_parallelism: &'a [u32],
     pub(super) pool: &'a WorkerPool,
-    pub(super) job_addr: &'a Addr<JobSupervisor>,
-    pub(super) coordinator: &'a Addr<CheckpointCoordinator>,
+    pub(super) job_addr: &'a JobHandle,
+    pub(super) coordinator: &'a CoordinatorHandle,
     pub(super) restore: Option<&'a recovery::RestorePoint>,
     pub(super) poison: &'a PoisonBoard,
 }
 
 /// The actors of one attempt, as far as they were spawned.
 pub(super) struct SpawnedJob {
-    pub(super) supervisors: Vec<Addr<StageSupervisor>>,
+    pub(super) supervisors: Vec<StageHandle>,
     pub(super) gates: Vec<MailboxGate>,
-    pub(super) triggers: Vec<((u32, u32), Recipient<TriggerEpoch>)>,
-    pub(super) completes: Vec<((u32, u32), Recipient<EpochComplete>)>,
+    pub(super) triggers: Vec<((u32, u32), Endpoint<TriggerEpoch>)>,
+    pub(super) completes: Vec<((u32, u32), Endpoint<EpochComplete>)>,
     /// Per stage index: the stage's name and its actors' counters.
     pub(super) stats: Vec<(String, Vec<Arc<ActorStats>>)>,
     /// Per stage index: its actors' state query endpoints.
-    pub(super) queries: Vec<Vec<Recipient<QueryState>>>,
+    pub(super) queries: Vec<Vec<Endpoint<QueryState>>>,
 }
 
 impl SpawnedJob {
