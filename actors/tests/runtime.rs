@@ -2,11 +2,10 @@
 //! it: a job supervisor, a checkpoint coordinator and stages spawned through
 //! `spawn_stage`, with no actix type in sight.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use weir_actors::checkpoint::{CheckpointConfig, CheckpointStats, TaskSnapshot};
+use weir_actors::checkpoint::{CheckpointConfig, CheckpointStats};
 use weir_actors::outbox::Outbox;
 use weir_actors::runtime::{
     spawn_stage, CoordinatorHandle, Endpoint, JobHandle, Runtime, StageSpawn,
@@ -15,37 +14,8 @@ use weir_actors::state::SystemClock;
 use weir_actors::task::{Pumped, Task, TaskError};
 use weir_actors::{JobFailure, QueryAnswer, StateQuery, WorkerPool};
 
-/// A source partition that emits `first..first + n`, each to the sink partition
-/// `value % 2`; its final snapshot carries one commit action naming it.
-struct Numbers {
-    next: u64,
-    end: u64,
-    name: &'static str,
-}
-
-impl Task for Numbers {
-    type In = ();
-    type Out = u64;
-    fn on_batch(&mut self, _: u32, _: Vec<()>, _: &mut Outbox<u64>) -> Result<(), TaskError> {
-        Err(TaskError::msg("a source has no input"))
-    }
-    fn pump(&mut self, out: &mut Outbox<u64>) -> Result<Pumped, TaskError> {
-        for _ in 0..4 {
-            if self.next == self.end {
-                return Ok(Pumped::Exhausted);
-            }
-            out.push_to((self.next % 2) as usize, self.next);
-            self.next += 1;
-        }
-        Ok(Pumped::More)
-    }
-    fn snapshot(&mut self, _: u64, _: &mut Outbox<u64>) -> Result<TaskSnapshot, TaskError> {
-        Ok(TaskSnapshot {
-            chunks: Vec::new(),
-            commits: vec![self.name.as_bytes().to_vec()],
-        })
-    }
-}
+mod support;
+use support::{checkpoint_config, Counter};
 
 /// A sink partition that notes every record it receives.
 struct Collect {
@@ -82,25 +52,9 @@ impl Task for Endless {
 }
 
 /// A checkpoint configuration without a store (no periodic epochs; the final epoch
-/// still runs its commit actions through `applied`).
+/// still runs its commit actions, noted in `applied`).
 fn config(applied: Arc<Mutex<Vec<Vec<u8>>>>) -> CheckpointConfig {
-    CheckpointConfig {
-        job: "runtime-test".into(),
-        interval: None,
-        timeout: Duration::from_secs(10),
-        retain: 1,
-        compact_after: 4,
-        store: None,
-        committer: Arc::new(move |action: &[u8]| {
-            applied.lock().unwrap().push(action.to_vec());
-            Ok(())
-        }),
-        merge: Arc::new(|chain: &[Vec<u8>]| Ok(chain.concat())),
-        meta: BTreeMap::new(),
-        first_epoch: 1,
-        restored: None,
-        hold_off: Duration::ZERO,
-    }
+    checkpoint_config("runtime-test", None, Duration::from_secs(10), None, applied)
 }
 
 /// The fixed parts of a stage's spawn setup.
@@ -146,15 +100,10 @@ fn a_job_spawned_through_the_runtime_delivers_every_record_and_commits_its_final
         let sources = spawn_stage(
             &stage("numbers", 0, 0, &pool, &job, &acks),
             vec![
-                Numbers {
-                    next: 0,
-                    end: 50,
-                    name: "numbers 0",
-                },
-                Numbers {
+                Counter { next: 0, n: 50 },
+                Counter {
                     next: 1000,
-                    end: 1050,
-                    name: "numbers 1",
+                    n: 1050,
                 },
             ],
             sinks.inbound.clone(),
@@ -206,12 +155,17 @@ fn a_job_spawned_through_the_runtime_delivers_every_record_and_commits_its_final
             .collect();
         assert_eq!(got, want, "sink partition {partition} got its records once");
     }
-    let mut applied = applied.lock().unwrap().clone();
-    applied.sort();
+    let mut positions: Vec<u64> = applied
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|action| u64::from_le_bytes(action.clone().try_into().unwrap()))
+        .collect();
+    positions.sort_unstable();
     assert_eq!(
-        applied,
-        vec![b"numbers 0".to_vec(), b"numbers 1".to_vec()],
-        "the final snapshots' commit actions ran"
+        positions,
+        vec![50, 1050],
+        "the final snapshots' commit actions (each source's position) ran"
     );
 }
 
