@@ -17,6 +17,7 @@ pub mod outbox;
 pub mod panic;
 pub mod partition_actor;
 pub mod query;
+pub mod runtime;
 pub mod side;
 pub mod snapshot;
 pub mod state;

@@ -1,19 +1,21 @@
 //! The checkpoint coordinator, driven by hand-written acknowledgements: epochs that
 //! time out are abandoned without losing what they carried.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
 use weir_actors::checkpoint::{
-    Acknowledge, CheckpointConfig, CheckpointCoordinator, CheckpointStats, EpochComplete,
-    FinishJob, JobActors, TaskSnapshot, TriggerEpoch,
+    Acknowledge, CheckpointCoordinator, CheckpointStats, EpochComplete, FinishJob, JobActors,
+    TaskSnapshot, TriggerEpoch,
 };
 use weir_actors::partition_actor::ActorId;
 use weir_actors::snapshot::{LocalDirStore, SnapshotStore};
 use weir_actors::supervisor::JobSupervisor;
+
+mod support;
+use support::checkpoint_config;
 
 /// Stands in for the job's actors: notes the epochs it is triggered for and told of.
 #[derive(Default)]
@@ -76,25 +78,14 @@ fn a_final_snapshot_absorbed_by_an_abandoned_epoch_still_gets_committed() {
     let finished = system.block_on(async {
         let actors = actors.start();
         let (supervisor, _outcome) = JobSupervisor::new("job", 2);
-        let log = applied.clone();
         let coordinator = CheckpointCoordinator::new(
-            CheckpointConfig {
-                job: "job".into(),
-                interval: Some(Duration::from_millis(10)),
-                timeout: Duration::from_millis(40),
-                retain: 2,
-                compact_after: 4,
-                store: Some(store.clone()),
-                committer: Arc::new(move |action: &[u8]| {
-                    log.lock().unwrap().push(action.to_vec());
-                    Ok(())
-                }),
-                merge: Arc::new(|chain: &[Vec<u8>]| Ok(chain.concat())),
-                meta: BTreeMap::new(),
-                first_epoch: 1,
-                restored: None,
-                hold_off: Duration::ZERO,
-            },
+            checkpoint_config(
+                "job",
+                Some(Duration::from_millis(10)),
+                Duration::from_millis(40),
+                Some(store.clone()),
+                applied.clone(),
+            ),
             supervisor.start(),
             stats.clone(),
         )

@@ -13,8 +13,11 @@ use weir_actors::outbox::Outbox;
 use weir_actors::partition_actor::{ActorId, PartitionActor};
 use weir_actors::stats::ActorStats;
 use weir_actors::supervisor::ActorReport;
-use weir_actors::task::{Pumped, Task, TaskError};
+use weir_actors::task::{Task, TaskError};
 use weir_actors::Marker;
+
+mod support;
+use support::Counter;
 
 /// What a receiving actor saw, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,37 +112,6 @@ impl Handler<ActorReport> for Collector {
             .lock()
             .unwrap()
             .push(format!("{:?}", report.event));
-    }
-}
-
-/// A source of `0..n`, a few records per round, round-robin over its outputs; its
-/// snapshot is the count of records it produced (its position).
-struct Counter {
-    next: u64,
-    n: u64,
-}
-
-impl Task for Counter {
-    type In = ();
-    type Out = u64;
-    fn on_batch(&mut self, _: u32, _: Vec<()>, _: &mut Outbox<u64>) -> Result<(), TaskError> {
-        Err(TaskError::msg("a source has no input"))
-    }
-    fn pump(&mut self, out: &mut Outbox<u64>) -> Result<Pumped, TaskError> {
-        for _ in 0..3 {
-            if self.next == self.n {
-                return Ok(Pumped::Exhausted);
-            }
-            out.push_to((self.next % 2) as usize, self.next);
-            self.next += 1;
-        }
-        Ok(Pumped::More)
-    }
-    fn snapshot(&mut self, _: u64, _: &mut Outbox<u64>) -> Result<TaskSnapshot, TaskError> {
-        Ok(TaskSnapshot {
-            chunks: Vec::new(),
-            commits: vec![self.next.to_le_bytes().to_vec()],
-        })
     }
 }
 

@@ -5,16 +5,15 @@ use std::any::Any;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use actix::prelude::*;
 use weir_actors::checkpoint::{
     operator_chunk_stage, source_chunk_stage, state_chunk_stage, Acknowledge, EpochComplete,
     TriggerEpoch,
 };
+use weir_actors::runtime::{spawn_stage, Endpoint, JobHandle, StageHandle, StageSpawn};
 use weir_actors::state::{Clock, StateStore};
-use weir_actors::supervisor::AdoptPartitions;
 use weir_actors::{
-    ActorId, ActorStats, ForwardSide, JobSupervisor, Mailbox, MailboxGate, Outbox, PartitionActor,
-    QueryState, SideOutput, StageSupervisor, Task, WatermarkTracker, WorkerPool,
+    ActorStats, ForwardSide, Mailbox, MailboxGate, QueryState, SideOutput, Task, WatermarkTracker,
+    WorkerPool,
 };
 
 use crate::connector::{SinkRecovery, Source, SourceReader};
@@ -52,7 +51,7 @@ pub struct SpawnEnv<'a> {
     /// The channels of each input (edge into the stage), in channel order.
     pub input_channels: Vec<u32>,
     pub pool: &'a WorkerPool,
-    pub job_supervisor: Addr<JobSupervisor>,
+    pub job_supervisor: JobHandle,
     pub options: &'a EngineOptions,
     pub store: &'a StateStore,
     pub clock: Arc<dyn Clock>,
@@ -60,7 +59,7 @@ pub struct SpawnEnv<'a> {
     /// sender per partition of this stage (made by the stage that reads it).
     pub side_outputs: std::cell::RefCell<Vec<SideSenders>>,
     /// Where actors acknowledge their snapshots.
-    pub checkpoints: Recipient<Acknowledge>,
+    pub checkpoints: Endpoint<Acknowledge>,
     /// Whether epochs are checkpointed (sources must then be able to rewind).
     pub checkpointing: bool,
     /// What the job was restored from, if anything.
@@ -88,16 +87,16 @@ pub struct Spawned {
     pub inbound: Rc<dyn Any>,
     pub stats: Vec<Arc<ActorStats>>,
     pub gates: Vec<MailboxGate>,
-    pub supervisor: Addr<StageSupervisor>,
+    pub supervisor: StageHandle,
     /// For the first stage of a side branch: the side outputs the feeding stage's
     /// partitions send through, one per upstream partition.
     pub side_feeders: Option<Vec<Box<dyn SideOutput>>>,
     /// For a source stage: each actor's trigger, keyed by (stage index, partition).
-    pub triggers: Vec<((u32, u32), Recipient<TriggerEpoch>)>,
+    pub triggers: Vec<((u32, u32), Endpoint<TriggerEpoch>)>,
     /// Every actor's epoch-complete notification, keyed the same way.
-    pub completes: Vec<((u32, u32), Recipient<EpochComplete>)>,
+    pub completes: Vec<((u32, u32), Endpoint<EpochComplete>)>,
     /// Every actor's state query endpoint, by partition.
-    pub queries: Vec<Recipient<QueryState>>,
+    pub queries: Vec<Endpoint<QueryState>>,
 }
 
 /// A stage, types erased.
@@ -182,66 +181,33 @@ fn spawn_tasks<T: Task>(
     tasks: Vec<T>,
     (downstream, offset): (Vec<Mailbox<T::Out>>, u32),
 ) -> Spawned {
-    let supervisor = StageSupervisor::new(
-        env.stage_name.to_string(),
-        tasks.len(),
-        env.job_supervisor.clone(),
-    )
-    .start();
-    let mut inbound = Vec::with_capacity(tasks.len());
-    let mut stats = Vec::with_capacity(tasks.len());
-    let mut gates = Vec::with_capacity(tasks.len());
-    let mut stops = Vec::with_capacity(tasks.len());
-    let mut triggers = Vec::new();
-    let mut completes = Vec::with_capacity(tasks.len());
-    let mut queries = Vec::with_capacity(tasks.len());
-    let restored_epoch = env.restore.map_or(0, |r| r.epoch);
-    for (i, task) in tasks.into_iter().enumerate() {
-        let gate = MailboxGate::new(env.options.mailbox_capacity, env.inputs);
-        let actor_stats = Arc::new(ActorStats::new(gate.clone()));
-        let out = Outbox::new(
-            offset + i as u32,
-            downstream.clone(),
-            env.options.batch_size,
-        );
-        let id = ActorId {
+    let stage = spawn_stage(
+        &StageSpawn {
             job: env.job.clone(),
             stage: env.stage_name.clone(),
             stage_index: env.stage_index,
-            partition: i as u32,
-        };
-        let report_to = supervisor.clone().recipient();
-        let inputs = env.inputs;
-        let s = actor_stats.clone();
-        let acks = env.checkpoints.clone();
-        let clock = env.clock.clone();
-        let addr = PartitionActor::start_in_arbiter(&env.pool.worker(i), move |_ctx| {
-            PartitionActor::new(id, task, inputs, out, report_to, s)
-                .with_clock(clock)
-                .with_checkpoints(acks)
-                .with_restored_epoch(restored_epoch)
-        });
-        let key = (env.stage_index, i as u32);
-        if env.inputs == 0 {
-            triggers.push((key, addr.clone().recipient()));
-        }
-        completes.push((key, addr.clone().recipient()));
-        queries.push(addr.clone().recipient());
-        inbound.push(Mailbox::new(addr.clone().recipient(), gate.clone()));
-        stops.push(addr.recipient());
-        stats.push(actor_stats);
-        gates.push(gate);
-    }
-    supervisor.do_send(AdoptPartitions(stops));
+            inputs: env.inputs,
+            output_channel: offset,
+            mailbox_capacity: env.options.mailbox_capacity,
+            batch_size: env.options.batch_size,
+            pool: env.pool,
+            job_supervisor: &env.job_supervisor,
+            checkpoints: &env.checkpoints,
+            clock: env.clock.clone(),
+            restored_epoch: env.restore.map_or(0, |r| r.epoch),
+        },
+        tasks,
+        downstream,
+    );
     Spawned {
-        inbound: Rc::new(inbound),
-        stats,
-        gates,
-        supervisor,
+        inbound: Rc::new(stage.inbound),
+        stats: stage.stats,
+        gates: stage.gates,
+        supervisor: stage.supervisor,
         side_feeders: None,
-        triggers,
-        completes,
-        queries,
+        triggers: stage.triggers,
+        completes: stage.completes,
+        queries: stage.queries,
     }
 }
 

@@ -5,8 +5,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use actix::Recipient;
 use weir_actors::checkpoint::CheckpointStats;
+use weir_actors::runtime::Endpoint;
 use weir_actors::{QueryAnswer, QueryState, StateQuery};
 
 use crate::job::node::SavepointCommand;
@@ -60,7 +60,7 @@ struct Inner {
 }
 
 /// Per stage index, its partition actors' state query endpoints.
-pub(crate) type QueryRoutes = Vec<Vec<Recipient<QueryState>>>;
+pub(crate) type QueryRoutes = Vec<Vec<Endpoint<QueryState>>>;
 
 /// How long a state query waits for the owning actor (it answers between two
 /// messages, so a query can wait behind a full mailbox and backpressure).
@@ -182,11 +182,7 @@ impl StatusBoard {
             let actor = actors.get(partition as usize).ok_or_else(|| {
                 StatusError::QueryUnavailable(format!("stage {stage} has no actor {partition}"))
             })?;
-            let (reply, answer) = tokio::sync::oneshot::channel();
-            actor.do_send(QueryState {
-                query: query.clone(),
-                reply,
-            });
+            let answer = actor.ask(query.clone());
             let answer = match tokio::time::timeout(QUERY_TIMEOUT, answer).await {
                 Ok(Ok(answer)) => answer,
                 Ok(Err(_)) => {

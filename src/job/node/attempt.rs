@@ -5,14 +5,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::prelude::*;
-use weir_actors::checkpoint::{
-    CheckpointConfig, CheckpointCoordinator, CheckpointStats, FinishJob, JobActors,
-    ShutdownCoordinator,
-};
+use weir_actors::checkpoint::{CheckpointConfig, CheckpointStats};
+use weir_actors::runtime::{CoordinatorHandle, JobHandle};
 use weir_actors::snapshot::SnapshotStore;
-use weir_actors::supervisor::{AdoptStages, CancelJob};
-use weir_actors::{JobFailure, JobSupervisor, WorkerPool};
+use weir_actors::{JobFailure, WorkerPool};
 
 use crate::graph::{JobPlan, Port};
 use crate::job::error::JobError;
@@ -59,8 +55,7 @@ impl Node {
         let job_name: Arc<str> = Arc::from(name.as_str());
         let attempt_started = Instant::now();
         let pool = WorkerPool::start(opts.workers);
-        let (supervisor, outcome) = JobSupervisor::new(name.clone(), total);
-        let job_addr = supervisor.start();
+        let (job_addr, outcome) = JobHandle::start(name.clone(), total);
         let mut meta = recovery::manifest_meta(opts.key_partitions, stage_names);
         // The source stages' split counts go into every manifest.
         for (index, stage) in plan.stages.iter().enumerate() {
@@ -75,7 +70,7 @@ impl Node {
                 );
             }
         }
-        let coordinator = CheckpointCoordinator::new(
+        let coordinator = CoordinatorHandle::start(
             CheckpointConfig {
                 job: name.clone(),
                 interval: opts.checkpoint.interval,
@@ -99,11 +94,9 @@ impl Node {
                     Duration::ZERO
                 },
             },
-            job_addr.clone(),
+            &job_addr,
             checkpoint_stats.clone(),
         );
-
-        let coordinator = coordinator.start();
         let mut spawned = SpawnedJob::new(total);
         let spawning = self.spawn_stages(
             &SpawnShared {
@@ -118,20 +111,14 @@ impl Node {
             },
             &mut spawned,
         );
-        job_addr.do_send(AdoptStages {
-            stages: spawned.supervisors,
-            gates: spawned.gates,
-        });
+        job_addr.adopt_stages(spawned.supervisors, spawned.gates);
         if let Err(e) = spawning {
-            job_addr.do_send(CancelJob);
-            shutdown_coordinator(&coordinator).await;
+            job_addr.cancel();
+            coordinator.shutdown().await;
             pool.shutdown();
             return Err(e);
         }
-        coordinator.do_send(JobActors {
-            sources: spawned.triggers,
-            all: spawned.completes,
-        });
+        coordinator.adopt_actors(spawned.triggers, spawned.completes);
         let stats = spawned.stats;
         let mut feed = Some(AttemptFeed::new(self.status.clone()));
         if let Some(feed) = feed.as_mut() {
@@ -164,9 +151,7 @@ impl Node {
         let outcome = match watched {
             Ok(Watched::Finished) => {
                 // Every actor finished: the final epoch commits what sinks staged last.
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                coordinator.do_send(FinishJob(tx));
-                match rx.await {
+                match coordinator.finish_job().await {
                     Ok(Ok(())) => Ok(()),
                     // Like any failed checkpoint, restartable: the next attempt
                     // finishes the final commit if its manifest is durable, or
@@ -186,7 +171,7 @@ impl Node {
             }
             Err(e) => Err(e),
         };
-        shutdown_coordinator(&coordinator).await;
+        coordinator.shutdown().await;
         let elapsed = started.elapsed();
         pool.shutdown();
         let live = LiveStats::read(elapsed, &stats, &roles);
@@ -224,15 +209,6 @@ pub(super) struct AttemptSetup<'a> {
     pub(super) poison: &'a PoisonBoard,
     /// The run's checkpoint figures (every attempt counts into them).
     pub(super) checkpoints: &'a Arc<CheckpointStats>,
-}
-
-/// Stops the coordinator and waits until its writer thread has finished what it was
-/// writing, so that the next attempt restores from a settled store.
-async fn shutdown_coordinator(coordinator: &Addr<CheckpointCoordinator>) {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    if coordinator.try_send(ShutdownCoordinator(tx)).is_ok() {
-        let _ = rx.await;
-    }
 }
 
 /// The job's source stages, and its sink stages: those none of whose outputs feeds

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use weir_actors::checkpoint::CheckpointStats;
+use weir_actors::runtime::Runtime;
 use weir_actors::snapshot::SnapshotStore;
 use weir_actors::JobFailure;
 
@@ -75,7 +76,7 @@ impl Node {
             opts.poison.replays,
             self.dead_letters.clone(),
         );
-        let system = actix::System::new();
+        let system = Runtime::new();
         let started = Instant::now();
         let mut metrics = JobMetrics::new(&name);
         loop {

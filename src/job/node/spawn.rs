@@ -6,10 +6,9 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use actix::prelude::*;
-use weir_actors::checkpoint::{CheckpointCoordinator, EpochComplete, TriggerEpoch};
-use weir_actors::supervisor::StageSupervisor;
-use weir_actors::{ActorStats, JobSupervisor, MailboxGate, QueryState, SideOutput, WorkerPool};
+use weir_actors::checkpoint::{EpochComplete, TriggerEpoch};
+use weir_actors::runtime::{CoordinatorHandle, Endpoint, JobHandle, StageHandle};
+use weir_actors::{ActorStats, MailboxGate, QueryState, SideOutput, WorkerPool};
 
 use crate::graph::{JobPlan, Port};
 use crate::job::error::JobError;
@@ -111,7 +110,7 @@ impl Node {
                 store: &self.store,
                 clock: self.clock.clone(),
                 side_outputs: std::cell::RefCell::new(sides),
-                checkpoints: shared.coordinator.clone().recipient(),
+                checkpoints: shared.coordinator.acknowledgements(),
                 checkpointing: opts.checkpoint.interval.is_some(),
                 restore: shared.restore,
                 poison: shared.poison,
@@ -148,22 +147,22 @@ pub(super) struct SpawnShared<'a> {
     pub(super) plan: &'a JobPlan,
     pub(super) stage_names: &'a [String],
     pub(super) pool: &'a WorkerPool,
-    pub(super) job_addr: &'a Addr<JobSupervisor>,
-    pub(super) coordinator: &'a Addr<CheckpointCoordinator>,
+    pub(super) job_addr: &'a JobHandle,
+    pub(super) coordinator: &'a CoordinatorHandle,
     pub(super) restore: Option<&'a recovery::RestorePoint>,
     pub(super) poison: &'a PoisonBoard,
 }
 
 /// The actors of one attempt, as far as they were spawned.
 pub(super) struct SpawnedJob {
-    pub(super) supervisors: Vec<Addr<StageSupervisor>>,
+    pub(super) supervisors: Vec<StageHandle>,
     pub(super) gates: Vec<MailboxGate>,
-    pub(super) triggers: Vec<((u32, u32), Recipient<TriggerEpoch>)>,
-    pub(super) completes: Vec<((u32, u32), Recipient<EpochComplete>)>,
+    pub(super) triggers: Vec<((u32, u32), Endpoint<TriggerEpoch>)>,
+    pub(super) completes: Vec<((u32, u32), Endpoint<EpochComplete>)>,
     /// Per stage index: the stage's name and its actors' counters.
     pub(super) stats: Vec<(String, Vec<Arc<ActorStats>>)>,
     /// Per stage index: its actors' state query endpoints.
-    pub(super) queries: Vec<Vec<Recipient<QueryState>>>,
+    pub(super) queries: Vec<Vec<Endpoint<QueryState>>>,
 }
 
 impl SpawnedJob {

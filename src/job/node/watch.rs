@@ -5,10 +5,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use actix::prelude::*;
-use weir_actors::checkpoint::{CheckpointCoordinator, RequestSavepoint};
-use weir_actors::supervisor::CancelJob;
-use weir_actors::{JobFailure, JobSupervisor};
+use weir_actors::runtime::{CoordinatorHandle, JobHandle};
+use weir_actors::JobFailure;
 
 use crate::job::error::JobError;
 use crate::job::options::EngineOptions;
@@ -34,8 +32,8 @@ pub(super) enum Watched {
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn watch(
     name: &str,
-    job: &Addr<JobSupervisor>,
-    coordinator: &Addr<CheckpointCoordinator>,
+    job: &JobHandle,
+    coordinator: &CoordinatorHandle,
     mut outcome: tokio::sync::oneshot::Receiver<weir_actors::JobOutcome>,
     control: &mut RunControl,
     opts: &EngineOptions,
@@ -80,8 +78,7 @@ pub(super) async fn watch(
         if let Some(cmd) = request.take() {
             match savepoint_dir(opts) {
                 Ok(dir) => {
-                    let (tx, rx) = tokio::sync::oneshot::channel();
-                    coordinator.do_send(RequestSavepoint { dir, reply: tx });
+                    let rx = coordinator.request_savepoint(dir);
                     pending = Some(PendingSavepoint {
                         rx,
                         stop: cmd.stop,
@@ -124,7 +121,7 @@ pub(super) async fn watch(
                         if p.stop {
                             tracing::info!(job = name, path = %path.display(), "stopping with a savepoint");
                             stopped_with = Some(path.clone());
-                            job.do_send(CancelJob);
+                            job.cancel();
                         }
                     }
                     Err(reason) => {
@@ -182,7 +179,7 @@ pub(super) async fn watch(
                     }
                     _ => {
                         crate::console::notice("cancelling the job");
-                        job.do_send(CancelJob);
+                        job.cancel();
                     }
                 }
             }
