@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod connector;
 pub mod console;
+pub mod exchange;
 pub mod graph;
 pub mod http_server;
 pub mod job;

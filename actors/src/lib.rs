@@ -9,6 +9,7 @@
 //! The kernel knows nothing of Kafka, windows or the network; the `weir` crate builds
 //! the stream processor on top of it.
 
+pub mod channel;
 pub mod checkpoint;
 pub mod mailbox;
 pub mod marker;
@@ -26,7 +27,8 @@ pub mod supervisor;
 pub mod task;
 pub mod workers;
 
-pub use mailbox::{Mailbox, MailboxClosed, MailboxGate};
+pub use channel::{Channel, Sender};
+pub use mailbox::{Mailbox, MailboxClosed, MailboxGate, TrySendError};
 pub use marker::{Marker, Progress, WatermarkTracker, NO_WATERMARK};
 pub use message::{Deliver, Payload};
 pub use outbox::{Outbox, PendingSends};

@@ -8,7 +8,7 @@
 /// Markers never overtake data: a marker sent after a batch is handled after it. This
 /// is what later lets epoch markers cut consistent snapshots and watermarks bound event
 /// time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum Marker {
     /// The sender will send nothing more: its input is exhausted. An actor whose every

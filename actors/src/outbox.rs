@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use crate::channel::Sender;
 use crate::mailbox::{Mailbox, MailboxClosed, TrySendError};
 use crate::marker::{Marker, NO_WATERMARK};
 use crate::message::Payload;
@@ -17,7 +18,7 @@ use crate::message::Payload;
 /// produced them in.
 pub struct Outbox<T: Send + 'static> {
     me: u32,
-    dests: Vec<Mailbox<T>>,
+    dests: Vec<Sender<T>>,
     buffers: Vec<Vec<T>>,
     batch_size: usize,
     queue: VecDeque<(usize, Payload<T>)>,
@@ -29,6 +30,12 @@ impl<T: Send + 'static> Outbox<T> {
     /// An outbox for the partition with index `me`, sending to `dests` in batches of
     /// `batch_size` records.
     pub fn new(me: u32, dests: Vec<Mailbox<T>>, batch_size: usize) -> Self {
+        Self::over(me, crate::channel::local(dests), batch_size)
+    }
+
+    /// An outbox for the partition with index `me`, sending through the channels
+    /// `dests` (in-process or not) in batches of `batch_size` records.
+    pub fn over(me: u32, dests: Vec<Sender<T>>, batch_size: usize) -> Self {
         let batch_size = batch_size.max(1);
         let buffers = dests.iter().map(|_| Vec::new()).collect();
         Outbox {
@@ -134,7 +141,7 @@ impl<T: Send + 'static> Outbox<T> {
 /// Queued messages on their way out, waiting for mailbox slots.
 pub struct PendingSends<T: Send + 'static> {
     me: u32,
-    dests: Vec<Mailbox<T>>,
+    dests: Vec<Sender<T>>,
     queue: VecDeque<(usize, Payload<T>)>,
 }
 

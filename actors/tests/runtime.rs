@@ -107,7 +107,7 @@ fn a_job_spawned_through_the_runtime_delivers_every_record_and_commits_its_final
                     n: 1050,
                 },
             ],
-            sinks.inbound.clone(),
+            weir_actors::channel::local(sinks.inbound.clone()),
         );
         let keys = (
             sources.triggers.iter().map(|(k, _)| *k).collect::<Vec<_>>(),

@@ -42,7 +42,7 @@ where
     where
         H2: Head,
         C2: Chain<H2::Out>,
-        C2::Out: Clone + Send + Unpin + 'static,
+        C2::Out: Clone + crate::exchange::Data,
     {
         BroadcastConnected { keyed: self, rules }
     }
@@ -59,7 +59,7 @@ where
     Sel: KeySelector<C::Out>,
     H2: Head,
     C2: Chain<H2::Out>,
-    C2::Out: Clone + Send + Unpin + 'static,
+    C2::Out: Clone + crate::exchange::Data,
 {
     /// Runs `op` on both streams: keyed records with their key's state, broadcast
     /// records on every partition.
@@ -144,7 +144,7 @@ pub struct RoutedExchange<Sel, R> {
 impl<T, Sel, R> Terminal<T> for RoutedExchange<Sel, R>
 where
     Sel: KeySelector<T>,
-    R: Send + Unpin + 'static,
+    R: crate::exchange::Data,
 {
     type Wire = Routed<Sel::Key, Sel::Value, R>;
 
@@ -181,7 +181,7 @@ where
 impl<T: 'static, Sel, R> TerminalSpec<T> for RoutedExchangeSpec<Sel, R>
 where
     Sel: KeySelector<T>,
-    R: Send + Unpin + 'static,
+    R: crate::exchange::Data,
 {
     type Terminal = RoutedExchange<Sel, R>;
     fn describe(&self) -> String {

@@ -167,12 +167,17 @@ where
             receivers,
             key_partitions: env.key_partitions,
             batch_size: env.batch_size,
+            exchange: env.exchange,
             outputs: env.outputs,
         })?;
         Ok(Box::new(RouteRun {
             chain: self.chain.clone(),
             term,
-            out: Outbox::new(offset + env.partition, dests, env.batch_size),
+            out: Outbox::over(
+                offset + env.partition,
+                crate::exchange::senders(dests, env.exchange),
+                env.batch_size,
+            ),
             _in: PhantomData,
         }))
     }

@@ -51,7 +51,7 @@ pub struct SpreadExchange<T> {
     _type: PhantomData<fn(T)>,
 }
 
-impl<T: Send + Unpin + 'static> Terminal<T> for SpreadExchange<T> {
+impl<T: crate::exchange::Data> Terminal<T> for SpreadExchange<T> {
     type Wire = Keyed<NoKey, T>;
 
     #[inline]
@@ -84,7 +84,7 @@ impl<T: Send + Unpin + 'static> Terminal<T> for SpreadExchange<T> {
     }
 }
 
-impl<T: Send + Unpin + 'static> TerminalSpec<T> for SpreadSpec<T> {
+impl<T: crate::exchange::Data> TerminalSpec<T> for SpreadSpec<T> {
     type Terminal = SpreadExchange<T>;
     fn describe(&self) -> String {
         match self.spread {
@@ -114,12 +114,12 @@ impl<T: Send + Unpin + 'static> TerminalSpec<T> for SpreadSpec<T> {
 
 /// A broadcast record as the receiving stage takes it: a non-keyed stage takes it
 /// as any record, a broadcast-state stage as a broadcast record.
-pub trait FromBroadcast<T>: Send + Unpin + 'static {
+pub trait FromBroadcast<T>: crate::exchange::Data {
     /// Wraps `value` with its timestamp.
     fn wrap(ts: i64, value: T) -> Self;
 }
 
-impl<T: Send + Unpin + 'static> FromBroadcast<T> for Keyed<NoKey, T> {
+impl<T: crate::exchange::Data> FromBroadcast<T> for Keyed<NoKey, T> {
     #[inline]
     fn wrap(ts: i64, value: T) -> Self {
         Keyed {
@@ -133,9 +133,9 @@ impl<T: Send + Unpin + 'static> FromBroadcast<T> for Keyed<NoKey, T> {
 
 impl<K, V, T> FromBroadcast<T> for Routed<K, V, T>
 where
-    K: Send + Unpin + 'static,
-    V: Send + Unpin + 'static,
-    T: Send + Unpin + 'static,
+    K: crate::exchange::Data,
+    V: crate::exchange::Data,
+    T: crate::exchange::Data,
 {
     #[inline]
     fn wrap(ts: i64, value: T) -> Self {
@@ -167,7 +167,7 @@ pub struct BroadcastExchange<T, W> {
 
 impl<T, W> Terminal<T> for BroadcastExchange<T, W>
 where
-    T: Clone + Send + Unpin + 'static,
+    T: Clone + crate::exchange::Data,
     W: FromBroadcast<T>,
 {
     type Wire = W;
@@ -193,7 +193,7 @@ where
 
 impl<T, W> TerminalSpec<T> for BroadcastSpec<T, W>
 where
-    T: Clone + Send + Unpin + 'static,
+    T: Clone + crate::exchange::Data,
     W: FromBroadcast<T>,
 {
     type Terminal = BroadcastExchange<T, W>;
@@ -228,7 +228,7 @@ impl<H, C, Ts> Partitioned<H, C, Ts>
 where
     H: Head + IntoPlan<C, Ts>,
     C: Chain<H::Out>,
-    C::Out: Send + Unpin + 'static,
+    C::Out: crate::exchange::Data,
 {
     /// Runs the non-keyed operator `op` on the records, in a new stage.
     pub fn process<P>(self, op: P) -> Processed<P>
@@ -253,7 +253,7 @@ where
 
 impl<H: Head, C: Chain<H::Out>> Stream<H, C>
 where
-    C::Out: Send + Unpin + 'static,
+    C::Out: crate::exchange::Data,
 {
     /// Partition `i` of the next stage gets what partition `i` of this one sends.
     pub fn forward(self) -> Partitioned<H, C, SpreadSpec<C::Out>> {

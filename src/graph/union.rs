@@ -20,7 +20,7 @@ use super::partitioning::SpreadSpec;
 
 impl<H: Head, C: Chain<H::Out>> Stream<H, C>
 where
-    C::Out: Send + Unpin + 'static,
+    C::Out: crate::exchange::Data,
 {
     /// The records of this stream and of `other`, as one stream (in a new stage
     /// that both feed, partition to partition).

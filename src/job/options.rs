@@ -45,6 +45,11 @@ pub struct EngineOptions {
     /// (`metrics.state_interval_ms`); `None` for never. Only done while the
     /// Prometheus recorder is installed.
     pub state_metrics_interval: Option<Duration>,
+    /// How records cross the exchanges between stages on this node: handed over
+    /// as Rust values (the default), or encoded and decoded on the way as a
+    /// network channel does (`Serialized`), which checks that a job can run on a
+    /// cluster.
+    pub exchange: crate::exchange::ExchangeMode,
 }
 
 /// Periodic checkpoints of operator state.
@@ -110,6 +115,7 @@ impl EngineOptions {
             savepoint_dir: config.savepoint.dir.clone(),
             from_savepoint: None,
             state_metrics_interval: config.metrics.state_interval(),
+            exchange: crate::exchange::ExchangeMode::Local,
         }
     }
 
@@ -140,6 +146,7 @@ impl EngineOptions {
             savepoint_dir: None,
             from_savepoint: None,
             state_metrics_interval: None,
+            exchange: crate::exchange::ExchangeMode::Local,
         }
     }
 

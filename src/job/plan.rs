@@ -180,7 +180,10 @@ fn spawn_tasks<T: Task>(
     env: &SpawnEnv<'_>,
     tasks: Vec<T>,
     (downstream, offset): (Vec<Mailbox<T::Out>>, u32),
-) -> Spawned {
+) -> Spawned
+where
+    T::Out: crate::exchange::Data,
+{
     let stage = spawn_stage(
         &StageSpawn {
             job: env.job.clone(),
@@ -197,7 +200,7 @@ fn spawn_tasks<T: Task>(
             restored_epoch: env.restore.map_or(0, |r| r.epoch),
         },
         tasks,
-        downstream,
+        crate::exchange::senders(downstream, env.options.exchange),
     );
     Spawned {
         inbound: Rc::new(stage.inbound),
@@ -250,6 +253,7 @@ fn build_terminal<T, Ts: TerminalSpec<T>>(
         receivers,
         key_partitions: env.options.key_partitions,
         batch_size: env.options.batch_size,
+        exchange: env.options.exchange,
         outputs,
     })
     .map_err(|source| JobError::Sink {

@@ -13,8 +13,9 @@ use crate::record::Keyed;
 
 /// Receives the records that leave a stage's chain.
 pub trait Terminal<T>: Send + 'static {
-    /// What crosses to the next stage (`()` for a sink).
-    type Wire: Send + Unpin + 'static;
+    /// What crosses to the next stage (`()` for a sink): [`Data`](crate::exchange::Data),
+    /// so that a channel may carry it to another node.
+    type Wire: crate::exchange::Data;
     /// Takes one record with its timestamp.
     fn accept(&mut self, item: T, ts: i64, out: &mut Outbox<Self::Wire>);
     /// A failure noted by `accept` (reported after the batch).
@@ -88,6 +89,8 @@ pub struct TerminalEnv<'a> {
     pub key_partitions: u32,
     /// Records per batch on the wire.
     pub batch_size: usize,
+    /// How records cross the exchanges.
+    pub exchange: crate::exchange::ExchangeMode,
     /// Every output of the stage, wired to its receivers.
     pub outputs: &'a [crate::job::plan::OutputWire],
 }
@@ -194,8 +197,8 @@ impl<T: 'static, F: SinkFactory<T>> TerminalSpec<T> for SinkSpec<F> {
 pub trait KeySelector<T>: Clone + Send + 'static {
     /// The key.
     type Key: Key;
-    /// The value.
-    type Value: Send + Unpin + 'static;
+    /// The value: [`Data`](crate::exchange::Data), as it crosses the exchange.
+    type Value: crate::exchange::Data;
     /// Splits `item`.
     fn split(&self, item: T) -> (Self::Key, Self::Value);
 }
@@ -215,7 +218,7 @@ impl<F: Clone, K> Clone for KeyBy<F, K> {
     }
 }
 
-impl<T: Send + Unpin + 'static, K: Key, F: Fn(&T) -> K + Clone + Send + 'static> KeySelector<T>
+impl<T: crate::exchange::Data, K: Key, F: Fn(&T) -> K + Clone + Send + 'static> KeySelector<T>
     for KeyBy<F, K>
 {
     type Key = K;
@@ -235,7 +238,7 @@ impl<K, V> Clone for PairKey<K, V> {
     }
 }
 
-impl<K: Key, V: Send + Unpin + 'static> KeySelector<(K, V)> for PairKey<K, V> {
+impl<K: Key, V: crate::exchange::Data> KeySelector<(K, V)> for PairKey<K, V> {
     type Key = K;
     type Value = V;
     #[inline(always)]
@@ -322,7 +325,7 @@ impl<Sel: Clone, R> Clone for LeftValue<Sel, R> {
 impl<T, Sel, R> KeySelector<T> for LeftValue<Sel, R>
 where
     Sel: KeySelector<T>,
-    R: Send + Unpin + 'static,
+    R: crate::exchange::Data,
 {
     type Key = Sel::Key;
     type Value = Either<Sel::Value, R>;
@@ -346,7 +349,7 @@ impl<Sel: Clone, L> Clone for RightValue<Sel, L> {
 impl<T, Sel, L> KeySelector<T> for RightValue<Sel, L>
 where
     Sel: KeySelector<T>,
-    L: Send + Unpin + 'static,
+    L: crate::exchange::Data,
 {
     type Key = Sel::Key;
     type Value = Either<L, Sel::Value>;

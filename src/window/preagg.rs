@@ -33,7 +33,7 @@ use super::operator::{Incremental, WindowOperator, WindowResult};
 pub const DEFAULT_PREAGG_ENTRIES: usize = 65_536;
 
 /// What crosses the key exchange into a pre-aggregated window operator.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum WindowInput<V, Acc> {
     /// A record the window operator assigns to windows itself.
     Value(V),

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use actix::Actor;
 
+use crate::channel::Sender;
 use crate::checkpoint::{Acknowledge, EpochComplete, TriggerEpoch};
 use crate::mailbox::{Mailbox, MailboxGate};
 use crate::outbox::Outbox;
@@ -75,7 +76,7 @@ pub struct SpawnedStage<In: Send + 'static> {
 pub fn spawn_stage<T: Task>(
     setup: &StageSpawn<'_>,
     tasks: Vec<T>,
-    downstream: Vec<Mailbox<T::Out>>,
+    downstream: Vec<Sender<T::Out>>,
 ) -> SpawnedStage<T::In> {
     let supervisor = StageSupervisor::new(
         setup.stage.to_string(),
@@ -93,7 +94,11 @@ pub fn spawn_stage<T: Task>(
     for (i, task) in tasks.into_iter().enumerate() {
         let gate = MailboxGate::new(setup.mailbox_capacity, setup.inputs);
         let actor_stats = Arc::new(ActorStats::new(gate.clone()));
-        let out = Outbox::new(i as u32, downstream.clone(), setup.batch_size);
+        let out = Outbox::over(
+            setup.output_channel + i as u32,
+            downstream.clone(),
+            setup.batch_size,
+        );
         let id = ActorId {
             job: setup.job.clone(),
             stage: setup.stage.clone(),
