@@ -17,6 +17,7 @@ pub mod console;
 pub mod http_server;
 pub mod job;
 pub mod jobs;
+pub mod join;
 pub mod metrics;
 pub mod operator;
 pub mod partition;

@@ -9,6 +9,7 @@ pub mod builtin;
 pub mod chain;
 pub mod either;
 pub mod error;
+pub mod harness;
 pub mod keyed;
 pub mod queryable;
 
