@@ -349,6 +349,18 @@ mod tests {
     }
 
     #[test]
+    fn a_row_is_kept_until_the_watermark_reaches_its_last_possible_match() {
+        let mut h = harness(Join::new(0, 5).unwrap());
+        h.process_element(1, Either::Left(1), 0).unwrap(); // meets rights 0..=5
+        h.process_element(1, Either::Right(2), 10).unwrap(); // meets lefts 5..=10
+        h.process_watermark(4).unwrap();
+        h.process_element(1, Either::Right(3), 5).unwrap(); // right on the edge
+        h.process_watermark(9).unwrap();
+        h.process_element(1, Either::Left(4), 10).unwrap(); // right on the other edge
+        assert_eq!(h.take_output(), vec![(5, pair(1, 3)), (10, pair(4, 2))]);
+    }
+
+    #[test]
     fn late_records_go_to_the_side_output_unjoined() {
         let count = Arc::new(AtomicU64::new(0));
         let join = Join::new(-5, 5)

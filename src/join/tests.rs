@@ -35,21 +35,41 @@ struct Script {
     steps: Vec<Step>,
 }
 
-/// Per record: left or right, key, how far time advances before it, how far its
-/// timestamp lags that time, how far processing time advances, whether a watermark
-/// follows.
-type RawRecord = (bool, u8, i64, i64, u64, bool);
+/// Which watermark follows a record, if any.
+#[derive(Debug, Clone, Copy)]
+enum Mark {
+    /// None.
+    None,
+    /// The highest timestamp so far less the disorder bound, less one: what a
+    /// bounded-disorder watermark strategy sends.
+    Lagging,
+    /// Just below the lowest timestamp still to come: the highest watermark that
+    /// leaves nothing late, so the next record may sit right on it (where a join's
+    /// off-by-one in its cleanup or firing would show).
+    Tight,
+}
 
-/// Random scripts: up to `max_len` records of up to three keys, timestamps from
-/// around zero (negative ones too), disorder up to `max_disorder`.
+/// Per record: left or right, key, how far time advances before it, how far its
+/// timestamp lags that time, how far processing time advances, which watermark
+/// follows.
+type RawRecord = (bool, u8, i64, i64, u64, Mark);
+
+/// Random scripts: up to `max_len` records of two keys, timestamps from around zero
+/// (negative ones too), disorder up to `max_disorder`.
 fn scripts(max_len: usize, max_disorder: i64) -> impl Strategy<Value = Script> {
     let record = (
         any::<bool>(),
-        0u8..3,
+        0u8..2,
         0i64..5,
-        0i64..=max_disorder,
+        // A third of the records lag by the most the disorder allows, a third not
+        // at all.
+        prop_oneof![Just(i64::MAX), Just(0), 0i64..=max_disorder],
         0u64..6,
-        prop::bool::weighted(0.3),
+        prop_oneof![
+            4 => Just(Mark::None),
+            1 => Just(Mark::Lagging),
+            1 => Just(Mark::Tight),
+        ],
     );
     (
         -50i64..50,
@@ -61,22 +81,16 @@ fn scripts(max_len: usize, max_disorder: i64) -> impl Strategy<Value = Script> {
 
 fn build(start: i64, disorder: i64, records: Vec<RawRecord>) -> Script {
     let (mut time, mut processing_time) = (start, 1_000u64);
-    let mut max_ts = i64::MIN;
-    let mut script = Script {
-        input: Vec::new(),
-        steps: Vec::new(),
-    };
-    for (i, (is_left, key, advance, lag, tick, watermark)) in records.into_iter().enumerate() {
+    let mut input = Vec::with_capacity(records.len());
+    for (i, &(is_left, key, advance, lag, tick, _)) in records.iter().enumerate() {
         time += advance;
         processing_time += tick;
         // The lag is cut to the disorder bound: a record is never more than
-        // `disorder` behind the latest time, so never behind a watermark.
-        let ts = time - lag.min(disorder);
-        max_ts = max_ts.max(ts);
+        // `disorder` behind the latest time, so never behind a lagging watermark.
         let id = i as u32;
-        script.input.push(Arrival {
+        input.push(Arrival {
             key,
-            ts,
+            ts: time - lag.min(disorder),
             processing_time,
             value: if is_left {
                 Either::Left(id)
@@ -84,12 +98,25 @@ fn build(start: i64, disorder: i64, records: Vec<RawRecord>) -> Script {
                 Either::Right(id)
             },
         });
-        script.steps.push(Step::Record(i));
-        if watermark {
-            script.steps.push(Step::Watermark(max_ts - disorder - 1));
+    }
+    // The lowest timestamp after each record (i64::MAX after the last).
+    let mut lowest_after = vec![i64::MAX; input.len()];
+    for i in (0..input.len().saturating_sub(1)).rev() {
+        lowest_after[i] = lowest_after[i + 1].min(input[i + 1].ts);
+    }
+    let mut steps = Vec::new();
+    let mut max_ts = i64::MIN;
+    for (i, &(.., mark)) in records.iter().enumerate() {
+        max_ts = max_ts.max(input[i].ts);
+        steps.push(Step::Record(i));
+        let lagging = max_ts - disorder - 1;
+        match mark {
+            Mark::None => {}
+            Mark::Lagging => steps.push(Step::Watermark(lagging)),
+            Mark::Tight => steps.push(Step::Watermark(lagging.max(lowest_after[i] - 1))),
         }
     }
-    script
+    Script { input, steps }
 }
 
 /// The script with every watermark `by` lower. Sessions need one more millisecond
@@ -140,10 +167,20 @@ where
     P: KeyedProcess<Key = u8, In = Either<u32, u32>>,
     P::Out: Send + Ord,
 {
+    run_checked(join, script).0
+}
+
+/// Like [`run`], also saying whether the join left any state or timer behind.
+fn run_checked<P>(join: P, script: &Script) -> (Vec<(i64, P::Out)>, bool)
+where
+    P: KeyedProcess<Key = u8, In = Either<u32, u32>>,
+    P::Out: Send + Ord,
+{
     let mut harness = OperatorHarness::new(join).unwrap();
     feed(&mut harness, script, &script.steps);
     harness.end_input().unwrap();
-    sorted(harness.take_output())
+    let clean = harness.state_entries().unwrap() == 0 && harness.pending_timers() == 0;
+    (sorted(harness.take_output()), clean)
 }
 
 fn sorted<T: Ord>(mut items: Vec<T>) -> Vec<T> {
@@ -171,8 +208,9 @@ fn windows() -> impl Strategy<Value = Windows> {
 
 fn check_window_join<A: WindowAssigner>(assigner: A, script: &Script) -> Result<(), TestCaseError> {
     let expected = sorted(reference::window_join(&assigner, &script.input));
-    let actual = run(WindowJoin::new(assigner).unwrap(), script);
+    let (actual, clean) = run_checked(WindowJoin::new(assigner).unwrap(), script);
     prop_assert_eq!(actual, expected);
+    prop_assert!(clean, "every window fired, so no state is left");
     Ok(())
 }
 
@@ -201,8 +239,9 @@ proptest! {
         script in scripts(40, 8),
     ) {
         let expected = sorted(reference::interval_join(lower, upper, &script.input));
-        let actual = run(IntervalJoin::new(lower, upper).unwrap(), &script);
+        let (actual, clean) = run_checked(IntervalJoin::new(lower, upper).unwrap(), &script);
         prop_assert_eq!(actual, expected);
+        prop_assert!(clean, "at the end of time every row is unmatchable, so gone");
     }
 
     #[test]

@@ -543,3 +543,276 @@ fn harness_store_config() -> StoreConfig {
         sled_cache_bytes: 1024 * 1024,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use weir_actors::state::{StateDescriptor, TimerDomain, ValueHandle};
+
+    use super::*;
+    use crate::operator::{KeyedContext, OpenContext, OperatorError};
+    use crate::partition::owned_range;
+
+    /// Sums each key's values; a timer 10 ms after each record reports the sum;
+    /// negative values also go to the side output; 99 asks for a processing-time
+    /// timer 5 ms from now.
+    #[derive(Clone, Default)]
+    struct Probe {
+        sum: Option<ValueHandle<i64>>,
+        ttl: Option<Duration>,
+    }
+
+    impl KeyedProcess for Probe {
+        type Key = u32;
+        type In = i64;
+        type Out = String;
+
+        fn open(&mut self, ctx: &mut OpenContext<'_, u32>) -> Result<(), OperatorError> {
+            let descriptor = StateDescriptor::new("sum");
+            let descriptor = match self.ttl {
+                Some(ttl) => descriptor.with_ttl(ttl),
+                None => descriptor,
+            };
+            self.sum = Some(ctx.value_state(descriptor)?);
+            Ok(())
+        }
+
+        fn process(
+            &mut self,
+            value: i64,
+            ctx: &mut KeyedContext<'_, u32, String>,
+        ) -> Result<(), OperatorError> {
+            let handle = self.sum.ok_or_else(|| OperatorError::msg("not open"))?;
+            let sum = ctx.value(handle).value()?.unwrap_or(0) + value;
+            ctx.value(handle).set(sum)?;
+            let key = *ctx.key();
+            ctx.emit(format!("{key}:{sum}"));
+            ctx.register_event_timer(ctx.timestamp() + 10)?;
+            if value < 0 {
+                ctx.emit_side(value)?;
+            }
+            if value == 99 {
+                ctx.register_processing_timer(ctx.processing_time() + 5)?;
+            }
+            Ok(())
+        }
+
+        fn on_timer(
+            &mut self,
+            timestamp: i64,
+            ctx: &mut KeyedContext<'_, u32, String>,
+        ) -> Result<(), OperatorError> {
+            let handle = self.sum.ok_or_else(|| OperatorError::msg("not open"))?;
+            let sum = ctx.value(handle).value()?;
+            let domain = match ctx.timer_domain() {
+                Some(TimerDomain::EventTime) => "event",
+                Some(TimerDomain::ProcessingTime) => "processing",
+                None => "none",
+            };
+            let key = *ctx.key();
+            ctx.emit(format!("{domain} timer {key}@{timestamp} sum={sum:?}"));
+            Ok(())
+        }
+    }
+
+    fn lines(expected: &[(i64, &str)]) -> Vec<(i64, String)> {
+        expected
+            .iter()
+            .map(|(ts, s)| (*ts, s.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn event_timers_fire_in_order_as_the_watermark_passes_them() {
+        let mut h = OperatorHarness::new(Probe::default()).unwrap();
+        h.process_element(1, 5, 20).unwrap();
+        h.process_element(2, 7, 3).unwrap();
+        h.process_element(1, 1, 4).unwrap();
+        assert_eq!(
+            h.take_output(),
+            lines(&[(20, "1:5"), (3, "2:7"), (4, "1:6")])
+        );
+        h.process_watermark(14).unwrap();
+        assert_eq!(
+            h.take_output(),
+            lines(&[
+                (13, "event timer 2@13 sum=Some(7)"),
+                (14, "event timer 1@14 sum=Some(6)")
+            ])
+        );
+        h.process_watermark(10).unwrap(); // behind: ignored
+        assert_eq!(h.watermark(), 14);
+        assert_eq!(h.pending_timers(), 1);
+        h.end_input().unwrap();
+        assert_eq!(
+            h.take_output(),
+            lines(&[(30, "event timer 1@30 sum=Some(6)")])
+        );
+        assert!(matches!(
+            h.process_element(1, 1, 40),
+            Err(HarnessError::Ended)
+        ));
+        assert!(matches!(h.process_watermark(50), Err(HarnessError::Ended)));
+    }
+
+    #[test]
+    fn processing_timers_fire_once_the_clock_is_past_them_or_at_the_end() {
+        let options = HarnessOptions {
+            start_time_ms: 100,
+            ..HarnessOptions::default()
+        };
+        let mut h = OperatorHarness::with_options(Probe::default(), options).unwrap();
+        h.process_element(1, 99, 0).unwrap(); // timer at 105
+        h.set_processing_time(102).unwrap();
+        h.process_element(2, 99, 0).unwrap(); // timer at 107
+        h.take_output();
+        h.set_processing_time(105).unwrap();
+        assert!(h.take_output().is_empty(), "due at 105: fires after it");
+        h.set_processing_time(106).unwrap();
+        assert_eq!(
+            h.take_output(),
+            lines(&[(105, "processing timer 1@105 sum=Some(99)")])
+        );
+        assert_eq!(h.processing_time_ms(), 106);
+        h.end_input().unwrap();
+        let out = h.take_output();
+        assert_eq!(out.len(), 3, "{out:?}");
+        assert_eq!(
+            out[2],
+            (107, "processing timer 2@107 sum=Some(99)".to_string())
+        );
+    }
+
+    #[test]
+    fn state_ttl_runs_on_the_harness_clock() {
+        let probe = Probe {
+            ttl: Some(Duration::from_millis(50)),
+            ..Probe::default()
+        };
+        let mut h = OperatorHarness::new(probe).unwrap();
+        h.process_element(1, 5, 0).unwrap();
+        h.set_processing_time(49).unwrap();
+        h.process_element(1, 1, 0).unwrap(); // 6, written again: expires at 99
+        h.set_processing_time(99).unwrap();
+        h.process_element(1, 1, 0).unwrap(); // expired: starts over
+        assert_eq!(
+            h.take_output(),
+            lines(&[(0, "1:5"), (0, "1:6"), (0, "1:1")])
+        );
+    }
+
+    #[test]
+    fn side_output_is_captured_and_type_checked() {
+        let options = HarnessOptions {
+            side_output: true,
+            ..HarnessOptions::default()
+        };
+        let mut h = OperatorHarness::with_options(Probe::default(), options).unwrap();
+        h.process_element(1, -3, 0).unwrap();
+        h.process_element(2, -4, 0).unwrap();
+        assert!(matches!(
+            h.take_side_output::<String>(),
+            Err(HarnessError::SideOutputType { .. })
+        ));
+        assert_eq!(h.take_side_output::<i64>().unwrap(), [-3, -4]);
+        assert!(h.take_side_output::<i64>().unwrap().is_empty());
+
+        let mut without = OperatorHarness::new(Probe::default()).unwrap();
+        assert!(matches!(
+            without.take_side_output::<i64>(),
+            Err(HarnessError::NoSideOutput)
+        ));
+        let err = without.process_element(1, -3, 0).unwrap_err();
+        assert!(err.to_string().contains("no side output"), "{err}");
+    }
+
+    #[test]
+    fn state_and_timers_survive_a_snapshot_and_restore() {
+        let mut h = OperatorHarness::new(Probe::default()).unwrap();
+        h.process_element(1, 5, 0).unwrap();
+        h.process_element(2, 7, 1).unwrap();
+        let first = h.snapshot().unwrap();
+        h.process_element(1, 1, 2).unwrap();
+        h.process_watermark(10).unwrap(); // fires 1@10, a delta of its own
+        h.set_processing_time(42).unwrap();
+        let second = h.snapshot().unwrap();
+        assert_eq!(second.watermark(), 10);
+        assert_eq!(second.processing_time_ms(), 42);
+        assert!(second.bytes() > first.bytes(), "the chains grew by a delta");
+
+        let mut early = OperatorHarness::restore(Probe::default(), &first).unwrap();
+        early.process_element(1, 1, 2).unwrap();
+        assert_eq!(early.take_output(), lines(&[(2, "1:6")]));
+
+        let mut late = OperatorHarness::restore(Probe::default(), &second).unwrap();
+        assert_eq!(late.watermark(), 10);
+        assert_eq!(late.processing_time_ms(), 42);
+        assert_eq!(late.pending_timers(), 2, "1@10 fired before the snapshot");
+        late.end_input().unwrap();
+        assert_eq!(
+            late.take_output(),
+            lines(&[
+                (11, "event timer 2@11 sum=Some(7)"),
+                (12, "event timer 1@12 sum=Some(6)")
+            ])
+        );
+    }
+
+    #[test]
+    fn a_restore_can_split_the_key_partitions_as_a_rescaled_stage_does() {
+        let options = HarnessOptions {
+            key_partitions: 8,
+            ..HarnessOptions::default()
+        };
+        let mut h = OperatorHarness::with_options(Probe::default(), options.clone()).unwrap();
+        for key in 0..20 {
+            h.process_element(key, i64::from(key), 0).unwrap();
+        }
+        h.take_output();
+        let snapshot = h.snapshot().unwrap();
+        let mut seen = Vec::new();
+        for i in 0..2 {
+            let owned = owned_range(i, 8, 2);
+            let options = HarnessOptions {
+                owned: Some(owned.clone()),
+                ..options.clone()
+            };
+            let mut part =
+                OperatorHarness::restore_with_options(Probe::default(), &snapshot, options)
+                    .unwrap();
+            for key in 0..20u32 {
+                let kp = key_partition(&key, 8).unwrap();
+                let result = part.process_element(key, 100, 1);
+                if owned.contains(&kp) {
+                    result.unwrap();
+                    seen.push(key);
+                } else {
+                    assert!(matches!(result, Err(HarnessError::NotOwned { .. })));
+                }
+            }
+            for (_, line) in part.take_output() {
+                let (key, sum) = line.split_once(':').unwrap();
+                let key: i64 = key.parse().unwrap();
+                assert_eq!(sum, (key + 100).to_string(), "key {key} kept its sum");
+            }
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, (0..20).collect::<Vec<_>>());
+        let wrong = HarnessOptions::default();
+        assert!(matches!(
+            OperatorHarness::restore_with_options(Probe::default(), &snapshot, wrong),
+            Err(HarnessError::Options(_))
+        ));
+    }
+
+    #[test]
+    fn state_entries_counts_live_state_but_not_timers() {
+        let mut h = OperatorHarness::new(Probe::default()).unwrap();
+        assert_eq!(h.state_entries().unwrap(), 0);
+        h.process_element(1, 5, 0).unwrap();
+        h.process_element(2, 5, 0).unwrap();
+        assert_eq!(h.state_entries().unwrap(), 2);
+        assert_eq!(h.pending_timers(), 2);
+    }
+}
