@@ -208,6 +208,8 @@ where
 /// which the two inputs arrive. See the [module docs](super).
 pub struct LeftJoin<K, L, R> {
     ttl: Option<Duration>,
+    /// The TTL in ms (checked to fit when set).
+    ttl_ms: Option<i64>,
     rows: Option<Rows<L, R>>,
     unmatched: Option<MapHandle<u64, Unmatched<L>>>,
     _key: PhantomData<fn() -> K>,
@@ -217,6 +219,7 @@ impl<K, L, R> Clone for LeftJoin<K, L, R> {
     fn clone(&self) -> Self {
         LeftJoin {
             ttl: self.ttl,
+            ttl_ms: self.ttl_ms,
             rows: self.rows,
             unmatched: self.unmatched,
             _key: PhantomData,
@@ -228,6 +231,7 @@ impl<K, L, R> Default for LeftJoin<K, L, R> {
     fn default() -> Self {
         LeftJoin {
             ttl: None,
+            ttl_ms: None,
             rows: None,
             unmatched: None,
             _key: PhantomData,
@@ -246,7 +250,7 @@ impl<K, L, R> LeftJoin<K, L, R> {
     /// emitted as `(l, None)` when it expires. Fails if `ttl` does not fit in `i64`
     /// ms (a zero TTL fails when the operator opens).
     pub fn with_ttl(mut self, ttl: Duration) -> Result<Self, JoinError> {
-        ttl_millis(ttl)?;
+        self.ttl_ms = Some(ttl_millis(ttl)?);
         self.ttl = Some(ttl);
         Ok(self)
     }
@@ -330,10 +334,8 @@ where
                     ctx.value(rows.next_row).set(id.wrapping_add(1))?;
                 }
                 if rights.is_empty() {
-                    let expires_at = match self.ttl {
+                    let expires_at = match self.ttl_ms {
                         Some(ttl) => {
-                            let ttl =
-                                ttl_millis(ttl).map_err(|e| OperatorError::msg(e.to_string()))?;
                             let at = ctx.processing_time().saturating_add(ttl);
                             ctx.register_processing_timer(at)?;
                             at

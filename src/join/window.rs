@@ -286,7 +286,7 @@ where
         let handles = opened(&self.handles, WHAT)?;
         let mut rows = ctx.map(handles.rows).entries()?;
         rows.sort_unstable_by_key(|(id, _)| *id);
-        let mut merged = match handles.sessions {
+        let merged = match handles.sessions {
             Some(sessions) => Some(ctx.value(sessions).value()?.unwrap_or_default()),
             None => None,
         };
@@ -309,14 +309,14 @@ where
             }
         }
         self.scratch = windows;
-        if let (Some(sessions), Some(merged)) = (handles.sessions, merged.as_mut()) {
+        if let (Some(sessions), Some(mut merged)) = (handles.sessions, merged) {
             for window in &firing {
                 merged.remove(window);
             }
             if merged.is_empty() {
                 ctx.value(sessions).clear()?;
             } else {
-                ctx.value(sessions).set(merged.clone())?;
+                ctx.value(sessions).set(merged)?;
             }
         }
         if kept == 0 {

@@ -268,6 +268,10 @@ where
     /// A fresh harness (its own store) holding the state of `snapshot`, as a restarted
     /// job's partition actor would: the operator is opened, its timers are back, and
     /// its watermark and clock are those of the snapshot. Owns all key partitions.
+    ///
+    /// A restarted partition actor starts without a watermark and learns it again
+    /// from its inputs; the harness resumes at the snapshot's, so that a test goes on
+    /// where it left off.
     pub fn restore(process: P, snapshot: &HarnessSnapshot) -> Result<Self, HarnessError> {
         Self::restore_with_options(
             process,
