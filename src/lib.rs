@@ -19,6 +19,7 @@ pub mod graph;
 pub mod http_server;
 pub mod job;
 pub mod jobs;
+pub mod join;
 pub mod metrics;
 pub mod operator;
 pub mod partition;

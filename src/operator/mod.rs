@@ -14,6 +14,7 @@ pub mod builtin;
 pub mod chain;
 pub mod either;
 pub mod error;
+pub mod harness;
 pub mod keyed;
 pub mod operator_state;
 pub mod operator_type;

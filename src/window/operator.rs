@@ -95,7 +95,19 @@ impl<K: 'static, V: 'static> LateOutput<K, V> {
         }
     }
 
-    fn open(&mut self, partition: u32, parallelism: u32) -> Result<(), OperatorError> {
+    /// The counter of late records this output counts into (shared by its clones).
+    pub fn counter(&self) -> Arc<AtomicU64> {
+        self.count.clone()
+    }
+
+    /// Opens the late-data sink (if any) of the operator being opened, and its
+    /// `weir_late_records_total` counter.
+    pub(crate) fn open(&mut self, ctx: &OpenContext<'_, K>) -> Result<(), OperatorError>
+    where
+        K: Key,
+    {
+        let (partition, parallelism) = (ctx.partition(), ctx.parallelism());
+        self.metric = crate::metrics::late_records(ctx.job(), ctx.stage(), partition);
         if let Some(f) = &self.factory {
             self.sink = Some(
                 f(partition, parallelism)
@@ -107,7 +119,7 @@ impl<K: 'static, V: 'static> LateOutput<K, V> {
 
     /// Counts a late record and sends it where the job asked: the stage's side
     /// output, the late-data sink, or the log.
-    fn send<O>(
+    pub(crate) fn send<O>(
         &mut self,
         key: K,
         value: V,
@@ -138,7 +150,8 @@ impl<K: 'static, V: 'static> LateOutput<K, V> {
         }
     }
 
-    fn close(&mut self) -> Result<(), OperatorError> {
+    /// Finishes the late-data sink, if any.
+    pub(crate) fn close(&mut self) -> Result<(), OperatorError> {
         match self.sink.as_mut() {
             Some(sink) => sink
                 .finish()
@@ -470,9 +483,7 @@ where
         if self.assigner.is_merging() {
             self.sessions = Some(ctx.value_state(StateDescriptor::new("window-sessions"))?);
         }
-        let (partition, parallelism) = (ctx.partition(), ctx.parallelism());
-        self.late.metric = crate::metrics::late_records(ctx.job(), ctx.stage(), partition);
-        self.late.open(partition, parallelism)
+        self.late.open(ctx)
     }
 
     fn process(
