@@ -82,7 +82,8 @@ pub fn decode<T: Data>(frame: &[u8]) -> Result<Payload<T>, FrameError> {
     if frame[3] != FRAME_VERSION {
         return Err(FrameError::Version(frame[3]));
     }
-    let word = |at: usize| u32::from_le_bytes([frame[at], frame[at + 1], frame[at + 2], frame[at + 3]]);
+    let word =
+        |at: usize| u32::from_le_bytes([frame[at], frame[at + 1], frame[at + 2], frame[at + 3]]);
     let (crc, len) = (word(4), word(8) as usize);
     let body = &frame[HEADER..];
     if body.len() != len {

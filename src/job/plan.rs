@@ -385,7 +385,7 @@ pub(crate) struct KeyedStagePlan<P: Operator, C, Ts, W: WireRecord> {
 }
 
 /// The rule handler of a stage that reads no broadcast stream: it never runs.
-fn no_rules<P: Operator>(
+pub(crate) fn no_rules<P: Operator>(
     _op: &mut P,
     rule: std::convert::Infallible,
     _ctx: &mut crate::operator::BroadcastContext<'_, P::Out>,

@@ -63,17 +63,21 @@ use weir_actors::side::SideSend;
 use weir_actors::state::{Clock, KeyedState, ManualClock, StateError, StateStore, StoreConfig};
 use weir_actors::{MailboxClosed, Marker, Outbox, SideOutput, Task, TaskError, NO_WATERMARK};
 
-use crate::job::tasks::KeyedTask;
+use crate::job::plan::no_rules;
+use crate::job::tasks::{InputMap, KeyedTask};
 use crate::job::terminal::Terminal;
 use crate::operator::chain::Identity;
 use crate::operator::queryable::QueryableStates;
 use crate::partition::{key_partition, KeyEncodeError, DEFAULT_KEY_PARTITIONS};
 use crate::record::Keyed;
 
-use super::KeyedProcess;
+use super::operator_state::redistribute;
+use super::{KeyedProcess, SideOutputs};
 
 /// The stage name the harness's state is stored under.
 const HARNESS_STAGE: &str = "harness";
+/// The chunk-id stage of the operator's own state in the harness's snapshots.
+const HARNESS_OPERATOR_STAGE: &str = "harness-operator";
 
 /// Why the harness could not do what a test asked.
 #[derive(Debug, thiserror::Error)]
@@ -152,6 +156,8 @@ impl Default for HarnessOptions {
 #[derive(Clone, Debug, Default)]
 pub struct HarnessSnapshot {
     chains: BTreeMap<u32, Vec<Vec<u8>>>,
+    /// The operator's own state (what `snapshot_state` wrote), if any.
+    operator_state: Option<Vec<u8>>,
     key_partitions: u32,
     watermark: i64,
     processing_time_ms: u64,
@@ -236,7 +242,7 @@ pub struct OperatorHarness<P: KeyedProcess>
 where
     P::Out: Send,
 {
-    task: KeyedTask<P, Identity, CaptureTerminal<P::Out>>,
+    task: KeyedTask<P, Identity, CaptureTerminal<P::Out>, Keyed<P::Key, P::In>>,
     /// Never read: the task sends nothing downstream (its terminal keeps records).
     outbox: Outbox<()>,
     /// Keeps the temporary store (and its sled database) alive.
@@ -246,6 +252,7 @@ where
     owned: Range<u32>,
     side: Option<SideRecords>,
     chains: BTreeMap<u32, Vec<Vec<u8>>>,
+    operator_state: Option<Vec<u8>>,
     epoch: u64,
     ended: bool,
 }
@@ -262,7 +269,13 @@ where
     /// A harness set up by `options`; the operator is opened.
     pub fn with_options(process: P, options: HarnessOptions) -> Result<Self, HarnessError> {
         let store = StateStore::temporary(harness_store_config())?;
-        Self::open(process, options, store, BTreeMap::new(), NO_WATERMARK)
+        Self::open(
+            process,
+            options,
+            store,
+            (BTreeMap::new(), None),
+            NO_WATERMARK,
+        )
     }
 
     /// A fresh harness (its own store) holding the state of `snapshot`, as a restarted
@@ -310,7 +323,13 @@ where
             start_time_ms: snapshot.processing_time_ms,
             ..options
         };
-        Self::open(process, options, store, chains, snapshot.watermark)
+        Self::open(
+            process,
+            options,
+            store,
+            (chains, snapshot.operator_state.clone()),
+            snapshot.watermark,
+        )
     }
 
     /// Builds the task on `store` and opens the operator.
@@ -318,7 +337,7 @@ where
         process: P,
         options: HarnessOptions,
         store: StateStore,
-        chains: BTreeMap<u32, Vec<Vec<u8>>>,
+        (chains, operator_state): (BTreeMap<u32, Vec<Vec<u8>>>, Option<Vec<u8>>),
         watermark: i64,
     ) -> Result<Self, HarnessError> {
         let owned = owned_range(&options)?;
@@ -340,13 +359,35 @@ where
             partition: 0,
             parallelism: 1,
             watermark,
-            side: side
-                .clone()
-                .map(|records| Box::new(CaptureSide { records }) as Box<dyn SideOutput>),
+            sides: SideOutputs::new(
+                side.clone()
+                    .map(|records| {
+                        (
+                            "side".to_string(),
+                            Box::new(CaptureSide { records }) as Box<dyn SideOutput>,
+                        )
+                    })
+                    .into_iter()
+                    .collect(),
+            ),
             chunk_stage: HARNESS_STAGE.to_string(),
+            operator_chunk_stage: HARNESS_OPERATOR_STAGE.to_string(),
+            wrote_operator_state: false,
+            restored: match &operator_state {
+                Some(frame) => redistribute(&[(0, frame.clone())], 1)
+                    .map_err(|e| {
+                        HarnessError::Operator(TaskError::caused("restoring operator state", e))
+                    })?
+                    .into_iter()
+                    .next(),
+                None => None,
+            },
             suspect: None,
             queryables: QueryableStates::default(),
             key_partitions: options.key_partitions,
+            inputs: InputMap::default(),
+            on_rule: no_rules::<P>,
+            _wire: std::marker::PhantomData,
         };
         let mut outbox = Outbox::new(0, Vec::new(), 1);
         task.start(&mut outbox)?;
@@ -359,6 +400,7 @@ where
             owned,
             side,
             chains,
+            operator_state,
             epoch: 0,
             ended: false,
         })
@@ -454,6 +496,10 @@ where
         self.epoch += 1;
         let taken = self.task.snapshot(self.epoch, &mut self.outbox)?;
         for chunk in taken.chunks {
+            if chunk.id.stage == HARNESS_OPERATOR_STAGE {
+                self.operator_state = Some(chunk.data);
+                continue;
+            }
             self.chains
                 .entry(chunk.id.key_partition)
                 .or_default()
@@ -461,6 +507,7 @@ where
         }
         Ok(HarnessSnapshot {
             chains: self.chains.clone(),
+            operator_state: self.operator_state.clone(),
             key_partitions: self.key_partitions,
             watermark: self.task.watermark,
             processing_time_ms: self.clock.now_ms(),
