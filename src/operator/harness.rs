@@ -237,12 +237,23 @@ impl SideOutput for CaptureSide {
     fn flush(&mut self) {}
 }
 
+/// The task a harness drives.
+type HarnessTask<P> = KeyedTask<
+    P,
+    Identity,
+    CaptureTerminal<<P as KeyedProcess>::Out>,
+    Keyed<<P as KeyedProcess>::Key, <P as KeyedProcess>::In>,
+>;
+
+/// Each key partition's chain of snapshot chunks.
+type Chains = BTreeMap<u32, Vec<Vec<u8>>>;
+
 /// Runs one keyed operator by hand: see the [module docs](self).
 pub struct OperatorHarness<P: KeyedProcess>
 where
     P::Out: Send,
 {
-    task: KeyedTask<P, Identity, CaptureTerminal<P::Out>, Keyed<P::Key, P::In>>,
+    task: HarnessTask<P>,
     /// Never read: the task sends nothing downstream (its terminal keeps records).
     outbox: Outbox<()>,
     /// Keeps the temporary store (and its sled database) alive.
@@ -337,7 +348,7 @@ where
         process: P,
         options: HarnessOptions,
         store: StateStore,
-        (chains, operator_state): (BTreeMap<u32, Vec<Vec<u8>>>, Option<Vec<u8>>),
+        (chains, operator_state): (Chains, Option<Vec<u8>>),
         watermark: i64,
     ) -> Result<Self, HarnessError> {
         let owned = owned_range(&options)?;
