@@ -475,6 +475,7 @@ where
                 operator_chunk_stage: operator_chunk_stage(env.stage_index),
                 wrote_operator_state: false,
                 restored: restored.get_mut(i as usize).and_then(Option::take),
+                run: env.restore.map_or(0, |r| r.epoch),
                 suspect: env.poison.suspect(&env.stage_name, i),
                 queryables: QueryableStates::default(),
                 key_partitions: env.options.key_partitions,
