@@ -68,7 +68,7 @@ fn ack(stage_index: u32, epoch: Option<u64>, commits: Vec<Vec<u8>>) -> Acknowled
 fn a_final_snapshot_absorbed_by_an_abandoned_epoch_still_gets_committed() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn SnapshotStore> = Arc::new(LocalDirStore::new(dir.path()).unwrap());
-    let applied: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let applied: Arc<Mutex<Vec<(u32, Vec<u8>)>>> = Arc::default();
     let actors = Actors::default();
     let triggered = actors.triggered.clone();
     let stats = Arc::new(CheckpointStats::default());
@@ -85,8 +85,8 @@ fn a_final_snapshot_absorbed_by_an_abandoned_epoch_still_gets_committed() {
                 retain: 2,
                 compact_after: 4,
                 store: Some(store.clone()),
-                committer: Arc::new(move |action: &[u8]| {
-                    log.lock().unwrap().push(action.to_vec());
+                committer: Arc::new(move |stage: u32, action: &[u8]| {
+                    log.lock().unwrap().push((stage, action.to_vec()));
                     Ok(())
                 }),
                 merge: Arc::new(|chain: &[Vec<u8>]| Ok(chain.concat())),
@@ -136,7 +136,7 @@ fn a_final_snapshot_absorbed_by_an_abandoned_epoch_still_gets_committed() {
             .lock()
             .unwrap()
             .iter()
-            .any(|a| a.as_slice() == b"publish the last part"),
-        "the final snapshot's commit action ran"
+            .any(|(stage, a)| *stage == 1 && a.as_slice() == b"publish the last part"),
+        "the final snapshot's commit action ran, tagged with the sink's stage"
     );
 }

@@ -37,13 +37,14 @@ use std::marker::PhantomData;
 
 use weir_actors::state::StateValue;
 
-use crate::connector::{SinkFactory, Source};
+use crate::connector::Source;
 use crate::operator::chain::{FilterOp, FlatMapOp, Identity, MapOp, Then};
 use crate::operator::{Aggregate, AggregateFn, Chain, Emitter, Key, KeyedProcess, Reduce};
 use crate::time::{NoEventTime, TimestampStrategy};
 
 use super::plan::{KeyedStagePlan, SideStagePlan, SourceStagePlan, StagePlan};
-use super::terminal::{ExchangeSpec, KeyBy, KeySelector, PairKey, SinkSpec, TerminalSpec};
+use super::sink_stage::IntoSinkSpec;
+use super::terminal::{ExchangeSpec, KeyBy, KeySelector, PairKey, TerminalSpec};
 
 /// A complete job: a chain of stages from a source to a sink, ready to run on a
 /// [`Node`](super::Node).
@@ -307,15 +308,18 @@ impl<H: Head, C: Chain<H::Out>> Stream<H, C> {
         }
     }
 
-    /// Ends the job in `sink`.
-    pub fn sink<F>(self, sink: F) -> Job
+    /// Ends the job in `sink`: a plain [`SinkFactory`](crate::connector::SinkFactory)
+    /// or a transactional
+    /// [`TwoPhaseCommitSinkFactory`](crate::connector::TwoPhaseCommitSinkFactory)
+    /// (`Kind` is inferred).
+    pub fn sink<F, Kind>(self, sink: F) -> Job
     where
-        F: SinkFactory<C::Out>,
+        F: IntoSinkSpec<C::Out, Kind>,
         C::Out: 'static,
-        H: IntoPlan<C, SinkSpec<F>>,
+        H: IntoPlan<C, F::Spec>,
     {
         let mut stages = self.done;
-        stages.push(self.head.into_plan(self.chain, SinkSpec(sink)));
+        stages.push(self.head.into_plan(self.chain, sink.into_spec()));
         Job {
             name: self.name,
             stages,

@@ -18,11 +18,12 @@ use weir_actors::{
     ActorStats, JobFailure, JobSupervisor, MailboxGate, QueryState, SideOutput, WorkerPool,
 };
 
-use crate::connector::{CommitAction, DeadLetters, SinkRecovery, StopFlag};
+use crate::connector::{DeadLetters, SinkRecovery, StopFlag};
 use crate::metrics::{unique_stage_labels, JobMetrics, MeasuredStage, StateUsageSampler};
 use crate::status::{AttemptFeed, Edge, EdgeKind, JobState, JobStatus, StageKind, StatusBoard};
 
 use super::builder::Job;
+use super::commits::StageCommitters;
 use super::error::JobError;
 use super::options::EngineOptions;
 use super::plan::{state_tree_name, SpawnEnv, StagePlan};
@@ -208,6 +209,9 @@ impl Node {
             .map(|(i, plan)| (i as u32, plan.as_ref()))
             .collect();
         let stage_names: Vec<String> = indexed.iter().map(|(_, p)| p.name()).collect();
+        // Where each transactional sink stage's commit actions go: after an epoch
+        // completes, and when recovery redoes them.
+        let committers = StageCommitters::of(&indexed);
         let _state_usage = self.start_state_usage(&name, &indexed, &stage_names)?;
         self.publish_graph(&self.status, &name, &pipelines);
         // One record of the run's checkpoints, across its attempts: the coordinators
@@ -257,6 +261,7 @@ impl Node {
                             &last,
                             store.as_ref(),
                             &indexed,
+                            &committers,
                             opts.state_dir
                                 .as_deref()
                                 .or(temporary.as_ref().map(|t| t.path())),
@@ -283,6 +288,7 @@ impl Node {
                         &indexed,
                         opts.key_partitions,
                         &stage_names,
+                        &committers,
                     )?)
                 }
                 None => {
@@ -326,6 +332,7 @@ impl Node {
                 started,
                 poison: &poison,
                 checkpoints: &checkpoint_stats,
+                committers: &committers,
             };
             let attempt = system.block_on(self.attempt(setup, &mut control, &mut metrics));
             match attempt {
@@ -392,10 +399,11 @@ impl Node {
         last: &Manifest,
         store: &dyn SnapshotStore,
         indexed: &[(u32, &dyn StagePlan)],
+        committers: &StageCommitters,
         state_dir: Option<&std::path::Path>,
         started: Instant,
     ) -> Result<JobReport, JobError> {
-        recovery::redo_commit_actions(name, last, store)?;
+        recovery::redo_commit_actions(name, last, store, committers)?;
         for (_, plan) in indexed {
             plan.recover(&SinkRecovery {
                 restored: Some(last.epoch),
@@ -441,6 +449,7 @@ impl Node {
             started,
             poison,
             checkpoints: checkpoint_stats,
+            committers,
         } = setup;
         let name = name.to_string();
         let opts = &self.options;
@@ -478,7 +487,7 @@ impl Node {
                 retain: opts.checkpoint.retain,
                 compact_after: opts.checkpoint.compact_after,
                 store: snapshots.map(|s| s as Arc<dyn SnapshotStore>),
-                committer: Arc::new(apply_commit_action),
+                committer: committers.for_coordinator(),
                 merge: Arc::new(|chain: &[Vec<u8>]| {
                     let parts: Vec<&[u8]> = chain.iter().map(Vec::as_slice).collect();
                     weir_actors::state::merge_chain(&parts).map_err(|e| e.to_string())
@@ -837,6 +846,8 @@ struct AttemptSetup<'a> {
     poison: &'a PoisonBoard,
     /// The run's checkpoint figures (every attempt counts into them).
     checkpoints: &'a Arc<CheckpointStats>,
+    /// The transactional sink stages' committers.
+    committers: &'a StageCommitters,
 }
 
 /// Whether a failure is one a restart may cure (an operator or a checkpoint), rather
@@ -846,13 +857,6 @@ fn is_restartable(failure: &JobFailure) -> bool {
         failure,
         JobFailure::Operator { .. } | JobFailure::Checkpoint { .. }
     )
-}
-
-/// Decodes and applies one sink commit action.
-fn apply_commit_action(bytes: &[u8]) -> Result<(), String> {
-    let action: CommitAction =
-        bincode::deserialize(bytes).map_err(|e| format!("decoding a commit action: {e}"))?;
-    action.apply().map_err(|e| e.to_string())
 }
 
 /// Stops the coordinator and waits until its writer thread has finished what it was

@@ -19,6 +19,7 @@ use crate::connector::{SinkRecovery, Source, SourceReader};
 use crate::operator::queryable::QueryableStates;
 use crate::operator::{Chain, KeyedProcess};
 
+use super::commits::StageCommitter;
 use super::error::JobError;
 use super::options::EngineOptions;
 use super::tasks::{KeyedTask, PassTask, PendingPositions, SourceSplit, SourceTask, SplitProgress};
@@ -95,6 +96,10 @@ pub trait StagePlan: Send {
     /// Before a run: lets the stage's sink discard output staged by a run that did
     /// not complete its epoch.
     fn recover(&self, recovery: &SinkRecovery<'_>) -> Result<(), JobError>;
+    /// The committer of the stage's transactional sink, if it ends in one.
+    fn committer(&self) -> Option<Arc<dyn StageCommitter>> {
+        None
+    }
     /// Spawns the stage's actors; `downstream` is the next stage's `Vec<Mailbox<_>>`
     /// (or `()` when this stage ends in a sink). Called again for each restart.
     fn spawn(&self, env: &SpawnEnv<'_>, downstream: Box<dyn Any>) -> Result<Spawned, JobError>;
@@ -263,6 +268,10 @@ where
         recover_terminal(&self.term, self.name(), recovery)
     }
 
+    fn committer(&self) -> Option<Arc<dyn StageCommitter>> {
+        self.term.committer()
+    }
+
     fn spawn(&self, env: &SpawnEnv<'_>, downstream: Box<dyn Any>) -> Result<Spawned, JobError> {
         let downstream = downcast_mailboxes(env, downstream)?;
         let source_error = |source| JobError::Source {
@@ -371,6 +380,10 @@ where
         recover_terminal(&self.term, self.name(), recovery)
     }
 
+    fn committer(&self) -> Option<Arc<dyn StageCommitter>> {
+        self.term.committer()
+    }
+
     fn spawn(&self, env: &SpawnEnv<'_>, downstream: Box<dyn Any>) -> Result<Spawned, JobError> {
         let downstream = downcast_mailboxes(env, downstream)?;
         // The node restored (or cleared) this stage's state before the run.
@@ -432,6 +445,10 @@ where
 
     fn recover(&self, recovery: &SinkRecovery<'_>) -> Result<(), JobError> {
         recover_terminal(&self.term, self.name(), recovery)
+    }
+
+    fn committer(&self) -> Option<Arc<dyn StageCommitter>> {
+        self.term.committer()
     }
 
     fn spawn(&self, env: &SpawnEnv<'_>, downstream: Box<dyn Any>) -> Result<Spawned, JobError> {

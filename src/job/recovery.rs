@@ -13,8 +13,7 @@ use weir_actors::checkpoint::{
 use weir_actors::snapshot::{copy_epoch, LocalDirStore, Manifest, SnapshotStore};
 use weir_actors::state::StateStore;
 
-use crate::connector::CommitAction;
-
+use super::commits::StageCommitters;
 use super::error::JobError;
 use super::plan::{state_tree_name, StagePlan};
 use super::split_snapshot::SplitSnapshot;
@@ -162,10 +161,12 @@ pub fn manifest_meta(key_partitions: u32, stages: &[String]) -> BTreeMap<String,
     meta
 }
 
-/// Restores the job to `manifest`: redoes its commit actions, rebuilds every keyed
+/// Restores the job to `manifest`: redoes its commit actions (each through the
+/// committer of the stage that produced it, from `committers`), rebuilds every keyed
 /// stage's state in the node's store, and reads the source positions.
 ///
 /// `stages` are the job's stages with their stage indices.
+#[allow(clippy::too_many_arguments)]
 pub fn restore(
     job: &str,
     manifest: &Manifest,
@@ -174,6 +175,7 @@ pub fn restore(
     stages: &[(u32, &dyn StagePlan)],
     key_partitions: u32,
     stage_names: &[String],
+    committers: &StageCommitters,
 ) -> Result<RestorePoint, JobError> {
     let plan_error = |reason: String| JobError::Plan {
         job: job.to_string(),
@@ -204,7 +206,7 @@ pub fn restore(
     };
     // 1. Commit actions of the restored epoch: a crash may have come between the
     //    manifest and the actions.
-    redo_commit_actions(job, manifest, store)?;
+    redo_commit_actions(job, manifest, store, committers)?;
     // 2. Keyed state and source positions.
     let mut point = RestorePoint {
         epoch: manifest.epoch,
@@ -246,33 +248,24 @@ pub fn restore(
     Ok(point)
 }
 
-/// Applies every commit action recorded in `manifest` (each is idempotent): a
-/// crash may have come between the manifest and the actions. Part of
-/// [`restore`]; on its own for a [`ResumePoint::FinalCommit`].
+/// Commits again every commit action recorded in `manifest`, each through the
+/// committer of the stage it is tagged with (each is idempotent): a crash may have
+/// come between the manifest and the actions. Untagged actions of a manifest an older
+/// build wrote are redone as that build would have. Part of [`restore`]; on its own
+/// for a [`ResumePoint::FinalCommit`].
 pub fn redo_commit_actions(
     job: &str,
     manifest: &Manifest,
     store: &dyn SnapshotStore,
+    committers: &StageCommitters,
 ) -> Result<(), JobError> {
     for chain in chains_of(manifest, COMMITS_CHUNK_STAGE) {
         for link in chain {
             let bytes = store.read_chunk(job, link).map_err(snapshot_error)?;
-            let actions: Vec<Vec<u8>> = bincode::deserialize(&bytes).map_err(|e| {
-                JobError::Runtime(format!(
-                    "decoding the commit actions of epoch {}: {e}",
-                    link.epoch
-                ))
+            committers.redo(&bytes).map_err(|source| JobError::Redo {
+                epoch: manifest.epoch,
+                source,
             })?;
-            for action in actions {
-                let action: CommitAction = bincode::deserialize(&action)
-                    .map_err(|e| JobError::Runtime(format!("decoding a commit action: {e}")))?;
-                action.apply().map_err(|e| {
-                    JobError::Runtime(format!(
-                        "redoing a commit action of epoch {}: {e}",
-                        link.epoch
-                    ))
-                })?;
-            }
         }
     }
     Ok(())

@@ -17,6 +17,8 @@ use super::marker::CommitMarker;
 use super::output::KafkaOutput;
 use super::registry::{self, lock, Phase};
 use super::staged::{read_staged, remove_staged};
+use crate::connector::sink::SinkError;
+use crate::connector::two_phase::Committer;
 
 /// Everything needed to finish epoch `epoch` of one sink partition, with or without
 /// the producer that holds its transaction: recorded in the epoch's snapshot, and
@@ -139,6 +141,37 @@ impl KafkaCommit {
         slot.phase = Phase::Idle;
         slot.committed_through = Some(self.epoch);
         Ok(())
+    }
+
+    /// Discards the epoch's output because the epoch will never complete (the job
+    /// rolled back to an earlier one, whose replay produces these records again in
+    /// epochs of its own).
+    ///
+    /// If a producer of this process still holds the transaction pre-committed for
+    /// this epoch (a dropped partition's slot, kept in the registry), aborts it and
+    /// counts the abort. A failed abort is only logged: the restarted partition's
+    /// producers fence the id on creation, which aborts the transaction anyway (and
+    /// is what ends it when no producer of this process holds it, e.g. after the
+    /// process died). Then deletes the staged copy. The ledger is not touched: the
+    /// epoch never committed, and no redo will ask about it.
+    pub fn abort(&self) -> Result<(), KafkaSinkError> {
+        if let Some(slot) = registry::live(&self.transactional_id) {
+            let mut slot = lock(&slot);
+            if slot.phase == Phase::PreCommitted(self.epoch) {
+                match slot.producer.as_mut().map(|producer| producer.abort()) {
+                    Some(Ok(())) => registry::count_abort(&self.sink),
+                    Some(Err(error)) => {
+                        tracing::debug!(id = %self.transactional_id, epoch = self.epoch, %error,
+                            "kafka sink: aborting a rolled-back epoch's transaction failed;                              fencing will");
+                        // Unusable now; the next partition of this id makes a new one.
+                        slot.producer = None;
+                    }
+                    None => {}
+                }
+                slot.phase = Phase::Idle;
+            }
+        }
+        remove_staged(&self.staged)
     }
 
     /// The slow path, deciding from durable facts only:
@@ -305,5 +338,24 @@ impl KafkaCommit {
             )));
         }
         Ok(marker.epoch >= self.epoch)
+    }
+}
+
+/// The [`Committer`] of a [`KafkaSink`](super::KafkaSink). Every [`KafkaCommit`] is
+/// self-contained (it names the cluster and its settings, the ids, the topics and the
+/// staged copy), so the committer holds nothing: `commit` is [`KafkaCommit::apply`]
+/// (which is also the redo after a restart) and `abort` is [`KafkaCommit::abort`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KafkaCommitter;
+
+impl Committer for KafkaCommitter {
+    type Action = KafkaCommit;
+
+    fn commit(&self, action: &KafkaCommit) -> Result<(), SinkError> {
+        Ok(action.apply()?)
+    }
+
+    fn abort(&self, action: &KafkaCommit) -> Result<(), SinkError> {
+        Ok(action.abort()?)
     }
 }
