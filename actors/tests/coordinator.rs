@@ -9,7 +9,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 use weir_actors::checkpoint::{
     Acknowledge, CheckpointConfig, CheckpointCoordinator, CheckpointStats, EpochComplete,
-    FinishJob, JobActors, TaskSnapshot, TriggerEpoch,
+    FinishJob, JobActors, StageAction, TaskSnapshot, TriggerEpoch,
 };
 use weir_actors::partition_actor::ActorId;
 use weir_actors::snapshot::{LocalDirStore, SnapshotStore};
@@ -68,7 +68,8 @@ fn ack(stage_index: u32, epoch: Option<u64>, commits: Vec<Vec<u8>>) -> Acknowled
 fn a_final_snapshot_absorbed_by_an_abandoned_epoch_still_gets_committed() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn SnapshotStore> = Arc::new(LocalDirStore::new(dir.path()).unwrap());
-    let applied: Arc<Mutex<Vec<(u32, Vec<u8>)>>> = Arc::default();
+    // Each applied action with the stage it was tagged with.
+    let applied: Arc<Mutex<Vec<StageAction>>> = Arc::default();
     let actors = Actors::default();
     let triggered = actors.triggered.clone();
     let stats = Arc::new(CheckpointStats::default());
@@ -86,7 +87,10 @@ fn a_final_snapshot_absorbed_by_an_abandoned_epoch_still_gets_committed() {
                 compact_after: 4,
                 store: Some(store.clone()),
                 committer: Arc::new(move |stage: u32, action: &[u8]| {
-                    log.lock().unwrap().push((stage, action.to_vec()));
+                    log.lock().unwrap().push(StageAction {
+                        stage,
+                        action: action.to_vec(),
+                    });
                     Ok(())
                 }),
                 merge: Arc::new(|chain: &[Vec<u8>]| Ok(chain.concat())),
@@ -136,7 +140,7 @@ fn a_final_snapshot_absorbed_by_an_abandoned_epoch_still_gets_committed() {
             .lock()
             .unwrap()
             .iter()
-            .any(|(stage, a)| *stage == 1 && a.as_slice() == b"publish the last part"),
+            .any(|a| a.stage == 1 && a.action.as_slice() == b"publish the last part"),
         "the final snapshot's commit action ran, tagged with the sink's stage"
     );
 }

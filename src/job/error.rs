@@ -44,7 +44,7 @@ pub enum JobError {
         epoch: u64,
         /// Why.
         #[source]
-        source: super::commits::CommitError,
+        source: Box<super::commits::CommitError>,
     },
     /// The state store could not be opened or used.
     #[error("state store: {0}")]

@@ -261,7 +261,6 @@ impl Node {
                             &last,
                             store.as_ref(),
                             &indexed,
-                            &committers,
                             opts.state_dir
                                 .as_deref()
                                 .or(temporary.as_ref().map(|t| t.path())),
@@ -288,7 +287,6 @@ impl Node {
                         &indexed,
                         opts.key_partitions,
                         &stage_names,
-                        &committers,
                     )?)
                 }
                 None => {
@@ -399,11 +397,10 @@ impl Node {
         last: &Manifest,
         store: &dyn SnapshotStore,
         indexed: &[(u32, &dyn StagePlan)],
-        committers: &StageCommitters,
         state_dir: Option<&std::path::Path>,
         started: Instant,
     ) -> Result<JobReport, JobError> {
-        recovery::redo_commit_actions(name, last, store, committers)?;
+        recovery::redo_commit_actions(name, last, store, &StageCommitters::of(indexed))?;
         for (_, plan) in indexed {
             plan.recover(&SinkRecovery {
                 restored: Some(last.epoch),

@@ -162,11 +162,10 @@ pub fn manifest_meta(key_partitions: u32, stages: &[String]) -> BTreeMap<String,
 }
 
 /// Restores the job to `manifest`: redoes its commit actions (each through the
-/// committer of the stage that produced it, from `committers`), rebuilds every keyed
-/// stage's state in the node's store, and reads the source positions.
+/// committer of the stage that produced it), rebuilds every keyed stage's state in
+/// the node's store, and reads the source positions.
 ///
 /// `stages` are the job's stages with their stage indices.
-#[allow(clippy::too_many_arguments)]
 pub fn restore(
     job: &str,
     manifest: &Manifest,
@@ -175,7 +174,6 @@ pub fn restore(
     stages: &[(u32, &dyn StagePlan)],
     key_partitions: u32,
     stage_names: &[String],
-    committers: &StageCommitters,
 ) -> Result<RestorePoint, JobError> {
     let plan_error = |reason: String| JobError::Plan {
         job: job.to_string(),
@@ -206,7 +204,7 @@ pub fn restore(
     };
     // 1. Commit actions of the restored epoch: a crash may have come between the
     //    manifest and the actions.
-    redo_commit_actions(job, manifest, store, committers)?;
+    redo_commit_actions(job, manifest, store, &StageCommitters::of(stages))?;
     // 2. Keyed state and source positions.
     let mut point = RestorePoint {
         epoch: manifest.epoch,
@@ -264,7 +262,7 @@ pub fn redo_commit_actions(
             let bytes = store.read_chunk(job, link).map_err(snapshot_error)?;
             committers.redo(&bytes).map_err(|source| JobError::Redo {
                 epoch: manifest.epoch,
-                source,
+                source: Box::new(source),
             })?;
         }
     }

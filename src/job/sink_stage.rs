@@ -176,3 +176,86 @@ where
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Stages each epoch's records as one action, and returns every action again
+    /// until it hears its epoch completed (like the built-in sinks).
+    struct Part {
+        buffered: Vec<u64>,
+        pending: Vec<(u64, Vec<u64>)>,
+    }
+
+    impl TwoPhaseCommitSink<u64> for Part {
+        type Action = (u64, Vec<u64>);
+        fn write(&mut self, item: u64) -> Result<(), SinkError> {
+            self.buffered.push(item);
+            Ok(())
+        }
+        fn pre_commit(&mut self, epoch: u64) -> Result<Vec<(u64, Vec<u64>)>, SinkError> {
+            if !self.buffered.is_empty() {
+                self.pending
+                    .push((epoch, std::mem::take(&mut self.buffered)));
+            }
+            Ok(self.pending.clone())
+        }
+        fn committed(&mut self, epoch: u64) {
+            self.pending.retain(|(e, _)| *e > epoch);
+        }
+    }
+
+    #[derive(Default)]
+    struct Log {
+        committed: Mutex<Vec<u64>>,
+        aborted: Mutex<Vec<u64>>,
+    }
+
+    struct Notes(Arc<Log>);
+
+    impl Committer for Notes {
+        type Action = (u64, Vec<u64>);
+        fn commit(&self, action: &(u64, Vec<u64>)) -> Result<(), SinkError> {
+            self.0.committed.lock().unwrap().push(action.0);
+            Ok(())
+        }
+        fn abort(&self, action: &(u64, Vec<u64>)) -> Result<(), SinkError> {
+            self.0.aborted.lock().unwrap().push(action.0);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_action_committed_before_its_partition_heard_so_is_not_aborted_by_a_rollback() {
+        let log = Arc::new(Log::default());
+        let committer = Arc::new(TrackedCommitter::new(Notes(log.clone())));
+        let mut terminal = TwoPhaseSinkTerminal {
+            sink: Part {
+                buffered: Vec::new(),
+                pending: Vec::new(),
+            },
+            error: None,
+            committer: committer.clone(),
+            noted: HashMap::new(),
+        };
+        let mut out: Outbox<()> = Outbox::new(0, Vec::new(), 16);
+        Terminal::<u64>::accept(&mut terminal, 1, 0, &mut out);
+        let first = Terminal::<u64>::pre_commit(&mut terminal, 1, &mut out).unwrap();
+        assert_eq!(first.len(), 1);
+        // Epoch 1 completes and its action is committed, but the partition reaches
+        // barrier 2 before it hears so: the sink returns epoch 1's action again.
+        committer.commit(&first[0]).unwrap();
+        Terminal::<u64>::accept(&mut terminal, 2, 0, &mut out);
+        let second = Terminal::<u64>::pre_commit(&mut terminal, 2, &mut out).unwrap();
+        assert_eq!(second.len(), 2);
+        assert_eq!(second[0], first[0]);
+        Terminal::<u64>::committed(&mut terminal, 1);
+        // Epoch 2 never completes: the rollback aborts its action only.
+        assert_eq!(committer.abort_outstanding().unwrap(), 1);
+        assert_eq!(*log.aborted.lock().unwrap(), [2]);
+        assert_eq!(*log.committed.lock().unwrap(), [1]);
+    }
+}

@@ -359,3 +359,104 @@ impl Committer for KafkaCommitter {
         Ok(action.abort()?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::connector::kafka::sink::registry::Slot;
+
+    /// A producer that only counts its aborts.
+    struct CountsAborts(Arc<AtomicU32>);
+
+    impl LogProducer for CountsAborts {
+        fn init_transactions(&mut self) -> Result<(), KafkaSinkError> {
+            Ok(())
+        }
+        fn begin(&mut self) -> Result<(), KafkaSinkError> {
+            Ok(())
+        }
+        fn send(&mut self, _topic: &str, _record: &KafkaOutput) -> Result<(), KafkaSinkError> {
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<(), KafkaSinkError> {
+            Ok(())
+        }
+        fn commit(&mut self) -> Result<(), KafkaSinkError> {
+            Err(KafkaSinkError::Invalid(
+                "a test producer never commits".into(),
+            ))
+        }
+        fn abort(&mut self) -> Result<(), KafkaSinkError> {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+    }
+
+    fn action(id: &str, epoch: u64, staged: PathBuf) -> KafkaCommit {
+        KafkaCommit {
+            bootstrap: "unused:9092".into(),
+            settings: Vec::new(),
+            timeout_ms: 1000,
+            sink: format!("{id}-sink"),
+            partition: 0,
+            transactional_id: id.into(),
+            marker_writers: vec![id.into()],
+            epoch,
+            topic: "out".into(),
+            marker_topic: "markers".into(),
+            marker_partition: 0,
+            staged,
+        }
+    }
+
+    /// A dropped partition's slot holding `id`'s transaction in `phase`.
+    fn orphan(id: &str, phase: Phase, aborts: &Arc<AtomicU32>) -> Arc<Mutex<Slot>> {
+        let slot = Arc::new(Mutex::new(Slot {
+            id: id.into(),
+            producer: Some(Box::new(CountsAborts(aborts.clone()))),
+            phase,
+            committed_through: None,
+        }));
+        registry::adopt(slot.clone());
+        slot
+    }
+
+    #[test]
+    fn an_abort_ends_the_pre_committed_transaction_of_its_epoch_once_and_deletes_the_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let staged = dir.path().join("p00000-e00000000000000000007.staged");
+        std::fs::write(&staged, b"copy").unwrap();
+        let aborts = Arc::new(AtomicU32::new(0));
+        let id = "commit-test-abort-p0-s1";
+        let slot = orphan(id, Phase::PreCommitted(7), &aborts);
+        let before = registry::transaction_counts(&format!("{id}-sink")).aborted();
+        let action = action(id, 7, staged.clone());
+        KafkaCommitter.abort(&action).unwrap();
+        assert_eq!(aborts.load(Ordering::Relaxed), 1);
+        assert_eq!(lock(&slot).phase, Phase::Idle);
+        assert!(!staged.exists());
+        assert_eq!(
+            registry::transaction_counts(&format!("{id}-sink")).aborted(),
+            before + 1
+        );
+        // Done twice: nothing more to end, nothing more to delete.
+        KafkaCommitter.abort(&action).unwrap();
+        assert_eq!(aborts.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn an_abort_leaves_a_transaction_of_another_epoch_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let aborts = Arc::new(AtomicU32::new(0));
+        let id = "commit-test-other-p0-s2";
+        let slot = orphan(id, Phase::PreCommitted(9), &aborts);
+        KafkaCommitter
+            .abort(&action(id, 8, dir.path().join("gone.staged")))
+            .unwrap();
+        assert_eq!(aborts.load(Ordering::Relaxed), 0);
+        assert_eq!(lock(&slot).phase, Phase::PreCommitted(9));
+    }
+}
