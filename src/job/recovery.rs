@@ -294,3 +294,77 @@ pub fn clear_state(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use weir_actors::checkpoint::{encode_commit_list, StageAction};
+    use weir_actors::snapshot::{ChunkId, NewChunk};
+
+    use super::*;
+
+    /// Stores `commits` as the commits chunk of a manifest of `epoch` of job "j".
+    fn manifest_with_commits(store: &LocalDirStore, epoch: u64, commits: &[u8]) -> Manifest {
+        let id = ChunkId::new(COMMITS_CHUNK_STAGE, 0);
+        let stored = store
+            .put_chunks(
+                "j",
+                epoch,
+                &[NewChunk {
+                    id: &id,
+                    base: None,
+                    data: commits,
+                }],
+            )
+            .unwrap();
+        let manifest = Manifest {
+            job: "j".into(),
+            epoch,
+            created_ms: 0,
+            chunks: vec![stored],
+            meta: BTreeMap::new(),
+        };
+        store.commit(&manifest).unwrap();
+        manifest
+    }
+
+    #[test]
+    fn a_manifest_an_older_build_wrote_has_its_untagged_actions_redone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDirStore::new(dir.path().join("snapshots")).unwrap();
+        let staged = dir.path().join("staged.txt");
+        let visible = dir.path().join("part.txt");
+        std::fs::write(&staged, "a\nb\n").unwrap();
+        // What the engine stored before stage tags: a bincode list of bincode
+        // `CommitAction`s, here `PublishFile { staged, visible }` (variant 0).
+        let mut action = vec![0u8, 0, 0, 0];
+        action.extend(bincode::serialize(&staged).unwrap());
+        action.extend(bincode::serialize(&visible).unwrap());
+        let manifest =
+            manifest_with_commits(&store, 4, &bincode::serialize(&vec![action]).unwrap());
+        let ResumePoint::Epoch(found) = resume_point(&store, "j").unwrap() else {
+            panic!("the old manifest is the resume point");
+        };
+        assert_eq!(found.epoch, manifest.epoch);
+        redo_commit_actions("j", &found, &store, &StageCommitters::default()).unwrap();
+        assert_eq!(std::fs::read_to_string(&visible).unwrap(), "a\nb\n");
+        // Redone again after another crash: harmless.
+        redo_commit_actions("j", &found, &store, &StageCommitters::default()).unwrap();
+    }
+
+    #[test]
+    fn an_action_tagged_with_a_stage_without_a_committer_fails_the_restore_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDirStore::new(dir.path()).unwrap();
+        let list = encode_commit_list(&[StageAction {
+            stage: 3,
+            action: vec![1, 2, 3],
+        }])
+        .unwrap();
+        let manifest = manifest_with_commits(&store, 2, &list);
+        let err = redo_commit_actions("j", &manifest, &store, &StageCommitters::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("epoch 2"), "{err}");
+        assert!(err.contains("stage 3"), "{err}");
+    }
+}
