@@ -269,8 +269,9 @@ impl<F> Drop for ExactlyOncePart<F> {
     /// Aborts the epoch in progress (a rollback replays it). Pre-committed
     /// transactions stay open, their producers kept in the registry: their epoch may
     /// be complete with its commit action still to run (the final epoch of a job
-    /// that finished, or the epoch a rollback restores); if not, the restarted
-    /// sink's producers fence them. Slots that committed are kept too, so an action
+    /// that finished, or the epoch a rollback restores); if not, the rollback's
+    /// abort of their actions ([`KafkaCommit::abort`]) ends them, and the restarted
+    /// sink's producers fence whatever is left. Slots that committed are kept too, so an action
     /// applied again (an epoch's action list repeats those not yet known complete)
     /// sees that its epoch committed.
     fn drop(&mut self) {
