@@ -60,9 +60,9 @@ pub mod prelude {
     pub use crate::job::restart::RestartStrategy;
     pub use crate::job::{EngineOptions, Job, JobError, JobReport, Node};
     pub use crate::operator::{
-        AggregateFn, BroadcastContext, BroadcastProcess, Chain, Collector, Either, Emitter, Key,
-        KeyedContext, KeyedProcess, NoKey, OpenContext, Operator, OperatorError,
-        OperatorStateReader, OperatorStateWriter, OutputTag,
+        AggregateFn, BroadcastContext, BroadcastProcess, Chain, ChainExt, Collector, Either,
+        Emitter, Fused, Key, KeyedContext, KeyedProcess, NoKey, OpenContext, Operator,
+        OperatorError, OperatorStateReader, OperatorStateWriter, OutputTag,
     };
     pub use crate::record::NO_TIMESTAMP;
     pub use crate::time::WatermarkStrategy;

@@ -5,57 +5,16 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::faults::Faults;
 use common::Numbers;
 use weir::prelude::*;
 
 /// Records per run; two source splits, each paced so a run spans many epochs.
 const N: u64 = 40_000;
-
-/// Panics the first time it sees each of its target records (a transient fault:
-/// after the restart the record goes through).
-#[derive(Clone, Default)]
-struct Faults {
-    targets: Arc<HashSet<u64>>,
-    fired: Arc<Mutex<HashSet<u64>>>,
-}
-
-impl Faults {
-    /// `count` targets drawn from `seed` (SplitMix64), spread over `0..N`.
-    fn seeded(seed: u64, count: usize) -> Self {
-        let mut targets = HashSet::new();
-        let mut x = seed;
-        while targets.len() < count {
-            x = weir::connector::generator::splitmix64(x);
-            targets.insert(x % N);
-        }
-        Faults {
-            targets: Arc::new(targets),
-            fired: Arc::default(),
-        }
-    }
-
-    fn check(&self, record: u64) {
-        if self.targets.contains(&record) {
-            let first = self
-                .fired
-                .lock()
-                .map(|mut f| f.insert(record))
-                .unwrap_or(false);
-            if first {
-                panic!("injected fault at record {record}");
-            }
-        }
-    }
-
-    fn fired(&self) -> usize {
-        self.fired.lock().map(|f| f.len()).unwrap_or(0)
-    }
-}
 
 /// Key of a record: records of one key all come from one source split (x mod 2
 /// decides the split), so each key's running sums are the same in every run.
@@ -126,8 +85,8 @@ fn panics_at_seeded_records_recover_to_the_output_of_a_run_without_faults() {
     let want = reference(root.path());
     for seed in [7u64, 1234] {
         let out = root.path().join(format!("out-{seed}"));
-        let source_faults = Faults::seeded(seed, 3);
-        let keyed_faults = Faults::seeded(seed ^ 0xABCD, 3);
+        let source_faults = Faults::seeded(seed, 3, N);
+        let keyed_faults = Faults::seeded(seed ^ 0xABCD, 3, N);
         let node = Node::new(options(&root.path().join(format!("state-{seed}")), 2)).unwrap();
         let report = node
             .run(job(&out, source_faults.clone(), keyed_faults.clone()))
@@ -265,10 +224,7 @@ fn a_flipped_byte_in_the_newest_snapshot_falls_back_to_the_previous_epoch() {
     // Run 1 fails for good late in the input, leaving complete epochs behind.
     let mut o = options(&state, 2);
     o.restart = RestartStrategy::None;
-    let failing = Faults {
-        targets: Arc::new([30_001u64].into_iter().collect()),
-        fired: Arc::default(),
-    };
+    let failing = Faults::at(&[30_001]);
     Node::new(o)
         .unwrap()
         .run(job(&out, failing, Faults::default()))

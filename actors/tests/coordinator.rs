@@ -1,21 +1,19 @@
 //! The checkpoint coordinator, driven by hand-written acknowledgements: epochs that
 //! time out are abandoned without losing what they carried.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
 use weir_actors::checkpoint::{
-    Acknowledge, CheckpointCoordinator, CheckpointStats, EpochComplete, FinishJob, JobActors,
-    TaskSnapshot, TriggerEpoch,
+    Acknowledge, CheckpointConfig, CheckpointCoordinator, CheckpointStats, EpochComplete,
+    FinishJob, JobActors, StageAction, TaskSnapshot, TriggerEpoch,
 };
 use weir_actors::partition_actor::ActorId;
 use weir_actors::snapshot::{LocalDirStore, SnapshotStore};
 use weir_actors::supervisor::JobSupervisor;
-
-mod support;
-use support::checkpoint_config;
 
 /// Stands in for the job's actors: notes the epochs it is triggered for and told of.
 #[derive(Default)]
@@ -70,7 +68,8 @@ fn ack(stage_index: u32, epoch: Option<u64>, commits: Vec<Vec<u8>>) -> Acknowled
 fn a_final_snapshot_absorbed_by_an_abandoned_epoch_still_gets_committed() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn SnapshotStore> = Arc::new(LocalDirStore::new(dir.path()).unwrap());
-    let applied: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    // Each applied action with the stage it was tagged with.
+    let applied: Arc<Mutex<Vec<StageAction>>> = Arc::default();
     let actors = Actors::default();
     let triggered = actors.triggered.clone();
     let stats = Arc::new(CheckpointStats::default());
@@ -78,14 +77,28 @@ fn a_final_snapshot_absorbed_by_an_abandoned_epoch_still_gets_committed() {
     let finished = system.block_on(async {
         let actors = actors.start();
         let (supervisor, _outcome) = JobSupervisor::new("job", 2);
+        let log = applied.clone();
         let coordinator = CheckpointCoordinator::new(
-            checkpoint_config(
-                "job",
-                Some(Duration::from_millis(10)),
-                Duration::from_millis(40),
-                Some(store.clone()),
-                applied.clone(),
-            ),
+            CheckpointConfig {
+                job: "job".into(),
+                interval: Some(Duration::from_millis(10)),
+                timeout: Duration::from_millis(40),
+                retain: 2,
+                compact_after: 4,
+                store: Some(store.clone()),
+                committer: Arc::new(move |stage: u32, action: &[u8]| {
+                    log.lock().unwrap().push(StageAction {
+                        stage,
+                        action: action.to_vec(),
+                    });
+                    Ok(())
+                }),
+                merge: Arc::new(|chain: &[Vec<u8>]| Ok(chain.concat())),
+                meta: BTreeMap::new(),
+                first_epoch: 1,
+                restored: None,
+                hold_off: Duration::ZERO,
+            },
             supervisor.start(),
             stats.clone(),
         )
@@ -127,7 +140,7 @@ fn a_final_snapshot_absorbed_by_an_abandoned_epoch_still_gets_committed() {
             .lock()
             .unwrap()
             .iter()
-            .any(|a| a.as_slice() == b"publish the last part"),
-        "the final snapshot's commit action ran"
+            .any(|a| a.stage == 1 && a.action.as_slice() == b"publish the last part"),
+        "the final snapshot's commit action ran, tagged with the sink's stage"
     );
 }

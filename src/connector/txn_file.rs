@@ -19,14 +19,19 @@
 //!
 //! # Protocol
 //!
-//! [`pre_commit`](Sink::pre_commit) writes out the buffer, syncs the file, gives it its
-//! staged name, syncs the staging directory, and returns a
-//! [`CommitAction::PublishFile`] for it and for every earlier staged file whose epoch
-//! is not yet known complete (an abandoned epoch's file is published by a later
-//! epoch). [`committed`](Sink::committed) forgets the files up to the completed epoch.
-//! [`recover`](SinkFactory::recover), called after the engine redid the restored
-//! epoch's actions and before any sink exists, deletes whatever is left in
-//! `.staging`: by then it can only belong to epochs that never completed.
+//! The sink is a [`TwoPhaseCommitSink`] whose action is [`PublishPart`].
+//! [`pre_commit`](TwoPhaseCommitSink::pre_commit) writes out the buffer, syncs the
+//! file, gives it its staged name, syncs the staging directory, and returns a
+//! [`PublishPart`] for it and for every earlier staged file whose epoch is not yet
+//! known complete (an abandoned epoch's file is published by a later epoch).
+//! [`committed`](TwoPhaseCommitSink::committed) forgets the files up to the completed
+//! epoch. The committer, [`PartPublisher`], commits an action by renaming the staged
+//! file to its visible name (already done when the staged file is gone and the
+//! visible one exists), and aborts one by deleting the staged file.
+//! [`recover`](TwoPhaseCommitSinkFactory::recover), called after the engine redid the
+//! restored epoch's actions and aborted those of later epochs it knew of, and before
+//! any sink exists, deletes whatever is left in `.staging`: by then it can only
+//! belong to epochs that never completed (a process that died left it).
 //!
 //! # Why a staged name can be reused safely
 //!
@@ -54,7 +59,10 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::sink::{CommitAction, Sink, SinkError, SinkFactory, SinkRecovery};
+use serde::{Deserialize, Serialize};
+
+use super::sink::{SinkError, SinkRecovery};
+use super::two_phase::{Committer, TwoPhaseCommitSink, TwoPhaseCommitSinkFactory};
 
 /// How many bytes of formatted lines a partition buffers before writing them out.
 const FLUSH_AT: usize = 64 * 1024;
@@ -91,11 +99,72 @@ impl<F> TransactionalFileSink<F> {
     }
 }
 
-impl<T, F> SinkFactory<T> for TransactionalFileSink<F>
+/// The commit action of a [`TransactionalFileSink`] partition for one epoch: publish
+/// the staged part file `staged` as `visible`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PublishPart {
+    /// The staged file, written and synced before the barrier was acknowledged.
+    pub staged: PathBuf,
+    /// Its final name in the output directory.
+    pub visible: PathBuf,
+}
+
+/// The committer of a [`TransactionalFileSink`]: publishes a part by an atomic
+/// rename, aborts one by deleting its staged file. Every path it needs is in the
+/// action.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PartPublisher;
+
+impl Committer for PartPublisher {
+    type Action = PublishPart;
+
+    /// Renames the staged file to its visible name and syncs the directory, unless
+    /// that already happened (the staged file is gone and the visible one exists).
+    fn commit(&self, action: &PublishPart) -> Result<(), SinkError> {
+        publish(action)
+    }
+
+    /// Deletes the staged file (already gone is fine). The visible name is never
+    /// touched: an aborted action's epoch never completed, so nothing published it.
+    fn abort(&self, action: &PublishPart) -> Result<(), SinkError> {
+        match fs::remove_file(&action.staged) {
+            Ok(()) => match action.staged.parent() {
+                Some(staging) => sync_dir(staging),
+                None => Ok(()),
+            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("deleting aborted staged output", &action.staged)(e)),
+        }
+    }
+}
+
+/// Renames `action.staged` to `action.visible` and syncs the directory, unless that
+/// already happened.
+pub(crate) fn publish(action: &PublishPart) -> Result<(), SinkError> {
+    let PublishPart { staged, visible } = action;
+    if !staged.exists() {
+        if visible.exists() {
+            return Ok(());
+        }
+        return Err(SinkError::Failed(format!(
+            "cannot publish {}: neither it nor its staged file {} exists",
+            visible.display(),
+            staged.display()
+        )));
+    }
+    fs::rename(staged, visible).map_err(io_err("publishing", visible))?;
+    match visible.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => sync_dir(dir),
+        _ => Ok(()),
+    }
+}
+
+impl<T, F> TwoPhaseCommitSinkFactory<T> for TransactionalFileSink<F>
 where
     F: Fn(&T, &mut String) + Clone + Send + 'static,
 {
     type Sink = TransactionalFilePart<F>;
+    type Committer = PartPublisher;
 
     fn name(&self) -> String {
         format!("txn-file({})", self.dir.display())
@@ -119,9 +188,14 @@ where
         })
     }
 
+    fn committer(&self) -> PartPublisher {
+        PartPublisher
+    }
+
     /// Creates the output and staging directories if needed and deletes everything
-    /// staged: the engine has redone the restored epoch's actions, so what is still
-    /// staged belongs to epochs that never completed. Published part files of epochs
+    /// staged: the engine has redone the restored epoch's actions (and aborted those
+    /// of later epochs it knew of), so what is still staged belongs to epochs that
+    /// never completed. Published part files of epochs
     /// after `restored` are deleted too: the run restarts from an earlier point (a
     /// corrupt newest snapshot, or a fresh start when `restored` is `None`) and will
     /// publish that output again. Published parts up to `restored` stay.
@@ -169,7 +243,7 @@ where
 /// A file staged at an epoch barrier and not yet known to be published.
 struct Staged {
     epoch: u64,
-    action: CommitAction,
+    action: PublishPart,
 }
 
 /// One partition of a [`TransactionalFileSink`]: buffers the lines of the epoch in
@@ -284,7 +358,7 @@ impl<F> TransactionalFilePart<F> {
         self.buf.clear();
         self.pending.push(Staged {
             epoch,
-            action: CommitAction::PublishFile {
+            action: PublishPart {
                 staged,
                 visible: self.dir.join(name),
             },
@@ -294,10 +368,12 @@ impl<F> TransactionalFilePart<F> {
     }
 }
 
-impl<T, F> Sink<T> for TransactionalFilePart<F>
+impl<T, F> TwoPhaseCommitSink<T> for TransactionalFilePart<F>
 where
     F: Fn(&T, &mut String) + Send + 'static,
 {
+    type Action = PublishPart;
+
     fn write(&mut self, item: T) -> Result<(), SinkError> {
         self.check()?;
         (self.format)(&item, &mut self.buf);
@@ -308,15 +384,16 @@ where
         Ok(())
     }
 
-    /// Nothing to write out: the final [`pre_commit`](Sink::pre_commit) stages what is
-    /// buffered, and only staged output can become visible.
+    /// Nothing to write out: the final
+    /// [`pre_commit`](TwoPhaseCommitSink::pre_commit) stages what is buffered, and only
+    /// staged output can become visible.
     fn finish(&mut self) -> Result<(), SinkError> {
         self.check()
     }
 
     /// Stages the epoch's output (if any) and returns the actions publishing every
     /// staged file not yet known complete.
-    fn pre_commit(&mut self, epoch: u64) -> Result<Vec<CommitAction>, SinkError> {
+    fn pre_commit(&mut self, epoch: u64) -> Result<Vec<PublishPart>, SinkError> {
         if self.open.is_some() || !self.buf.is_empty() {
             self.guarded(|sink| sink.stage(epoch))?;
         } else {
@@ -452,7 +529,7 @@ mod tests {
 
     /// Recovery that keeps every published part (restoring the newest epoch).
     fn recover(f: &Factory) {
-        SinkFactory::<u64>::recover(f, &restoring(Some(u64::MAX))).unwrap();
+        TwoPhaseCommitSinkFactory::<u64>::recover(f, &restoring(Some(u64::MAX))).unwrap();
     }
 
     /// A factory on `dir` after recovery, and its partition 0.
@@ -471,9 +548,9 @@ mod tests {
             write_all(&mut sink, &[epoch]);
             apply(&pre_commit(&mut sink, epoch));
         }
-        SinkFactory::<u64>::recover(&f, &restoring(Some(2))).unwrap();
+        TwoPhaseCommitSinkFactory::<u64>::recover(&f, &restoring(Some(2))).unwrap();
         assert_eq!(read_committed(dir.path()).unwrap(), ["1", "2"]);
-        SinkFactory::<u64>::recover(&f, &restoring(None)).unwrap();
+        TwoPhaseCommitSinkFactory::<u64>::recover(&f, &restoring(None)).unwrap();
         assert!(
             read_committed(dir.path()).unwrap().is_empty(),
             "a fresh start retracts all"
@@ -481,7 +558,7 @@ mod tests {
     }
 
     fn open(f: &Factory, partition: u32) -> Part {
-        SinkFactory::<u64>::create(f, partition, 2).unwrap()
+        TwoPhaseCommitSinkFactory::<u64>::create(f, partition, 2).unwrap()
     }
 
     fn write_all(sink: &mut Part, items: &[u64]) {
@@ -490,13 +567,13 @@ mod tests {
         }
     }
 
-    fn pre_commit(sink: &mut Part, epoch: u64) -> Vec<CommitAction> {
-        Sink::<u64>::pre_commit(sink, epoch).unwrap()
+    fn pre_commit(sink: &mut Part, epoch: u64) -> Vec<PublishPart> {
+        TwoPhaseCommitSink::<u64>::pre_commit(sink, epoch).unwrap()
     }
 
-    fn apply(actions: &[CommitAction]) {
+    fn apply(actions: &[PublishPart]) {
         for a in actions {
-            a.apply().unwrap();
+            PartPublisher.commit(a).unwrap();
         }
     }
 
@@ -657,9 +734,9 @@ mod tests {
         write_all(&mut sink, &[1]);
         pre_commit(&mut sink, 5);
         write_all(&mut sink, &[2]);
-        assert!(Sink::<u64>::pre_commit(&mut sink, 5).is_err());
+        assert!(TwoPhaseCommitSink::<u64>::pre_commit(&mut sink, 5).is_err());
         assert!(sink.write(3).is_err());
-        assert!(Sink::<u64>::pre_commit(&mut sink, 6).is_err());
+        assert!(TwoPhaseCommitSink::<u64>::pre_commit(&mut sink, 6).is_err());
         // An empty epoch repeated is no conflict for a healthy sink.
         let mut other = open(&f, 1);
         write_all(&mut other, &[1]);
@@ -668,12 +745,37 @@ mod tests {
     }
 
     #[test]
+    fn an_aborted_part_is_never_published_and_a_second_abort_is_harmless() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (_f, mut sink) = recovered(tmp.path());
+        write_all(&mut sink, &[1]);
+        let first = pre_commit(&mut sink, 1);
+        apply(&first);
+        sink.committed(1);
+        write_all(&mut sink, &[2]);
+        let second = pre_commit(&mut sink, 2);
+        assert_eq!(second.len(), 1);
+        // Epoch 2 never completes: the rollback aborts its action.
+        PartPublisher.abort(&second[0]).unwrap();
+        PartPublisher.abort(&second[0]).unwrap();
+        assert!(!second[0].staged.exists());
+        assert!(file_names(&tmp.path().join(STAGING)).is_empty());
+        assert_eq!(read_committed(tmp.path()).unwrap(), lines([1]));
+        // Aborting a published part's action leaves the part alone.
+        PartPublisher.abort(&first[0]).unwrap();
+        assert_eq!(read_committed(tmp.path()).unwrap(), lines([1]));
+        // Committing an aborted action is refused, naming the file.
+        let err = PartPublisher.commit(&second[0]).unwrap_err().to_string();
+        assert!(err.contains(&part_name(0, 2)), "{err}");
+    }
+
+    #[test]
     fn io_errors_name_the_file() {
         let tmp = tempfile::tempdir().unwrap();
         let (_f, mut sink) = recovered(tmp.path());
         fs::remove_dir_all(tmp.path().join(STAGING)).unwrap();
         write_all(&mut sink, &[1]);
-        let err = Sink::<u64>::pre_commit(&mut sink, 1).unwrap_err();
+        let err = TwoPhaseCommitSink::<u64>::pre_commit(&mut sink, 1).unwrap_err();
         assert!(err.to_string().contains(STAGING), "{err}");
     }
 

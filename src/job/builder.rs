@@ -37,14 +37,15 @@ use std::marker::PhantomData;
 
 use weir_actors::state::StateValue;
 
-use crate::connector::{SinkFactory, Source};
+use crate::connector::Source;
 use crate::graph::{Graph, JobPlan, Partitioning, Port};
 use crate::operator::chain::{FilterOp, FlatMapOp, Identity, MapOp, Then};
 use crate::operator::{Aggregate, AggregateFn, Chain, Emitter, Key, KeyedProcess, Reduce};
 use crate::time::{NoEventTime, TimestampStrategy};
 
 use super::plan::{KeyedStagePlan, SideStagePlan, SourceStagePlan};
-use super::terminal::{ExchangeSpec, KeyBy, KeySelector, PairKey, SinkSpec, TerminalSpec};
+use super::sink_stage::IntoSinkSpec;
+use super::terminal::{ExchangeSpec, KeyBy, KeySelector, PairKey, TerminalSpec};
 use super::JobError;
 
 /// A job: the graph of stages its streams built, from its sources to its sinks,
@@ -366,15 +367,18 @@ impl<H: Head, C: Chain<H::Out>> Stream<H, C> {
         }
     }
 
-    /// Ends this stream in `sink`; returns the job (a handle on its whole graph).
-    pub fn sink<F>(self, sink: F) -> Job
+    /// Ends this stream in `sink`: a plain
+    /// [`SinkFactory`](crate::connector::SinkFactory) or a transactional
+    /// [`TwoPhaseCommitSinkFactory`](crate::connector::TwoPhaseCommitSinkFactory)
+    /// (`Kind` is inferred); returns the job (a handle on its whole graph).
+    pub fn sink<F, Kind>(self, sink: F) -> Job
     where
-        F: SinkFactory<C::Out>,
+        F: IntoSinkSpec<C::Out, Kind>,
         C::Out: 'static,
-        H: IntoPlan<C, SinkSpec<F>>,
+        H: IntoPlan<C, F::Spec>,
     {
         self.head
-            .close(self.chain, SinkSpec(sink), &self.graph, self.slot);
+            .close(self.chain, sink.into_spec(), &self.graph, self.slot);
         Job { graph: self.graph }
     }
 

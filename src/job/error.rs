@@ -37,6 +37,15 @@ pub enum JobError {
         #[source]
         source: SinkError,
     },
+    /// A commit action of a restored epoch could not be redone.
+    #[error("redoing the commit actions of epoch {epoch}: {source}")]
+    Redo {
+        /// The restored epoch.
+        epoch: u64,
+        /// Why.
+        #[source]
+        source: Box<super::commits::CommitError>,
+    },
     /// The state store could not be opened or used.
     #[error("state store: {0}")]
     State(#[from] StateError),

@@ -2,6 +2,7 @@
 //! actor runs, and the node that runs a job to completion.
 
 pub mod builder;
+pub mod commits;
 pub mod error;
 pub mod node;
 pub mod options;
@@ -12,6 +13,7 @@ pub mod progress;
 pub mod recovery;
 pub mod report;
 pub mod restart;
+pub mod sink_stage;
 pub(crate) mod split_snapshot;
 pub(crate) mod tasks;
 pub mod terminal;

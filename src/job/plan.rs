@@ -22,6 +22,7 @@ use crate::operator::operator_state::redistribute;
 use crate::operator::queryable::QueryableStates;
 use crate::operator::{Chain, Operator, SideOutputs};
 
+use super::commits::StageCommitter;
 use super::error::JobError;
 use super::options::EngineOptions;
 use super::tasks::{
@@ -118,6 +119,10 @@ pub trait StagePlan: Send {
     /// Before a run: lets the stage's sink discard output staged by a run that did
     /// not complete its epoch.
     fn recover(&self, recovery: &SinkRecovery<'_>) -> Result<(), JobError>;
+    /// The committer of the stage's transactional sink, if it ends in one.
+    fn committer(&self) -> Option<Arc<dyn StageCommitter>> {
+        None
+    }
     /// Spawns the stage's actors, sending to the stages `outputs` wires it to
     /// (spawned before it). Called again for each restart.
     fn spawn(&self, env: &SpawnEnv<'_>, outputs: &[OutputWire]) -> Result<Spawned, JobError>;
@@ -301,6 +306,10 @@ where
         recover_terminal(&self.term, self.name(), recovery)
     }
 
+    fn committer(&self) -> Option<Arc<dyn StageCommitter>> {
+        self.term.committer()
+    }
+
     fn spawn(&self, env: &SpawnEnv<'_>, outputs: &[OutputWire]) -> Result<Spawned, JobError> {
         let downstream = wired_mailboxes(&env.stage_name, outputs, &Port::Main)?;
         let source_error = |source| JobError::Source {
@@ -435,6 +444,10 @@ where
         recover_terminal(&self.term, self.name(), recovery)
     }
 
+    fn committer(&self) -> Option<Arc<dyn StageCommitter>> {
+        self.term.committer()
+    }
+
     fn spawn(&self, env: &SpawnEnv<'_>, outputs: &[OutputWire]) -> Result<Spawned, JobError> {
         let downstream = wired_mailboxes(&env.stage_name, outputs, &Port::Main)?;
         // The node restored (or cleared) this stage's keyed state before the run;
@@ -475,6 +488,7 @@ where
                 operator_chunk_stage: operator_chunk_stage(env.stage_index),
                 wrote_operator_state: false,
                 restored: restored.get_mut(i as usize).and_then(Option::take),
+                run: env.restore.map_or(0, |r| r.epoch),
                 suspect: env.poison.suspect(&env.stage_name, i),
                 queryables: QueryableStates::default(),
                 key_partitions: env.options.key_partitions,
@@ -516,6 +530,10 @@ where
 
     fn recover(&self, recovery: &SinkRecovery<'_>) -> Result<(), JobError> {
         recover_terminal(&self.term, self.name(), recovery)
+    }
+
+    fn committer(&self) -> Option<Arc<dyn StageCommitter>> {
+        self.term.committer()
     }
 
     fn spawn(&self, env: &SpawnEnv<'_>, outputs: &[OutputWire]) -> Result<Spawned, JobError> {

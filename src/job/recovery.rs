@@ -13,8 +13,7 @@ use weir_actors::checkpoint::{
 use weir_actors::snapshot::{copy_epoch, LocalDirStore, Manifest, SnapshotStore};
 use weir_actors::state::StateStore;
 
-use crate::connector::CommitAction;
-
+use super::commits::StageCommitters;
 use super::error::JobError;
 use super::plan::{state_tree_name, StagePlan};
 use super::split_snapshot::SplitSnapshot;
@@ -170,8 +169,9 @@ pub fn manifest_meta(key_partitions: u32, stages: &[String]) -> BTreeMap<String,
     meta
 }
 
-/// Restores the job to `manifest`: redoes its commit actions, rebuilds every keyed
-/// stage's state in the node's store, and reads the source positions.
+/// Restores the job to `manifest`: redoes its commit actions (each through the
+/// committer of the stage that produced it), rebuilds every keyed stage's state in
+/// the node's store, and reads the source positions.
 ///
 /// `stages` are the job's stages with their stage indices.
 pub fn restore(
@@ -212,7 +212,7 @@ pub fn restore(
     };
     // 1. Commit actions of the restored epoch: a crash may have come between the
     //    manifest and the actions.
-    redo_commit_actions(job, manifest, store)?;
+    redo_commit_actions(job, manifest, store, &StageCommitters::of(stages))?;
     // 2. Keyed state and source positions.
     let mut point = RestorePoint {
         epoch: manifest.epoch,
@@ -262,33 +262,24 @@ pub fn restore(
     Ok(point)
 }
 
-/// Applies every commit action recorded in `manifest` (each is idempotent): a
-/// crash may have come between the manifest and the actions. Part of
-/// [`restore`]; on its own for a [`ResumePoint::FinalCommit`].
+/// Commits again every commit action recorded in `manifest`, each through the
+/// committer of the stage it is tagged with (each is idempotent): a crash may have
+/// come between the manifest and the actions. Untagged actions of a manifest an older
+/// build wrote are redone as that build would have. Part of [`restore`]; on its own
+/// for a [`ResumePoint::FinalCommit`].
 pub fn redo_commit_actions(
     job: &str,
     manifest: &Manifest,
     store: &dyn SnapshotStore,
+    committers: &StageCommitters,
 ) -> Result<(), JobError> {
     for chain in chains_of(manifest, COMMITS_CHUNK_STAGE) {
         for link in chain {
             let bytes = store.read_chunk(job, link).map_err(snapshot_error)?;
-            let actions: Vec<Vec<u8>> = bincode::deserialize(&bytes).map_err(|e| {
-                JobError::Runtime(format!(
-                    "decoding the commit actions of epoch {}: {e}",
-                    link.epoch
-                ))
+            committers.redo(&bytes).map_err(|source| JobError::Redo {
+                epoch: manifest.epoch,
+                source: Box::new(source),
             })?;
-            for action in actions {
-                let action: CommitAction = bincode::deserialize(&action)
-                    .map_err(|e| JobError::Runtime(format!("decoding a commit action: {e}")))?;
-                action.apply().map_err(|e| {
-                    JobError::Runtime(format!(
-                        "redoing a commit action of epoch {}: {e}",
-                        link.epoch
-                    ))
-                })?;
-            }
         }
     }
     Ok(())
@@ -318,4 +309,78 @@ pub fn clear_state(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use weir_actors::checkpoint::{encode_commit_list, StageAction};
+    use weir_actors::snapshot::{ChunkId, NewChunk};
+
+    use super::*;
+
+    /// Stores `commits` as the commits chunk of a manifest of `epoch` of job "j".
+    fn manifest_with_commits(store: &LocalDirStore, epoch: u64, commits: &[u8]) -> Manifest {
+        let id = ChunkId::new(COMMITS_CHUNK_STAGE, 0);
+        let stored = store
+            .put_chunks(
+                "j",
+                epoch,
+                &[NewChunk {
+                    id: &id,
+                    base: None,
+                    data: commits,
+                }],
+            )
+            .unwrap();
+        let manifest = Manifest {
+            job: "j".into(),
+            epoch,
+            created_ms: 0,
+            chunks: vec![stored],
+            meta: BTreeMap::new(),
+        };
+        store.commit(&manifest).unwrap();
+        manifest
+    }
+
+    #[test]
+    fn a_manifest_an_older_build_wrote_has_its_untagged_actions_redone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDirStore::new(dir.path().join("snapshots")).unwrap();
+        let staged = dir.path().join("staged.txt");
+        let visible = dir.path().join("part.txt");
+        std::fs::write(&staged, "a\nb\n").unwrap();
+        // What the engine stored before stage tags: a bincode list of bincode
+        // `CommitAction`s, here `PublishFile { staged, visible }` (variant 0).
+        let mut action = vec![0u8, 0, 0, 0];
+        action.extend(bincode::serialize(&staged).unwrap());
+        action.extend(bincode::serialize(&visible).unwrap());
+        let manifest =
+            manifest_with_commits(&store, 4, &bincode::serialize(&vec![action]).unwrap());
+        let ResumePoint::Epoch(found) = resume_point(&store, "j").unwrap() else {
+            panic!("the old manifest is the resume point");
+        };
+        assert_eq!(found.epoch, manifest.epoch);
+        redo_commit_actions("j", &found, &store, &StageCommitters::default()).unwrap();
+        assert_eq!(std::fs::read_to_string(&visible).unwrap(), "a\nb\n");
+        // Redone again after another crash: harmless.
+        redo_commit_actions("j", &found, &store, &StageCommitters::default()).unwrap();
+    }
+
+    #[test]
+    fn an_action_tagged_with_a_stage_without_a_committer_fails_the_restore_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDirStore::new(dir.path()).unwrap();
+        let list = encode_commit_list(&[StageAction {
+            stage: 3,
+            action: vec![1, 2, 3],
+        }])
+        .unwrap();
+        let manifest = manifest_with_commits(&store, 2, &list);
+        let err = redo_commit_actions("j", &manifest, &store, &StageCommitters::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("epoch 2"), "{err}");
+        assert!(err.contains("stage 3"), "{err}");
+    }
 }

@@ -652,6 +652,9 @@ pub(crate) struct KeyedTask<P: Operator, C, Tm, W: WireRecord> {
     pub wrote_operator_state: bool,
     /// The operator state to restore before `open`, on a restore.
     pub restored: Option<OperatorStateReader>,
+    /// The epoch this run restored (0 for a run from the beginning): written into
+    /// the operator state frames, so a later restore reads this run's only.
+    pub run: u64,
     /// Set when this stage failed in an earlier attempt: records are noted before
     /// they are processed, and poisoned ones diverted to the dead letters.
     pub suspect: Option<super::poison::Suspect>,
@@ -719,7 +722,10 @@ where
 
     fn start(&mut self, _out: &mut Outbox<Tm::Wire>) -> Result<(), TaskError> {
         if let Some(restored) = self.restored.take() {
-            self.wrote_operator_state = restored.names().next().is_some();
+            // The stage had operator state: this partition writes a frame at every
+            // barrier from now on, even an empty one, so that the restored frames
+            // (of an older run) are superseded rather than read again.
+            self.wrote_operator_state = true;
             self.process
                 .restore_state(&restored)
                 .map_err(|e| TaskError::caused("restore_state", e))?;
@@ -894,7 +900,7 @@ where
             chunks.push(ChunkData {
                 id: ChunkId::new(self.operator_chunk_stage.clone(), self.partition),
                 full: true,
-                data: writer.encode(self.partition, self.parallelism),
+                data: writer.encode(self.run, self.partition, self.parallelism),
             });
         }
         Ok(TaskSnapshot { chunks, commits })

@@ -2,6 +2,7 @@
 //! partition actor of the next stage that owns its key partition.
 
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use weir_actors::{Outbox, TaskError};
 
@@ -10,6 +11,8 @@ use crate::operator::Either;
 use crate::operator::{Collector, Key};
 use crate::partition::{key_partition, owner_of, KeyEncodeError};
 use crate::record::Keyed;
+
+use super::commits::StageCommitter;
 
 /// Receives the records that leave a stage's chain.
 pub trait Terminal<T>: Send + 'static {
@@ -55,6 +58,11 @@ pub trait TerminalSpec<T>: Send + 'static {
     /// its epoch staged.
     fn recover(&self, _recovery: &SinkRecovery<'_>) -> Result<(), SinkError> {
         Ok(())
+    }
+    /// The committer of the stage's transactional sink, if it ends in one: commits
+    /// (and, at recovery, redoes) the actions its partitions pre-commit.
+    fn committer(&self) -> Option<Arc<dyn StageCommitter>> {
+        None
     }
     /// The terminal for `partition` of `parallelism`, feeding `downstream` actors.
     fn build(
@@ -114,7 +122,8 @@ impl<T, Tm: Terminal<T>> Collector<T> for IntoTerminal<'_, Tm, Tm::Wire> {
     }
 }
 
-/// A sink at the end of a stage.
+/// A plain sink at the end of a stage (a transactional one ends a stage as a
+/// [`TwoPhaseSinkTerminal`](super::sink_stage::TwoPhaseSinkTerminal)).
 pub struct SinkTerminal<S> {
     sink: S,
     error: Option<SinkError>,
@@ -151,24 +160,14 @@ impl<T, S: Sink<T>> Terminal<T> for SinkTerminal<S> {
         if let Some(e) = self.take_error() {
             return Err(e);
         }
-        let actions = self
-            .sink
-            .pre_commit(epoch)
-            .map_err(|e| TaskError::caused(format!("sink pre-commit of epoch {epoch}"), e))?;
-        actions
-            .iter()
-            .map(|a| {
-                bincode::serialize(a).map_err(|e| TaskError::caused("encoding a commit action", e))
-            })
-            .collect()
-    }
-
-    fn committed(&mut self, epoch: u64) {
-        self.sink.committed(epoch);
+        self.sink.flush(epoch).map_err(|e| {
+            TaskError::caused(format!("sink flush at the barrier of epoch {epoch}"), e)
+        })?;
+        Ok(Vec::new())
     }
 }
 
-/// A sink factory in the role of a terminal spec.
+/// A plain sink factory in the role of a terminal spec.
 pub struct SinkSpec<F>(pub F);
 
 impl<T: 'static, F: SinkFactory<T>> TerminalSpec<T> for SinkSpec<F> {

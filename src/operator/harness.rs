@@ -393,6 +393,7 @@ where
                     .next(),
                 None => None,
             },
+            run: 0,
             suspect: None,
             queryables: QueryableStates::default(),
             key_partitions: options.key_partitions,

@@ -94,8 +94,10 @@ struct Entry {
 /// The body of one partition's frame.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Body {
-    /// The parallelism of the run that wrote it, and the writer's partition: a
-    /// restore reads the frames of one run only (see [`redistribute`]).
+    /// The run that wrote it (the epoch that run restored, 0 for a run from the
+    /// beginning), its parallelism, and the writer's partition: a restore reads
+    /// the frames of the newest run only (see [`redistribute`]).
+    run: u64,
     parallelism: u32,
     partition: u32,
     entries: BTreeMap<String, Entry>,
@@ -169,8 +171,9 @@ impl OperatorStateWriter {
     }
 
     /// The frame of partition `partition` of `parallelism`.
-    pub(crate) fn encode(self, partition: u32, parallelism: u32) -> Vec<u8> {
+    pub(crate) fn encode(self, run: u64, partition: u32, parallelism: u32) -> Vec<u8> {
         let body = Body {
+            run,
             parallelism,
             partition,
             entries: self.entries,
@@ -245,9 +248,11 @@ impl OperatorStateReader {
 /// Splits the frames a stage's partitions wrote (indexed by the chunk's partition
 /// number) over `parallelism` new partitions.
 ///
-/// A manifest may still carry frames of an earlier run at a higher parallelism
-/// (chunk ids that no partition of a later run rewrote): only the frames written
-/// by the run that wrote partition 0's frame are read, the others are stale.
+/// A manifest may still carry frames of an earlier run (chunk ids that no
+/// partition of a later run rewrote, e.g. after a restore at a lower parallelism):
+/// only the frames of the newest run (the one that restored the newest epoch) are
+/// read, the others are stale. A partition of that run that wrote no frame held no
+/// operator state.
 pub(crate) fn redistribute(
     frames: &[(u32, Vec<u8>)],
     parallelism: u32,
@@ -256,11 +261,8 @@ pub(crate) fn redistribute(
     for (partition, frame) in frames {
         bodies.push(decode_frame(*partition, frame)?);
     }
-    let writers = bodies
-        .iter()
-        .find(|b| b.partition == 0)
-        .map_or(0, |b| b.parallelism);
-    bodies.retain(|b| b.parallelism == writers && b.partition < writers);
+    let newest = bodies.iter().map(|b| b.run).max().unwrap_or(0);
+    bodies.retain(|b| b.run == newest && b.partition < b.parallelism);
     bodies.sort_by_key(|b| b.partition);
     let n = parallelism.max(1) as usize;
     let mut out = vec![OperatorStateReader::default(); n];
@@ -319,11 +321,22 @@ mod tests {
         union: &[u64],
         rules: &[u64],
     ) -> (u32, Vec<u8>) {
+        frame_of_run(0, partition, parallelism, list, union, rules)
+    }
+
+    fn frame_of_run(
+        run: u64,
+        partition: u32,
+        parallelism: u32,
+        list: &[u64],
+        union: &[u64],
+        rules: &[u64],
+    ) -> (u32, Vec<u8>) {
         let mut w = OperatorStateWriter::new();
         w.list("offsets", list.iter().copied()).unwrap();
         w.union("seen", union.iter().copied()).unwrap();
         w.broadcast("rules", rules.iter().copied()).unwrap();
-        (partition, w.encode(partition, parallelism))
+        (partition, w.encode(run, partition, parallelism))
     }
 
     #[test]
@@ -341,14 +354,36 @@ mod tests {
 
     #[test]
     fn stale_frames_of_an_earlier_run_are_not_read() {
-        // A run at parallelism 1 rewrote chunk 0; chunk 1 is left from a run at 2.
-        let frames = vec![frame(0, 1, &[1], &[], &[]), frame(1, 2, &[99], &[], &[])];
+        // A run at parallelism 2 restored epoch 5, so only its partition 1 wrote
+        // chunk 1 (partition 0 held nothing); chunk 0 is left from the first run,
+        // at the same parallelism, and must not be read.
+        let frames = vec![
+            frame_of_run(0, 0, 2, &[99], &[], &[]),
+            frame_of_run(5, 1, 2, &[1], &[], &[]),
+        ];
         let readers = redistribute(&frames, 2).unwrap();
         let all: Vec<u64> = readers
             .iter()
             .flat_map(|r| r.get::<u64>("offsets").unwrap())
             .collect();
         assert_eq!(all, vec![1]);
+    }
+
+    #[test]
+    fn empty_frames_of_a_newer_run_supersede_an_older_runs_state() {
+        // The restored run drained its state: its partitions write empty frames,
+        // which must win over the first run's frames still in the manifest.
+        let mut empty = OperatorStateWriter::new();
+        empty.list::<u64>("offsets", []).unwrap();
+        let frames = vec![
+            frame_of_run(0, 0, 1, &[7, 8], &[], &[]),
+            (0, OperatorStateWriter::new().encode(3, 0, 2)),
+            (1, empty.encode(3, 1, 2)),
+        ];
+        let readers = redistribute(&frames, 2).unwrap();
+        assert!(readers
+            .iter()
+            .all(|r| r.get::<u64>("offsets").unwrap().is_empty()));
     }
 
     #[test]
@@ -369,7 +404,7 @@ mod tests {
     fn a_wrong_type_is_an_error_not_a_panic() {
         let mut w = OperatorStateWriter::new();
         w.list("names", ["a".to_string()]).unwrap();
-        let readers = redistribute(&[(0, w.encode(0, 1))], 1).unwrap();
+        let readers = redistribute(&[(0, w.encode(0, 0, 1))], 1).unwrap();
         assert!(readers[0].get::<u64>("names").is_err());
     }
 

@@ -4,6 +4,7 @@
 pub mod dead_letters;
 pub mod deps;
 pub mod events;
+pub mod faults;
 pub mod http;
 pub mod kafka;
 pub mod kafka_model;

@@ -14,10 +14,12 @@ use crate::supervisor::{CheckpointFailed, JobSupervisor};
 
 use super::stats::{CheckpointStats, EpochOutcome, EpochRecord};
 use super::writer::{self, EpochWrite, Written};
-use super::{Acknowledge, ChunkData, EpochComplete, TriggerEpoch};
+use super::{Acknowledge, ChunkData, EpochComplete, StageAction, TriggerEpoch};
 
-/// Applies one commit action (the engine's encoding); must be idempotent.
-pub type Committer = Arc<dyn Fn(&[u8]) -> Result<(), String> + Send + Sync>;
+/// Applies one commit action of an epoch whose manifest is durable: the stage index
+/// of the actor that returned it, and the action as that stage's sink encoded it.
+/// Must be idempotent (recovery redoes the restored epoch's actions).
+pub type Committer = Arc<dyn Fn(u32, &[u8]) -> Result<(), String> + Send + Sync>;
 
 /// Folds a chain of state chunks (a full image, then deltas) into one full image.
 pub type Merger = Arc<dyn Fn(&[Vec<u8>]) -> Result<Vec<u8>, String> + Send + Sync>;
@@ -96,7 +98,8 @@ struct Epoch {
     started: Instant,
     acked: HashSet<ActorKey>,
     chunks: Vec<ChunkData>,
-    commits: Vec<Vec<u8>>,
+    /// Commit actions, tagged with the stage of the actor that returned them.
+    commits: Vec<StageAction>,
     abandoned: bool,
     is_final: bool,
     alignment: Duration,
@@ -108,9 +111,17 @@ impl Epoch {
     fn absorb(&mut self, key: ActorKey, snapshot: super::TaskSnapshot, alignment: Duration) {
         self.acked.insert(key);
         self.chunks.extend(snapshot.chunks);
-        self.commits.extend(snapshot.commits);
+        self.commits.extend(tag(key, snapshot.commits));
         self.alignment = self.alignment.max(alignment);
     }
+}
+
+/// Tags the commit actions actor `key` returned with its stage.
+fn tag(key: ActorKey, commits: Vec<Vec<u8>>) -> impl Iterator<Item = StageAction> {
+    commits.into_iter().map(move |action| StageAction {
+        stage: key.0,
+        action,
+    })
 }
 
 /// The coordinator actor of one job.
@@ -123,7 +134,7 @@ pub struct CheckpointCoordinator {
     actors: Vec<(ActorKey, Recipient<EpochComplete>)>,
     finished: HashSet<ActorKey>,
     /// Final snapshots not yet attached to an epoch.
-    carry: (Vec<ChunkData>, Vec<Vec<u8>>),
+    carry: (Vec<ChunkData>, Vec<StageAction>),
     inflight: VecDeque<Epoch>,
     last_trigger: Instant,
     hold_until: Instant,
@@ -466,7 +477,7 @@ impl Handler<Acknowledge> for CheckpointCoordinator {
                     Some(epoch) => epoch.absorb(key, ack.snapshot, ack.alignment),
                     None => {
                         self.carry.0.extend(ack.snapshot.chunks);
-                        self.carry.1.extend(ack.snapshot.commits);
+                        self.carry.1.extend(tag(key, ack.snapshot.commits));
                     }
                 }
             }

@@ -22,12 +22,16 @@
 //!    [`EpochComplete`].
 
 mod align;
+pub mod commit_list;
 mod coordinator;
 pub mod metrics;
 mod stats;
 mod writer;
 
 pub use align::{Aligned, Aligner};
+pub use commit_list::{
+    decode_commit_list, encode_commit_list, CommitList, CommitListError, StageAction,
+};
 pub use coordinator::{
     CheckpointConfig, CheckpointCoordinator, Committer, FinishJob, JobActors, Merger,
     RequestSavepoint, SavepointDone, ShutdownCoordinator,
@@ -61,7 +65,8 @@ pub fn operator_chunk_stage(stage_index: u32) -> String {
     format!("operator/{stage_index}")
 }
 
-/// The chunk id under which an epoch's sink commit actions are stored.
+/// The chunk id under which an epoch's sink commit actions are stored (a
+/// [`commit_list`]).
 pub const COMMITS_CHUNK_STAGE: &str = "commits";
 
 /// Manifest metadata key on the two manifests that end a run of a bounded job.
@@ -108,8 +113,8 @@ pub struct ChunkData {
 }
 
 /// What a task hands over at a barrier: the chunks to store and the commit actions to
-/// run once the epoch is complete (opaque to the kernel, applied by the job's
-/// [`Committer`]).
+/// run once the epoch is complete (opaque to the kernel; the coordinator tags each
+/// with the task's stage and hands it to the job's [`Committer`]).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct TaskSnapshot {
     /// Chunks to store.

@@ -14,14 +14,17 @@ use crate::snapshot::{
     copy_epoch, ChunkId, ChunkRef, LocalDirStore, Manifest, NewChunk, SnapshotStore,
 };
 
+use super::commit_list::encode_commit_list;
 use super::coordinator::{Committer, Merger};
-use super::{finished_manifest, ChunkData, COMMITS_CHUNK_STAGE, FINAL_COMMITTING, META_FINAL};
+use super::{
+    finished_manifest, ChunkData, StageAction, COMMITS_CHUNK_STAGE, FINAL_COMMITTING, META_FINAL,
+};
 
 /// One epoch handed to the writer.
 pub(crate) struct EpochWrite {
     pub epoch: u64,
     pub chunks: Vec<ChunkData>,
-    pub commits: Vec<Vec<u8>>,
+    pub commits: Vec<StageAction>,
     /// Abandoned epochs store their chunks (later epochs build on them) but commit no
     /// manifest and run no commit actions.
     pub abandoned: bool,
@@ -117,7 +120,7 @@ impl Writer {
         &mut self,
         epoch: u64,
         chunks: Vec<ChunkData>,
-        commits: Vec<Vec<u8>>,
+        commits: Vec<StageAction>,
         abandoned: bool,
         is_final: bool,
         savepoint: Option<PathBuf>,
@@ -150,7 +153,7 @@ impl Writer {
             if commits.is_empty() {
                 self.setup.chains.remove(&commits_id);
             } else {
-                let data = bincode::serialize(&commits)
+                let data = encode_commit_list(&commits)
                     .map_err(|e| format!("encoding the commit actions of epoch {epoch}: {e}"))?;
                 batch.push((commits_id, None, data));
             }
@@ -218,9 +221,9 @@ impl Writer {
         })
     }
 
-    fn apply(&self, commits: &[Vec<u8>]) -> Result<(), String> {
-        for action in commits {
-            (self.setup.committer)(action)?;
+    fn apply(&self, commits: &[StageAction]) -> Result<(), String> {
+        for commit in commits {
+            (self.setup.committer)(commit.stage, &commit.action)?;
         }
         Ok(())
     }

@@ -59,7 +59,7 @@ pub fn checkpoint_config(
         retain: 2,
         compact_after: 4,
         store,
-        committer: Arc::new(move |action: &[u8]| {
+        committer: Arc::new(move |_stage: u32, action: &[u8]| {
             applied.lock().unwrap().push(action.to_vec());
             Ok(())
         }),

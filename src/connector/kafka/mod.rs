@@ -34,8 +34,8 @@ pub use format::{Json, KafkaFormat, KafkaRecord, RawBytes, Utf8Text};
 pub use position::KafkaPosition;
 pub use reader::KafkaReader;
 pub use sink::{
-    transaction_counts, Delivery, KafkaCommit, KafkaOutput, KafkaSink, KafkaSinkError,
-    KafkaSinkPart, LogProducer, PartitionEnds, TransactionCounts, TransactionalLog,
+    transaction_counts, Delivery, KafkaCommit, KafkaCommitter, KafkaOutput, KafkaSink,
+    KafkaSinkError, KafkaSinkPart, LogProducer, PartitionEnds, TransactionCounts, TransactionalLog,
 };
 pub use start::{Fallback, StartMode};
 

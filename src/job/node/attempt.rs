@@ -11,6 +11,7 @@ use weir_actors::snapshot::SnapshotStore;
 use weir_actors::{JobFailure, WorkerPool};
 
 use crate::graph::{JobPlan, Port};
+use crate::job::commits::StageCommitters;
 use crate::job::error::JobError;
 use crate::job::plan::StagePlan;
 use crate::job::poison::PoisonBoard;
@@ -20,7 +21,6 @@ use crate::job::report::{JobReport, StageSummary};
 use crate::metrics::JobMetrics;
 use crate::status::{AttemptFeed, JobState};
 
-use super::commit::apply_commit_action;
 use super::spawn::{SpawnShared, SpawnedJob};
 use super::status::Publisher;
 use super::watch::{watch, Watched};
@@ -46,6 +46,7 @@ impl Node {
             started,
             poison,
             checkpoints: checkpoint_stats,
+            committers,
         } = setup;
         let name = name.to_string();
         let opts = &self.options;
@@ -78,7 +79,7 @@ impl Node {
                 retain: opts.checkpoint.retain,
                 compact_after: opts.checkpoint.compact_after,
                 store: snapshots.map(|s| s as Arc<dyn SnapshotStore>),
-                committer: Arc::new(apply_commit_action),
+                committer: committers.for_coordinator(),
                 merge: Arc::new(|chain: &[Vec<u8>]| {
                     let parts: Vec<&[u8]> = chain.iter().map(Vec::as_slice).collect();
                     weir_actors::state::merge_chain(&parts).map_err(|e| e.to_string())
@@ -209,6 +210,8 @@ pub(super) struct AttemptSetup<'a> {
     pub(super) poison: &'a PoisonBoard,
     /// The run's checkpoint figures (every attempt counts into them).
     pub(super) checkpoints: &'a Arc<CheckpointStats>,
+    /// The transactional sink stages' committers.
+    pub(super) committers: &'a StageCommitters,
 }
 
 /// The job's source stages, and its sink stages: those none of whose outputs feeds

@@ -5,8 +5,7 @@
 //! concern: `control` (how a run is controlled from outside), `restart_loop` (the
 //! attempts of a run and the restart strategy between them), `recovery` (finishing a
 //! run that stopped in its final commit), `attempt` (one attempt, from spawning to
-//! the report), `spawn` (spawning the pipelines' actors), `commit` (applying sink
-//! commit actions), `watch` (waiting on a running attempt), `status` (what the status
+//! the report), `spawn` (spawning the graph's stages, receivers first), `watch` (waiting on a running attempt), `status` (what the status
 //! board and the metrics are told), `savepoint` and `signals`, and `temporary_dir`.
 
 use std::sync::Arc;
@@ -24,7 +23,6 @@ use super::plan::StagePlan;
 use super::report::JobReport;
 
 mod attempt;
-mod commit;
 mod control;
 mod recovery;
 mod restart_loop;

@@ -6,6 +6,7 @@ use std::time::Instant;
 use weir_actors::snapshot::{Manifest, SnapshotStore};
 
 use crate::connector::SinkRecovery;
+use crate::job::commits::StageCommitters;
 use crate::job::error::JobError;
 use crate::job::plan::StagePlan;
 use crate::job::recovery;
@@ -29,7 +30,7 @@ impl Node {
         state_dir: Option<&std::path::Path>,
         started: Instant,
     ) -> Result<JobReport, JobError> {
-        recovery::redo_commit_actions(name, last, store)?;
+        recovery::redo_commit_actions(name, last, store, &StageCommitters::of(indexed))?;
         for (_, plan) in indexed {
             plan.recover(&SinkRecovery {
                 restored: Some(last.epoch),

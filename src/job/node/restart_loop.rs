@@ -11,6 +11,7 @@ use weir_actors::JobFailure;
 
 use crate::connector::SinkRecovery;
 use crate::job::builder::Job;
+use crate::job::commits::StageCommitters;
 use crate::job::error::JobError;
 use crate::job::poison::PoisonBoard;
 use crate::job::recovery::{self, ResumePoint};
@@ -46,6 +47,9 @@ impl Node {
             .map(|(i, stage)| (i as u32, stage.as_ref()))
             .collect();
         let stage_names: Vec<String> = indexed.iter().map(|(_, p)| p.name()).collect();
+        // Where each transactional sink stage's commit actions go: after an epoch
+        // completes, and when recovery redoes them.
+        let committers = StageCommitters::of(&indexed);
         let _state_usage = self.start_state_usage(&name, &indexed, &stage_names)?;
         self.publish_graph(&self.status, &name, &plan);
         // One record of the run's checkpoints, across its attempts: the coordinators
@@ -163,6 +167,7 @@ impl Node {
                 started,
                 poison: &poison,
                 checkpoints: &checkpoint_stats,
+                committers: &committers,
             };
             let attempt = system.block_on(self.attempt(setup, &mut control, &mut metrics));
             match attempt {

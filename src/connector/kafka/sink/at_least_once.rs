@@ -4,7 +4,7 @@
 use super::error::KafkaSinkError;
 use super::log::LogProducer;
 use super::output::KafkaOutput;
-use crate::connector::sink::{CommitAction, Sink, SinkError};
+use crate::connector::sink::{Sink, SinkError};
 
 /// One partition of a [`KafkaSink`](super::KafkaSink) in
 /// [`Delivery::AtLeastOnce`](super::Delivery::AtLeastOnce).
@@ -39,10 +39,9 @@ where
 
     /// Every record before the barrier is acknowledged before the barrier is: a
     /// complete epoch's output is in Kafka, so a restart from it loses nothing.
-    fn pre_commit(&mut self, _epoch: u64) -> Result<Vec<CommitAction>, SinkError> {
+    fn flush(&mut self, _epoch: u64) -> Result<(), SinkError> {
         self.producer
             .flush()
-            .map_err(|e: KafkaSinkError| SinkError::from(e))?;
-        Ok(Vec::new())
+            .map_err(|e: KafkaSinkError| SinkError::from(e))
     }
 }

@@ -17,6 +17,8 @@ use super::marker::CommitMarker;
 use super::output::KafkaOutput;
 use super::registry::{self, lock, Phase};
 use super::staged::{read_staged, remove_staged};
+use crate::connector::sink::SinkError;
+use crate::connector::two_phase::Committer;
 
 /// Everything needed to finish epoch `epoch` of one sink partition, with or without
 /// the producer that holds its transaction: recorded in the epoch's snapshot, and
@@ -139,6 +141,37 @@ impl KafkaCommit {
         slot.phase = Phase::Idle;
         slot.committed_through = Some(self.epoch);
         Ok(())
+    }
+
+    /// Discards the epoch's output because the epoch will never complete (the job
+    /// rolled back to an earlier one, whose replay produces these records again in
+    /// epochs of its own).
+    ///
+    /// If a producer of this process still holds the transaction pre-committed for
+    /// this epoch (a dropped partition's slot, kept in the registry), aborts it and
+    /// counts the abort. A failed abort is only logged: the restarted partition's
+    /// producers fence the id on creation, which aborts the transaction anyway (and
+    /// is what ends it when no producer of this process holds it, e.g. after the
+    /// process died). Then deletes the staged copy. The ledger is not touched: the
+    /// epoch never committed, and no redo will ask about it.
+    pub fn abort(&self) -> Result<(), KafkaSinkError> {
+        if let Some(slot) = registry::live(&self.transactional_id) {
+            let mut slot = lock(&slot);
+            if slot.phase == Phase::PreCommitted(self.epoch) {
+                match slot.producer.as_mut().map(|producer| producer.abort()) {
+                    Some(Ok(())) => registry::count_abort(&self.sink),
+                    Some(Err(error)) => {
+                        tracing::debug!(id = %self.transactional_id, epoch = self.epoch, %error,
+                            "kafka sink: aborting a rolled-back epoch's transaction failed;                              fencing will");
+                        // Unusable now; the next partition of this id makes a new one.
+                        slot.producer = None;
+                    }
+                    None => {}
+                }
+                slot.phase = Phase::Idle;
+            }
+        }
+        remove_staged(&self.staged)
     }
 
     /// The slow path, deciding from durable facts only:
@@ -305,5 +338,125 @@ impl KafkaCommit {
             )));
         }
         Ok(marker.epoch >= self.epoch)
+    }
+}
+
+/// The [`Committer`] of a [`KafkaSink`](super::KafkaSink). Every [`KafkaCommit`] is
+/// self-contained (it names the cluster and its settings, the ids, the topics and the
+/// staged copy), so the committer holds nothing: `commit` is [`KafkaCommit::apply`]
+/// (which is also the redo after a restart) and `abort` is [`KafkaCommit::abort`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KafkaCommitter;
+
+impl Committer for KafkaCommitter {
+    type Action = KafkaCommit;
+
+    fn commit(&self, action: &KafkaCommit) -> Result<(), SinkError> {
+        Ok(action.apply()?)
+    }
+
+    fn abort(&self, action: &KafkaCommit) -> Result<(), SinkError> {
+        Ok(action.abort()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::connector::kafka::sink::registry::Slot;
+
+    /// A producer that only counts its aborts.
+    struct CountsAborts(Arc<AtomicU32>);
+
+    impl LogProducer for CountsAborts {
+        fn init_transactions(&mut self) -> Result<(), KafkaSinkError> {
+            Ok(())
+        }
+        fn begin(&mut self) -> Result<(), KafkaSinkError> {
+            Ok(())
+        }
+        fn send(&mut self, _topic: &str, _record: &KafkaOutput) -> Result<(), KafkaSinkError> {
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<(), KafkaSinkError> {
+            Ok(())
+        }
+        fn commit(&mut self) -> Result<(), KafkaSinkError> {
+            Err(KafkaSinkError::Invalid(
+                "a test producer never commits".into(),
+            ))
+        }
+        fn abort(&mut self) -> Result<(), KafkaSinkError> {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+    }
+
+    fn action(id: &str, epoch: u64, staged: PathBuf) -> KafkaCommit {
+        KafkaCommit {
+            bootstrap: "unused:9092".into(),
+            settings: Vec::new(),
+            timeout_ms: 1000,
+            sink: format!("{id}-sink"),
+            partition: 0,
+            transactional_id: id.into(),
+            marker_writers: vec![id.into()],
+            epoch,
+            topic: "out".into(),
+            marker_topic: "markers".into(),
+            marker_partition: 0,
+            staged,
+        }
+    }
+
+    /// A dropped partition's slot holding `id`'s transaction in `phase`.
+    fn orphan(id: &str, phase: Phase, aborts: &Arc<AtomicU32>) -> Arc<Mutex<Slot>> {
+        let slot = Arc::new(Mutex::new(Slot {
+            id: id.into(),
+            producer: Some(Box::new(CountsAborts(aborts.clone()))),
+            phase,
+            committed_through: None,
+        }));
+        registry::adopt(slot.clone());
+        slot
+    }
+
+    #[test]
+    fn an_abort_ends_the_pre_committed_transaction_of_its_epoch_once_and_deletes_the_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let staged = dir.path().join("p00000-e00000000000000000007.staged");
+        std::fs::write(&staged, b"copy").unwrap();
+        let aborts = Arc::new(AtomicU32::new(0));
+        let id = "commit-test-abort-p0-s1";
+        let slot = orphan(id, Phase::PreCommitted(7), &aborts);
+        let before = registry::transaction_counts(&format!("{id}-sink")).aborted();
+        let action = action(id, 7, staged.clone());
+        KafkaCommitter.abort(&action).unwrap();
+        assert_eq!(aborts.load(Ordering::Relaxed), 1);
+        assert_eq!(lock(&slot).phase, Phase::Idle);
+        assert!(!staged.exists());
+        assert_eq!(
+            registry::transaction_counts(&format!("{id}-sink")).aborted(),
+            before + 1
+        );
+        // Done twice: nothing more to end, nothing more to delete.
+        KafkaCommitter.abort(&action).unwrap();
+        assert_eq!(aborts.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn an_abort_leaves_a_transaction_of_another_epoch_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let aborts = Arc::new(AtomicU32::new(0));
+        let id = "commit-test-other-p0-s2";
+        let slot = orphan(id, Phase::PreCommitted(9), &aborts);
+        KafkaCommitter
+            .abort(&action(id, 8, dir.path().join("gone.staged")))
+            .unwrap();
+        assert_eq!(aborts.load(Ordering::Relaxed), 0);
+        assert_eq!(lock(&slot).phase, Phase::PreCommitted(9));
     }
 }

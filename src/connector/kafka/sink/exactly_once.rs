@@ -12,12 +12,13 @@ use super::marker::CommitMarker;
 use super::output::KafkaOutput;
 use super::registry::{self, lock, Phase, SharedSlot, Slot};
 use super::staged::{staged_name, StagedWriter};
-use crate::connector::sink::{CommitAction, Sink, SinkError};
+use crate::connector::sink::SinkError;
+use crate::connector::two_phase::TwoPhaseCommitSink;
 
 /// A pre-committed epoch not yet known complete.
 struct Pending {
     epoch: u64,
-    action: CommitAction,
+    action: KafkaCommit,
 }
 
 /// One partition of a [`KafkaSink`](super::KafkaSink) in
@@ -223,7 +224,7 @@ impl<F> ExactlyOncePart<F> {
         };
         self.pending.push(Pending {
             epoch,
-            action: CommitAction::Kafka(Box::new(commit)),
+            action: commit,
         });
         Ok(())
     }
@@ -237,22 +238,24 @@ fn producer_of(slot: &mut Slot) -> Result<&mut Box<dyn super::log::LogProducer>,
         .ok_or_else(|| KafkaSinkError::Invalid(format!("producer {id} was lost to a failure")))
 }
 
-impl<T, F> Sink<T> for ExactlyOncePart<F>
+impl<T, F> TwoPhaseCommitSink<T> for ExactlyOncePart<F>
 where
     F: Fn(&T) -> KafkaOutput + Send + 'static,
 {
+    type Action = KafkaCommit;
+
     fn write(&mut self, item: T) -> Result<(), SinkError> {
         let record = (self.format)(&item);
         self.guarded(|part| part.write_record(record))
     }
 
-    /// Nothing to do: the final [`pre_commit`](Sink::pre_commit) ends the last
-    /// epoch's transaction, and only committed transactions are visible.
+    /// Nothing to do: the final [`pre_commit`](TwoPhaseCommitSink::pre_commit) ends
+    /// the last epoch's transaction, and only committed transactions are visible.
     fn finish(&mut self) -> Result<(), SinkError> {
         Ok(self.check()?)
     }
 
-    fn pre_commit(&mut self, epoch: u64) -> Result<Vec<CommitAction>, SinkError> {
+    fn pre_commit(&mut self, epoch: u64) -> Result<Vec<KafkaCommit>, SinkError> {
         self.guarded(|part| part.pre_commit_epoch(epoch))?;
         Ok(self.pending.iter().map(|p| p.action.clone()).collect())
     }
@@ -266,8 +269,9 @@ impl<F> Drop for ExactlyOncePart<F> {
     /// Aborts the epoch in progress (a rollback replays it). Pre-committed
     /// transactions stay open, their producers kept in the registry: their epoch may
     /// be complete with its commit action still to run (the final epoch of a job
-    /// that finished, or the epoch a rollback restores); if not, the restarted
-    /// sink's producers fence them. Slots that committed are kept too, so an action
+    /// that finished, or the epoch a rollback restores); if not, the rollback's
+    /// abort of their actions ([`KafkaCommit::abort`]) ends them, and the restarted
+    /// sink's producers fence whatever is left. Slots that committed are kept too, so an action
     /// applied again (an epoch's action list repeats those not yet known complete)
     /// sees that its epoch committed.
     fn drop(&mut self) {

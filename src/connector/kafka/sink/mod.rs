@@ -12,7 +12,8 @@
 //!   record of the newest committed epoch of each sink partition.
 //! - [`registry`]: live producers, installed logs and transaction counters.
 //! - [`exactly_once`], [`at_least_once`]: the partition sinks.
-//! - [`commit`]: the commit action and its redo.
+//! - [`commit`]: the commit action, its redo and its abort, and the sink's
+//!   [`Committer`](crate::connector::two_phase::Committer).
 //!
 //! See docs/kafka.md for the user's view and docs/exactly-once.md ("Kafka sink")
 //! for the argument.
@@ -36,7 +37,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use at_least_once::AtLeastOncePart;
-pub use commit::KafkaCommit;
+pub use commit::{KafkaCommit, KafkaCommitter};
 pub use config::{Delivery, DEFAULT_POOL, DEFAULT_STAGING, DEFAULT_TIMEOUT};
 pub use error::KafkaSinkError;
 pub use exactly_once::ExactlyOncePart;
@@ -46,7 +47,8 @@ pub use registry::{transaction_counts, TransactionCounts};
 
 use config::SinkConfig;
 
-use crate::connector::sink::{CommitAction, Sink, SinkError, SinkFactory, SinkRecovery};
+use crate::connector::sink::{Sink, SinkError, SinkRecovery};
+use crate::connector::two_phase::{TwoPhaseCommitSink, TwoPhaseCommitSinkFactory};
 
 /// A Kafka sink writing the records of a job's last stage to one topic, each made
 /// into a [`KafkaOutput`] by `F`.
@@ -66,8 +68,8 @@ use crate::connector::sink::{CommitAction, Sink, SinkError, SinkFactory, SinkRec
 pub struct KafkaSink<F> {
     config: Arc<SinkConfig>,
     format: F,
-    /// The job's state directory, learnt in [`SinkFactory::recover`] before each
-    /// run: the default home of staged copies.
+    /// The job's state directory, learnt in [`TwoPhaseCommitSinkFactory::recover`]
+    /// before each run: the default home of staged copies.
     state_dir: Arc<Mutex<Option<PathBuf>>>,
 }
 
@@ -220,7 +222,9 @@ impl<F> KafkaSink<F> {
     }
 }
 
-/// One partition of a [`KafkaSink`], in its delivery mode.
+/// One partition of a [`KafkaSink`], in its delivery mode. Both are one
+/// [`TwoPhaseCommitSink`]; an at-least-once partition flushes at each barrier and
+/// returns no actions.
 pub enum KafkaSinkPart<F> {
     /// At-least-once.
     AtLeastOnce(AtLeastOncePart<F>),
@@ -228,41 +232,43 @@ pub enum KafkaSinkPart<F> {
     ExactlyOnce(Box<ExactlyOncePart<F>>),
 }
 
-impl<T, F> Sink<T> for KafkaSinkPart<F>
+impl<T, F> TwoPhaseCommitSink<T> for KafkaSinkPart<F>
 where
     F: Fn(&T) -> KafkaOutput + Send + 'static,
 {
+    type Action = KafkaCommit;
+
     fn write(&mut self, item: T) -> Result<(), SinkError> {
         match self {
-            KafkaSinkPart::AtLeastOnce(p) => p.write(item),
-            KafkaSinkPart::ExactlyOnce(p) => p.write(item),
+            KafkaSinkPart::AtLeastOnce(p) => Sink::<T>::write(p, item),
+            KafkaSinkPart::ExactlyOnce(p) => TwoPhaseCommitSink::<T>::write(p.as_mut(), item),
         }
     }
     fn finish(&mut self) -> Result<(), SinkError> {
         match self {
             KafkaSinkPart::AtLeastOnce(p) => Sink::<T>::finish(p),
-            KafkaSinkPart::ExactlyOnce(p) => Sink::<T>::finish(p.as_mut()),
+            KafkaSinkPart::ExactlyOnce(p) => TwoPhaseCommitSink::<T>::finish(p.as_mut()),
         }
     }
-    fn pre_commit(&mut self, epoch: u64) -> Result<Vec<CommitAction>, SinkError> {
+    fn pre_commit(&mut self, epoch: u64) -> Result<Vec<KafkaCommit>, SinkError> {
         match self {
-            KafkaSinkPart::AtLeastOnce(p) => Sink::<T>::pre_commit(p, epoch),
-            KafkaSinkPart::ExactlyOnce(p) => Sink::<T>::pre_commit(p.as_mut(), epoch),
+            KafkaSinkPart::AtLeastOnce(p) => Sink::<T>::flush(p, epoch).map(|()| Vec::new()),
+            KafkaSinkPart::ExactlyOnce(p) => TwoPhaseCommitSink::<T>::pre_commit(p.as_mut(), epoch),
         }
     }
     fn committed(&mut self, epoch: u64) {
-        match self {
-            KafkaSinkPart::AtLeastOnce(p) => Sink::<T>::committed(p, epoch),
-            KafkaSinkPart::ExactlyOnce(p) => Sink::<T>::committed(p.as_mut(), epoch),
+        if let KafkaSinkPart::ExactlyOnce(p) = self {
+            TwoPhaseCommitSink::<T>::committed(p.as_mut(), epoch);
         }
     }
 }
 
-impl<T, F> SinkFactory<T> for KafkaSink<F>
+impl<T, F> TwoPhaseCommitSinkFactory<T> for KafkaSink<F>
 where
     F: Fn(&T) -> KafkaOutput + Clone + Send + 'static,
 {
     type Sink = KafkaSinkPart<F>;
+    type Committer = KafkaCommitter;
 
     fn name(&self) -> String {
         format!("kafka({})", self.config.topic)
@@ -286,12 +292,18 @@ where
         })
     }
 
+    fn committer(&self) -> KafkaCommitter {
+        KafkaCommitter
+    }
+
     /// Exactly-once: deletes every staged copy left, and winds the commit ledgers
     /// back to the restored epoch (deletes them for a run from the beginning). The
     /// engine has redone the restored epoch's actions (which delete their staged
-    /// copies), so what is left belongs to epochs that never completed, and every
+    /// copies) and aborted those of later epochs it knew of, so what is left belongs
+    /// to epochs that never completed (a process that died left them), and every
     /// epoch up to the restored one is committed. Open transactions a crashed run
-    /// left are aborted when [`create`](SinkFactory::create) fences their ids.
+    /// left are aborted when [`create`](TwoPhaseCommitSinkFactory::create) fences
+    /// their ids.
     fn recover(&self, recovery: &SinkRecovery<'_>) -> Result<(), SinkError> {
         *self
             .state_dir
