@@ -55,6 +55,7 @@ use serde::{Deserialize, Serialize};
 use weir::connector::generator::splitmix64;
 use weir::connector::source::{counter_position, decode_counter_position};
 use weir::connector::{ReadStatus, SourceError};
+use weir::job::sink_stage::IntoSinkSpec;
 use weir::prelude::*;
 
 /// Event time between two events, in ms.
@@ -506,14 +507,15 @@ impl BroadcastProcess for RuleEngine {
     }
 }
 
-/// The job over `events` and `rules`, checked by `engine`, into `sink`: the events
-/// keyed by user, connected with the rules as a broadcast stream.
-pub fn job_reading<E, R, O, S>(events: E, rules: R, engine: O, sink: S) -> Job
+/// The job over `events` and `rules`, checked by `engine`, into `sink` (a plain
+/// or a transactional sink: `Kind` says which): the events keyed by user, connected
+/// with the rules as a broadcast stream.
+pub fn job_reading<E, R, O, S, Kind>(events: E, rules: R, engine: O, sink: S) -> Job
 where
     E: Source<Item = Event>,
     R: Source<Item = RuleChange>,
     O: BroadcastProcess<Key = u32, In = Event, Out = Match, Rule = RuleChange>,
-    S: SinkFactory<Match>,
+    S: IntoSinkSpec<Match, Kind>,
 {
     let job = Job::new("dynamic-rules");
     let events = job
