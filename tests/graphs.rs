@@ -6,6 +6,7 @@
 
 mod common;
 mod graphs {
+    pub mod alignment;
     pub mod crossings;
     pub mod job;
     pub mod watermarks;
@@ -243,4 +244,30 @@ fn the_serialized_exchange_encodes_every_kind_of_edge_and_the_local_one_none() {
         serialized, want,
         "serialized: (as values, encoded) per edge"
     );
+}
+
+/// The checks of [`graphs::alignment::fast_and_slow`] for one meeting.
+fn aligns_under_backpressure(meeting: graphs::alignment::Meeting) {
+    let root = tempfile::tempdir().unwrap();
+    let seen = graphs::alignment::fast_and_slow(meeting, root.path());
+    assert!(
+        seen.epochs_mid_run >= 2 * graphs::alignment::SLOW_EPOCHS_PER_SPLIT,
+        "{meeting:?}: epochs completed while the slow input ran, told to its two splits: {}",
+        seen.epochs_mid_run
+    );
+    assert_eq!(seen.restarts, 1, "{meeting:?}: the injected fault");
+    assert!(
+        seen.fast_blocked > Duration::ZERO,
+        "{meeting:?}: the fast input was back-pressured"
+    );
+}
+
+#[test]
+fn a_union_of_a_fast_and_a_slow_input_aligns_its_barriers_under_backpressure() {
+    aligns_under_backpressure(graphs::alignment::Meeting::Union);
+}
+
+#[test]
+fn a_connect_of_a_fast_and_a_slow_input_aligns_its_barriers_under_backpressure() {
+    aligns_under_backpressure(graphs::alignment::Meeting::Connect);
 }
