@@ -271,3 +271,65 @@ fn a_union_of_a_fast_and_a_slow_input_aligns_its_barriers_under_backpressure() {
 fn a_connect_of_a_fast_and_a_slow_input_aligns_its_barriers_under_backpressure() {
     aligns_under_backpressure(graphs::alignment::Meeting::Connect);
 }
+
+/// Where [`graph_job_in_a_child_process`] writes, when a test runs it as a child.
+const CHILD_DIR: &str = "WEIR_GRAPH_TEST_CHILD_DIR";
+/// Numbers each split of the child's sources reads between two barriers (a run
+/// spans about 50 epochs).
+const CHILD_PER_EPOCH: usize = 60;
+
+/// Runs the graph job with its state and output below `dir`, resuming from the
+/// newest complete epoch there, if any.
+fn run_child_job(dir: &Path) -> JobReport {
+    let mut setup = Setup::new(N, &dir.join("out"));
+    setup.per_epoch = Some(CHILD_PER_EPOCH);
+    let mut o = options(&dir.join("state"), 2);
+    o.checkpoint.interval = Some(Duration::from_millis(40));
+    o.restart = RestartStrategy::None;
+    run_graph(&setup, o)
+}
+
+#[test]
+#[ignore = "the body of a child process: graph_jobs_killed_with_sigkill_resume_with_exact_output runs it"]
+fn graph_job_in_a_child_process() {
+    match std::env::var_os(CHILD_DIR) {
+        Some(dir) => {
+            run_child_job(Path::new(&dir));
+        }
+        None => {
+            let root = tempfile::tempdir().unwrap();
+            run_child_job(root.path());
+            Output::committed(&root.path().join("out"))
+                .assert_same(&Output::expected(N), "a run in one go");
+        }
+    }
+}
+
+#[test]
+fn graph_jobs_killed_with_sigkill_resume_with_exact_output() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().to_path_buf();
+    let child = || {
+        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+        cmd.args([
+            "--exact",
+            "graph_job_in_a_child_process",
+            "--ignored",
+            "--test-threads=1",
+        ])
+        .env(CHILD_DIR, &dir)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+        cmd
+    };
+    let kills = common::kill::kill_until_finished(
+        child,
+        0x6A9F,
+        Duration::from_millis(150),
+        Duration::from_millis(500),
+        4,
+    );
+    Output::committed(&root.path().join("out"))
+        .assert_same(&Output::expected(N), &format!("after {kills} kills"));
+}

@@ -161,8 +161,6 @@ fn expected() -> Vec<String> {
 
 /// What a run showed.
 pub struct Aligned {
-    /// Epochs completed over the run.
-    pub epochs: u64,
     /// Epochs completed while the slow input still had numbers to read, counted
     /// by each of its splits as it was told of them.
     pub epochs_mid_run: u64,
@@ -170,8 +168,6 @@ pub struct Aligned {
     pub restarts: u32,
     /// Time the fast source waited on full mailboxes.
     pub fast_blocked: Duration,
-    /// The longest barrier alignment among the newest epochs.
-    pub longest_alignment: Duration,
 }
 
 /// Runs a fast and a slow input into a two-input operator of `meeting` with
@@ -252,16 +248,8 @@ pub fn fast_and_slow(meeting: Meeting, root: &Path) -> Aligned {
         .map(|s| s.send_wait)
         .unwrap_or_default();
     Aligned {
-        epochs: report.checkpoints.completed,
         epochs_mid_run: committed_mid_run.load(Ordering::SeqCst),
         restarts: report.restarts,
         fast_blocked,
-        longest_alignment: report
-            .checkpoints
-            .history
-            .iter()
-            .map(|e| e.alignment)
-            .max()
-            .unwrap_or_default(),
     }
 }
