@@ -491,8 +491,11 @@ pub struct RulesReader {
     next: usize,
 }
 
-fn rule_time() -> WatermarkStrategy<fn(&(i64, u64)) -> i64> {
-    let ts: fn(&(i64, u64)) -> i64 = |r| r.0;
+/// Reads a rule's time.
+type RuleTime = fn(&(i64, u64)) -> i64;
+
+fn rule_time() -> WatermarkStrategy<RuleTime> {
+    let ts: RuleTime = |r| r.0;
     WatermarkStrategy::ascending(ts)
 }
 
