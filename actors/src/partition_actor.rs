@@ -101,6 +101,11 @@ pub struct PartitionActor<T: Task> {
     phase: Phase,
     /// The source's last round found no more input for now.
     idle: bool,
+    /// A source's next round ([`Pump`]) is queued or scheduled. A source reads in
+    /// one loop of rounds, each scheduling the next; the other messages it handles
+    /// (epoch triggers, deadlines) must not start another loop, or every epoch
+    /// would add one and a barrier would queue behind ever more rounds.
+    pump_scheduled: bool,
     /// The processing-time deadline a wake-up is scheduled for.
     wakeup: Option<(i64, SpawnHandle)>,
     /// Processing time (the wall clock unless a test injects another).
@@ -147,6 +152,7 @@ impl<T: Task> PartitionActor<T> {
             idle_sent: false,
             phase: Phase::Running,
             idle: false,
+            pump_scheduled: false,
             wakeup: None,
             clock: Arc::new(SystemClock),
             supervisor,
@@ -352,7 +358,8 @@ impl<T: Task> PartitionActor<T> {
         }
     }
 
-    /// Output is sent: finish if the input is done, or pump the source again.
+    /// Output is sent: finish if the input is done, or schedule the source's next
+    /// round (unless one is already on its way).
     fn proceed(&mut self, ctx: &mut Context<Self>) {
         match self.phase {
             Phase::Finishing => {
@@ -364,10 +371,14 @@ impl<T: Task> PartitionActor<T> {
                 });
                 ctx.stop();
             }
-            Phase::Running if self.is_source() && self.idle => {
-                post_later(ctx, Pump, IDLE_SOURCE_BACKOFF);
+            Phase::Running if self.is_source() && !self.pump_scheduled => {
+                self.pump_scheduled = true;
+                if self.idle {
+                    post_later(ctx, Pump, IDLE_SOURCE_BACKOFF);
+                } else {
+                    ctx.address().do_send(Pump);
+                }
             }
-            Phase::Running if self.is_source() => ctx.address().do_send(Pump),
             _ => {}
         }
     }
@@ -474,6 +485,7 @@ impl<T: Task> Actor for PartitionActor<T> {
             return;
         }
         if self.is_source() {
+            self.pump_scheduled = true;
             ctx.address().do_send(Pump);
         }
     }
@@ -650,6 +662,7 @@ impl<T: Task> Handler<Pump> for PartitionActor<T> {
     type Result = AtomicResponse<Self, ()>;
 
     fn handle(&mut self, _msg: Pump, ctx: &mut Context<Self>) -> Self::Result {
+        self.pump_scheduled = false;
         if self.phase != Phase::Running || self.overlaps_sending("a source round", ctx) {
             return self.done();
         }

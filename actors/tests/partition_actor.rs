@@ -10,10 +10,10 @@ use weir_actors::checkpoint::{Acknowledge, TaskSnapshot, TriggerEpoch};
 use weir_actors::mailbox::{Mailbox, MailboxGate};
 use weir_actors::message::{Deliver, Payload};
 use weir_actors::outbox::Outbox;
-use weir_actors::partition_actor::{ActorId, PartitionActor};
+use weir_actors::partition_actor::{ActorId, PartitionActor, Stop};
 use weir_actors::stats::ActorStats;
 use weir_actors::supervisor::ActorReport;
-use weir_actors::task::{Task, TaskError};
+use weir_actors::task::{Pumped, Task, TaskError};
 use weir_actors::Marker;
 
 mod support;
@@ -318,5 +318,78 @@ fn an_actor_whose_inputs_end_while_aligning_finishes_exactly_once() {
         *watermarks.lock().unwrap(),
         vec![5, i64::MAX],
         "event time runs out once every input ended"
+    );
+}
+
+/// A source that never finds anything to read, noting when each round asked.
+struct Quiet {
+    asked: Arc<Mutex<Vec<Instant>>>,
+}
+
+impl Task for Quiet {
+    type In = ();
+    type Out = u64;
+    fn on_batch(&mut self, _: u32, _: Vec<()>, _: &mut Outbox<u64>) -> Result<(), TaskError> {
+        Err(TaskError::msg("a source has no input"))
+    }
+    fn pump(&mut self, _: &mut Outbox<u64>) -> Result<Pumped, TaskError> {
+        self.asked.lock().unwrap().push(Instant::now());
+        Ok(Pumped::Idle)
+    }
+}
+
+#[test]
+fn epoch_triggers_do_not_start_more_read_loops_in_an_idle_source() {
+    // An idle source asks again after a 1 ms back-off: with one read loop, two
+    // rounds are at least that far apart. Each epoch trigger used to start a loop
+    // of its own, so after 30 epochs 31 loops asked about 31 times per ms (and a
+    // barrier queued behind all their rounds).
+    const BACKOFF: Duration = Duration::from_millis(1);
+    let system = System::new();
+    let asked: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let collector = Collector::default();
+    let acks = collector.acks.clone();
+    let after_triggers = system.block_on(async {
+        let collector = collector.start();
+        let stats = Arc::new(ActorStats::new(MailboxGate::new(1, 1)));
+        let source = PartitionActor::new(
+            id("quiet"),
+            Quiet {
+                asked: asked.clone(),
+            },
+            0,
+            Outbox::new(0, Vec::new(), 4),
+            collector.clone().recipient(),
+            stats,
+        )
+        .with_checkpoints(collector.clone().recipient())
+        .start();
+        for epoch in 1..=30u64 {
+            source.do_send(TriggerEpoch(epoch));
+            wait_until("the epoch's snapshot", || {
+                acks.lock().unwrap().len() == epoch as usize
+            })
+            .await;
+        }
+        let from = asked.lock().unwrap().len();
+        wait_until("40 more rounds", || {
+            asked.lock().unwrap().len() >= from + 40
+        })
+        .await;
+        source.do_send(Stop);
+        wait_until("the source stopped", || !source.connected()).await;
+        from
+    });
+    let asked = asked.lock().unwrap();
+    let gaps: Vec<Duration> = asked[after_triggers..]
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .collect();
+    let short = gaps.iter().filter(|gap| **gap < BACKOFF).count();
+    assert_eq!(
+        short,
+        0,
+        "rounds closer than the back-off, i.e. several read loops: {short} of {}",
+        gaps.len()
     );
 }

@@ -322,22 +322,32 @@ where
         match progress {
             Progress::Advanced(w) => {
                 self.term.on_watermark(w, out);
-                out.broadcast_marker(Marker::Watermark(w));
+                self.send_marker(Marker::Watermark(w), out);
                 self.idle_sent = false;
             }
             Progress::AllIdle => {
                 if !self.idle_sent {
                     self.idle_sent = true;
-                    out.broadcast_marker(Marker::Idle);
+                    self.send_marker(Marker::Idle, out);
                 }
             }
             Progress::Unchanged => {
                 if self.idle_sent && !self.watermarks.all_idle() {
                     self.idle_sent = false;
-                    out.broadcast_marker(Marker::Watermark(self.watermarks.current()));
+                    let current = self.watermarks.current();
+                    self.send_marker(Marker::Watermark(current), out);
                 }
             }
         }
+    }
+
+    /// Queues `marker` on every output of the stage: the main one and the
+    /// terminal's own (the routes of a shared source), as the partition actor does
+    /// with the markers it sends itself.
+    fn send_marker(&mut self, marker: Marker, out: &mut Outbox<Tm::Wire>) {
+        out.broadcast_marker(marker);
+        self.term
+            .extra_outputs(&mut |route| route.broadcast_marker(marker));
     }
 
     /// The next split to read, round robin over those not exhausted, skipping those
@@ -1025,7 +1035,13 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::PendingPositions;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::connector::SourceError;
+    use crate::operator::chain::Identity;
+    use crate::time::WatermarkStrategy;
 
     fn at(epoch: u64) -> Vec<(usize, Vec<u8>)> {
         vec![(0, vec![epoch as u8]), (1, vec![epoch as u8, 1])]
@@ -1054,5 +1070,104 @@ mod tests {
         assert_eq!(pending.len(), 1);
         assert_eq!(pending.complete(6), at(6));
         assert_eq!(pending.len(), 0);
+    }
+
+    /// Reads `0..end` in one round, then finds nothing more (stays open).
+    struct UpTo {
+        next: u64,
+        end: u64,
+    }
+
+    impl SourceReader for UpTo {
+        type Item = u64;
+        fn read<C: Collector<u64>>(
+            &mut self,
+            _budget: usize,
+            out: &mut C,
+        ) -> Result<ReadStatus, SourceError> {
+            while self.next < self.end {
+                out.collect(self.next);
+                self.next += 1;
+            }
+            Ok(ReadStatus::Idle)
+        }
+    }
+
+    /// An output that keeps the markers queued on it.
+    struct MarkerLog(Arc<Mutex<Vec<Marker>>>);
+
+    impl SideOutput for MarkerLog {
+        fn push_any(&mut self, _item: Box<dyn std::any::Any + Send>) -> Result<(), String> {
+            Ok(())
+        }
+        fn send_now(&mut self) -> Result<bool, weir_actors::MailboxClosed> {
+            Ok(true)
+        }
+        fn take_pending(&mut self) -> weir_actors::side::SideSend {
+            Box::pin(std::future::ready(Ok(std::time::Duration::ZERO)))
+        }
+        fn broadcast_marker(&mut self, marker: Marker) {
+            self.0.lock().unwrap().push(marker);
+        }
+        fn flush(&mut self) {}
+    }
+
+    /// The terminal of a shared source: no main output, one route of its own.
+    struct OneRoute(MarkerLog);
+
+    impl Terminal<u64> for OneRoute {
+        type Wire = ();
+        fn accept(&mut self, _item: u64, _ts: i64, _out: &mut Outbox<()>) {}
+        fn take_error(&mut self) -> Option<TaskError> {
+            None
+        }
+        fn finish(&mut self, _out: &mut Outbox<()>) -> Result<(), TaskError> {
+            Ok(())
+        }
+        fn extra_outputs(&mut self, visit: &mut dyn FnMut(&mut dyn SideOutput)) {
+            visit(&mut self.0);
+        }
+        fn has_extra_outputs(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn a_shared_source_sends_its_watermarks_and_idleness_down_every_route() {
+        let route = Arc::new(Mutex::new(Vec::new()));
+        let ts: fn(&u64) -> i64 = |x| *x as i64;
+        let time = WatermarkStrategy::ascending(ts)
+            .with_interval(Duration::ZERO)
+            .with_idleness(Duration::ZERO);
+        let mut task = SourceTask {
+            splits: vec![SourceSplit {
+                id: 0,
+                reader: UpTo { next: 0, end: 10 },
+                progress: SplitProgress::new(),
+                exhausted: false,
+                idle_now: false,
+            }],
+            cursor: 0,
+            watermarks: WatermarkTracker::new(1),
+            idle_sent: false,
+            time,
+            chain: Identity,
+            term: OneRoute(MarkerLog(route.clone())),
+            budget: 64,
+            what: "up-to".into(),
+            chunk_stage: "source/0".into(),
+            read: 0,
+            alignment: None,
+            pending: PendingPositions::default(),
+        };
+        let mut main = Outbox::<()>::over(0, Vec::new(), 64);
+        task.pump(&mut main).unwrap();
+        assert_eq!(*route.lock().unwrap(), vec![Marker::Watermark(9)]);
+        // Nothing more to read: the split is idle (timeout zero), and says so.
+        task.pump(&mut main).unwrap();
+        assert_eq!(
+            *route.lock().unwrap(),
+            vec![Marker::Watermark(9), Marker::Idle]
+        );
     }
 }

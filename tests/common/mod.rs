@@ -46,6 +46,10 @@ pub struct Numbers {
     /// After `n`, report nothing available (the job keeps running, idle) until
     /// `stop`, instead of ending.
     pub then_idle: bool,
+    /// The splits (by their first number) that were told a completed epoch whose
+    /// barrier came after their last number: every marker they sent before it has
+    /// been handled by every actor of the job.
+    pub ends_committed: Arc<std::sync::Mutex<std::collections::BTreeSet<u64>>>,
 }
 
 impl Numbers {
@@ -56,6 +60,7 @@ impl Numbers {
             emitted: Arc::default(),
             pause: None,
             then_idle: false,
+            ends_committed: Arc::default(),
         }
     }
     /// Idles after the last number until `stop`, rather than ending.
@@ -75,11 +80,19 @@ impl Numbers {
             emitted: Arc::default(),
             pause: None,
             then_idle: false,
+            ends_committed: Arc::default(),
         }
+    }
+
+    /// How many splits were told a completed epoch past their last number.
+    pub fn splits_ended_and_committed(&self) -> usize {
+        self.ends_committed.lock().map_or(0, |s| s.len())
     }
 }
 
 pub struct NumbersReader {
+    split: u64,
+    ends_committed: Arc<std::sync::Mutex<std::collections::BTreeSet<u64>>>,
     pause: Option<std::time::Duration>,
     then_idle: bool,
     next: u64,
@@ -97,6 +110,8 @@ impl Source for Numbers {
     }
     fn reader(&self, split: u32, splits: u32) -> Result<NumbersReader, SourceError> {
         Ok(NumbersReader {
+            split: u64::from(split),
+            ends_committed: self.ends_committed.clone(),
             pause: self.pause,
             then_idle: self.then_idle,
             next: u64::from(split),
@@ -142,6 +157,16 @@ impl SourceReader for NumbersReader {
 
     fn seek(&mut self, position: &[u8]) -> Result<(), SourceError> {
         self.next = weir::connector::source::decode_counter_position("numbers", position)?;
+        Ok(())
+    }
+
+    fn position_committed(&mut self, position: &[u8]) -> Result<(), SourceError> {
+        let at = weir::connector::source::decode_counter_position("numbers", position)?;
+        if at >= self.end {
+            if let Ok(mut ends) = self.ends_committed.lock() {
+                ends.insert(self.split);
+            }
+        }
         Ok(())
     }
 }

@@ -189,6 +189,7 @@ impl Node {
                 .iter()
                 .map(|(n, s)| StageSummary::from_snapshots(n, s))
                 .collect(),
+            sources: live.roles.sources.clone(),
             restarts: 0,
             checkpoints: checkpoint_stats.figures(),
             savepoint,

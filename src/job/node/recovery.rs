@@ -49,6 +49,7 @@ impl Node {
             job: name.to_string(),
             elapsed: started.elapsed(),
             stages: Vec::new(),
+            sources: Vec::new(),
             restarts: 0,
             checkpoints: CheckpointSummary::default(),
             savepoint: None,
