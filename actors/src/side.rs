@@ -58,9 +58,25 @@ impl<T: Send + 'static> ForwardSide<T> {
         receivers: Vec<Mailbox<T>>,
         batch_size: usize,
     ) -> Self {
-        let dest = partition as usize % receivers.len().max(1);
+        Self::over(
+            partition,
+            channel,
+            crate::channel::local(receivers),
+            batch_size,
+        )
+    }
+
+    /// Partition `partition` of the sending stage, feeding its receivers through
+    /// `channels` (in-process or not) as their input channel `channel`.
+    pub fn over(
+        partition: u32,
+        channel: u32,
+        channels: Vec<crate::channel::Sender<T>>,
+        batch_size: usize,
+    ) -> Self {
+        let dest = partition as usize % channels.len().max(1);
         ForwardSide {
-            out: Outbox::new(channel, receivers, batch_size),
+            out: Outbox::over(channel, channels, batch_size),
             dest,
         }
     }

@@ -34,8 +34,9 @@ fn round_trip<T: Data>(payload: Payload<T>) -> Result<Payload<T>, MailboxClosed>
 
 impl<T: Data> Channel<T> for SerializedChannel<T> {
     fn try_send(&self, from: u32, payload: Payload<T>) -> Result<(), TrySendError<T>> {
-        // Encoded once the slot is known to be free: a full channel hands the
-        // payload back untouched, to be sent later.
+        // Encoded before the attempt: a full channel hands the (decoded) payload
+        // back, and the later send encodes it again. At most twice per payload,
+        // and only in this checking mode.
         let payload = round_trip(payload).map_err(|_| TrySendError::Closed)?;
         self.mailbox.try_send(from, payload)
     }

@@ -48,7 +48,7 @@ use crate::operator::OutputTag;
 impl<P, C> Stream<KeyedHead<P>, C> {
     /// The records the operator heading this stage sends to `tag`, as a stream of
     /// their own. Typed: `T` is the tag's record type, which the operator must send.
-    pub fn side_output<T: Send + Unpin + 'static>(
+    pub fn side_output<T: crate::exchange::Data>(
         &mut self,
         tag: &OutputTag<T>,
     ) -> Stream<SideHead<T>, Identity> {

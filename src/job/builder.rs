@@ -193,13 +193,13 @@ pub struct SideHead<T> {
     _in: PhantomData<fn(T)>,
 }
 
-impl<T: Send + Unpin + 'static> Head for SideHead<T> {
+impl<T: crate::exchange::Data> Head for SideHead<T> {
     type Out = T;
 }
 
 impl<T, C, Ts> IntoPlan<C, Ts> for SideHead<T>
 where
-    T: Send + Unpin + 'static,
+    T: crate::exchange::Data,
     C: Chain<T>,
     Ts: TerminalSpec<C::Out>,
 {
@@ -219,7 +219,7 @@ where
 
 /// The start of a stage reading the side output named `what` of a stage of `graph`
 /// (the edge is added by [`Stream::read_side_here`] once that stage exists).
-pub(crate) fn side_stream<T: Send + Unpin + 'static>(
+pub(crate) fn side_stream<T: crate::exchange::Data>(
     graph: &Graph,
     what: &str,
 ) -> Stream<SideHead<T>, Identity> {

@@ -512,7 +512,7 @@ pub(crate) struct SideStagePlan<T, C, Ts> {
 
 impl<T, C, Ts> StagePlan for SideStagePlan<T, C, Ts>
 where
-    T: Send + Unpin + 'static,
+    T: crate::exchange::Data,
     C: Chain<T>,
     Ts: TerminalSpec<C::Out>,
 {
@@ -561,9 +561,10 @@ where
         spawned.side_feeders = Some(
             (0..env.inputs)
                 .map(|p| {
-                    Box::new(ForwardSide::new(
+                    Box::new(ForwardSide::over(
                         p,
-                        receivers.clone(),
+                        p,
+                        crate::exchange::senders(receivers.clone(), env.options.exchange),
                         env.options.batch_size,
                     )) as Box<dyn SideOutput>
                 })
