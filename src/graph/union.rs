@@ -35,7 +35,9 @@ where
 
     /// Runs the non-keyed operator `op` on the records of this stream and of
     /// `other`; [`KeyedContext::input`](crate::operator::KeyedContext::input) tells
-    /// them apart (0 for this stream, 1 for `other`).
+    /// them apart (0 for this stream, 1 for `other`), and
+    /// [`KeyedContext::input_name`](crate::operator::KeyedContext::input_name) names
+    /// the stage each came from.
     pub fn union_into<H2, C2, P>(self, other: Stream<H2, C2>, op: P) -> Processed<P>
     where
         H: IntoPlan<C, SpreadSpec<C::Out>>,

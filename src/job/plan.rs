@@ -51,6 +51,8 @@ pub struct SpawnEnv<'a> {
     pub inputs: u32,
     /// The channels of each input (edge into the stage), in channel order.
     pub input_channels: Vec<u32>,
+    /// The name of each input (the stage feeding it), in the same order.
+    pub input_names: Vec<Arc<str>>,
     pub pool: &'a WorkerPool,
     pub job_supervisor: JobHandle,
     pub options: &'a EngineOptions,
@@ -466,7 +468,7 @@ where
                 .collect(),
             _ => Vec::new(),
         };
-        let inputs = InputMap::new(&env.input_channels);
+        let inputs = InputMap::new(&env.input_channels, &env.input_names);
         let mut tasks = Vec::with_capacity(env.parallelism as usize);
         for i in 0..env.parallelism {
             let owned =

@@ -612,11 +612,19 @@ pub(crate) type RuleHandler<P, R> =
 pub(crate) struct InputMap {
     /// The first channel of each input after the first.
     starts: Vec<u32>,
+    /// Each input's name (the stage feeding it).
+    names: Vec<std::sync::Arc<str>>,
 }
 
 impl InputMap {
-    /// The map of inputs with `channels[i]` channels each.
-    pub fn new(channels: &[u32]) -> Self {
+    /// The name of input `input` ("" when unnamed).
+    #[inline]
+    pub fn name_of(&self, input: u32) -> &str {
+        self.names.get(input as usize).map_or("", |n| n)
+    }
+
+    /// The map of inputs with `channels[i]` channels each, named `names[i]`.
+    pub fn new(channels: &[u32], names: &[std::sync::Arc<str>]) -> Self {
         let mut starts = Vec::new();
         let mut next = 0;
         for (i, n) in channels.iter().enumerate() {
@@ -625,7 +633,10 @@ impl InputMap {
             }
             next += n;
         }
-        InputMap { starts }
+        InputMap {
+            starts,
+            names: names.to_vec(),
+        }
     }
 
     /// The input that channel `from` belongs to.
@@ -711,6 +722,7 @@ where
                 timer_domain: Some(domain),
                 sides: &mut self.sides,
                 input: 0,
+                input_name: self.inputs.name_of(0),
             };
             self.process
                 .on_timer(timer.timestamp, &mut ctx)
@@ -760,6 +772,7 @@ where
         out: &mut Outbox<Tm::Wire>,
     ) -> Result<(), TaskError> {
         let input = self.inputs.input_of(from);
+        let input_name = self.inputs.name_of(input);
         let mut suspect = self.suspect.take();
         let mut pipe = Pipe::new(&mut self.chain, &mut self.term, out);
         for record in batch {
@@ -794,6 +807,7 @@ where
                 timer_domain: None,
                 sides: &mut self.sides,
                 input,
+                input_name,
             };
             self.process
                 .process(record.value, &mut ctx)
@@ -1030,6 +1044,23 @@ where
 
     fn epoch_complete(&mut self, epoch: u64) {
         self.term.committed(epoch);
+    }
+}
+
+#[cfg(test)]
+mod input_map_tests {
+    use super::InputMap;
+
+    #[test]
+    fn channels_map_to_their_input_and_its_name() {
+        let names = ["source:a -> forward".into(), "source:b -> forward".into()];
+        let map = InputMap::new(&[2, 3], &names);
+        let inputs: Vec<u32> = (0..5).map(|c| map.input_of(c)).collect();
+        assert_eq!(inputs, [0, 0, 1, 1, 1]);
+        assert_eq!(map.name_of(1), "source:b -> forward");
+        assert_eq!(map.name_of(7), "", "an unknown input has no name");
+        let single = InputMap::new(&[4], &[]);
+        assert!((0..4).all(|c| single.input_of(c) == 0));
     }
 }
 

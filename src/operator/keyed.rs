@@ -123,6 +123,8 @@ pub struct KeyedContext<'a, K, O> {
     pub(crate) sides: &'a mut super::side::SideOutputs,
     /// Which input of the stage the record came from (0 for a one-input stage).
     pub(crate) input: u32,
+    /// That input's name: the stage that feeds it.
+    pub(crate) input_name: &'a str,
 }
 
 impl<K: Key, O> KeyedContext<'_, K, O> {
@@ -210,6 +212,13 @@ impl<K: Key, O> KeyedContext<'_, K, O> {
     /// [`Either`](super::Either) variant instead.
     pub fn input(&self) -> u32 {
         self.input
+    }
+
+    /// The name of the input the current record came from: the stage that feeds it
+    /// (as the job's stage names and the status API show it), e.g.
+    /// `"source:orders -> map -> forward"`.
+    pub fn input_name(&self) -> &str {
+        self.input_name
     }
 
     /// In [`Operator::on_timer`](super::Operator::on_timer): whether an event-time or a processing-time timer

@@ -58,6 +58,11 @@ impl Node {
                     }
                 )));
             }
+            // Each input is named after the stage that feeds it.
+            let input_names: Vec<Arc<str>> = incoming
+                .iter()
+                .map(|e| Arc::from(shared.stage_names[e.from as usize].as_str()))
+                .collect();
             let input_channels: Vec<u32> = incoming
                 .iter()
                 .map(|e| parallelism[e.from as usize])
@@ -104,6 +109,7 @@ impl Node {
                 parallelism: parallelism[index as usize],
                 inputs: input_channels.iter().sum(),
                 input_channels,
+                input_names,
                 pool: shared.pool,
                 job_supervisor: shared.job_addr.clone(),
                 options: opts,
