@@ -61,3 +61,73 @@ impl<P, C> Stream<KeyedHead<P>, C> {
         reader
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::prelude::*;
+
+    /// Sends every event to a side output, and nothing to its main output.
+    #[derive(Clone)]
+    struct AllToSide(OutputTag<W2Event>);
+
+    impl KeyedProcess for AllToSide {
+        type Key = NoKey;
+        type In = W2Event;
+        type Out = W2Event;
+        fn process(
+            &mut self,
+            event: W2Event,
+            ctx: &mut KeyedContext<'_, NoKey, W2Event>,
+        ) -> Result<(), OperatorError> {
+            ctx.output(&self.0, event)
+        }
+    }
+
+    /// Emits each record's timestamp as the context sees it, with the event's own.
+    #[derive(Clone)]
+    struct Stamps;
+
+    impl KeyedProcess for Stamps {
+        type Key = u64;
+        type In = W2Event;
+        type Out = (i64, i64);
+        fn process(
+            &mut self,
+            event: W2Event,
+            ctx: &mut KeyedContext<'_, u64, (i64, i64)>,
+        ) -> Result<(), OperatorError> {
+            let ts = ctx.timestamp();
+            ctx.emit((ts, event.time_ms));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn records_read_from_a_side_output_keep_their_event_time() {
+        let tag = OutputTag::<W2Event>::new("all");
+        let stamps = CollectSink::<(i64, i64)>::new();
+        let job = Job::new("side-stamps");
+        let time = WatermarkStrategy::bounded_out_of_orderness(
+            Duration::from_millis(500),
+            |e: &W2Event| e.time_ms,
+        );
+        let mut split = job
+            .source_with_time(W2Events::new(5_000), time)
+            .process(AllToSide(tag.clone()));
+        split
+            .side_output(&tag)
+            .key_by(|e: &W2Event| e.key)
+            .process(Stamps)
+            .sink(stamps.clone());
+        let sunk = split.sink(CollectSink::<W2Event>::new());
+        Node::new(EngineOptions::for_tests(2))
+            .unwrap()
+            .run(sunk)
+            .unwrap();
+        let got = stamps.items();
+        assert_eq!(got.len(), 5_000);
+        assert!(got.iter().all(|(ts, event)| ts == event), "{:?}", &got[..5]);
+    }
+}

@@ -552,7 +552,7 @@ where
         let mut spawned = spawn_tasks(env, tasks, downstream);
         let receivers = spawned
             .inbound
-            .downcast_ref::<Vec<Mailbox<T>>>()
+            .downcast_ref::<Vec<Mailbox<crate::record::Keyed<crate::operator::NoKey, T>>>>()
             .cloned()
             .ok_or_else(|| {
                 JobError::Runtime(format!(

@@ -994,18 +994,20 @@ where
     C: Chain<T>,
     Tm: Terminal<C::Out>,
 {
-    type In = T;
+    /// Side records keep the timestamp of the record (or timer) that sent them.
+    type In = Keyed<crate::operator::NoKey, T>;
     type Out = Tm::Wire;
 
     fn on_batch(
         &mut self,
         _from: u32,
-        batch: Vec<T>,
+        batch: Vec<Keyed<crate::operator::NoKey, T>>,
         out: &mut Outbox<Tm::Wire>,
     ) -> Result<(), TaskError> {
         let mut pipe = Pipe::new(&mut self.chain, &mut self.term, out);
-        for item in batch {
-            pipe.collect(item);
+        for record in batch {
+            pipe.into.ts = record.ts;
+            pipe.collect(record.value);
         }
         check(&mut self.term)
     }

@@ -72,7 +72,7 @@ use crate::partition::{key_partition, KeyEncodeError, DEFAULT_KEY_PARTITIONS};
 use crate::record::Keyed;
 
 use super::operator_state::redistribute;
-use super::{KeyedProcess, SideOutputs};
+use super::{KeyedProcess, NoKey, SideOutputs};
 
 /// The stage name the harness's state is stored under.
 const HARNESS_STAGE: &str = "harness";
@@ -490,14 +490,14 @@ where
     pub fn take_side_output<T: Send + 'static>(&mut self) -> Result<Vec<T>, HarnessError> {
         let records = self.side.as_ref().ok_or(HarnessError::NoSideOutput)?;
         let mut records = records.lock().unwrap_or_else(PoisonError::into_inner);
-        if records.iter().any(|r| !r.is::<T>()) {
+        if records.iter().any(|r| !r.is::<Keyed<NoKey, T>>()) {
             return Err(HarnessError::SideOutputType {
                 expected: std::any::type_name::<T>(),
             });
         }
         Ok(std::mem::take(&mut *records)
             .into_iter()
-            .filter_map(|r| r.downcast::<T>().ok().map(|b| *b))
+            .filter_map(|r| r.downcast::<Keyed<NoKey, T>>().ok().map(|b| b.value))
             .collect())
     }
 

@@ -193,7 +193,7 @@ impl<K: Key, O> KeyedContext<'_, K, O> {
     /// of its own). Fails if the job reads no side output here, reads several (name
     /// one with [`KeyedContext::output`]), or reads it as another type.
     pub fn emit_side<T: Send + 'static>(&mut self, item: T) -> Result<(), OperatorError> {
-        self.sides.push_only(item)
+        self.sides.push_only(item, self.ts)
     }
 
     /// Sends `item` to the side output `tag` names. A side output the job does not
@@ -203,7 +203,7 @@ impl<K: Key, O> KeyedContext<'_, K, O> {
         tag: &super::side::OutputTag<T>,
         item: T,
     ) -> Result<(), OperatorError> {
-        self.sides.push(tag.name(), item)
+        self.sides.push(tag.name(), item, self.ts)
     }
 
     /// Which input of the stage the current record came from: 0 for a stage with

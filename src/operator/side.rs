@@ -12,6 +12,8 @@ use std::sync::Arc;
 use weir_actors::SideOutput;
 
 use super::error::OperatorError;
+use super::operator_type::NoKey;
+use crate::record::Keyed;
 
 /// The name and record type of a side output.
 pub struct OutputTag<T> {
@@ -49,6 +51,17 @@ impl<T: Send + 'static> OutputTag<T> {
     }
 }
 
+/// A side record as it travels: with the timestamp of the record or timer that sent
+/// it, so the stream reading the side output keeps event time.
+fn stamped<T: Send + 'static>(item: T, ts: i64) -> Box<dyn Any + Send> {
+    Box::new(Keyed {
+        kp: 0,
+        ts,
+        key: NoKey,
+        value: item,
+    })
+}
+
 /// The side outputs the job reads from one partition actor, by name.
 #[derive(Default)]
 pub struct SideOutputs {
@@ -77,20 +90,25 @@ impl SideOutputs {
         &mut self,
         name: &str,
         item: T,
+        ts: i64,
     ) -> Result<(), OperatorError> {
         match self.outputs.iter_mut().find(|(n, _)| n == name) {
             Some((_, out)) => out
-                .push_any(Box::new(item) as Box<dyn Any + Send>)
+                .push_any(stamped(item, ts))
                 .map_err(|e| OperatorError::msg(format!("side output '{name}': {e}"))),
             None => Ok(()),
         }
     }
 
     /// Sends `item` to the stage's only side output.
-    pub(crate) fn push_only<T: Send + 'static>(&mut self, item: T) -> Result<(), OperatorError> {
+    pub(crate) fn push_only<T: Send + 'static>(
+        &mut self,
+        item: T,
+        ts: i64,
+    ) -> Result<(), OperatorError> {
         match self.outputs.as_mut_slice() {
             [(_, out)] => out
-                .push_any(Box::new(item) as Box<dyn Any + Send>)
+                .push_any(stamped(item, ts))
                 .map_err(OperatorError::Failed),
             [] => Err(OperatorError::msg("this stage has no side output")),
             _ => Err(OperatorError::msg(
