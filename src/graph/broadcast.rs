@@ -12,10 +12,10 @@ use weir_actors::{Outbox, TaskError};
 use crate::connector::SinkError;
 use crate::job::builder::{Head, IntoPlan, KeyedStream, Stream};
 use crate::job::plan::KeyedStagePlan;
-use crate::job::terminal::{KeySelector, Terminal, TerminalSpec};
+use crate::job::terminal::{route_by_key, KeySelector, Terminal, TerminalSpec};
 use crate::operator::{BroadcastContext, BroadcastProcess, Chain, OperatorError};
-use crate::partition::{key_partition, owner_of, KeyEncodeError};
-use crate::record::{Keyed, Routed};
+use crate::partition::KeyEncodeError;
+use crate::record::Routed;
 
 use super::partitioning::BroadcastSpec;
 use super::{Graph, Partitioning, Port};
@@ -150,17 +150,15 @@ where
 
     #[inline]
     fn accept(&mut self, item: T, ts: i64, out: &mut Outbox<Self::Wire>) {
-        let (key, value) = self.selector.split(item);
-        match key_partition(&key, self.key_partitions) {
-            Ok(kp) => {
-                let dest = owner_of(kp, self.key_partitions, self.downstream) as usize;
-                out.push_to(dest, Routed::Keyed(Keyed { kp, ts, key, value }));
-            }
-            Err(e) => {
-                if self.error.is_none() {
-                    self.error = Some(e);
-                }
-            }
+        let routed = route_by_key(
+            &self.selector,
+            item,
+            ts,
+            (self.key_partitions, self.downstream),
+            &mut self.error,
+        );
+        if let Some((dest, record)) = routed {
+            out.push_to(dest, Routed::Keyed(record));
         }
     }
 

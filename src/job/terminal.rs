@@ -246,6 +246,33 @@ impl<K: Key, V: crate::exchange::Data> KeySelector<(K, V)> for PairKey<K, V> {
     }
 }
 
+/// Splits `item` into its key and value with `selector`, and finds the receiver (of
+/// `downstream`) that owns its key partition (of `key_partitions`). A key that does
+/// not encode is noted in `error` (the first one) and the record goes nowhere: the
+/// stage fails with it after the batch.
+#[inline]
+pub(crate) fn route_by_key<T, Sel: KeySelector<T>>(
+    selector: &Sel,
+    item: T,
+    ts: i64,
+    (key_partitions, downstream): (u32, u32),
+    error: &mut Option<KeyEncodeError>,
+) -> Option<(usize, Keyed<Sel::Key, Sel::Value>)> {
+    let (key, value) = selector.split(item);
+    match key_partition(&key, key_partitions) {
+        Ok(kp) => {
+            let dest = owner_of(kp, key_partitions, downstream) as usize;
+            Some((dest, Keyed { kp, ts, key, value }))
+        }
+        Err(e) => {
+            if error.is_none() {
+                *error = Some(e);
+            }
+            None
+        }
+    }
+}
+
 /// Sends each record to the owner of its key partition in the next stage.
 pub struct KeyExchange<Sel> {
     selector: Sel,
@@ -262,17 +289,15 @@ impl<T, Sel: KeySelector<T>> Terminal<T> for KeyExchange<Sel> {
 
     #[inline]
     fn accept(&mut self, item: T, ts: i64, out: &mut Outbox<Self::Wire>) {
-        let (key, value) = self.selector.split(item);
-        match key_partition(&key, self.key_partitions) {
-            Ok(kp) => {
-                let dest = owner_of(kp, self.key_partitions, self.downstream) as usize;
-                out.push_to(dest, Keyed { kp, ts, key, value });
-            }
-            Err(e) => {
-                if self.error.is_none() {
-                    self.error = Some(e);
-                }
-            }
+        let routed = route_by_key(
+            &self.selector,
+            item,
+            ts,
+            (self.key_partitions, self.downstream),
+            &mut self.error,
+        );
+        if let Some((dest, record)) = routed {
+            out.push_to(dest, record);
         }
     }
 
