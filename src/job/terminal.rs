@@ -246,6 +246,9 @@ impl<K: Key, V: crate::exchange::Data> KeySelector<(K, V)> for PairKey<K, V> {
     }
 }
 
+/// A record keyed by selector `Sel` (of records `T`), as it crosses the exchange.
+pub type KeyedBy<Sel, T> = Keyed<<Sel as KeySelector<T>>::Key, <Sel as KeySelector<T>>::Value>;
+
 /// Splits `item` into its key and value with `selector`, and finds the receiver (of
 /// `downstream`) that owns its key partition (of `key_partitions`). A key that does
 /// not encode is noted in `error` (the first one) and the record goes nowhere: the
@@ -257,7 +260,7 @@ pub(crate) fn route_by_key<T, Sel: KeySelector<T>>(
     ts: i64,
     (key_partitions, downstream): (u32, u32),
     error: &mut Option<KeyEncodeError>,
-) -> Option<(usize, Keyed<Sel::Key, Sel::Value>)> {
+) -> Option<(usize, KeyedBy<Sel, T>)> {
     let (key, value) = selector.split(item);
     match key_partition(&key, key_partitions) {
         Ok(kp) => {
