@@ -12,9 +12,8 @@ use weir_actors::{Outbox, TaskError};
 use crate::connector::SinkError;
 use crate::job::builder::{Head, IntoPlan, KeyedStream, Stream};
 use crate::job::plan::KeyedStagePlan;
-use crate::job::terminal::{route_by_key, KeySelector, Terminal, TerminalSpec};
+use crate::job::terminal::{KeyRouter, KeySelector, Terminal, TerminalSpec};
 use crate::operator::{BroadcastContext, BroadcastProcess, Chain, OperatorError};
-use crate::partition::KeyEncodeError;
 use crate::record::Routed;
 
 use super::partitioning::BroadcastSpec;
@@ -134,10 +133,7 @@ pub struct RoutedExchangeSpec<Sel, R> {
 /// Sends each keyed record to the owner of its key partition, as a keyed record of
 /// a broadcast-state stage.
 pub struct RoutedExchange<Sel, R> {
-    selector: Sel,
-    key_partitions: u32,
-    downstream: u32,
-    error: Option<KeyEncodeError>,
+    router: KeyRouter<Sel>,
     _rule: PhantomData<fn() -> R>,
 }
 
@@ -150,29 +146,17 @@ where
 
     #[inline]
     fn accept(&mut self, item: T, ts: i64, out: &mut Outbox<Self::Wire>) {
-        let routed = route_by_key(
-            &self.selector,
-            item,
-            ts,
-            (self.key_partitions, self.downstream),
-            &mut self.error,
-        );
-        if let Some((dest, record)) = routed {
+        if let Some((dest, record)) = self.router.route(item, ts) {
             out.push_to(dest, Routed::Keyed(record));
         }
     }
 
     fn take_error(&mut self) -> Option<TaskError> {
-        self.error
-            .take()
-            .map(|e| TaskError::caused("key exchange", e))
+        self.router.take_error()
     }
 
     fn finish(&mut self, _out: &mut Outbox<Self::Wire>) -> Result<(), TaskError> {
-        match self.take_error() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        self.router.finish()
     }
 }
 
@@ -193,10 +177,7 @@ where
         key_partitions: u32,
     ) -> Result<Self::Terminal, SinkError> {
         Ok(RoutedExchange {
-            selector: self.selector.clone(),
-            key_partitions,
-            downstream: downstream.max(1),
-            error: None,
+            router: KeyRouter::new(self.selector.clone(), downstream, key_partitions),
             _rule: PhantomData,
         })
     }

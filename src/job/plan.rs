@@ -150,35 +150,35 @@ pub(crate) fn wired_mailboxes<W: Send + 'static>(
         })
 }
 
-/// The side outputs of partition `i`, taken from the readers' senders.
-fn sides_of(env: &SpawnEnv<'_>, i: u32) -> SideOutputs {
-    let mut all = env.side_outputs.borrow_mut();
-    let mut mine = Vec::with_capacity(all.len());
-    for (name, senders) in all.iter_mut() {
-        if let Some(sender) = senders.get_mut(i as usize) {
-            // Each sender is taken once: partition i's.
-            let taken = std::mem::replace(sender, Box::new(NoSide));
-            mine.push((name.clone(), taken));
-        }
-    }
-    SideOutputs::new(mine)
+/// The side outputs the job reads from a stage, dealt out partition by partition:
+/// each call of [`SideSenderDeal::next_partition`] gives the next partition its
+/// sender of every side output.
+struct SideSenderDeal {
+    outputs: Vec<(String, std::vec::IntoIter<Box<dyn SideOutput>>)>,
 }
 
-/// What is left in place of a side output sender once its partition took it.
-struct NoSide;
+impl SideSenderDeal {
+    /// Takes the stage's side output senders out of `env`.
+    fn take(env: &SpawnEnv<'_>) -> Self {
+        SideSenderDeal {
+            outputs: env
+                .side_outputs
+                .take()
+                .into_iter()
+                .map(|(name, senders)| (name, senders.into_iter()))
+                .collect(),
+        }
+    }
 
-impl SideOutput for NoSide {
-    fn push_any(&mut self, _item: Box<dyn Any + Send>) -> Result<(), String> {
-        Err("a side output sender was taken twice (planner bug)".into())
+    /// The side outputs of the next partition.
+    fn next_partition(&mut self) -> SideOutputs {
+        SideOutputs::new(
+            self.outputs
+                .iter_mut()
+                .filter_map(|(name, senders)| senders.next().map(|s| (name.clone(), s)))
+                .collect(),
+        )
     }
-    fn send_now(&mut self) -> Result<bool, weir_actors::MailboxClosed> {
-        Ok(true)
-    }
-    fn take_pending(&mut self) -> weir_actors::side::SideSend {
-        Box::pin(async { Ok(std::time::Duration::ZERO) })
-    }
-    fn broadcast_marker(&mut self, _marker: weir_actors::Marker) {}
-    fn flush(&mut self) {}
 }
 
 /// Starts one partition actor per task on the worker pool under a new stage
@@ -469,6 +469,7 @@ where
             _ => Vec::new(),
         };
         let inputs = InputMap::new(&env.input_channels, &env.input_names);
+        let mut sides = SideSenderDeal::take(env);
         let mut tasks = Vec::with_capacity(env.parallelism as usize);
         for i in 0..env.parallelism {
             let owned =
@@ -485,7 +486,7 @@ where
                 partition: i,
                 parallelism: env.parallelism,
                 watermark: weir_actors::NO_WATERMARK,
-                sides: sides_of(env, i),
+                sides: sides.next_partition(),
                 chunk_stage: state_chunk_stage(env.stage_index),
                 operator_chunk_stage: operator_chunk_stage(env.stage_index),
                 wrote_operator_state: false,

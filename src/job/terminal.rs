@@ -249,39 +249,66 @@ impl<K: Key, V: crate::exchange::Data> KeySelector<(K, V)> for PairKey<K, V> {
 /// A record keyed by selector `Sel` (of records `T`), as it crosses the exchange.
 pub type KeyedBy<Sel, T> = Keyed<<Sel as KeySelector<T>>::Key, <Sel as KeySelector<T>>::Value>;
 
-/// Splits `item` into its key and value with `selector`, and finds the receiver (of
-/// `downstream`) that owns its key partition (of `key_partitions`). A key that does
-/// not encode is noted in `error` (the first one) and the record goes nowhere: the
-/// stage fails with it after the batch.
-#[inline]
-pub(crate) fn route_by_key<T, Sel: KeySelector<T>>(
-    selector: &Sel,
-    item: T,
-    ts: i64,
-    (key_partitions, downstream): (u32, u32),
-    error: &mut Option<KeyEncodeError>,
-) -> Option<(usize, KeyedBy<Sel, T>)> {
-    let (key, value) = selector.split(item);
-    match key_partition(&key, key_partitions) {
-        Ok(kp) => {
-            let dest = owner_of(kp, key_partitions, downstream) as usize;
-            Some((dest, Keyed { kp, ts, key, value }))
+/// Routes records by key: splits each into its key and value, and finds the
+/// receiver that owns its key partition. Shared by every exchange that sends keyed
+/// records (the key exchange, the keyed side of a broadcast-state stage).
+pub(crate) struct KeyRouter<Sel> {
+    selector: Sel,
+    key_partitions: u32,
+    downstream: u32,
+    /// The first key that did not encode: the stage fails with it after the batch.
+    error: Option<KeyEncodeError>,
+}
+
+impl<Sel> KeyRouter<Sel> {
+    /// A router by `selector` over `downstream` receivers and `key_partitions`.
+    pub(crate) fn new(selector: Sel, downstream: u32, key_partitions: u32) -> Self {
+        KeyRouter {
+            selector,
+            key_partitions,
+            downstream: downstream.max(1),
+            error: None,
         }
-        Err(e) => {
-            if error.is_none() {
-                *error = Some(e);
+    }
+
+    /// The keyed record for `item` and its receiver; `None` (and the error noted)
+    /// when its key does not encode.
+    #[inline]
+    pub(crate) fn route<T>(&mut self, item: T, ts: i64) -> Option<(usize, KeyedBy<Sel, T>)>
+    where
+        Sel: KeySelector<T>,
+    {
+        let (key, value) = self.selector.split(item);
+        match key_partition(&key, self.key_partitions) {
+            Ok(kp) => {
+                let dest = owner_of(kp, self.key_partitions, self.downstream) as usize;
+                Some((dest, Keyed { kp, ts, key, value }))
             }
-            None
+            Err(e) => {
+                if self.error.is_none() {
+                    self.error = Some(e);
+                }
+                None
+            }
         }
+    }
+
+    /// The error of a key that did not encode, if any.
+    pub(crate) fn take_error(&mut self) -> Option<TaskError> {
+        self.error
+            .take()
+            .map(|e| TaskError::caused("key exchange", e))
+    }
+
+    /// The end of input: fails if a key did not encode.
+    pub(crate) fn finish(&mut self) -> Result<(), TaskError> {
+        self.take_error().map_or(Ok(()), Err)
     }
 }
 
 /// Sends each record to the owner of its key partition in the next stage.
 pub struct KeyExchange<Sel> {
-    selector: Sel,
-    key_partitions: u32,
-    downstream: u32,
-    error: Option<KeyEncodeError>,
+    router: KeyRouter<Sel>,
 }
 
 /// The spec of a key exchange.
@@ -292,29 +319,17 @@ impl<T, Sel: KeySelector<T>> Terminal<T> for KeyExchange<Sel> {
 
     #[inline]
     fn accept(&mut self, item: T, ts: i64, out: &mut Outbox<Self::Wire>) {
-        let routed = route_by_key(
-            &self.selector,
-            item,
-            ts,
-            (self.key_partitions, self.downstream),
-            &mut self.error,
-        );
-        if let Some((dest, record)) = routed {
+        if let Some((dest, record)) = self.router.route(item, ts) {
             out.push_to(dest, record);
         }
     }
 
     fn take_error(&mut self) -> Option<TaskError> {
-        self.error
-            .take()
-            .map(|e| TaskError::caused("key exchange", e))
+        self.router.take_error()
     }
 
     fn finish(&mut self, _out: &mut Outbox<Self::Wire>) -> Result<(), TaskError> {
-        match self.take_error() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        self.router.finish()
     }
 }
 
@@ -331,10 +346,7 @@ impl<T: 'static, Sel: KeySelector<T>> TerminalSpec<T> for ExchangeSpec<Sel> {
         key_partitions: u32,
     ) -> Result<Self::Terminal, SinkError> {
         Ok(KeyExchange {
-            selector: self.0.clone(),
-            key_partitions,
-            downstream: downstream.max(1),
-            error: None,
+            router: KeyRouter::new(self.0.clone(), downstream, key_partitions),
         })
     }
 }
