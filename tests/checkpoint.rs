@@ -96,7 +96,13 @@ fn panics_at_seeded_records_recover_to_the_output_of_a_run_without_faults() {
             6,
             "every fault fired"
         );
-        assert_eq!(report.restarts, 6, "one restart per fault");
+        // Two faults may fire in one attempt (in two actors at once, or one while
+        // the other's failure is being torn down): they share one restart.
+        assert!(
+            (1..=6).contains(&report.restarts),
+            "seed {seed}: {} restarts for 6 faults",
+            report.restarts
+        );
         assert!(report.checkpoints.completed > 0);
         let got = sorted(read_committed(&out).unwrap());
         assert_eq!(

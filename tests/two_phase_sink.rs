@@ -368,7 +368,13 @@ fn a_user_transactional_sink_is_exactly_once_under_operator_panics_and_restarts(
             ))
             .expect("the job recovers from every injected panic");
         assert_eq!(source_faults.fired() + keyed_faults.fired(), 6);
-        assert_eq!(report.restarts, 6, "one restart per fault");
+        // Two faults may fire in one attempt (in two actors at once, or one while
+        // the other's failure is being torn down): they share one restart.
+        assert!(
+            (1..=6).contains(&report.restarts),
+            "seed {seed}: {} restarts for 6 faults",
+            report.restarts
+        );
         let got = sink.published.lines();
         assert_eq!(
             got.len(),
