@@ -26,8 +26,10 @@ use std::sync::{Arc, Mutex};
 
 use weir_actors::{MailboxClosed, Marker, Outbox, SideOutput, TaskError};
 
+use crate::connector::action_frame::{decode_action, encode_action};
 use crate::connector::{SinkError, SinkRecovery};
 use crate::job::builder::{Head, IntoPlan, Stream};
+use crate::job::commits::StageCommitter;
 use crate::job::plan::wired_mailboxes;
 use crate::job::terminal::{IntoTerminal, Terminal, TerminalEnv, TerminalSpec};
 use crate::operator::chain::Identity;
@@ -128,6 +130,7 @@ where
 trait RouteSpec<T>: Send {
     fn describe(&self) -> String;
     fn recover(&self, recovery: &SinkRecovery<'_>) -> Result<(), SinkError>;
+    fn committer(&self) -> Option<Arc<dyn StageCommitter>>;
     fn build(&self, env: &TerminalEnv<'_>, index: u32) -> Result<Box<dyn Route<T>>, SinkError>;
 }
 
@@ -155,6 +158,10 @@ where
         self.term.recover(recovery)
     }
 
+    fn committer(&self) -> Option<Arc<dyn StageCommitter>> {
+        self.term.committer()
+    }
+
     fn build(&self, env: &TerminalEnv<'_>, index: u32) -> Result<Box<dyn Route<T>>, SinkError> {
         let port = Port::Route(index);
         let (dests, offset) =
@@ -169,6 +176,11 @@ where
             batch_size: env.batch_size,
             exchange: env.exchange,
             outputs: env.outputs,
+            job: env.job,
+            stage: env.stage,
+            stage_index: env.stage_index,
+            store: env.store,
+            clock: env.clock.clone(),
         })?;
         Ok(Box::new(RouteRun {
             chain: self.chain.clone(),
@@ -191,6 +203,7 @@ trait Route<T>: SideOutput {
     fn finish(&mut self) -> Result<(), TaskError>;
     fn pre_commit(&mut self, epoch: u64) -> Result<Vec<Vec<u8>>, TaskError>;
     fn committed(&mut self, epoch: u64);
+    fn aborted(&mut self);
 }
 
 struct RouteRun<T, C, Tm>
@@ -234,6 +247,9 @@ where
     fn committed(&mut self, epoch: u64) {
         self.term.committed(epoch);
     }
+    fn aborted(&mut self) {
+        self.term.aborted();
+    }
 }
 
 impl<T, C, Tm> SideOutput for RouteRun<T, C, Tm>
@@ -270,6 +286,9 @@ pub struct FanOutSpec<T> {
 /// A shared stage's terminal in one partition: feeds every route.
 pub struct FanOut<T> {
     routes: Vec<Box<dyn Route<T>>>,
+    /// Whether several routes end in transactional sinks: each action is then
+    /// tagged with its route ([`RouteCommitters`]).
+    tag_actions: bool,
 }
 
 impl<T: Clone + Send + 'static> Terminal<T> for FanOut<T> {
@@ -304,8 +323,15 @@ impl<T: Clone + Send + 'static> Terminal<T> for FanOut<T> {
 
     fn pre_commit(&mut self, epoch: u64, _out: &mut Outbox<()>) -> Result<Vec<Vec<u8>>, TaskError> {
         let mut all = Vec::new();
-        for route in &mut self.routes {
-            all.extend(route.pre_commit(epoch)?);
+        for (index, route) in self.routes.iter_mut().enumerate() {
+            let actions = route.pre_commit(epoch)?;
+            if self.tag_actions {
+                for action in actions {
+                    all.push(RouteCommitters::tag(index as u32, action)?);
+                }
+            } else {
+                all.extend(actions);
+            }
         }
         Ok(all)
     }
@@ -313,6 +339,12 @@ impl<T: Clone + Send + 'static> Terminal<T> for FanOut<T> {
     fn committed(&mut self, epoch: u64) {
         for route in &mut self.routes {
             route.committed(epoch);
+        }
+    }
+
+    fn aborted(&mut self) {
+        for route in &mut self.routes {
+            route.aborted();
         }
     }
 
@@ -371,6 +403,60 @@ impl<T: Clone + Send + 'static> TerminalSpec<T> for FanOutSpec<T> {
         for (index, spec) in specs.iter().enumerate() {
             routes.push(spec.build(env, index as u32)?);
         }
-        Ok(FanOut { routes })
+        let transactional = specs.iter().filter(|r| r.committer().is_some()).count();
+        Ok(FanOut {
+            routes,
+            tag_actions: transactional > 1,
+        })
+    }
+
+    /// The committer of the route that ends in a transactional sink; with several,
+    /// one that hands each action to its route's.
+    fn committer(&self) -> Option<Arc<dyn StageCommitter>> {
+        let specs = lock(&self.routes);
+        let committers: Vec<(u32, Arc<dyn StageCommitter>)> = specs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.committer().map(|c| (i as u32, c)))
+            .collect();
+        match committers.len() {
+            0 => None,
+            1 => committers.into_iter().next().map(|(_, c)| c),
+            _ => Some(Arc::new(RouteCommitters { committers })),
+        }
+    }
+}
+
+/// The committers of a shared stage whose routes end in several transactional
+/// sinks. Each route's encoded action travels inside an action frame of its own
+/// that names the route, `(route, action)`, so that one stage's commit list can
+/// hold the actions of several sinks.
+struct RouteCommitters {
+    committers: Vec<(u32, Arc<dyn StageCommitter>)>,
+}
+
+impl RouteCommitters {
+    /// Route `route`'s encoded `action`, tagged.
+    fn tag(route: u32, action: Vec<u8>) -> Result<Vec<u8>, TaskError> {
+        encode_action(&(route, action))
+            .map_err(|e| TaskError::caused(format!("tagging a commit action of route {route}"), e))
+    }
+}
+
+impl StageCommitter for RouteCommitters {
+    fn commit(&self, encoded: &[u8]) -> Result<(), SinkError> {
+        let (route, action): (u32, Vec<u8>) = decode_action(encoded)?;
+        let committer = self
+            .committers
+            .iter()
+            .find(|(r, _)| *r == route)
+            .map(|(_, c)| c)
+            .ok_or_else(|| {
+                SinkError::Failed(format!(
+                    "a commit action names route {route} of a shared stream, which ends \
+                     in no transactional sink (was the snapshot taken from another job graph?)"
+                ))
+            })?;
+        committer.commit(&action)
     }
 }

@@ -5,6 +5,7 @@ pub mod builder;
 pub mod commits;
 pub mod error;
 pub mod node;
+pub mod operator_terminal;
 pub mod options;
 #[doc(hidden)]
 pub mod plan;

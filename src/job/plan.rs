@@ -262,6 +262,11 @@ fn build_terminal<T, Ts: TerminalSpec<T>>(
         batch_size: env.options.batch_size,
         exchange: env.options.exchange,
         outputs,
+        job: &env.job,
+        stage: &env.stage_name,
+        stage_index: env.stage_index,
+        store: env.store,
+        clock: env.clock.clone(),
     })
     .map_err(|source| JobError::Sink {
         stage: env.stage_name.to_string(),
@@ -443,14 +448,27 @@ where
     }
 
     fn recover(&self, recovery: &SinkRecovery<'_>) -> Result<(), JobError> {
+        self.process
+            .recover(recovery)
+            .map_err(|e| JobError::Runtime(format!("stage '{}': recover: {e}", self.name())))?;
         recover_terminal(&self.term, self.name(), recovery)
     }
 
+    /// The committer of the stage's transactional operator: its first operator's or
+    /// its terminal's (a stage with both is refused when it is spawned).
     fn committer(&self) -> Option<Arc<dyn StageCommitter>> {
-        self.term.committer()
+        self.process.committer().or_else(|| self.term.committer())
     }
 
     fn spawn(&self, env: &SpawnEnv<'_>, outputs: &[OutputWire]) -> Result<Spawned, JobError> {
+        if self.process.committer().is_some() && self.term.committer().is_some() {
+            return Err(JobError::Runtime(format!(
+                "stage '{}' has two transactional operators (its first and its sink): \
+                 their commit actions would share one committer; put a partitioning \
+                 (e.g. forward()) between them",
+                env.stage_name
+            )));
+        }
         let downstream = wired_mailboxes(&env.stage_name, outputs, &Port::Main)?;
         // The node restored (or cleared) this stage's keyed state before the run;
         // the operator state is dealt out here.

@@ -1,20 +1,18 @@
-//! How a sink factory becomes the end of a stage: [`IntoSinkSpec`] lets `Job::sink`
-//! take a plain [`SinkFactory`] or a [`TwoPhaseCommitSinkFactory`] alike, and the
-//! transactional sink's terminal and spec live here (the plain ones are
-//! [`SinkTerminal`](super::terminal::SinkTerminal) and [`SinkSpec`]).
+//! How a sink becomes the end of a stage: [`IntoSinkSpec`] lets `Stream::sink` take
+//! a plain [`SinkFactory`], a [`TwoPhaseCommitSinkFactory`], or a terminal operator
+//! type of your own alike. Each becomes an operator type
+//! ([`SinkOperator`], [`TwoPhaseSinkOperator`], or yours) run fused at the end of
+//! the stage ([`OperatorTerminalSpec`]).
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::convert::Infallible;
 
-use weir_actors::{Outbox, TaskError};
-
-use crate::connector::action_frame::encode_action;
 use crate::connector::{
-    Committer, SinkError, SinkFactory, SinkRecovery, TwoPhaseCommitSink, TwoPhaseCommitSinkFactory,
+    SinkFactory, SinkOperator, TwoPhaseCommitSinkFactory, TwoPhaseSinkOperator,
 };
+use crate::operator::{NoKey, Operator};
 
-use super::commits::{StageCommitter, TrackedCommitter};
-use super::terminal::{SinkSpec, Terminal, TerminalSpec};
+use super::operator_terminal::OperatorTerminalSpec;
+use super::terminal::TerminalSpec;
 
 /// Marks the [`IntoSinkSpec`] impl of plain sink factories.
 pub enum PlainSink {}
@@ -22,166 +20,66 @@ pub enum PlainSink {}
 /// Marks the [`IntoSinkSpec`] impl of transactional sink factories.
 pub enum TwoPhaseSink {}
 
-/// A sink factory of either kind, turned into the spec of a stage's terminal. `Kind`
-/// ([`PlainSink`] or [`TwoPhaseSink`]) is inferred: it only keeps the two blanket
-/// impls apart, so that `Job::sink` takes both kinds.
+/// Marks the [`IntoSinkSpec`] impl of terminal operator types (non-keyed operators
+/// whose output is nothing).
+pub enum TerminalOperator {}
+
+/// A sink of any kind, turned into the spec of a stage's terminal. `Kind`
+/// ([`PlainSink`], [`TwoPhaseSink`] or [`TerminalOperator`]) is inferred: it only
+/// keeps the blanket impls apart, so that `Stream::sink` takes every kind.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a sink of `{T}`",
     label = "not a sink of `{T}`",
-    note = "implement `SinkFactory<{T}>` (a plain sink) or `TwoPhaseCommitSinkFactory<{T}>` \
-            (a transactional one), not both"
+    note = "implement `SinkFactory<{T}>` (a plain sink), `TwoPhaseCommitSinkFactory<{T}>` \
+            (a transactional one), or `Operator<Key = NoKey, In = {T}, Out = Infallible>` \
+            (a terminal operator), only one of them"
 )]
 pub trait IntoSinkSpec<T, Kind> {
     /// The terminal spec.
     type Spec: TerminalSpec<T>;
-    /// Makes the spec (and, for a transactional sink, the stage's committer).
+    /// Makes the spec.
     fn into_spec(self) -> Self::Spec;
 }
 
-impl<T: 'static, F: SinkFactory<T>> IntoSinkSpec<T, PlainSink> for F {
-    type Spec = SinkSpec<F>;
-    fn into_spec(self) -> SinkSpec<F> {
-        SinkSpec(self)
-    }
-}
-
-impl<T: 'static, F: TwoPhaseCommitSinkFactory<T>> IntoSinkSpec<T, TwoPhaseSink> for F {
-    type Spec = TwoPhaseSinkSpec<F, F::Committer>;
+impl<T, F> IntoSinkSpec<T, PlainSink> for F
+where
+    T: Send + Unpin + 'static,
+    F: SinkFactory<T>,
+{
+    type Spec = OperatorTerminalSpec<SinkOperator<F, T>>;
     fn into_spec(self) -> Self::Spec {
-        TwoPhaseSinkSpec {
-            committer: Arc::new(TrackedCommitter::new(self.committer())),
-            factory: self,
-        }
+        OperatorTerminalSpec::new(SinkOperator::new(self))
     }
 }
 
-/// A transactional sink at the end of a stage: its pre-committed actions are encoded
-/// for the snapshot and noted with the stage's committer.
-pub struct TwoPhaseSinkTerminal<S, C> {
-    sink: S,
-    error: Option<SinkError>,
-    committer: Arc<TrackedCommitter<C>>,
-    /// Encoded actions this partition has noted with the committer, with the epoch at
-    /// whose barrier the sink first returned each. The sink returns an action again
-    /// at every barrier until it hears its epoch completed; noting it once keeps an
-    /// action committed meanwhile from being noted (and later aborted) again.
-    noted: HashMap<Vec<u8>, u64>,
-}
-
-impl<T, S, C> Terminal<T> for TwoPhaseSinkTerminal<S, C>
+impl<T, F> IntoSinkSpec<T, TwoPhaseSink> for F
 where
-    S: TwoPhaseCommitSink<T>,
-    C: Committer<Action = S::Action>,
+    T: Send + Unpin + 'static,
+    F: TwoPhaseCommitSinkFactory<T>,
 {
-    type Wire = ();
-
-    #[inline]
-    fn accept(&mut self, item: T, _ts: i64, _out: &mut Outbox<()>) {
-        if self.error.is_none() {
-            if let Err(e) = self.sink.write(item) {
-                self.error = Some(e);
-            }
-        }
-    }
-
-    fn take_error(&mut self) -> Option<TaskError> {
-        self.error
-            .take()
-            .map(|e| TaskError::caused("sink write failed", e))
-    }
-
-    fn finish(&mut self, _out: &mut Outbox<()>) -> Result<(), TaskError> {
-        if let Some(e) = self.take_error() {
-            return Err(e);
-        }
-        self.sink
-            .finish()
-            .map_err(|e| TaskError::caused("sink finish failed", e))
-    }
-
-    fn pre_commit(&mut self, epoch: u64, _out: &mut Outbox<()>) -> Result<Vec<Vec<u8>>, TaskError> {
-        if let Some(e) = self.take_error() {
-            return Err(e);
-        }
-        let actions = self
-            .sink
-            .pre_commit(epoch)
-            .map_err(|e| TaskError::caused(format!("sink pre-commit of epoch {epoch}"), e))?;
-        let mut encoded = Vec::with_capacity(actions.len());
-        for action in &actions {
-            let bytes = encode_action(action)
-                .map_err(|e| TaskError::caused("encoding a commit action", e))?;
-            if !self.noted.contains_key(&bytes) {
-                self.committer.pre_committed(&bytes);
-                self.noted.insert(bytes.clone(), epoch);
-            }
-            encoded.push(bytes);
-        }
-        Ok(encoded)
-    }
-
-    fn committed(&mut self, epoch: u64) {
-        self.sink.committed(epoch);
-        self.noted.retain(|_, first| *first > epoch);
+    type Spec = OperatorTerminalSpec<TwoPhaseSinkOperator<F, T>>;
+    fn into_spec(self) -> Self::Spec {
+        OperatorTerminalSpec::new(TwoPhaseSinkOperator::new(self))
     }
 }
 
-/// A transactional sink factory in the role of a terminal spec, with the stage's
-/// committer.
-pub struct TwoPhaseSinkSpec<F, C> {
-    factory: F,
-    committer: Arc<TrackedCommitter<C>>,
-}
-
-impl<T, F, C> TerminalSpec<T> for TwoPhaseSinkSpec<F, C>
+impl<T, Op> IntoSinkSpec<T, TerminalOperator> for Op
 where
-    T: 'static,
-    F: TwoPhaseCommitSinkFactory<T, Committer = C>,
-    C: Committer<Action = <F::Sink as TwoPhaseCommitSink<T>>::Action>,
+    Op: Operator<Key = NoKey, In = T, Out = Infallible>,
 {
-    type Terminal = TwoPhaseSinkTerminal<F::Sink, C>;
-
-    fn describe(&self) -> String {
-        format!("sink:{}", self.factory.name())
-    }
-
-    /// The rollback first: aborts what this process pre-committed for epochs after
-    /// the restored one (recovery has already redone the restored epoch's actions,
-    /// which took them off the list). Then the sink's own sweep.
-    fn recover(&self, recovery: &SinkRecovery<'_>) -> Result<(), SinkError> {
-        let aborted = self.committer.abort_outstanding()?;
-        if aborted > 0 {
-            tracing::info!(sink = %self.factory.name(), aborted, restored = ?recovery.restored,
-                "rollback: aborted the commit actions of epochs that never completed");
-        }
-        self.factory.recover(recovery)
-    }
-
-    fn committer(&self) -> Option<Arc<dyn StageCommitter>> {
-        Some(self.committer.clone())
-    }
-
-    fn build(
-        &self,
-        partition: u32,
-        parallelism: u32,
-        _downstream: u32,
-        _key_partitions: u32,
-    ) -> Result<Self::Terminal, SinkError> {
-        Ok(TwoPhaseSinkTerminal {
-            sink: self.factory.create(partition, parallelism)?,
-            error: None,
-            committer: self.committer.clone(),
-            noted: HashMap::new(),
-        })
+    type Spec = OperatorTerminalSpec<Op>;
+    fn into_spec(self) -> Self::Spec {
+        OperatorTerminalSpec::new(self)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
+    use std::sync::{Arc, Mutex};
 
     use super::*;
+    use crate::connector::{Committer, SinkError, SinkRecovery, TwoPhaseCommitSink};
+    use crate::operator::harness::OperatorHarness;
 
     /// Stages each epoch's records as one action, and returns every action again
     /// until it hears its epoch completed (like the built-in sinks).
@@ -228,33 +126,52 @@ mod tests {
         }
     }
 
+    /// A factory of [`Part`] sinks committing into a [`Log`].
+    struct Parts(Arc<Log>);
+
+    impl TwoPhaseCommitSinkFactory<u64> for Parts {
+        type Sink = Part;
+        type Committer = Notes;
+        fn name(&self) -> String {
+            "parts".into()
+        }
+        fn create(&self, _partition: u32, _parallelism: u32) -> Result<Part, SinkError> {
+            Ok(Part {
+                buffered: Vec::new(),
+                pending: Vec::new(),
+            })
+        }
+        fn committer(&self) -> Notes {
+            Notes(self.0.clone())
+        }
+    }
+
     #[test]
     fn an_action_committed_before_its_partition_heard_so_is_not_aborted_by_a_rollback() {
         let log = Arc::new(Log::default());
-        let committer = Arc::new(TrackedCommitter::new(Notes(log.clone())));
-        let mut terminal = TwoPhaseSinkTerminal {
-            sink: Part {
-                buffered: Vec::new(),
-                pending: Vec::new(),
-            },
-            error: None,
-            committer: committer.clone(),
-            noted: HashMap::new(),
-        };
-        let mut out: Outbox<()> = Outbox::new(0, Vec::new(), 16);
-        Terminal::<u64>::accept(&mut terminal, 1, 0, &mut out);
-        let first = Terminal::<u64>::pre_commit(&mut terminal, 1, &mut out).unwrap();
+        let op = TwoPhaseSinkOperator::new(Parts(log.clone()));
+        let committer = op
+            .committer()
+            .expect("a transactional sink has a committer");
+        let mut harness = OperatorHarness::new(op.clone()).unwrap();
+        harness.process_element(NoKey, 1, 0).unwrap();
+        let first = harness.snapshot().unwrap().commit_actions().to_vec();
         assert_eq!(first.len(), 1);
         // Epoch 1 completes and its action is committed, but the partition reaches
         // barrier 2 before it hears so: the sink returns epoch 1's action again.
         committer.commit(&first[0]).unwrap();
-        Terminal::<u64>::accept(&mut terminal, 2, 0, &mut out);
-        let second = Terminal::<u64>::pre_commit(&mut terminal, 2, &mut out).unwrap();
+        harness.process_element(NoKey, 2, 0).unwrap();
+        let second = harness.snapshot().unwrap().commit_actions().to_vec();
         assert_eq!(second.len(), 2);
         assert_eq!(second[0], first[0]);
-        Terminal::<u64>::committed(&mut terminal, 1);
-        // Epoch 2 never completes: the rollback aborts its action only.
-        assert_eq!(committer.abort_outstanding().unwrap(), 1);
+        harness.complete_epoch(1);
+        // Epoch 2 never completes: the rollback (before the next run) aborts its
+        // action only.
+        let recovery = SinkRecovery {
+            restored: Some(1),
+            state_dir: None,
+        };
+        op.recover(&recovery).unwrap();
         assert_eq!(*log.aborted.lock().unwrap(), [2]);
         assert_eq!(*log.committed.lock().unwrap(), [1]);
     }

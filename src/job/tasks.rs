@@ -554,6 +554,10 @@ where
             }
         }
     }
+
+    fn aborted(&mut self) {
+        self.term.aborted();
+    }
 }
 
 /// A record as it reaches an operator stage: a keyed record (for a non-keyed stage,
@@ -902,7 +906,7 @@ where
                 TaskError::caused(format!("dead letters at the barrier of epoch {epoch}"), e)
             })?;
         }
-        let commits = self.term.pre_commit(epoch, out)?;
+        let mut commits = self.term.pre_commit(epoch, out)?;
         let deltas = self
             .state
             .take_delta()
@@ -919,6 +923,7 @@ where
         self.process
             .snapshot_state(epoch, &mut writer)
             .map_err(|e| TaskError::caused(format!("snapshot_state of epoch {epoch}"), e))?;
+        commits.extend(writer.take_commit_actions());
         if !writer.is_empty() || self.wrote_operator_state {
             self.wrote_operator_state = true;
             chunks.push(ChunkData {
@@ -940,6 +945,7 @@ where
 
     fn aborted(&mut self) {
         self.process.abort();
+        self.term.aborted();
     }
 
     /// Reads a queryable state of the key given as JSON, if this actor owns the
@@ -1046,6 +1052,10 @@ where
 
     fn epoch_complete(&mut self, epoch: u64) {
         self.term.committed(epoch);
+    }
+
+    fn aborted(&mut self) {
+        self.term.aborted();
     }
 }
 

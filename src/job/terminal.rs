@@ -1,12 +1,13 @@
-//! The end of a stage's chain: a sink, or a key exchange that sends each record to the
-//! partition actor of the next stage that owns its key partition.
+//! The end of a stage's chain: a terminal operator such as a sink (see
+//! [`operator_terminal`](super::operator_terminal)), or a key exchange that sends each
+//! record to the partition actor of the next stage that owns its key partition.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
 
 use weir_actors::{Outbox, TaskError};
 
-use crate::connector::{Sink, SinkError, SinkFactory, SinkRecovery};
+use crate::connector::{SinkError, SinkRecovery};
 use crate::operator::Either;
 use crate::operator::{Collector, Key};
 use crate::partition::{key_partition, owner_of, KeyEncodeError};
@@ -39,6 +40,8 @@ pub trait Terminal<T>: Send + 'static {
     }
     /// Epoch `epoch` is complete.
     fn committed(&mut self, _epoch: u64) {}
+    /// The run is being torn down after a failure, before the input ended.
+    fn aborted(&mut self) {}
     /// Visits the terminal's own outputs (the routes of a fan-out), which the
     /// kernel sends besides the stage's main output.
     fn extra_outputs(&mut self, _visit: &mut dyn FnMut(&mut dyn weir_actors::SideOutput)) {}
@@ -101,6 +104,17 @@ pub struct TerminalEnv<'a> {
     pub exchange: crate::exchange::ExchangeMode,
     /// Every output of the stage, wired to its receivers.
     pub outputs: &'a [crate::job::plan::OutputWire],
+    /// The job's name.
+    pub(crate) job: &'a str,
+    /// The stage's name.
+    pub(crate) stage: &'a std::sync::Arc<str>,
+    /// The stage's index in the job (names its state tree).
+    pub(crate) stage_index: u32,
+    /// The node's state store: a terminal operator's context opens a keyed state
+    /// in it that owns no key partition.
+    pub(crate) store: &'a weir_actors::state::StateStore,
+    /// The node's clock.
+    pub(crate) clock: std::sync::Arc<dyn weir_actors::state::Clock>,
 }
 
 /// Feeds records into a terminal and its outbox.
@@ -119,76 +133,6 @@ impl<T, Tm: Terminal<T>> Collector<T> for IntoTerminal<'_, Tm, Tm::Wire> {
     #[inline(always)]
     fn set_timestamp(&mut self, ts: i64) {
         self.ts = ts;
-    }
-}
-
-/// A plain sink at the end of a stage (a transactional one ends a stage as a
-/// [`TwoPhaseSinkTerminal`](super::sink_stage::TwoPhaseSinkTerminal)).
-pub struct SinkTerminal<S> {
-    sink: S,
-    error: Option<SinkError>,
-}
-
-impl<T, S: Sink<T>> Terminal<T> for SinkTerminal<S> {
-    type Wire = ();
-
-    #[inline]
-    fn accept(&mut self, item: T, _ts: i64, _out: &mut Outbox<()>) {
-        if self.error.is_none() {
-            if let Err(e) = self.sink.write(item) {
-                self.error = Some(e);
-            }
-        }
-    }
-
-    fn take_error(&mut self) -> Option<TaskError> {
-        self.error
-            .take()
-            .map(|e| TaskError::caused("sink write failed", e))
-    }
-
-    fn finish(&mut self, _out: &mut Outbox<()>) -> Result<(), TaskError> {
-        if let Some(e) = self.take_error() {
-            return Err(e);
-        }
-        self.sink
-            .finish()
-            .map_err(|e| TaskError::caused("sink finish failed", e))
-    }
-
-    fn pre_commit(&mut self, epoch: u64, _out: &mut Outbox<()>) -> Result<Vec<Vec<u8>>, TaskError> {
-        if let Some(e) = self.take_error() {
-            return Err(e);
-        }
-        self.sink.flush(epoch).map_err(|e| {
-            TaskError::caused(format!("sink flush at the barrier of epoch {epoch}"), e)
-        })?;
-        Ok(Vec::new())
-    }
-}
-
-/// A plain sink factory in the role of a terminal spec.
-pub struct SinkSpec<F>(pub F);
-
-impl<T: 'static, F: SinkFactory<T>> TerminalSpec<T> for SinkSpec<F> {
-    type Terminal = SinkTerminal<F::Sink>;
-    fn describe(&self) -> String {
-        format!("sink:{}", self.0.name())
-    }
-    fn recover(&self, recovery: &SinkRecovery<'_>) -> Result<(), SinkError> {
-        self.0.recover(recovery)
-    }
-    fn build(
-        &self,
-        partition: u32,
-        parallelism: u32,
-        _downstream: u32,
-        _key_partitions: u32,
-    ) -> Result<Self::Terminal, SinkError> {
-        Ok(SinkTerminal {
-            sink: self.0.create(partition, parallelism)?,
-            error: None,
-        })
     }
 }
 

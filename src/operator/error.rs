@@ -12,6 +12,9 @@ pub enum OperatorError {
     /// The operator's own code reported a failure.
     #[error("{0}")]
     Failed(String),
+    /// A sink the operator writes to failed.
+    #[error(transparent)]
+    Sink(#[from] crate::connector::SinkError),
 }
 
 impl OperatorError {

@@ -161,9 +161,26 @@ pub struct HarnessSnapshot {
     key_partitions: u32,
     watermark: i64,
     processing_time_ms: u64,
+    /// The epoch this snapshot is of.
+    epoch: u64,
+    /// The commit actions the operator handed over at this snapshot's barrier.
+    commit_actions: Vec<Vec<u8>>,
 }
 
 impl HarnessSnapshot {
+    /// The epoch the snapshot is of: the harness numbers its snapshots 1, 2, ...
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The commit actions a transactional operator handed over at this barrier
+    /// ([`OperatorStateWriter::commit_action`](super::OperatorStateWriter::commit_action)),
+    /// encoded, in order: what a job would record with the epoch and give to the
+    /// operator's committer once the epoch is complete.
+    pub fn commit_actions(&self) -> &[Vec<u8>] {
+        &self.commit_actions
+    }
+
     /// The key partitions that hold any state, in order.
     pub fn key_partitions_with_state(&self) -> Vec<u32> {
         self.chains.keys().copied().collect()
@@ -523,7 +540,22 @@ where
             key_partitions: self.key_partitions,
             watermark: self.task.watermark,
             processing_time_ms: self.clock.now_ms(),
+            epoch: self.epoch,
+            commit_actions: taken.commits,
         })
+    }
+
+    /// Tells the operator that epoch `epoch` (the epoch of a snapshot taken here) is
+    /// complete, as a job does once the epoch's snapshot is durable and its commit
+    /// actions ran ([`Operator::epoch_complete`](super::Operator::epoch_complete)).
+    pub fn complete_epoch(&mut self, epoch: u64) {
+        self.task.epoch_complete(epoch);
+    }
+
+    /// The run fails before its input ended: the operator's
+    /// [`abort`](super::Operator::abort) runs, as in a job being torn down.
+    pub fn abort(&mut self) {
+        self.task.aborted();
     }
 
     /// The operator's current watermark.

@@ -104,10 +104,13 @@ struct Body {
 }
 
 /// Handed to [`Operator::snapshot_state`](super::Operator::snapshot_state): collects
-/// the partition's named entries.
+/// the partition's named entries, and the commit actions of a transactional operator
+/// (a two-phase-commit sink) for the epoch.
 #[derive(Debug, Default)]
 pub struct OperatorStateWriter {
     entries: BTreeMap<String, Entry>,
+    /// Encoded commit actions, recorded with the epoch's snapshot.
+    commits: Vec<Vec<u8>>,
 }
 
 impl OperatorStateWriter {
@@ -165,9 +168,26 @@ impl OperatorStateWriter {
         self.put(name, Redistribution::Broadcast, items)
     }
 
-    /// Whether nothing was written (the engine then stores nothing).
+    /// Hands the engine one commit action of the epoch being snapshotted, encoded
+    /// with [`encode_action`](crate::connector::action_frame::encode_action). The
+    /// engine records it with the epoch's snapshot and, once the epoch is complete,
+    /// gives it to the stage's committer ([`Operator::committer`]); recovery redoes
+    /// it. Only an operator whose stage has a committer may hand over actions.
+    ///
+    /// [`Operator::committer`]: super::Operator::committer
+    pub fn commit_action(&mut self, encoded: Vec<u8>) {
+        self.commits.push(encoded);
+    }
+
+    /// Whether no operator state was written (the engine then stores none). Commit
+    /// actions do not count: they are not operator state.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// The commit actions handed over, in order.
+    pub(crate) fn take_commit_actions(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.commits)
     }
 
     /// The frame of partition `partition` of `parallelism`.

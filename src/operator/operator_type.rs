@@ -14,7 +14,12 @@
 //! [`Operator::snapshot_state`]; on a restore at another parallelism the engine
 //! redistributes it (list, union or broadcast, as Flink's operator state).
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
+
+use crate::connector::SinkRecovery;
+use crate::job::commits::StageCommitter;
 
 use super::chain::Collector;
 use super::error::OperatorError;
@@ -110,7 +115,9 @@ pub trait Operator: Clone + Send + 'static {
     }
 
     /// Epoch `epoch` is complete: its snapshot is durable and the sinks committed
-    /// it (e.g. to acknowledge input to an outside system).
+    /// it (e.g. to acknowledge input to an outside system). Not called for the
+    /// final epoch of a bounded job, which completes after the partition actors
+    /// stopped.
     fn epoch_complete(&mut self, _epoch: u64) -> Result<(), OperatorError> {
         Ok(())
     }
@@ -119,4 +126,24 @@ pub trait Operator: Clone + Send + 'static {
     /// will restart from its last complete epoch, so anything this partition did
     /// outside the engine since then is to be discarded.
     fn abort(&mut self) {}
+
+    /// For a transactional operator (a two-phase-commit sink, or any operator whose
+    /// effects outside the engine must become visible only with a complete epoch):
+    /// the stage's committer, which commits the actions the partitions hand over in
+    /// [`Operator::snapshot_state`]
+    /// ([`OperatorStateWriter::commit_action`]) once their epoch is complete, and
+    /// redoes them on recovery. Asked of the value given to the job builder; one
+    /// committer serves every partition and every run. `None` by default.
+    fn committer(&self) -> Option<Arc<dyn StageCommitter>> {
+        None
+    }
+
+    /// Called on the value given to the job builder before each run and each
+    /// restart, after recovery redid the restored epoch's commit actions and before
+    /// any partition opens: an operator with effects outside the engine discards
+    /// what a run that never completed its epoch left behind (e.g. staged output of
+    /// later epochs). Does nothing by default.
+    fn recover(&self, _recovery: &SinkRecovery<'_>) -> Result<(), OperatorError> {
+        Ok(())
+    }
 }
