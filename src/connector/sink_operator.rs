@@ -55,38 +55,69 @@ impl<F> SharedFactory<F> {
     }
 }
 
-/// The error of a sink handler called before `open` created the partition's sink.
-fn not_open(name: &str) -> OperatorError {
-    OperatorError::msg(format!(
-        "sink {name}: used before open created the partition's sink"
-    ))
+/// What both sink operators hold: the factory, the sink's name, and the
+/// partition's sink once `open` created it.
+struct PartitionSink<F, S> {
+    factory: SharedFactory<F>,
+    name: String,
+    sink: Option<S>,
+}
+
+impl<F, S> PartitionSink<F, S> {
+    fn new(factory: F, name: String) -> Self {
+        PartitionSink {
+            factory: SharedFactory::new(factory),
+            name: format!("sink:{name}"),
+            sink: None,
+        }
+    }
+
+    /// A copy as the builder left it: the same factory, no partition sink yet.
+    fn unopened(&self) -> Self {
+        PartitionSink {
+            factory: self.factory.clone(),
+            name: self.name.clone(),
+            sink: None,
+        }
+    }
+
+    /// Creates the partition's sink with `create(factory, partition, parallelism)`.
+    fn open(
+        &mut self,
+        ctx: &OpenContext<'_, NoKey>,
+        create: impl FnOnce(&F, u32, u32) -> Result<S, SinkError>,
+    ) -> Result<(), OperatorError> {
+        let sink = create(&self.factory.get(), ctx.partition(), ctx.parallelism())?;
+        self.sink = Some(sink);
+        Ok(())
+    }
+
+    /// The partition's sink; an error if `open` has not created it.
+    fn sink(&mut self) -> Result<&mut S, OperatorError> {
+        match self.sink.as_mut() {
+            Some(sink) => Ok(sink),
+            None => Err(OperatorError::msg(format!(
+                "{}: used before open created the partition's sink",
+                self.name
+            ))),
+        }
+    }
 }
 
 /// A plain sink as an operator: one partition's [`Sink`], created in `open` by the
 /// [`SinkFactory`] (at-least-once under recovery; see [`Sink`]).
 pub struct SinkOperator<F: SinkFactory<T>, T> {
-    factory: SharedFactory<F>,
-    name: String,
-    /// The partition's sink, once open.
-    sink: Option<F::Sink>,
+    part: PartitionSink<F, F::Sink>,
     _in: PhantomData<fn(T)>,
 }
 
 impl<F: SinkFactory<T>, T> SinkOperator<F, T> {
     /// The operator that writes through the sinks `factory` creates.
     pub fn new(factory: F) -> Self {
+        let name = factory.name();
         SinkOperator {
-            name: format!("sink:{}", factory.name()),
-            factory: SharedFactory::new(factory),
-            sink: None,
+            part: PartitionSink::new(factory, name),
             _in: PhantomData,
-        }
-    }
-
-    fn sink(&mut self) -> Result<&mut F::Sink, OperatorError> {
-        match self.sink.as_mut() {
-            Some(sink) => Ok(sink),
-            None => Err(not_open(&self.name)),
         }
     }
 }
@@ -96,9 +127,7 @@ impl<F: SinkFactory<T>, T> SinkOperator<F, T> {
 impl<F: SinkFactory<T>, T> Clone for SinkOperator<F, T> {
     fn clone(&self) -> Self {
         SinkOperator {
-            factory: self.factory.clone(),
-            name: self.name.clone(),
-            sink: None,
+            part: self.part.unopened(),
             _in: PhantomData,
         }
     }
@@ -114,16 +143,13 @@ where
     type Out = Infallible;
 
     fn name(&self) -> String {
-        self.name.clone()
+        self.part.name.clone()
     }
 
     fn open(&mut self, ctx: &mut OpenContext<'_, NoKey>) -> Result<(), OperatorError> {
-        let sink = self
-            .factory
-            .get()
-            .create(ctx.partition(), ctx.parallelism())?;
-        self.sink = Some(sink);
-        Ok(())
+        self.part.open(ctx, |f, partition, parallelism| {
+            f.create(partition, parallelism)
+        })
     }
 
     #[inline]
@@ -132,14 +158,14 @@ where
         value: T,
         _ctx: &mut KeyedContext<'_, NoKey, Infallible>,
     ) -> Result<(), OperatorError> {
-        Ok(self.sink()?.write(value)?)
+        Ok(self.part.sink()?.write(value)?)
     }
 
     fn close(
         &mut self,
         _out: &mut dyn crate::operator::Collector<Infallible>,
     ) -> Result<(), OperatorError> {
-        Ok(self.sink()?.finish()?)
+        Ok(self.part.sink()?.finish()?)
     }
 
     /// The barrier: what was written before it is made durable where it goes.
@@ -148,13 +174,14 @@ where
         epoch: u64,
         _state: &mut OperatorStateWriter,
     ) -> Result<(), OperatorError> {
-        self.sink()?
+        self.part
+            .sink()?
             .flush(epoch)
             .map_err(|e| OperatorError::msg(format!("flush at the barrier of epoch {epoch}: {e}")))
     }
 
     fn recover(&self, recovery: &SinkRecovery<'_>) -> Result<(), OperatorError> {
-        Ok(self.factory.get().recover(recovery)?)
+        Ok(self.part.factory.get().recover(recovery)?)
     }
 }
 
@@ -163,11 +190,8 @@ where
 /// [`Committer`](super::Committer) (with the record of what this process
 /// pre-committed, which a rollback aborts).
 pub struct TwoPhaseSinkOperator<F: TwoPhaseCommitSinkFactory<T>, T> {
-    factory: SharedFactory<F>,
-    name: String,
+    part: PartitionSink<F, F::Sink>,
     committer: Arc<TrackedCommitter<F::Committer>>,
-    /// The partition's sink, once open.
-    sink: Option<F::Sink>,
     /// Encoded actions this partition has noted with the committer, with the epoch
     /// at whose barrier the sink first returned each. The sink returns an action
     /// again at every barrier until it hears its epoch completed; noting it once
@@ -181,20 +205,12 @@ impl<F: TwoPhaseCommitSinkFactory<T>, T> TwoPhaseSinkOperator<F, T> {
     /// The operator that stages through the sinks `factory` creates and commits
     /// through its committer (made once, here, for the life of the job).
     pub fn new(factory: F) -> Self {
+        let name = factory.name();
         TwoPhaseSinkOperator {
-            name: format!("sink:{}", factory.name()),
             committer: Arc::new(TrackedCommitter::new(factory.committer())),
-            factory: SharedFactory::new(factory),
-            sink: None,
+            part: PartitionSink::new(factory, name),
             noted: HashMap::new(),
             _in: PhantomData,
-        }
-    }
-
-    fn sink(&mut self) -> Result<&mut F::Sink, OperatorError> {
-        match self.sink.as_mut() {
-            Some(sink) => Ok(sink),
-            None => Err(not_open(&self.name)),
         }
     }
 }
@@ -204,10 +220,8 @@ impl<F: TwoPhaseCommitSinkFactory<T>, T> TwoPhaseSinkOperator<F, T> {
 impl<F: TwoPhaseCommitSinkFactory<T>, T> Clone for TwoPhaseSinkOperator<F, T> {
     fn clone(&self) -> Self {
         TwoPhaseSinkOperator {
-            factory: self.factory.clone(),
-            name: self.name.clone(),
+            part: self.part.unopened(),
             committer: self.committer.clone(),
-            sink: None,
             noted: HashMap::new(),
             _in: PhantomData,
         }
@@ -224,16 +238,13 @@ where
     type Out = Infallible;
 
     fn name(&self) -> String {
-        self.name.clone()
+        self.part.name.clone()
     }
 
     fn open(&mut self, ctx: &mut OpenContext<'_, NoKey>) -> Result<(), OperatorError> {
-        let sink = self
-            .factory
-            .get()
-            .create(ctx.partition(), ctx.parallelism())?;
-        self.sink = Some(sink);
-        Ok(())
+        self.part.open(ctx, |f, partition, parallelism| {
+            f.create(partition, parallelism)
+        })
     }
 
     #[inline]
@@ -242,7 +253,7 @@ where
         value: T,
         _ctx: &mut KeyedContext<'_, NoKey, Infallible>,
     ) -> Result<(), OperatorError> {
-        Ok(self.sink()?.write(value)?)
+        Ok(self.part.sink()?.write(value)?)
     }
 
     /// The input ended; the final barrier that follows stages the last output.
@@ -250,7 +261,7 @@ where
         &mut self,
         _out: &mut dyn crate::operator::Collector<Infallible>,
     ) -> Result<(), OperatorError> {
-        Ok(self.sink()?.finish()?)
+        Ok(self.part.sink()?.finish()?)
     }
 
     /// The pre-commit: the sink stages what it received since the last barrier and
@@ -261,10 +272,10 @@ where
         epoch: u64,
         state: &mut OperatorStateWriter,
     ) -> Result<(), OperatorError> {
-        let actions = self
-            .sink()?
-            .pre_commit(epoch)
-            .map_err(|e| OperatorError::msg(format!("sink pre-commit of epoch {epoch}: {e}")))?;
+        let actions =
+            self.part.sink()?.pre_commit(epoch).map_err(|e| {
+                OperatorError::msg(format!("sink pre-commit of epoch {epoch}: {e}"))
+            })?;
         for action in &actions {
             let encoded = encode_action(action).map_err(SinkError::from)?;
             if !self.noted.contains_key(&encoded) {
@@ -277,7 +288,7 @@ where
     }
 
     fn epoch_complete(&mut self, epoch: u64) -> Result<(), OperatorError> {
-        self.sink()?.committed(epoch);
+        self.part.sink()?.committed(epoch);
         self.noted.retain(|_, first| *first > epoch);
         Ok(())
     }
@@ -292,9 +303,9 @@ where
     fn recover(&self, recovery: &SinkRecovery<'_>) -> Result<(), OperatorError> {
         let aborted = self.committer.abort_outstanding()?;
         if aborted > 0 {
-            tracing::info!(sink = %self.name, aborted, restored = ?recovery.restored,
+            tracing::info!(sink = %self.part.name, aborted, restored = ?recovery.restored,
                 "rollback: aborted the commit actions of epochs that never completed");
         }
-        Ok(self.factory.get().recover(recovery)?)
+        Ok(self.part.factory.get().recover(recovery)?)
     }
 }

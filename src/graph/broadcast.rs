@@ -12,7 +12,7 @@ use weir_actors::{Outbox, TaskError};
 use crate::connector::SinkError;
 use crate::job::builder::{Head, IntoPlan, KeyedStream, Stream};
 use crate::job::plan::KeyedStagePlan;
-use crate::job::terminal::{KeyRouter, KeySelector, Terminal, TerminalSpec};
+use crate::job::terminal::{KeyRouter, KeySelector, Terminal, TerminalEnv, TerminalSpec};
 use crate::operator::{BroadcastContext, BroadcastProcess, Chain, OperatorError};
 use crate::record::Routed;
 
@@ -169,13 +169,9 @@ where
     fn describe(&self) -> String {
         "key_by".into()
     }
-    fn build(
-        &self,
-        _partition: u32,
-        _parallelism: u32,
-        downstream: u32,
-        key_partitions: u32,
-    ) -> Result<Self::Terminal, SinkError> {
+    fn build_with(&self, env: &TerminalEnv<'_>) -> Result<Self::Terminal, SinkError> {
+        let downstream = env.receivers;
+        let key_partitions = env.key_partitions;
         Ok(RoutedExchange {
             router: KeyRouter::new(self.selector.clone(), downstream, key_partitions),
             _rule: PhantomData,

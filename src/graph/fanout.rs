@@ -379,18 +379,6 @@ impl<T: Clone + Send + 'static> TerminalSpec<T> for FanOutSpec<T> {
         Ok(())
     }
 
-    fn build(
-        &self,
-        _partition: u32,
-        _parallelism: u32,
-        _downstream: u32,
-        _key_partitions: u32,
-    ) -> Result<Self::Terminal, SinkError> {
-        Err(SinkError::Failed(
-            "a fan-out is built with its wiring (planner bug)".into(),
-        ))
-    }
-
     fn build_with(&self, env: &TerminalEnv<'_>) -> Result<Self::Terminal, SinkError> {
         let specs = lock(&self.routes);
         if specs.is_empty() {

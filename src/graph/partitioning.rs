@@ -21,7 +21,7 @@ use weir_actors::{Outbox, TaskError};
 
 use crate::connector::SinkError;
 use crate::job::builder::{Head, IntoPlan, KeyedHead, Processed, Stream};
-use crate::job::terminal::{Terminal, TerminalSpec};
+use crate::job::terminal::{Terminal, TerminalEnv, TerminalSpec};
 use crate::operator::{Chain, NoKey, Operator, PassThrough};
 use crate::record::{Keyed, Routed};
 
@@ -92,13 +92,9 @@ impl<T: crate::exchange::Data> TerminalSpec<T> for SpreadSpec<T> {
             Spread::Rebalance => "rebalance".into(),
         }
     }
-    fn build(
-        &self,
-        partition: u32,
-        _parallelism: u32,
-        downstream: u32,
-        _key_partitions: u32,
-    ) -> Result<Self::Terminal, SinkError> {
+    fn build_with(&self, env: &TerminalEnv<'_>) -> Result<Self::Terminal, SinkError> {
+        let partition = env.partition;
+        let downstream = env.receivers;
         let receivers = downstream.max(1) as usize;
         Ok(SpreadExchange {
             spread: self.spread,
@@ -200,13 +196,8 @@ where
     fn describe(&self) -> String {
         "broadcast".into()
     }
-    fn build(
-        &self,
-        _partition: u32,
-        _parallelism: u32,
-        downstream: u32,
-        _key_partitions: u32,
-    ) -> Result<Self::Terminal, SinkError> {
+    fn build_with(&self, env: &TerminalEnv<'_>) -> Result<Self::Terminal, SinkError> {
+        let downstream = env.receivers;
         Ok(BroadcastExchange {
             receivers: downstream as usize,
             _types: PhantomData,

@@ -182,18 +182,6 @@ where
         self.op.committer()
     }
 
-    fn build(
-        &self,
-        _partition: u32,
-        _parallelism: u32,
-        _downstream: u32,
-        _key_partitions: u32,
-    ) -> Result<Self::Terminal, SinkError> {
-        Err(SinkError::Failed(
-            "a terminal operator is built with its stage's context (planner bug)".into(),
-        ))
-    }
-
     fn build_with(&self, env: &TerminalEnv<'_>) -> Result<Self::Terminal, SinkError> {
         let stage = env.stage.clone();
         let mut state = env

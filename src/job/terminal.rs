@@ -67,25 +67,9 @@ pub trait TerminalSpec<T>: Send + 'static {
     fn committer(&self) -> Option<Arc<dyn StageCommitter>> {
         None
     }
-    /// The terminal for `partition` of `parallelism`, feeding `downstream` actors.
-    fn build(
-        &self,
-        partition: u32,
-        parallelism: u32,
-        downstream: u32,
-        key_partitions: u32,
-    ) -> Result<Self::Terminal, SinkError>;
-
     /// The terminal for one partition, given everything the stage is wired to
     /// (a fan-out builds one route per consumer from it).
-    fn build_with(&self, env: &TerminalEnv<'_>) -> Result<Self::Terminal, SinkError> {
-        self.build(
-            env.partition,
-            env.parallelism,
-            env.receivers,
-            env.key_partitions,
-        )
-    }
+    fn build_with(&self, env: &TerminalEnv<'_>) -> Result<Self::Terminal, SinkError>;
 }
 
 /// What a terminal of one partition is built with.
@@ -282,13 +266,9 @@ impl<T: 'static, Sel: KeySelector<T>> TerminalSpec<T> for ExchangeSpec<Sel> {
     fn describe(&self) -> String {
         "key_by".into()
     }
-    fn build(
-        &self,
-        _partition: u32,
-        _parallelism: u32,
-        downstream: u32,
-        key_partitions: u32,
-    ) -> Result<Self::Terminal, SinkError> {
+    fn build_with(&self, env: &TerminalEnv<'_>) -> Result<Self::Terminal, SinkError> {
+        let downstream = env.receivers;
+        let key_partitions = env.key_partitions;
         Ok(KeyExchange {
             router: KeyRouter::new(self.0.clone(), downstream, key_partitions),
         })

@@ -19,7 +19,7 @@ use rustc_hash::FxHashMap;
 use weir_actors::{Outbox, TaskError};
 
 use crate::connector::SinkError;
-use crate::job::terminal::{KeySelector, Terminal, TerminalSpec};
+use crate::job::terminal::{KeySelector, Terminal, TerminalEnv, TerminalSpec};
 use crate::operator::{
     AggregateFn, Collector, KeyedContext, KeyedProcess, OpenContext, OperatorError,
 };
@@ -92,13 +92,9 @@ where
             "key_by".into()
         }
     }
-    fn build(
-        &self,
-        _partition: u32,
-        _parallelism: u32,
-        downstream: u32,
-        key_partitions: u32,
-    ) -> Result<Self::Terminal, SinkError> {
+    fn build_with(&self, env: &TerminalEnv<'_>) -> Result<Self::Terminal, SinkError> {
+        let downstream = env.receivers;
+        let key_partitions = env.key_partitions;
         Ok(PreAggExchange {
             selector: self.selector.clone(),
             assigner: self.assigner.clone(),
