@@ -80,7 +80,12 @@ fn run_job(args: RunArgs) -> Result<ExitCode, Error> {
     let node = Node::new(args.engine_options(&config))?;
     let board = node.status();
     let _status_server = if config.http.enabled {
-        let server = StatusServer::start(config.http.addr, board.clone())?;
+        let token = weir::status::auth::resolve_token(
+            std::env::var(weir::status::auth::TOKEN_ENV).ok(),
+            config.http.token_file.as_deref(),
+        )
+        .map_err(weir::status::StatusError::from)?;
+        let server = StatusServer::start(config.http.addr, board.clone(), token)?;
         weir::console::notice(&format!(
             "status API and page on http://{}/",
             server.local_addr()

@@ -332,6 +332,19 @@ fn the_kubernetes_manifests_agree_with_each_other_and_with_weir() {
         config.http.addr.ip().is_unspecified() && config.metrics.addr.ip().is_unspecified(),
         "in a pod the servers must listen on all interfaces"
     );
+    // Beyond loopback the status API's mutating endpoints need a token: the pod
+    // takes it from a Secret (or the configuration names a token file).
+    let token_from_secret = container["env"].as_array().is_some_and(|env| {
+        env.iter().any(|e| {
+            e["name"] == weir::status::auth::TOKEN_ENV
+                && e["valueFrom"]["secretKeyRef"]["key"].is_string()
+        })
+    });
+    assert!(
+        token_from_secret || config.http.token_file.is_some(),
+        "the status API listens on {} with no token for its mutating endpoints",
+        config.http.addr
+    );
     assert_eq!(
         pod["metadata"]["annotations"]["prometheus.io/port"],
         port("metrics").to_string()

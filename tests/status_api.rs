@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use common::{http, Numbers};
 use serde_json::{json, Value};
 use weir::prelude::*;
+use weir::status::auth::ApiToken;
 use weir::status::{StatusBoard, StatusServer};
 
 const N: u64 = 40_000;
@@ -54,7 +55,7 @@ fn options(state: &std::path::Path) -> EngineOptions {
 
 /// Serves `board` (a node's) on a free 127.0.0.1 port.
 fn serve(board: StatusBoard) -> StatusServer {
-    StatusServer::start("127.0.0.1:0".parse().unwrap(), board)
+    StatusServer::start("127.0.0.1:0".parse().unwrap(), board, None)
         .expect("status server on a free port")
 }
 
@@ -395,4 +396,50 @@ fn queryable_state_returns_the_value_the_job_emitted_for_each_key() {
     assert_eq!(emitted, queried);
     let after = http::get(addr, "/api/jobs/counts/stages/1/state/reduce?key=1");
     assert_eq!(after.status, 503, "{}", after.body);
+}
+
+#[test]
+fn with_a_token_the_mutating_endpoints_refuse_requests_without_it() {
+    let node = Node::new(EngineOptions::for_tests(1)).unwrap();
+    let token = ApiToken::new("a-test-token-0123456789", "test").unwrap();
+    let server = StatusServer::start("127.0.0.1:0".parse().unwrap(), node.status(), Some(token))
+        .expect("status server on a free port");
+    let addr = server.local_addr();
+    let path = "/api/jobs/nothing/savepoints?stop=true";
+    let none = http::post(addr, path);
+    assert_eq!(none.status, 401, "{}", none.body);
+    assert_eq!(none.header("www-authenticate"), Some("Bearer"));
+    assert!(none.json()["error"].as_str().unwrap().contains("Bearer"));
+    let wrong = http::request_with(
+        addr,
+        "POST",
+        path,
+        &[("Authorization", "Bearer not-it-0123456789")],
+    );
+    assert_eq!(wrong.status, 401, "{}", wrong.body);
+    // With the token the request reaches the endpoint (no such job here).
+    let right = http::request_with(
+        addr,
+        "POST",
+        path,
+        &[("Authorization", "Bearer a-test-token-0123456789")],
+    );
+    assert_eq!(right.status, 404, "{}", right.body);
+    // Reading stays open: probes and dashboards send no token.
+    assert_eq!(http::get(addr, "/healthz").status, 200);
+    assert_eq!(http::get(addr, "/api/jobs").status, 200);
+}
+
+#[test]
+fn an_api_beyond_loopback_without_a_token_is_refused_before_binding() {
+    let node = Node::new(EngineOptions::for_tests(1)).unwrap();
+    // Checked before anything binds: nothing listens on 0.0.0.0 here.
+    let err = StatusServer::start("0.0.0.0:0".parse().unwrap(), node.status(), None)
+        .err()
+        .expect("refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("WEIR_HTTP_TOKEN") && text.contains("loopback"),
+        "{text}"
+    );
 }

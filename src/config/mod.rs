@@ -484,6 +484,11 @@ pub struct HttpConfig {
     /// default). Port 0 lets the operating system pick a free port.
     #[serde(deserialize_with = "deserialize_socket_addr")]
     pub addr: SocketAddr,
+    /// A file holding the token the mutating endpoints (savepoint, stop) require
+    /// as `Authorization: Bearer <token>`; the `WEIR_HTTP_TOKEN` environment
+    /// variable wins over it. A token is required when `addr` is not a loopback
+    /// address.
+    pub token_file: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -491,6 +496,7 @@ impl Default for HttpConfig {
         HttpConfig {
             enabled: true,
             addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8081)),
+            token_file: None,
         }
     }
 }

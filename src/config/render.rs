@@ -245,6 +245,19 @@ fn write_all(out: &mut String, config: &WeirConfig) -> std::fmt::Result {
         "# Address (IP:port) they listen on; port 0 picks a free port."
     )?;
     writeln!(out, "addr = {}", toml_string(&config.http.addr.to_string()))?;
+    writeln!(
+        out,
+        "# File holding the token of the mutating endpoints (savepoint, stop), sent as"
+    )?;
+    writeln!(
+        out,
+        "# `Authorization: Bearer <token>`; WEIR_HTTP_TOKEN wins over it. Required when"
+    )?;
+    writeln!(out, "# addr is not a loopback address.")?;
+    match &config.http.token_file {
+        Some(path) => writeln!(out, "token_file = {}", toml_string(&path.to_string_lossy()))?,
+        None => writeln!(out, "# token_file = \"/run/secrets/weir-http-token\"")?,
+    }
     writeln!(out)?;
     write_kafka(out, &config.kafka)
 }

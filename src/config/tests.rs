@@ -78,6 +78,7 @@ fn everything_set() -> WeirConfig {
         http: HttpConfig {
             enabled: false,
             addr: "0.0.0.0:8090".parse().expect("literal address"),
+            token_file: Some(PathBuf::from("/run/secrets/weir-http-token")),
         },
         kafka: KafkaConfig {
             brokers: Some("kafka-1:9092,kafka-2:9092".to_owned()),
@@ -154,6 +155,7 @@ dir = "/var/lib/weir/savepoints"
 [http]
 enabled = false
 addr = "0.0.0.0:8090"
+token_file = "/run/secrets/weir-http-token"
 
 [kafka]
 brokers = "kafka-1:9092,kafka-2:9092"
@@ -1069,12 +1071,17 @@ fn valid_config() -> impl Strategy<Value = WeirConfig> {
         proptest::option::of("[a-zA-Z0-9 _./\\\\'\"-]{1,30}").prop_map(|dir| SavepointConfig {
             dir: dir.map(PathBuf::from),
         });
-    let http = (any::<bool>(), any::<[u8; 4]>(), any::<u16>()).prop_map(|(enabled, ip, port)| {
-        HttpConfig {
+    let http = (
+        any::<bool>(),
+        any::<[u8; 4]>(),
+        any::<u16>(),
+        proptest::option::of("[a-zA-Z0-9_./-]{1,30}"),
+    )
+        .prop_map(|(enabled, ip, port, token_file)| HttpConfig {
             enabled,
             addr: SocketAddr::from((ip, port)),
-        }
-    });
+            token_file: token_file.map(PathBuf::from),
+        });
     let table = || {
         proptest::collection::btree_map(
             prop_oneof![

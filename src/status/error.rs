@@ -13,6 +13,10 @@ pub enum StatusError {
         /// Why binding failed.
         source: std::io::Error,
     },
+    /// The API's access rule could not be set up (no token beyond loopback, an
+    /// unreadable or too short token).
+    #[error(transparent)]
+    Auth(#[from] super::auth::AuthError),
     /// The server's thread or runtime could not be started.
     #[error("cannot start the status server: {0}")]
     Start(std::io::Error),

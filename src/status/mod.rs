@@ -13,6 +13,7 @@
 //! the job's `CheckpointStats` when asked, the record the checkpoint metrics are
 //! recorded from, so the API is never behind Prometheus.
 
+pub mod auth;
 mod board;
 mod error;
 mod model;

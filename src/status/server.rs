@@ -15,6 +15,7 @@ use serde_json::json;
 
 use crate::http_server::{HttpServer, HttpStartError};
 
+use super::auth::{check_exposure, require_token, ApiToken};
 use super::board::StatusBoard;
 use super::error::StatusError;
 use super::model::JobState;
@@ -32,12 +33,20 @@ pub struct StatusServer {
 impl StatusServer {
     /// Binds `addr` (port 0 picks a free port) and serves `board` from a thread of
     /// its own. Binding happens before this returns, so a taken port is an error
-    /// here, not later.
-    pub fn start(addr: SocketAddr, board: StatusBoard) -> Result<Self, StatusError> {
-        let http = HttpServer::start("weir-status", addr, router(board)).map_err(|e| match e {
-            HttpStartError::Bind { addr, source } => StatusError::Bind { addr, source },
-            HttpStartError::Start { source, .. } => StatusError::Start(source),
-        })?;
+    /// here, not later. With `token`, the mutating endpoints take it as a bearer
+    /// token; an `addr` beyond loopback without one is refused before anything is
+    /// bound ([`auth`](super::auth)).
+    pub fn start(
+        addr: SocketAddr,
+        board: StatusBoard,
+        token: Option<ApiToken>,
+    ) -> Result<Self, StatusError> {
+        check_exposure(addr, token.as_ref())?;
+        let http =
+            HttpServer::start("weir-status", addr, router(board, token)).map_err(|e| match e {
+                HttpStartError::Bind { addr, source } => StatusError::Bind { addr, source },
+                HttpStartError::Start { source, .. } => StatusError::Start(source),
+            })?;
         tracing::info!(addr = %http.local_addr(), "status API and page served");
         Ok(StatusServer { http })
     }
@@ -48,15 +57,20 @@ impl StatusServer {
     }
 }
 
-/// Every route.
-fn router(board: StatusBoard) -> Router {
+/// Every route: the mutating ones behind the token check.
+fn router(board: StatusBoard, token: Option<ApiToken>) -> Router {
+    let mutating = Router::new()
+        .route("/api/jobs/{job}/savepoints", post(savepoint))
+        .route_layer(axum::middleware::from_fn(move |request, next| {
+            require_token(token.clone(), request, next)
+        }));
     Router::new()
         .route("/", get(page))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/jobs", get(jobs))
         .route("/api/jobs/{job}", get(job))
-        .route("/api/jobs/{job}/savepoints", post(savepoint))
+        .merge(mutating)
         .route(
             "/api/jobs/{job}/stages/{stage}/state/{state}",
             get(query_state),

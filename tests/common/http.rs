@@ -42,6 +42,20 @@ pub fn post(addr: SocketAddr, path: &str) -> Response {
 /// Sends one request and reads the whole response (the server closes the
 /// connection after it).
 pub fn request(addr: SocketAddr, method: &str, path: &str) -> Response {
+    request_with(addr, method, path, &[])
+}
+
+/// [`request`] with extra headers, `(name, value)`.
+pub fn request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Response {
+    let extra: String = headers
+        .iter()
+        .map(|(n, v)| format!("{n}: {v}\r\n"))
+        .collect();
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
     stream
@@ -49,7 +63,7 @@ pub fn request(addr: SocketAddr, method: &str, path: &str) -> Response {
         .expect("read timeout");
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}Content-Length: 0\r\n\r\n"
     )
     .expect("sending the request");
     let mut raw = Vec::new();
