@@ -22,7 +22,8 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run a built-in job on this machine (one embedded node, no other service needed).
+    /// Run a job on this machine (one embedded node, no other service needed): a
+    /// built-in one or one the binary registers.
     Run(Box<RunArgs>),
     /// Run a benchmark workload of shared/bench/WORKLOADS.md, check its result, and
     /// print one JSON line last.
@@ -48,9 +49,12 @@ pub enum JobName {
 /// `weir run`.
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// Which job.
-    #[arg(value_enum)]
-    pub job: JobName,
+    /// Which job: a built-in one (demo, wordcount, w1, w2) or one the binary
+    /// registers (`weir::app::JobRegistry`).
+    pub job: String,
+    /// A parameter of a registered job, KEY=VALUE (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
     /// wordcount: the text file to read (default: standard input).
     #[arg(long)]
     pub input: Option<PathBuf>,

@@ -9,6 +9,7 @@
 //! The vocabulary (job, stage, key partition, partition actor, ring, epoch, snapshot,
 //! savepoint) is that of `DESIGN.md`; `docs/architecture.md` maps it to modules.
 
+pub mod app;
 pub mod bench;
 pub mod cli;
 pub mod config;
