@@ -11,6 +11,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod connector;
 pub mod console;
