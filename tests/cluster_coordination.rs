@@ -247,6 +247,21 @@ async fn a_ring_proposal_with_a_stale_generation_is_refused(
     );
 }
 
+async fn a_campaign_under_an_expired_lease_fails(a: &dyn Coordinator, b: &dyn Coordinator) {
+    let m1 = a.join(&n("n1"), "127.0.0.1:7001", TTL).await.unwrap();
+    m1.stop_keep_alive();
+    eventually("n1's lease expired", || async {
+        b.members().await.unwrap().is_empty()
+    })
+    .await;
+    let refused = within("the refusal", a.campaign(&m1)).await;
+    assert!(
+        matches!(&refused, Err(CoordinationError::LeaseExpired { node }) if node == &n("n1")),
+        "{refused:?}"
+    );
+    assert_eq!(b.leader().await.unwrap(), None);
+}
+
 /// Runs each behaviour on both backends: `embedded::<name>` and `etcd::<name>`.
 macro_rules! on_both_backends {
     ($($behaviour:ident),* $(,)?) => {
@@ -292,6 +307,7 @@ on_both_backends!(
     the_other_takes_over_when_the_leader_leaves_or_resigns,
     a_deposed_leaders_snapshot_commit_is_refused,
     a_ring_proposal_with_a_stale_generation_is_refused,
+    a_campaign_under_an_expired_lease_fails,
 );
 
 #[tokio::test]
