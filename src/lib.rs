@@ -12,6 +12,7 @@
 pub mod app;
 pub mod bench;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod connector;
 pub mod console;

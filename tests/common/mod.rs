@@ -3,6 +3,7 @@
 
 pub mod dead_letters;
 pub mod deps;
+pub mod etcd;
 pub mod events;
 pub mod faults;
 pub mod http;
