@@ -199,14 +199,17 @@ async fn a_ring_proposal_with_a_stale_generation_is_refused(
     a: &dyn Coordinator,
     b: &dyn Coordinator,
 ) {
+    let m1 = a.join(&n("n1"), "127.0.0.1:7001", TTL).await.unwrap();
+    let m2 = b.join(&n("n2"), "127.0.0.1:7002", TTL).await.unwrap();
+    let leading = a.campaign(&m1).await.unwrap();
     assert_eq!(a.ring().await.unwrap(), None);
     let first = Ring::initial(16, [n("n1"), n("n2")]).unwrap();
-    a.propose_ring(first.clone(), 0).await.unwrap();
+    a.propose_ring(first.clone(), 0, &leading).await.unwrap();
     assert_eq!(b.ring().await.unwrap(), Some(first.clone()));
 
-    // b computed its own first ring before seeing a's: refused.
+    // A proposal computed before the first ring was stored: refused.
     let late = Ring::initial(16, [n("n2")]).unwrap();
-    let refused = b.propose_ring(late, 0).await;
+    let refused = a.propose_ring(late, 0, &leading).await;
     assert!(
         matches!(
             refused,
@@ -219,10 +222,10 @@ async fn a_ring_proposal_with_a_stale_generation_is_refused(
     );
 
     let grown = rebalance(&first, [n("n1"), n("n2"), n("n3")]).unwrap();
-    b.propose_ring(grown.clone(), 1).await.unwrap();
-    // a rebalances the ring it read before b's change: refused, b's ring stays.
+    a.propose_ring(grown.clone(), 1, &leading).await.unwrap();
+    // A rebalance of the ring read before that change: refused, the ring stays.
     let shrunk = rebalance(&first, [n("n1")]).unwrap();
-    let refused = a.propose_ring(shrunk, 1).await;
+    let refused = a.propose_ring(shrunk, 1, &leading).await;
     assert!(
         matches!(
             refused,
@@ -240,11 +243,25 @@ async fn a_ring_proposal_with_a_stale_generation_is_refused(
 
     // A proposal whose own generation does not follow the expected one is malformed.
     let skipped = rebalance(&grown, [n("n1")]).unwrap();
-    let invalid = a.propose_ring(skipped, 1).await;
+    let invalid = a.propose_ring(skipped, 1, &leading).await;
     assert!(
         matches!(invalid, Err(CoordinationError::Invalid(_))),
         "{invalid:?}"
     );
+
+    // Only the leader changes the ring: n1 leaves (its lease and leader key go) and
+    // n2 leads; n1's proposal, even from the current ring, is refused, and n2's goes
+    // through.
+    let next = rebalance(&grown, [n("n1"), n("n2")]).unwrap();
+    a.leave(m1).await.unwrap();
+    let refused = a.propose_ring(next.clone(), 2, &leading).await;
+    assert!(
+        matches!(refused, Err(CoordinationError::NotLeader { .. })),
+        "{refused:?}"
+    );
+    let second = within("n2's election", b.campaign(&m2)).await.unwrap();
+    b.propose_ring(next.clone(), 2, &second).await.unwrap();
+    assert_eq!(a.ring().await.unwrap(), Some(next));
 }
 
 async fn a_campaign_under_an_expired_lease_fails(a: &dyn Coordinator, b: &dyn Coordinator) {

@@ -71,8 +71,16 @@ pub trait Coordinator: Send + Sync {
     /// `expected_generation + 1` (what [`Ring::initial`] and
     /// [`super::ring::rebalance`] produce from the ring they were given). A stale
     /// expectation is refused with [`CoordinationError::StaleGeneration`]: whoever
-    /// computed the proposal from an older ring must read the new one first.
-    fn propose_ring(&self, ring: Ring, expected_generation: u64) -> CoordFuture<'_, ()>;
+    /// computed the proposal from an older ring must read the new one first. Only
+    /// the current leader changes the ring: the same transaction checks that
+    /// `leadership` is still the current one, so a deposed leader's proposal fails
+    /// with [`CoordinationError::NotLeader`] even if no one changed the ring since.
+    fn propose_ring<'a>(
+        &'a self,
+        ring: Ring,
+        expected_generation: u64,
+        leadership: &'a Leadership,
+    ) -> CoordFuture<'a, ()>;
 
     /// The epoch of `job`'s last complete snapshot, if one was committed.
     fn last_snapshot<'a>(&'a self, job: &'a str) -> CoordFuture<'a, Option<u64>>;

@@ -235,10 +235,22 @@ impl Coordinator for EmbeddedCoordinator {
         Box::pin(async move { Ok(self.state().ring.clone()) })
     }
 
-    fn propose_ring(&self, ring: Ring, expected_generation: u64) -> CoordFuture<'_, ()> {
+    fn propose_ring<'a>(
+        &'a self,
+        ring: Ring,
+        expected_generation: u64,
+        leadership: &'a Leadership,
+    ) -> CoordFuture<'a, ()> {
         Box::pin(async move {
             check_proposal(&ring, expected_generation)?;
             let mut state = self.state();
+            let leader = state.leader.as_ref().map(|(l, _)| l.revision);
+            if leader != Some(leadership.revision()) {
+                return Err(CoordinationError::NotLeader {
+                    node: leadership.node().clone(),
+                    revision: leadership.revision(),
+                });
+            }
             let current = state.ring.as_ref().map_or(0, Ring::generation);
             if current != expected_generation {
                 return Err(CoordinationError::StaleGeneration {

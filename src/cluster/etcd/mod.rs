@@ -372,24 +372,41 @@ impl Coordinator for EtcdCoordinator {
         })
     }
 
-    fn propose_ring(&self, ring: Ring, expected_generation: u64) -> CoordFuture<'_, ()> {
+    fn propose_ring<'a>(
+        &'a self,
+        ring: Ring,
+        expected_generation: u64,
+        leadership: &'a Leadership,
+    ) -> CoordFuture<'a, ()> {
         Box::pin(async move {
             check_proposal(&ring, expected_generation)?;
             let key = self.keys.ring();
+            let leader = self.keys.leader();
+            let token = i64::try_from(leadership.revision()).unwrap_or(i64::MAX);
             let expected = i64::try_from(expected_generation).map_err(|_| {
                 CoordinationError::Invalid(format!("generation {expected_generation} is too large"))
             })?;
             let answer = self
                 .txn(TxnRequest {
-                    compare: vec![Compare::version_is(&key, expected)],
+                    compare: vec![
+                        Compare::created_at(&leader, token),
+                        Compare::version_is(&key, expected),
+                    ],
                     success: vec![RequestOp::put(&key, ring.encode(), 0)],
-                    failure: vec![RequestOp::get(&key)],
+                    failure: vec![RequestOp::get(&leader), RequestOp::get(&key)],
                 })
                 .await?;
             if answer.succeeded {
                 return Ok(());
             }
-            let current = match answer.range(0).first() {
+            let current_leader = answer.range(0).first().map(|kv| kv.create_revision.0);
+            if current_leader != Some(token) {
+                return Err(CoordinationError::NotLeader {
+                    node: leadership.node().clone(),
+                    revision: leadership.revision(),
+                });
+            }
+            let current = match answer.range(1).first() {
                 Some(kv) => Self::decode_ring(kv)?.generation(),
                 None => 0,
             };
