@@ -1,5 +1,6 @@
 //! The board a running node writes its job's status on and the status server reads.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -53,10 +54,11 @@ impl Jobs {
 struct Inner {
     /// Every job the node ran, and which one it runs (or ran last).
     jobs: Mutex<Jobs>,
-    /// Where savepoint requests go while a job listens for them.
-    savepoints: Mutex<Option<mpsc::Sender<SavepointCommand>>>,
-    /// Per stage, its actors' state query endpoints, while an attempt runs.
-    queries: Mutex<Option<Arc<QueryRoutes>>>,
+    /// By job name, where its savepoint requests go while it listens for them.
+    savepoints: Mutex<BTreeMap<String, mpsc::Sender<SavepointCommand>>>,
+    /// By job name, per stage, its actors' state query endpoints, while an attempt
+    /// runs.
+    queries: Mutex<BTreeMap<String, Arc<QueryRoutes>>>,
 }
 
 /// Per stage index, its partition actors' state query endpoints.
@@ -110,13 +112,14 @@ impl StatusBoard {
         jobs.by_name.values().map(|job| jobs.read(job)).collect()
     }
 
-    /// A channel for savepoint requests made through the board; the node reads the
-    /// receiver ([`crate::job::RunControl::savepoints`]). A later call replaces the
-    /// earlier channel.
-    pub fn savepoint_requests(&self) -> mpsc::Receiver<SavepointCommand> {
-        let (tx, rx) = mpsc::channel();
-        *lock(&self.inner.savepoints) = Some(tx);
-        rx
+    /// The writer's handle for job `job`: what a run of it changes on the board
+    /// goes through it, so that jobs running side by side on one node each change
+    /// their own status only.
+    pub fn for_job(&self, job: &str) -> JobBoard {
+        JobBoard {
+            board: self.clone(),
+            job: job.to_string(),
+        }
     }
 
     /// `Ok` when `job` is the node's job and it runs.
@@ -140,7 +143,7 @@ impl StatusBoard {
     ) -> Result<mpsc::Receiver<Result<PathBuf, String>>, StatusError> {
         self.running(job)?;
         let (reply, rx) = mpsc::channel();
-        let sent = lock(&self.inner.savepoints).as_ref().map(|tx| {
+        let sent = lock(&self.inner.savepoints).get(job).map(|tx| {
             tx.send(SavepointCommand {
                 stop,
                 reply: Some(reply),
@@ -163,7 +166,7 @@ impl StatusBoard {
         key: &str,
     ) -> Result<QueriedState, StatusError> {
         self.running(job)?;
-        let routes = lock(&self.inner.queries).clone().ok_or_else(|| {
+        let routes = lock(&self.inner.queries).get(job).cloned().ok_or_else(|| {
             StatusError::QueryUnavailable(format!("job '{job}' is between attempts"))
         })?;
         let actors = routes
@@ -229,41 +232,67 @@ impl StatusBoard {
             "stage {stage}: the owner of key {key} moved while it was asked"
         )))
     }
+}
+
+/// What a run of one job writes on the node's board (made by
+/// [`StatusBoard::for_job`]): its status, its checkpoints, where its savepoint
+/// requests and state queries go. Cheap to clone.
+#[derive(Clone)]
+pub struct JobBoard {
+    board: StatusBoard,
+    job: String,
+}
+
+impl JobBoard {
+    /// The job's name.
+    pub fn job(&self) -> &str {
+        &self.job
+    }
+
+    /// The job's status as it is now.
+    pub fn status(&self) -> Option<JobStatus> {
+        self.board.job(&self.job)
+    }
+
+    /// A channel for the savepoint requests made through the board for this job;
+    /// the node reads the receiver ([`crate::job::RunControl::savepoints`]). A
+    /// later call replaces the earlier channel.
+    pub fn savepoint_requests(&self) -> mpsc::Receiver<SavepointCommand> {
+        let (tx, rx) = mpsc::channel();
+        lock(&self.board.inner.savepoints).insert(self.job.clone(), tx);
+        rx
+    }
 
     /// Queries go to these actors (per stage) from now on.
     pub(crate) fn serve_queries(&self, stages: QueryRoutes) {
-        *lock(&self.inner.queries) = Some(Arc::new(stages));
+        lock(&self.board.inner.queries).insert(self.job.clone(), Arc::new(stages));
     }
 
     /// No attempt runs: queries are refused until the next one serves them.
     pub(crate) fn stop_queries(&self) {
-        *lock(&self.inner.queries) = None;
+        lock(&self.board.inner.queries).remove(&self.job);
     }
 
-    /// A new job: its graph, before anything runs.
-    pub(crate) fn job_created(&self, job: JobStatus) {
-        let mut jobs = lock(&self.inner.jobs);
-        jobs.current = Some(job.name.clone());
-        jobs.checkpoints.remove(&job.name);
-        jobs.by_name.insert(job.name.clone(), job);
+    /// A new run of the job: its graph, before anything runs. It becomes the
+    /// node's current job.
+    pub(crate) fn created(&self, job: JobStatus) {
+        let mut jobs = lock(&self.board.inner.jobs);
+        jobs.current = Some(self.job.clone());
+        jobs.checkpoints.remove(&self.job);
+        jobs.by_name.insert(self.job.clone(), job);
     }
 
-    /// The current job's checkpoints are counted in `stats` (for its whole run,
-    /// across restarts): its status shows them as they are when it is read.
+    /// The job's checkpoints are counted in `stats` (for its whole run, across
+    /// restarts): its status shows them as they are when it is read.
     pub(crate) fn count_checkpoints(&self, stats: Arc<CheckpointStats>) {
-        let mut jobs = lock(&self.inner.jobs);
-        if let Some(name) = jobs.current.clone() {
-            jobs.checkpoints.insert(name, stats);
-        }
+        lock(&self.board.inner.jobs)
+            .checkpoints
+            .insert(self.job.clone(), stats);
     }
 
-    /// Changes the current job's status in place.
+    /// Changes the job's status in place.
     pub(crate) fn update(&self, change: impl FnOnce(&mut JobStatus)) {
-        let mut jobs = lock(&self.inner.jobs);
-        let Jobs {
-            by_name, current, ..
-        } = &mut *jobs;
-        if let Some(job) = current.as_ref().and_then(|name| by_name.get_mut(name)) {
+        if let Some(job) = lock(&self.board.inner.jobs).by_name.get_mut(&self.job) {
             change(job);
         }
     }
@@ -276,6 +305,12 @@ impl StatusBoard {
                 taken_at_ms: unix_ms(),
             })
         });
+    }
+
+    /// The run ended: it takes no more savepoint requests.
+    pub(crate) fn ended(&self) {
+        lock(&self.board.inner.savepoints).remove(&self.job);
+        self.stop_queries();
     }
 }
 
@@ -333,15 +368,15 @@ impl JobStatus {
 /// [`Sampler`]. (Its checkpoints are read from the job's [`CheckpointStats`] when
 /// the board is read: [`StatusBoard::count_checkpoints`].)
 pub(crate) struct AttemptFeed {
-    board: StatusBoard,
+    board: JobBoard,
     sampler: Sampler,
     started_at_ms: u64,
 }
 
 impl AttemptFeed {
-    /// The feed of an attempt of the board's current job.
-    pub fn new(board: StatusBoard) -> Self {
-        let started_at_ms = board.current().map_or_else(unix_ms, |j| j.started_at_ms);
+    /// The feed of an attempt of `board`'s job.
+    pub fn new(board: JobBoard) -> Self {
+        let started_at_ms = board.status().map_or_else(unix_ms, |j| j.started_at_ms);
         AttemptFeed {
             board,
             sampler: Sampler::new(),
@@ -350,7 +385,7 @@ impl AttemptFeed {
     }
 
     /// The board it publishes on.
-    pub fn board(&self) -> &StatusBoard {
+    pub fn board(&self) -> &JobBoard {
         &self.board
     }
 
@@ -401,21 +436,46 @@ mod tests {
     }
 
     #[test]
-    fn the_board_keeps_every_job_and_changes_only_the_current_one() {
+    fn the_board_keeps_every_job_and_each_run_changes_its_own() {
         let board = StatusBoard::new();
         assert!(board.current().is_none() && board.jobs().is_empty());
-        board.job_created(created("a"));
-        board.update(|j| j.state = JobState::Finished);
-        board.job_created(created("b"));
-        board.update(|j| j.state = JobState::Running);
+        let (a, b) = (board.for_job("a"), board.for_job("b"));
+        a.created(created("a"));
+        b.created(created("b"));
+        // Two jobs side by side: each run changes its own status only.
+        a.update(|j| j.state = JobState::Finished);
+        b.update(|j| j.state = JobState::Running);
         assert_eq!(board.current().map(|j| j.name), Some("b".to_string()));
         assert_eq!(board.job("a").map(|j| j.state), Some(JobState::Finished));
         assert_eq!(board.job("b").map(|j| j.state), Some(JobState::Running));
         assert_eq!(board.jobs().len(), 2);
         // A job run again replaces its earlier run and becomes current.
-        board.job_created(created("a"));
+        a.created(created("a"));
         assert_eq!(board.job("a").map(|j| j.state), Some(JobState::Created));
+        assert_eq!(board.current().map(|j| j.name), Some("a".to_string()));
         assert_eq!(board.jobs().len(), 2);
+    }
+
+    #[test]
+    fn savepoint_requests_and_queries_go_to_their_own_job() {
+        let board = StatusBoard::new();
+        let (a, b) = (board.for_job("a"), board.for_job("b"));
+        for (handle, name) in [(&a, "a"), (&b, "b")] {
+            handle.created(created(name));
+            handle.update(|j| j.state = JobState::Running);
+        }
+        let to_a = a.savepoint_requests();
+        let to_b = b.savepoint_requests();
+        let _reply = board.request_savepoint("b", false).expect("sent");
+        assert!(to_a.try_recv().is_err(), "a heard b's request");
+        assert!(to_b.try_recv().is_ok());
+        // A run that ended takes no more requests; the other still does.
+        a.ended();
+        assert!(matches!(
+            board.request_savepoint("a", false),
+            Err(StatusError::NoSavepoints(_))
+        ));
+        assert!(board.request_savepoint("b", false).is_ok());
     }
 
     /// The completed-checkpoints counter of a test recorder: at each increment it
@@ -499,9 +559,10 @@ mod tests {
     fn the_status_api_is_never_behind_the_checkpoint_counter() {
         use weir_actors::checkpoint::{CheckpointStats, EpochOutcome, EpochRecord};
         let board = StatusBoard::new();
-        board.job_created(created("a"));
+        let a = board.for_job("a");
+        a.created(created("a"));
         let stats = Arc::new(CheckpointStats::default());
-        board.count_checkpoints(stats.clone());
+        a.count_checkpoints(stats.clone());
         let probe = Arc::new(ApiNeverBehind {
             board: board.clone(),
             exported: Default::default(),
@@ -531,7 +592,7 @@ mod tests {
         assert_eq!(status.checkpoints.last_epoch, Some(3));
         assert_eq!(status.checkpoints.history.len(), 3);
         // A job run again starts its figures afresh.
-        board.job_created(created("a"));
+        a.created(created("a"));
         assert_eq!(board.job("a").map(|j| j.checkpoints.completed), Some(0));
     }
 
@@ -542,17 +603,18 @@ mod tests {
             board.request_savepoint("a", false),
             Err(StatusError::NoSuchJob(_))
         ));
-        board.job_created(created("a"));
+        let a = board.for_job("a");
+        a.created(created("a"));
         assert!(matches!(
             board.request_savepoint("a", false),
             Err(StatusError::NotRunning { .. })
         ));
-        board.update(|j| j.state = JobState::Running);
+        a.update(|j| j.state = JobState::Running);
         assert!(matches!(
             board.request_savepoint("a", false),
             Err(StatusError::NoSavepoints(_))
         ));
-        let requests = board.savepoint_requests();
+        let requests = a.savepoint_requests();
         let reply = board.request_savepoint("a", true).expect("sent");
         let command = requests.try_recv().expect("the job hears it");
         assert!(command.stop);
@@ -563,7 +625,7 @@ mod tests {
             .send(Ok(path.clone()))
             .unwrap();
         assert_eq!(reply.recv().unwrap(), Ok(path.clone()));
-        board.savepoint_taken(&path);
+        a.savepoint_taken(&path);
         assert_eq!(
             board.job("a").unwrap().savepoints[0].path,
             "/sp/savepoint-000001"

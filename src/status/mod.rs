@@ -22,7 +22,7 @@ mod sampler;
 mod server;
 
 pub(crate) use board::AttemptFeed;
-pub use board::{QueriedState, StatusBoard};
+pub use board::{JobBoard, QueriedState, StatusBoard};
 pub use error::StatusError;
 pub use model::{
     CheckpointRecord, CheckpointStatus, Edge, EdgeKind, JobState, JobStatus, PartitionStatus,

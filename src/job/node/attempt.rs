@@ -121,7 +121,7 @@ impl Node {
         }
         coordinator.adopt_actors(spawned.triggers, spawned.completes);
         let stats = spawned.stats;
-        let mut feed = Some(AttemptFeed::new(self.status.clone()));
+        let mut feed = Some(AttemptFeed::new(self.status.for_job(setup.name)));
         if let Some(feed) = feed.as_mut() {
             let live = LiveStats::read(attempt_started.elapsed(), &stats, &roles);
             feed.publish(&live, Some(JobState::Running));

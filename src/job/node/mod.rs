@@ -106,9 +106,11 @@ impl Node {
     /// the savepoint in the options), runs it, and on a failure restarts it from
     /// the last complete epoch for as long as the restart strategy allows.
     pub fn run_with(&self, job: Job, control: RunControl) -> Result<JobReport, JobError> {
+        let board = self.status.for_job(&job.name());
         let result = self.run_job(job, control);
+        board.ended();
         {
-            self.status.update(|j| match &result {
+            board.update(|j| match &result {
                 Ok(report) => {
                     j.state = JobState::Finished;
                     j.restarts = report.restarts;

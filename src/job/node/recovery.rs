@@ -39,6 +39,7 @@ impl Node {
         }
         recovery::record_finished(last, store)?;
         self.status
+            .for_job(name)
             .update(|j| j.restored_from_epoch = Some(last.epoch));
         tracing::info!(
             job = name,

@@ -51,14 +51,15 @@ impl Node {
         // completes, and when recovery redoes them.
         let committers = StageCommitters::of(&indexed);
         let _state_usage = self.start_state_usage(&name, &indexed, &stage_names)?;
-        self.publish_graph(&self.status, &name, &plan);
+        let board = self.status.for_job(&name);
+        self.publish_graph(&board, &name, &plan);
         // One record of the run's checkpoints, across its attempts: the coordinators
         // count into it, the checkpoint metrics are recorded from it, and the status
         // API reads it.
         let checkpoint_stats = Arc::new(CheckpointStats::default());
-        self.status.count_checkpoints(checkpoint_stats.clone());
+        board.count_checkpoints(checkpoint_stats.clone());
         if control.savepoints.is_none() {
-            control.savepoints = Some(self.status.savepoint_requests());
+            control.savepoints = Some(board.savepoint_requests());
         }
 
         let checkpointing = opts.checkpoint.interval.is_some();
@@ -142,7 +143,7 @@ impl Node {
             for (_, plan) in &indexed {
                 plan.recover(&sink_recovery)?;
             }
-            self.status.update(|j| {
+            board.update(|j| {
                 j.attempt = restarts.restarts() + 1;
                 j.restarts = restarts.restarts();
                 j.restored_from_epoch = restore.as_ref().map(|r| r.epoch);
@@ -192,7 +193,7 @@ impl Node {
                         poison.on_failure(stage, *partition, &cause.to_string());
                     }
                     let decision = restarts.on_failure(Instant::now(), attempt_started.elapsed());
-                    self.status.update(|j| {
+                    board.update(|j| {
                         j.state = JobState::Restarting;
                         j.restarts = restarts.restarts();
                         j.last_failure = Some(failure.to_string());

@@ -11,14 +11,14 @@ use crate::job::error::JobError;
 use crate::job::plan::{state_tree_name, StagePlan};
 use crate::job::progress::LiveStats;
 use crate::metrics::{unique_stage_labels, JobMetrics, MeasuredStage, StateUsageSampler};
-use crate::status::{Edge, EdgeKind, JobStatus, StageKind, StatusBoard};
+use crate::status::{Edge, EdgeKind, JobBoard, JobStatus, StageKind};
 
 use super::Node;
 
 impl Node {
     /// Publishes the job's graph on `board`: every stage with its kind and
     /// parallelism, and every edge with its partitioning.
-    pub(super) fn publish_graph(&self, board: &StatusBoard, name: &str, plan: &JobPlan) {
+    pub(super) fn publish_graph(&self, board: &JobBoard, name: &str, plan: &JobPlan) {
         let edges = plan
             .edges
             .iter()
@@ -45,7 +45,7 @@ impl Node {
                 (stage.name(), kind, self.parallelism_of(stage.as_ref()))
             })
             .collect();
-        board.job_created(JobStatus::created(
+        board.created(JobStatus::created(
             name,
             self.options.key_partitions,
             stages,
