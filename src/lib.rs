@@ -21,6 +21,7 @@ pub mod job;
 pub mod jobs;
 pub mod join;
 pub mod metrics;
+pub mod net;
 pub mod operator;
 pub mod partition;
 pub mod record;
