@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -236,16 +237,8 @@ impl Connection {
     /// Closes the connection: says goodbye with `reason` and fails every channel on
     /// it, on both nodes.
     pub fn close(&self, reason: &str) {
-        if self
-            .shared
-            .fail_with(format!("closed by this node: {reason}"), false)
-        {
-            let goodbye = Frame::Goodbye {
-                reason: reason.to_string(),
-            };
-            let _ = self.shared.writer.send(Outgoing::Frame(goodbye.encode()));
-            let _ = self.shared.writer.send(Outgoing::Close);
-        }
+        self.shared
+            .fail_with(format!("closed by this node: {reason}"), reason);
     }
 
     /// The error the connection failed with, if it has.
@@ -351,19 +344,19 @@ impl Shared {
         self.stop.subscribe()
     }
 
-    /// Fails the connection with `reason` (the first reason wins).
+    /// Fails the connection with `reason` (the first reason wins), telling the peer.
     fn fail(&self, reason: String) {
-        self.fail_with(reason, true);
+        let goodbye = reason.clone();
+        self.fail_with(reason, &goodbye);
     }
 
-    /// Records the failure, fails every channel and, if `stop_now`, stops the tasks
-    /// (a local close lets the writer send its goodbye first). Returns whether this
-    /// call was the first.
-    fn fail_with(&self, reason: String, stop_now: bool) -> bool {
+    /// Records the failure `reason`, fails every channel, queues a goodbye saying
+    /// `goodbye` (the writer has [`GOODBYE_GRACE`] to send it) and stops the tasks.
+    fn fail_with(&self, reason: String, goodbye: &str) {
         {
             let mut state = self.lock();
             if state.failure.is_some() {
-                return false;
+                return;
             }
             for out in state.outbound.values() {
                 out.credits.close();
@@ -373,10 +366,12 @@ impl Shared {
             state.failure = Some(reason.clone());
         }
         tracing::warn!(peer = %self.peer, %reason, "data plane connection failed");
-        if stop_now {
-            self.stop.send_replace(true);
-        }
-        true
+        let goodbye = Frame::Goodbye {
+            reason: goodbye.to_string(),
+        };
+        let _ = self.writer.send(Outgoing::Frame(goodbye.encode()));
+        let _ = self.writer.send(Outgoing::Close);
+        self.stop.send_replace(true);
     }
 
     /// Dispatches one frame; an error is the reason the connection fails.
@@ -462,14 +457,19 @@ async fn read_loop(shared: Arc<Shared>, mut reader: BufReader<OwnedReadHalf>) {
     }
 }
 
+/// How long the writer may still take, once the connection has failed or been
+/// closed, to send what was queued before (the goodbye last).
+const GOODBYE_GRACE: Duration = Duration::from_secs(1);
+
 /// Writes queued frames, and a heartbeat when the queue has been quiet, until the
-/// connection fails or is closed.
+/// connection fails or is closed; then sends what was queued up to the goodbye,
+/// within [`GOODBYE_GRACE`].
 async fn write_loop(
     shared: Arc<Shared>,
     mut writer: BufWriter<OwnedWriteHalf>,
     mut queue: mpsc::UnboundedReceiver<Outgoing>,
 ) {
-    let mut stop = shared.stopped();
+    let stop = shared.stopped();
     let mut heartbeat = tokio::time::interval(shared.config.heartbeat);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     heartbeat.reset();
@@ -478,20 +478,22 @@ async fn write_loop(
             biased;
             item = queue.recv() => item,
             _ = heartbeat.tick() => Some(Outgoing::Frame(Frame::Heartbeat.encode())),
-            _ = stop.wait_for(|s| *s) => return,
         };
         let Some(first) = first else { return };
+        let mut stop = stop.clone();
+        let give_up = async move {
+            let _ = stop.wait_for(|s| *s).await;
+            tokio::time::sleep(GOODBYE_GRACE).await;
+        };
         let written = tokio::select! {
             written = write_batch(&mut writer, first, &mut queue) => written,
-            _ = stop.wait_for(|s| *s) => return,
+            _ = give_up => return,
         };
         match written {
             Ok(true) => {}
             Ok(false) => {
-                // A local close: the goodbye is out; close the socket.
-                let _ =
-                    tokio::time::timeout(shared.config.handshake_timeout, writer.shutdown()).await;
-                shared.stop.send_replace(true);
+                // The goodbye is out: close the socket.
+                let _ = tokio::time::timeout(GOODBYE_GRACE, writer.shutdown()).await;
                 return;
             }
             Err(source) => {
@@ -677,12 +679,11 @@ async fn refuse(stream: &mut TcpStream, reason: &str) {
 
 /// How long a test may wait for a condition; shared by this module's tests.
 #[cfg(test)]
-const TEST_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+const TEST_WAIT: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn config(node: &str, secret: &[u8]) -> NetConfig {
         NetConfig::new(node, "test", secret.to_vec())
