@@ -44,6 +44,9 @@ pub mod doc_samples {
 
     #[doc = include_str!("../docs/kafka.md")]
     pub struct Kafka;
+
+    #[doc = include_str!("../docs/cluster.md")]
+    pub struct Cluster;
 }
 
 /// Everything a job author needs, in one import.
