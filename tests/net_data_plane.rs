@@ -675,3 +675,82 @@ fn a_connection_cut_in_the_middle_fails_waiting_and_later_sends_with_an_error() 
     });
     assert!(err.to_string().contains("node a"), "{err}");
 }
+
+#[test]
+fn a_receiver_that_closes_or_cannot_decode_closes_only_its_own_channel() {
+    let (a, b, actors) = (
+        Node::start("node-a"),
+        Node::start("node-b"),
+        Actors::start(),
+    );
+    let (to_b, from_a) = connect(&a, config("a", "s3cret"), &b, config("b", "s3cret"), None);
+    let (to_b, from_a) = (to_b.unwrap(), from_a.unwrap());
+    let (closing, wrong_type, open) = (
+        actors.receiver(1, 2, false),
+        actors.receiver(1, 2, false),
+        actors.receiver(1, 2, false),
+    );
+    for (to, probe) in [&closing, &wrong_type, &open].into_iter().enumerate() {
+        from_a
+            .receive(
+                ChannelId::new(JOB, EDGE, 0, to as u32),
+                probe.mailbox.clone(),
+            )
+            .unwrap();
+    }
+    // The receiving job stops: its actor's mailbox closes.
+    closing.gate.close();
+    let closing_channel = NetChannel::<u64>::new(&to_b, JOB, EDGE, 0);
+    // The sender's records are not what the receiver reads.
+    let wrong_channel = NetChannel::<bool>::new(&to_b, JOB, EDGE, 1);
+    let open_channel = NetChannel::<u64>::new(&to_b, JOB, EDGE, 2);
+
+    let errors = a.run(async move {
+        let mut errors = Vec::new();
+        for _ in 0..2 {
+            let mut sends = 0;
+            let error = loop {
+                // Sends go out until the receiver's ChannelClosed arrives.
+                match closing_channel
+                    .send_payload(0, Payload::Batch(vec![1]))
+                    .await
+                {
+                    Ok(_) => sends += 1,
+                    Err(e) => break e,
+                }
+                assert!(sends <= 100, "the channel never closed");
+            };
+            errors.push(error);
+            let error = loop {
+                match wrong_channel
+                    .send_payload(0, Payload::Batch(vec![true]))
+                    .await
+                {
+                    Ok(_) => sends += 1,
+                    Err(e) => break e,
+                }
+                assert!(sends <= 200, "the channel never closed");
+            };
+            errors.push(error);
+        }
+        open_channel
+            .send_payload(0, Payload::Batch(vec![7]))
+            .await
+            .unwrap();
+        errors
+    });
+    let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    assert!(
+        matches!(errors[0], NetError::ChannelClosed { .. })
+            && text[0].contains("the receiving actor's mailbox is closed"),
+        "{}",
+        text[0]
+    );
+    assert!(text[1].contains("does not decode as u64"), "{}", text[1]);
+    assert_eq!(text[2], text[0], "a closed channel stays closed");
+    wait_until("the open channel delivered", || {
+        open.seen.from(0) == vec![Item::Record(7)]
+    });
+    assert!(wrong_type.seen.from(0).is_empty());
+    assert!(to_b.failure().is_none(), "only the channels closed");
+}

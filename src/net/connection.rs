@@ -734,6 +734,81 @@ mod tests {
         assert!(err.to_string().contains("no complete handshake"), "{err}");
     }
 
+    #[tokio::test]
+    async fn heartbeats_keep_an_idle_connection_alive_and_a_silent_peer_fails_it() {
+        let lively = |node: &str, idle| {
+            let mut cfg = config(node, b"s");
+            cfg.heartbeat = Duration::from_millis(20);
+            cfg.idle_timeout = Duration::from_millis(idle);
+            cfg
+        };
+        // A pair that says nothing but heartbeats, idle-timing out after 500 ms.
+        let (a, b) = pair(lively("a", 500), lively("b", 500)).await;
+        let (a, b) = (a.unwrap(), b.unwrap());
+
+        // A peer that completes the handshake by hand and then stays silent.
+        let listener = Endpoint::new(lively("c", 1500))
+            .unwrap()
+            .listen("127.0.0.1:0")
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let silent_cfg = config("silent", b"s");
+        let silent = async {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            handshake(&mut stream, &silent_cfg, Role::Dialer, "c")
+                .await
+                .unwrap();
+            stream
+        };
+        let (accepted, _silent_stream) = tokio::join!(listener.accept(), silent);
+        let accepted = accepted.unwrap();
+        let err = tokio::time::timeout(TEST_WAIT, accepted.closed())
+            .await
+            .unwrap();
+        assert!(
+            err.to_string().contains("nothing arrived from the peer"),
+            "{err}"
+        );
+        // By now the idle pair has been quiet for three of its idle timeouts.
+        assert!(a.failure().is_none(), "{:?}", a.failure());
+        assert!(b.failure().is_none(), "{:?}", b.failure());
+    }
+
+    #[tokio::test]
+    async fn a_frame_out_of_place_is_a_protocol_error() {
+        let listener = Endpoint::new(config("b", b"s"))
+            .unwrap()
+            .listen("127.0.0.1:0")
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let raw_cfg = config("raw", b"s");
+        let raw = async {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            let hello = handshake(&mut stream, &raw_cfg, Role::Dialer, "b")
+                .await
+                .unwrap();
+            write_frame(&mut stream, &Frame::Hello(hello).encode())
+                .await
+                .unwrap();
+            stream
+        };
+        let (accepted, _raw) = tokio::join!(listener.accept(), raw);
+        let err = tokio::time::timeout(TEST_WAIT, accepted.unwrap().closed())
+            .await
+            .unwrap();
+        assert!(
+            err.to_string()
+                .contains("protocol error from node raw at 127.0.0.1"),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("Hello frame after the handshake"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn a_bad_configuration_is_refused() {
         assert!(Endpoint::new(config("a", b"")).is_err());
