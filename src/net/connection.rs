@@ -585,6 +585,11 @@ async fn read_frame<R: AsyncRead + Unpin>(
     frame::decode_body(&header, body).map(Some).map_err(bad)
 }
 
+/// The largest frame body read before the peer is authenticated: a Hello with two
+/// names of at most 65,535 bytes and a nonce fits, and a stranger cannot make this
+/// node allocate more.
+const HANDSHAKE_MAX_FRAME: u32 = 2 * (2 + u16::MAX as u32) + frame::NONCE_LEN as u32;
+
 /// Runs the handshake on a fresh stream; returns the peer's (authenticated) hello.
 async fn handshake(
     stream: &mut TcpStream,
@@ -609,7 +614,7 @@ async fn handshake(
     write_frame(stream, &Frame::Hello(ours.clone()).encode())
         .await
         .map_err(io)?;
-    let theirs = match read_frame(stream, config.max_frame, peer).await? {
+    let theirs = match read_frame(stream, HANDSHAKE_MAX_FRAME, peer).await? {
         Some(Frame::Hello(hello)) => hello,
         Some(Frame::Goodbye { reason }) => {
             return Err(failed(format!("the peer refused: {reason}")))
@@ -643,7 +648,7 @@ async fn handshake(
     write_frame(stream, &Frame::Auth { proof }.encode())
         .await
         .map_err(io)?;
-    let their_proof = match read_frame(stream, config.max_frame, peer).await? {
+    let their_proof = match read_frame(stream, HANDSHAKE_MAX_FRAME, peer).await? {
         Some(Frame::Auth { proof }) => proof,
         Some(Frame::Goodbye { reason }) => {
             return Err(failed(format!("the peer refused: {reason}")))
