@@ -23,6 +23,7 @@ pub mod job;
 pub mod jobs;
 pub mod join;
 pub mod metrics;
+pub mod net;
 pub mod operator;
 pub mod partition;
 pub mod record;
@@ -45,6 +46,9 @@ pub mod doc_samples {
 
     #[doc = include_str!("../docs/kafka.md")]
     pub struct Kafka;
+
+    #[doc = include_str!("../docs/cluster.md")]
+    pub struct Cluster;
 }
 
 /// Everything a job author needs, in one import.
