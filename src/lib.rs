@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod operator;
 pub mod partition;
 pub mod record;
+pub mod snapshot_store;
 pub mod status;
 pub mod time;
 pub mod window;
