@@ -18,10 +18,10 @@ use weir_actors::snapshot::SnapshotStore;
 /// Records per run; two source splits, each paced so a run spans many epochs.
 const N: u64 = 10_000;
 
-/// Records of one key all come from one split, so each key's running sums are the
-/// same in every run.
+/// Records of one key all come from one split (x mod 2 decides the split, and 194
+/// is even), so each key's running sums are the same in every run.
 fn key_of(x: u64) -> u64 {
-    x % 97
+    x % 194
 }
 
 /// numbers -> (key, x) [faults] -> running sum per key [faults] -> exactly-once
@@ -89,10 +89,6 @@ fn panics_at_seeded_records_restore_from_s3_to_the_output_of_a_run_without_fault
     );
     assert!(report.restarts >= 1, "{} restarts", report.restarts);
     assert!(report.checkpoints.completed > 0);
-    assert!(
-        report.restored_from.is_some() || report.restarts > 0,
-        "restarts restore from S3"
-    );
     let got = sorted(read_committed(&out).unwrap());
     assert_eq!(got.len(), want.len(), "no record lost or duplicated");
     assert!(got == want, "output differs from the run without faults");
