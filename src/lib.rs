@@ -27,6 +27,7 @@ pub mod net;
 pub mod operator;
 pub mod partition;
 pub mod record;
+pub mod snapshot_store;
 pub mod status;
 pub mod time;
 pub mod window;

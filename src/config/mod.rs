@@ -170,6 +170,33 @@ pub struct StateConfig {
     pub cache_entries: usize,
     /// Size of sled's own page cache, in MiB.
     pub sled_cache_mb: u64,
+    /// The shared snapshot store: `file:///dir` (one node) or
+    /// `s3://bucket/prefix` (a cluster). Unset: `<dir>/snapshots` on local disk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_url: Option<String>,
+    /// Another S3 endpoint than AWS's (an S3-compatible server), e.g.
+    /// `http://127.0.0.1:9000`; only with an `s3://` `snapshot_url`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_endpoint: Option<String>,
+    /// Whether `s3_endpoint` may be plain `http://`.
+    pub s3_allow_http: bool,
+    /// The S3 region; unset: `AWS_REGION`, else `us-east-1`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_region: Option<String>,
+}
+
+impl StateConfig {
+    /// The shared snapshot store these keys describe (credentials come from the
+    /// environment), or `None` when `snapshot_url` is unset or invalid (validation
+    /// reports an invalid one).
+    pub fn snapshot_store(&self) -> Option<crate::snapshot_store::SnapshotStoreSpec> {
+        let url = crate::snapshot_store::SnapshotUrl::parse(self.snapshot_url.as_deref()?).ok()?;
+        let mut spec = crate::snapshot_store::SnapshotStoreSpec::new(url);
+        spec.s3_endpoint = self.s3_endpoint.clone();
+        spec.s3_allow_http = self.s3_allow_http;
+        spec.s3_region = self.s3_region.clone();
+        Some(spec)
+    }
 }
 
 impl Default for StateConfig {
@@ -178,6 +205,10 @@ impl Default for StateConfig {
             dir: None,
             cache_entries: 1_000_000,
             sled_cache_mb: 64,
+            snapshot_url: None,
+            s3_endpoint: None,
+            s3_allow_http: false,
+            s3_region: None,
         }
     }
 }

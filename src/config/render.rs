@@ -82,6 +82,37 @@ fn write_all(out: &mut String, config: &WeirConfig) -> std::fmt::Result {
     writeln!(out, "cache_entries = {}", state.cache_entries)?;
     writeln!(out, "# sled's page cache in MiB. 1..=65536.")?;
     writeln!(out, "sled_cache_mb = {}", state.sled_cache_mb)?;
+    writeln!(
+        out,
+        "# Shared snapshot store: file:///dir (one node) or s3://bucket/prefix (a"
+    )?;
+    writeln!(
+        out,
+        "# cluster; credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)."
+    )?;
+    writeln!(out, "# Unset: <dir>/snapshots on local disk.")?;
+    match &state.snapshot_url {
+        Some(url) => writeln!(out, "snapshot_url = {}", toml_string(url))?,
+        None => writeln!(out, "# snapshot_url = \"s3://weir-snapshots/prod\"")?,
+    }
+    writeln!(
+        out,
+        "# An S3-compatible endpoint instead of AWS's (s3:// only). Unset: AWS."
+    )?;
+    match &state.s3_endpoint {
+        Some(e) => writeln!(out, "s3_endpoint = {}", toml_string(e))?,
+        None => writeln!(out, "# s3_endpoint = \"http://127.0.0.1:9000\"")?,
+    }
+    writeln!(out, "# Whether s3_endpoint may be plain http://.")?;
+    writeln!(out, "s3_allow_http = {}", state.s3_allow_http)?;
+    writeln!(
+        out,
+        "# The S3 region (s3:// only). Unset: AWS_REGION, else us-east-1."
+    )?;
+    match &state.s3_region {
+        Some(r) => writeln!(out, "s3_region = {}", toml_string(r))?,
+        None => writeln!(out, "# s3_region = \"eu-west-1\"")?,
+    }
     writeln!(out)?;
 
     let progress = &config.progress;

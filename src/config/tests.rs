@@ -37,6 +37,10 @@ fn everything_set() -> WeirConfig {
             dir: Some(PathBuf::from("/var/lib/weir/state")),
             cache_entries: 4242,
             sled_cache_mb: 128,
+            snapshot_url: Some("s3://weir-snaps/prod".to_owned()),
+            s3_endpoint: Some("http://127.0.0.1:9000".to_owned()),
+            s3_allow_http: true,
+            s3_region: Some("eu-west-1".to_owned()),
         },
         progress: ProgressConfig {
             enabled: false,
@@ -114,6 +118,10 @@ batch_size = 500
 dir = "/var/lib/weir/state"
 cache_entries = 4242
 sled_cache_mb = 128
+snapshot_url = "s3://weir-snaps/prod"
+s3_endpoint = "http://127.0.0.1:9000"
+s3_allow_http = true
+s3_region = "eu-west-1"
 
 [progress]
 enabled = false
@@ -978,12 +986,22 @@ fn valid_config() -> impl Strategy<Value = WeirConfig> {
         proptest::option::of("[a-zA-Z0-9 _./\\\\'\"-]{1,30}"),
         1usize..10_000_000,
         1u64..=65_536,
+        proptest::option::of("[a-z0-9]{3,12}"),
+        any::<bool>(),
     )
-        .prop_map(|(dir, cache_entries, sled_cache_mb)| StateConfig {
-            dir: dir.map(PathBuf::from),
-            cache_entries,
-            sled_cache_mb,
-        });
+        .prop_map(
+            |(dir, cache_entries, sled_cache_mb, bucket, allow_http)| StateConfig {
+                dir: dir.map(PathBuf::from),
+                cache_entries,
+                sled_cache_mb,
+                snapshot_url: bucket.as_ref().map(|b| format!("s3://{b}/weir")),
+                s3_endpoint: bucket
+                    .as_ref()
+                    .map(|_| "https://s3.example.test".to_owned()),
+                s3_allow_http: allow_http,
+                s3_region: bucket.map(|_| "eu-west-1".to_owned()),
+            },
+        );
     let progress =
         (any::<bool>(), 50u64..=3_600_000).prop_map(|(enabled, interval_ms)| ProgressConfig {
             enabled,
@@ -1207,4 +1225,55 @@ fn jobs_build_kafka_clients_from_the_section_or_are_told_what_is_missing() {
         .source(["t"], Utf8Text, crate::connector::DeadLetters::to_log())
         .is_ok());
     assert!(set.sink("t", |_: &u64| KafkaOutput::default()).is_ok());
+}
+
+#[test]
+fn snapshot_store_keys_are_checked_with_their_key() {
+    for (text, key, wanted) in [
+        (
+            "[state]\nsnapshot_url = \"gs://b/x\"",
+            "state.snapshot_url",
+            "expected file:///dir",
+        ),
+        (
+            "[state]\nsnapshot_url = \"file://rel\"",
+            "state.snapshot_url",
+            "absolute path",
+        ),
+        (
+            "[state]\nsnapshot_url = \"file:///s\"\ns3_endpoint = \"https://x\"",
+            "state.s3_endpoint",
+            "only applies to an s3://",
+        ),
+        (
+            "[state]\nsnapshot_url = \"s3://bkt/p\"\ns3_endpoint = \"http://127.0.0.1:9\"",
+            "state.s3_endpoint",
+            "s3_allow_http",
+        ),
+        (
+            "[state]\nsnapshot_url = \"s3://bkt/p\"\ns3_endpoint = \"ftp://x\"",
+            "state.s3_endpoint",
+            "http:// or https://",
+        ),
+        (
+            "[state]\ns3_region = \"eu-west-1\"",
+            "state.s3_region",
+            "s3://",
+        ),
+    ] {
+        let err = parse_err(text);
+        let shown = err.to_string();
+        assert!(
+            shown.contains(key) && shown.contains(wanted),
+            "{text}: {shown}"
+        );
+    }
+    let ok = parse_ok(
+        "[state]\nsnapshot_url = \"s3://bkt/p\"\ns3_endpoint = \"http://127.0.0.1:9\"\ns3_allow_http = true",
+    );
+    let spec = ok.state.snapshot_store().expect("a spec");
+    assert_eq!(spec.url.to_string(), "s3://bkt/p");
+    assert_eq!(spec.s3_endpoint.as_deref(), Some("http://127.0.0.1:9"));
+    assert!(spec.s3_allow_http && spec.s3_credentials.is_none());
+    assert!(parse_ok("").state.snapshot_store().is_none());
 }

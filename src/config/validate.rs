@@ -91,6 +91,7 @@ pub(super) fn check(config: &WeirConfig, origin: &str) -> Result<(), ConfigError
         state.sled_cache_mb,
         &SLED_CACHE_MB_RANGE,
     )?;
+    validate_snapshot_store(state, &invalid)?;
 
     check_range(
         origin,
@@ -337,4 +338,54 @@ pub(super) fn toml_key(key: &str) -> String {
     } else {
         toml_string(key)
     }
+}
+
+/// `state.snapshot_url` and the S3 keys that go with it.
+fn validate_snapshot_store(
+    state: &super::StateConfig,
+    invalid: &dyn Fn(&'static str, String, String) -> ConfigError,
+) -> Result<(), ConfigError> {
+    use crate::snapshot_store::SnapshotUrl;
+    let url = match &state.snapshot_url {
+        Some(url) => Some(
+            SnapshotUrl::parse(url)
+                .map_err(|reason| invalid("state.snapshot_url", format!("{url:?}"), reason))?,
+        ),
+        None => None,
+    };
+    let on_s3 = matches!(url, Some(SnapshotUrl::S3 { .. }));
+    if let Some(endpoint) = &state.s3_endpoint {
+        if !on_s3 {
+            return Err(invalid(
+                "state.s3_endpoint",
+                format!("{endpoint:?}"),
+                "only applies to an s3:// state.snapshot_url".to_owned(),
+            ));
+        }
+        let plain = endpoint.starts_with("http://");
+        if !plain && !endpoint.starts_with("https://") {
+            return Err(invalid(
+                "state.s3_endpoint",
+                format!("{endpoint:?}"),
+                "must be an http:// or https:// URL".to_owned(),
+            ));
+        }
+        if plain && !state.s3_allow_http {
+            return Err(invalid(
+                "state.s3_endpoint",
+                format!("{endpoint:?}"),
+                "is plain http; set state.s3_allow_http = true to allow it".to_owned(),
+            ));
+        }
+    }
+    if let Some(region) = &state.s3_region {
+        if !on_s3 || region.is_empty() {
+            return Err(invalid(
+                "state.s3_region",
+                format!("{region:?}"),
+                "must be non-empty and only applies to an s3:// state.snapshot_url".to_owned(),
+            ));
+        }
+    }
+    Ok(())
 }

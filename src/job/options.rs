@@ -22,6 +22,9 @@ pub struct EngineOptions {
     pub batch_size: usize,
     /// Where the sled state database lives; `None` for a temporary one.
     pub state_dir: Option<PathBuf>,
+    /// The shared snapshot store (`state.snapshot_url`), used for checkpoints
+    /// instead of `<state_dir>/snapshots` when set.
+    pub snapshot_store: Option<crate::snapshot_store::SnapshotStoreSpec>,
     /// Write-back cache entries per partition actor.
     pub state_cache_entries: usize,
     /// sled page cache in bytes.
@@ -106,6 +109,7 @@ impl EngineOptions {
             mailbox_capacity: config.engine.mailbox_capacity,
             batch_size: config.engine.batch_size,
             state_dir: config.state.dir.clone(),
+            snapshot_store: config.state.snapshot_store(),
             state_cache_entries: config.state.cache_entries,
             sled_cache_bytes: config.state.sled_cache_mb.saturating_mul(1024 * 1024),
             progress: config.progress.enabled.then(|| config.progress.interval()),
@@ -131,6 +135,7 @@ impl EngineOptions {
             mailbox_capacity: 4,
             batch_size: 64,
             state_dir: None,
+            snapshot_store: None,
             state_cache_entries: 10_000,
             sled_cache_bytes: 8 * 1024 * 1024,
             progress: None,

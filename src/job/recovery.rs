@@ -70,6 +70,19 @@ pub fn open_store(dir: &Path) -> Result<Arc<LocalDirStore>, JobError> {
     })
 }
 
+/// Opens the shared snapshot store `spec` names, naming it in the error.
+pub fn open_shared_store(
+    spec: &crate::snapshot_store::SnapshotStoreSpec,
+) -> Result<Arc<dyn SnapshotStore>, JobError> {
+    let store = crate::snapshot_store::open(spec).map_err(|e| {
+        JobError::Runtime(format!(
+            "cannot open the snapshot store at {}: {e}",
+            spec.url
+        ))
+    })?;
+    Ok(store)
+}
+
 fn snapshot_error(e: impl std::fmt::Display) -> JobError {
     JobError::Runtime(format!("snapshot store: {e}"))
 }

@@ -10,6 +10,7 @@ pub mod http;
 pub mod kafka;
 pub mod kafka_model;
 pub mod kill;
+pub mod moto;
 pub mod node;
 pub mod paced;
 pub mod tansu;

@@ -77,6 +77,30 @@ pub enum SnapshotError {
         /// What is inconsistent.
         reason: String,
     },
+    /// A remote (object store) operation failed for a reason other than a missing
+    /// object or a refused condition.
+    #[error("snapshot store: {op} failed for {key}: {source}")]
+    Remote {
+        /// The object's key (or the listed prefix).
+        key: String,
+        /// What was being done, e.g. "put" or "list".
+        op: &'static str,
+        /// The underlying error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A manifest commit was refused because another writer owns the job's
+    /// manifests: the epoch was already committed by someone else, or another writer
+    /// took over the job since this one last committed (this one is deposed).
+    #[error("commit of job {job:?} epoch {epoch} refused (fenced): {reason}")]
+    Fenced {
+        /// The job.
+        job: String,
+        /// The epoch whose commit was refused.
+        epoch: u64,
+        /// Which of the two happened.
+        reason: String,
+    },
     /// A caller-supplied argument makes no sense (e.g. keeping zero epochs, or a base
     /// epoch that is not older than the chunk's own).
     #[error("invalid snapshot store argument: {0}")]

@@ -40,6 +40,9 @@ pub enum FileKind {
     Chunk,
     /// The list of chunks making up one complete epoch.
     Manifest,
+    /// A shared store's record of which writer may commit a job's manifests (see
+    /// the object store in `weir`).
+    Head,
 }
 
 impl FileKind {
@@ -47,6 +50,7 @@ impl FileKind {
         match self {
             FileKind::Chunk => 1,
             FileKind::Manifest => 2,
+            FileKind::Head => 3,
         }
     }
 
@@ -54,6 +58,7 @@ impl FileKind {
         match code {
             1 => Some(FileKind::Chunk),
             2 => Some(FileKind::Manifest),
+            3 => Some(FileKind::Head),
             _ => None,
         }
     }
@@ -62,6 +67,7 @@ impl FileKind {
         match self {
             FileKind::Chunk => "chunk",
             FileKind::Manifest => "manifest",
+            FileKind::Head => "head",
         }
     }
 }

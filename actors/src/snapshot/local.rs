@@ -11,7 +11,6 @@
 //! directory fsynced, so a crash leaves either the old state or the new one plus at
 //! most a stray temp file, which later commits (manifests) or retention (chunks) clear.
 
-use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -19,12 +18,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::error::SnapshotError;
-use super::format::{self, ChunkBody, FileKind};
+use super::format::{self, FileKind};
 use super::names::{
     chunk_file_name, encode_name, manifest_file_name, parse_chunk_file_epoch,
     parse_manifest_file_name, TEMP_SUFFIX,
 };
 use super::store::{ChunkId, ChunkRef, Manifest, NewChunk, RetainStats, SnapshotStore};
+use super::verify;
 
 const CHUNKS_DIR: &str = "chunks";
 
@@ -250,32 +250,13 @@ impl LocalDirStore {
     /// unusable file makes the whole epoch unusable.
     fn verify_epoch(&self, job: &str, epoch: u64, check: Check) -> Result<Manifest, SnapshotError> {
         let path = self.manifest_path(job, epoch)?;
-        let manifest: Manifest = format::decode(&path, FileKind::Manifest, &read_file(&path)?)?;
-        let corrupt = |reason: String| SnapshotError::Corrupt {
-            path: path.clone(),
-            reason,
-        };
-        if manifest.job != job || manifest.epoch != epoch {
-            return Err(corrupt(format!(
-                "holds job {:?} epoch {}, but its location says job {job:?} epoch {epoch}",
-                manifest.job, manifest.epoch
-            )));
-        }
-        manifest
-            .validate()
-            .map_err(|e| corrupt(format!("inconsistent contents: {e}")))?;
+        let manifest = verify::decode_manifest(&path, &read_file(&path)?, job, epoch)?;
         for chunk in manifest.chunk_refs() {
             let checked = match check {
                 Check::Contents => self.read_chunk(job, chunk).map(drop),
                 Check::Presence => self.chunk_present(job, chunk),
             };
-            checked.map_err(|e| match e {
-                // A manifest pointing at an impossible file name is a bad manifest.
-                SnapshotError::InvalidChunkRef { file, reason } => {
-                    corrupt(format!("refers to invalid chunk file {file:?}: {reason}"))
-                }
-                other => other,
-            })?;
+            checked.map_err(|e| verify::chunk_error_in_manifest(&path, e))?;
         }
         Ok(manifest)
     }
@@ -362,25 +343,15 @@ impl SnapshotStore for LocalDirStore {
         ensure_dir(&dir)?;
         let mut files = Vec::with_capacity(chunks.len());
         for chunk in chunks {
-            if let Some(base) = chunk.base {
-                if base >= epoch {
-                    return Err(SnapshotError::InvalidArgument(format!(
-                        "chunk for stage {:?} partition {} at epoch {epoch} cannot extend \
-                         epoch {base}: a base must be an older epoch",
-                        chunk.id.stage, chunk.id.key_partition
-                    )));
-                }
-            }
             let file = chunk_file_name(epoch, chunk.id)?;
-            let body = ChunkBody {
-                job: Cow::Borrowed(job),
+            let bytes = verify::encode_chunk(
+                &dir.join(&file),
+                job,
                 epoch,
-                stage: Cow::Borrowed(&chunk.id.stage),
-                key_partition: chunk.id.key_partition,
-                base: chunk.base,
-                data: Cow::Borrowed(chunk.data),
-            };
-            let bytes = format::encode(&dir.join(&file), FileKind::Chunk, &body)?;
+                chunk.id,
+                chunk.base,
+                chunk.data,
+            )?;
             files.push((file, bytes));
         }
         write_all_atomic(&dir, &files)?;
@@ -402,47 +373,7 @@ impl SnapshotStore for LocalDirStore {
 
     fn read_chunk(&self, job: &str, chunk: &ChunkRef) -> Result<Vec<u8>, SnapshotError> {
         let path = self.chunk_path(job, chunk)?;
-        let body: ChunkBody<'static> = format::decode(&path, FileKind::Chunk, &read_file(&path)?)?;
-        let mismatch = |what: &str, found: String, wanted: String| SnapshotError::Corrupt {
-            path: path.clone(),
-            reason: format!("holds {what} {found} but the reference expects {wanted}"),
-        };
-        if body.job != job {
-            return Err(mismatch(
-                "job",
-                format!("{:?}", body.job),
-                format!("{job:?}"),
-            ));
-        }
-        if body.epoch != chunk.epoch {
-            return Err(mismatch(
-                "epoch",
-                body.epoch.to_string(),
-                chunk.epoch.to_string(),
-            ));
-        }
-        if body.stage != chunk.id.stage || body.key_partition != chunk.id.key_partition {
-            return Err(mismatch(
-                "chunk",
-                format!("{:?}/{}", body.stage, body.key_partition),
-                format!("{:?}/{}", chunk.id.stage, chunk.id.key_partition),
-            ));
-        }
-        if body.base != chunk.base {
-            return Err(mismatch(
-                "base",
-                format!("{:?}", body.base),
-                format!("{:?}", chunk.base),
-            ));
-        }
-        if body.data.len() as u64 != chunk.bytes {
-            return Err(mismatch(
-                "data length",
-                body.data.len().to_string(),
-                chunk.bytes.to_string(),
-            ));
-        }
-        Ok(body.data.into_owned())
+        verify::decode_chunk(&path, &read_file(&path)?, job, chunk)
     }
 
     fn commit(&self, manifest: &Manifest) -> Result<(), SnapshotError> {

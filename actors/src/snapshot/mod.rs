@@ -15,6 +15,7 @@
 //! - [`local`] holds [`LocalDirStore`], the store on a local directory.
 //! - [`copy`](mod@copy) copies an epoch between stores (savepoint export and import).
 //! - [`names`] maps user-supplied names to file names.
+//! - [`verify`] holds the checks every store applies to what it reads back.
 //! - [`error`] holds [`SnapshotError`].
 
 pub mod copy;
@@ -23,6 +24,7 @@ pub mod format;
 pub mod local;
 pub mod names;
 pub mod store;
+pub mod verify;
 
 #[cfg(test)]
 mod testutil;

@@ -203,6 +203,16 @@ pub trait SnapshotStore: Send + Sync {
     /// The epochs that have a manifest file, oldest first (contents not verified).
     fn manifests(&self, job: &str) -> Result<Vec<u64>, SnapshotError>;
 
+    /// Takes over as the only writer of `job`'s manifests, for a store several
+    /// processes share: once this returns, a commit by any writer that claimed the
+    /// job earlier is refused with [`SnapshotError::Fenced`]. A node calls it once
+    /// per run, before it restores. The default does nothing: a store only one
+    /// process uses has no one to fence.
+    fn claim(&self, job: &str) -> Result<(), SnapshotError> {
+        let _ = job;
+        Ok(())
+    }
+
     /// Keeps the newest `keep` complete epochs and deletes older manifests plus every
     /// chunk no kept manifest refers to; nothing newer than the newest complete epoch
     /// is touched, as it may be in progress. Retention runs after every epoch, so a

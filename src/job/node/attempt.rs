@@ -78,7 +78,7 @@ impl Node {
                 timeout: opts.checkpoint.timeout,
                 retain: opts.checkpoint.retain,
                 compact_after: opts.checkpoint.compact_after,
-                store: snapshots.map(|s| s as Arc<dyn SnapshotStore>),
+                store: snapshots,
                 committer: committers.for_coordinator(),
                 merge: Arc::new(|chain: &[Vec<u8>]| {
                     let parts: Vec<&[u8]> = chain.iter().map(Vec::as_slice).collect();
@@ -203,7 +203,7 @@ pub(super) struct AttemptSetup<'a> {
     pub(super) name: &'a str,
     pub(super) plan: &'a JobPlan,
     pub(super) stage_names: &'a [String],
-    pub(super) snapshots: Option<Arc<weir_actors::snapshot::LocalDirStore>>,
+    pub(super) snapshots: Option<Arc<dyn SnapshotStore>>,
     pub(super) manifest: Option<weir_actors::snapshot::Manifest>,
     pub(super) restore: Option<&'a recovery::RestorePoint>,
     pub(super) first_epoch: u64,

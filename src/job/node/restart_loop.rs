@@ -63,17 +63,28 @@ impl Node {
         }
 
         let checkpointing = opts.checkpoint.interval.is_some();
-        let (snapshots, temporary) = match &opts.state_dir {
-            Some(dir) => (
-                Some(recovery::open_store(&recovery::snapshot_dir(dir))?),
-                None,
-            ),
-            None if checkpointing || opts.from_savepoint.is_some() => {
-                let tmp = TemporaryDir::new("snapshots", &name)?;
-                (Some(recovery::open_store(tmp.path())?), Some(tmp))
-            }
-            None => (None, None),
-        };
+        let (snapshots, temporary): (Option<Arc<dyn SnapshotStore>>, _) =
+            match (&opts.snapshot_store, &opts.state_dir) {
+                (Some(spec), _) if checkpointing || opts.from_savepoint.is_some() => {
+                    (Some(recovery::open_shared_store(spec)?), None)
+                }
+                (_, Some(dir)) => (
+                    Some(recovery::open_store(&recovery::snapshot_dir(dir))?),
+                    None,
+                ),
+                (_, None) if checkpointing || opts.from_savepoint.is_some() => {
+                    let tmp = TemporaryDir::new("snapshots", &name)?;
+                    (Some(recovery::open_store(tmp.path())?), Some(tmp))
+                }
+                (_, None) => (None, None),
+            };
+        if let Some(store) = &snapshots {
+            // This run is now the job's only manifest writer: an earlier writer of a
+            // shared store (a deposed node) can no longer commit.
+            store.claim(&name).map_err(|e| {
+                JobError::Runtime(format!("snapshot store: claiming job {name}: {e}"))
+            })?;
+        }
         let mut restarts = RestartTracker::new(opts.restart.clone());
         let mut savepoint = opts.from_savepoint.clone();
         let mut poison = PoisonBoard::new(
@@ -114,7 +125,7 @@ impl Node {
             let restore = match &manifest {
                 Some(m) => {
                     tracing::info!(job = %name, epoch = m.epoch, "restoring from the last complete epoch");
-                    let store = snapshots.as_deref().map(|s| s as &dyn SnapshotStore);
+                    let store = snapshots.as_deref();
                     let Some(store) = store else {
                         return Err(JobError::Runtime("no snapshot store".into()));
                     };
