@@ -30,6 +30,85 @@ pub enum Command {
     Bench(Box<BenchArgs>),
     /// Print the default configuration file, or check one.
     Config(ConfigArgs),
+    /// Run a node that runs the jobs submitted to it (by name, through its HTTP API
+    /// or `weir job submit`) until Ctrl-C or SIGTERM, which cancel its jobs.
+    Node(Box<NodeArgs>),
+    /// Submit, list, cancel or savepoint the jobs of a running node.
+    Job(JobArgs),
+}
+
+/// `weir node`.
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    /// Serve the API on this IP:port (http.addr; port 0 picks a free port, printed
+    /// on stderr). A node is driven through it, so it is always served.
+    #[arg(long, value_name = "IP:PORT", env = "WEIR_HTTP_ADDR", help_heading = STATUS_HEADING)]
+    pub http_addr: Option<std::net::SocketAddr>,
+    /// Engine options.
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+impl NodeArgs {
+    /// The node's configuration: the file and engine flags, then `--http-addr`.
+    pub fn resolve(&self) -> Result<WeirConfig, ConfigError> {
+        let mut config = self.engine.resolve()?;
+        if let Some(addr) = self.http_addr {
+            config.http.addr = addr;
+        }
+        config.http.enabled = true;
+        Ok(config)
+    }
+}
+
+/// `weir job`.
+#[derive(Args, Debug)]
+pub struct JobArgs {
+    /// The node's API (any node of the cluster).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "WEIR_NODE",
+        default_value = "http://127.0.0.1:8081",
+        global = true
+    )]
+    pub node: String,
+    /// A file holding the API token (WEIR_HTTP_TOKEN wins over it).
+    #[arg(long, value_name = "PATH", global = true)]
+    pub token_file: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: JobCommand,
+}
+
+/// The `weir job` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum JobCommand {
+    /// Start a job by the name of its definition, with KEY=VALUE parameters.
+    Submit {
+        /// The definition (`weir job definitions` lists them).
+        definition: String,
+        /// A parameter, KEY=VALUE (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        params: Vec<String>,
+    },
+    /// The node's jobs and their states.
+    List,
+    /// The job definitions the node can run.
+    Definitions,
+    /// Cancel a running job (its snapshots stay).
+    Cancel {
+        /// The job.
+        job: String,
+    },
+    /// Take a savepoint of a running job.
+    Savepoint {
+        /// The job.
+        job: String,
+        /// Stop the job once the savepoint is taken.
+        #[arg(long)]
+        stop: bool,
+    },
 }
 
 /// The built-in jobs.

@@ -23,7 +23,9 @@
 //! }
 //! ```
 
+pub mod client;
 pub mod registry;
+pub mod service;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -31,7 +33,9 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
-use crate::cli::{BenchArgs, Cli, Command, ConfigArgs, JobName, RunArgs, Workload};
+use crate::cli::{
+    BenchArgs, Cli, Command, ConfigArgs, JobArgs, JobCommand, JobName, NodeArgs, RunArgs, Workload,
+};
 use crate::config::{LogFormat, WeirConfig};
 use crate::connector::kafka::{KafkaRecord, KafkaSource, Utf8Text};
 use crate::connector::lines::LineSource;
@@ -109,6 +113,115 @@ fn run(cli: Cli, registry: &JobRegistry) -> Result<ExitCode, Error> {
         Command::Run(args) => run_job(*args, registry),
         Command::Bench(args) => bench(*args),
         Command::Config(args) => config(args),
+        Command::Node(args) => node(*args, registry),
+        Command::Job(args) => job_command(args),
+    }
+}
+
+/// `weir node`: serves the API with the job service until Ctrl-C or SIGTERM, then
+/// cancels the running jobs and waits for them.
+fn node(args: NodeArgs, registry: &JobRegistry) -> Result<ExitCode, Error> {
+    let config = args.resolve()?;
+    init_logging(&config);
+    let _metrics = start_metrics(&config)?;
+    let node = Node::new(EngineOptions::from_config(&config))?;
+    let board = node.status();
+    let service = service::JobService::new(node, registry.clone());
+    let token = crate::status::auth::resolve_token(
+        std::env::var(crate::status::auth::TOKEN_ENV).ok(),
+        config.http.token_file.as_deref(),
+    )
+    .map_err(crate::status::StatusError::from)?;
+    let server = StatusServer::start_with_jobs(
+        config.http.addr,
+        board,
+        token,
+        Some(std::sync::Arc::new(service.clone())),
+    )?;
+    crate::console::notice(&format!(
+        "node API and status page on http://{}/",
+        server.local_addr()
+    ));
+    crate::console::notice(&format!(
+        "job definitions: {}",
+        service
+            .definitions()
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    wait_for_termination()?;
+    crate::console::notice("stopping: cancelling the running jobs");
+    service.shutdown();
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Blocks until Ctrl-C or SIGTERM.
+fn wait_for_termination() -> Result<(), Error> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => r,
+                _ = term.recv() => Ok(()),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            tokio::signal::ctrl_c().await
+        }
+    })?;
+    Ok(())
+}
+
+/// `weir job ...`: one request to the node's API; prints its JSON answer and fails
+/// (exit code 1) when the node refused.
+fn job_command(args: JobArgs) -> Result<ExitCode, Error> {
+    let token = match std::env::var(crate::status::auth::TOKEN_ENV) {
+        Ok(t) if !t.trim().is_empty() => Some(t),
+        _ => match &args.token_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?
+                    .trim()
+                    .to_string(),
+            ),
+            None => None,
+        },
+    };
+    let client = client::NodeClient::new(&args.node, token)?;
+    let (status, answer) = match &args.command {
+        JobCommand::Submit { definition, params } => {
+            let params = JobParams::parse(params)?;
+            client.request(
+                "POST",
+                "/api/jobs",
+                Some(&serde_json::json!({ "definition": definition, "params": params.values() })),
+            )?
+        }
+        JobCommand::List => client.request("GET", "/api/jobs", None)?,
+        JobCommand::Definitions => client.request("GET", "/api/definitions", None)?,
+        JobCommand::Cancel { job } => {
+            client.request("DELETE", &format!("/api/jobs/{job}"), None)?
+        }
+        JobCommand::Savepoint { job, stop } => client.request(
+            "POST",
+            &format!("/api/jobs/{job}/savepoints?stop={stop}"),
+            None,
+        )?,
+    };
+    println!("{}", serde_json::to_string_pretty(&answer)?);
+    if (200..300).contains(&status) {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        let reason = answer["error"].as_str().unwrap_or("(no reason given)");
+        Err(format!("the node answered {status}: {reason}").into())
     }
 }
 

@@ -16,6 +16,7 @@
 pub mod auth;
 mod board;
 mod error;
+pub mod job_control;
 mod model;
 mod page;
 mod sampler;

@@ -22,6 +22,9 @@ pub enum JobState {
     /// The job stopped with an error (restarts exhausted, or a failure no restart
     /// cures).
     Failed,
+    /// The job was cancelled from outside (its snapshots stay: a new run resumes
+    /// from the newest complete epoch).
+    Cancelled,
 }
 
 impl JobState {
@@ -33,6 +36,7 @@ impl JobState {
             JobState::Restarting => "restarting",
             JobState::Finished => "finished",
             JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
         }
     }
 }

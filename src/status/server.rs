@@ -3,6 +3,7 @@
 //! busy or blocked.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
@@ -18,6 +19,7 @@ use crate::http_server::{HttpServer, HttpStartError};
 use super::auth::{check_exposure, require_token, ApiToken};
 use super::board::StatusBoard;
 use super::error::StatusError;
+use super::job_control::{mutating_routes, reading_routes, JobControl};
 use super::model::JobState;
 use super::page::PAGE;
 
@@ -41,12 +43,26 @@ impl StatusServer {
         board: StatusBoard,
         token: Option<ApiToken>,
     ) -> Result<Self, StatusError> {
+        Self::start_with_jobs(addr, board, token, None)
+    }
+
+    /// [`StatusServer::start`] for a node that runs jobs submitted to it: with
+    /// `jobs`, the API also lists the job definitions (`GET /api/definitions`),
+    /// submits a job (`POST /api/jobs`) and cancels one (`DELETE /api/jobs/{job}`);
+    /// the last two take the token like the savepoint trigger.
+    pub fn start_with_jobs(
+        addr: SocketAddr,
+        board: StatusBoard,
+        token: Option<ApiToken>,
+        jobs: Option<Arc<dyn JobControl>>,
+    ) -> Result<Self, StatusError> {
         check_exposure(addr, token.as_ref())?;
-        let http =
-            HttpServer::start("weir-status", addr, router(board, token)).map_err(|e| match e {
+        let http = HttpServer::start("weir-status", addr, router(board, token, jobs)).map_err(
+            |e| match e {
                 HttpStartError::Bind { addr, source } => StatusError::Bind { addr, source },
                 HttpStartError::Start { source, .. } => StatusError::Start(source),
-            })?;
+            },
+        )?;
         tracing::info!(addr = %http.local_addr(), "status API and page served");
         Ok(StatusServer { http })
     }
@@ -58,13 +74,22 @@ impl StatusServer {
 }
 
 /// Every route: the mutating ones behind the token check.
-fn router(board: StatusBoard, token: Option<ApiToken>) -> Router {
-    let mutating = Router::new()
-        .route("/api/jobs/{job}/savepoints", post(savepoint))
-        .route_layer(axum::middleware::from_fn(move |request, next| {
-            require_token(token.clone(), request, next)
-        }));
+fn router(
+    board: StatusBoard,
+    token: Option<ApiToken>,
+    control: Option<Arc<dyn JobControl>>,
+) -> Router {
+    let mut mutating = Router::new().route("/api/jobs/{job}/savepoints", post(savepoint));
+    let mut reading = Router::new();
+    if let Some(control) = control {
+        mutating = mutating.merge(mutating_routes(control.clone()));
+        reading = reading.merge(reading_routes(control));
+    }
+    let mutating = mutating.route_layer(axum::middleware::from_fn(move |request, next| {
+        require_token(token.clone(), request, next)
+    }));
     Router::new()
+        .merge(reading)
         .route("/", get(page))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

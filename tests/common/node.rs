@@ -27,7 +27,16 @@ pub struct WeirProcess {
 impl WeirProcess {
     /// Starts `weir <args>` with the status API on a free port.
     pub fn start(args: &[&str]) -> WeirProcess {
-        let mut child = weir_command()
+        WeirProcess::start_with_env(args, &[])
+    }
+
+    /// [`WeirProcess::start`] with extra environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> WeirProcess {
+        let mut cmd = weir_command();
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
             .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -103,6 +112,27 @@ impl WeirProcess {
     /// The status API's address.
     pub fn status_addr(&mut self) -> SocketAddr {
         self.served_at("[weir] status API and page on ")
+    }
+
+    /// Sends SIGTERM and waits for the exit (`within` at most).
+    pub fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(sent.success(), "kill -TERM failed");
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "weir still running {within:?} after SIGTERM:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Waits for it to exit (30 s at most) and returns whether it succeeded.

@@ -17,6 +17,10 @@ pub type Observer = Box<dyn FnMut(&LiveStats) + Send>;
 pub struct RunControl {
     /// Raised to end unbounded sources (the job then drains and finishes).
     pub stop: Option<StopFlag>,
+    /// Raised to cancel the job: its actors stop without draining, and the run
+    /// ends with a cancellation. Its snapshots stay, so a new run resumes from the
+    /// newest complete epoch.
+    pub cancel: Option<StopFlag>,
     /// Raise `stop` after this long.
     pub duration: Option<Duration>,
     /// Raise `stop` on the first Ctrl-C; cancel the job on the second. Without a

@@ -80,6 +80,11 @@ impl Node {
         self
     }
 
+    /// Where the node's poison records go.
+    pub fn dead_letters(&self) -> DeadLetters {
+        self.dead_letters.clone()
+    }
+
     /// The node's options.
     pub fn options(&self) -> &EngineOptions {
         &self.options
@@ -114,6 +119,9 @@ impl Node {
                 Ok(report) => {
                     j.state = JobState::Finished;
                     j.restarts = report.restarts;
+                }
+                Err(JobError::Failed(weir_actors::JobFailure::Cancelled { .. })) => {
+                    j.state = JobState::Cancelled;
                 }
                 Err(e) => {
                     j.state = JobState::Failed;

@@ -63,6 +63,7 @@ pub(super) async fn watch(
     let mut pending: Option<PendingSavepoint> = None;
     let mut stopped_with: Option<PathBuf> = None;
     let mut signalled: Option<bool> = None;
+    let mut cancelled = false;
     loop {
         // A savepoint request from the embedding program or a signal.
         let mut request: Option<SavepointCommand> = None;
@@ -138,6 +139,13 @@ pub(super) async fn watch(
             }
             _ = ticker.tick() => {
                 let elapsed = started.elapsed();
+                if let Some(cancel) = control.cancel.as_ref() {
+                    if cancel.is_stopped() && !cancelled {
+                        tracing::info!(job = name, "cancelled from outside");
+                        cancelled = true;
+                        job.cancel();
+                    }
+                }
                 if let (Some(limit), Some(stop)) = (control.duration, control.stop.as_ref()) {
                     if elapsed >= limit && !stop.is_stopped() {
                         tracing::info!(job = name, "duration reached; ending the input");
