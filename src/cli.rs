@@ -44,10 +44,26 @@ pub struct NodeArgs {
     /// on stderr). A node is driven through it, so it is always served.
     #[arg(long, value_name = "IP:PORT", env = "WEIR_HTTP_ADDR", help_heading = STATUS_HEADING)]
     pub http_addr: Option<std::net::SocketAddr>,
+    /// The coordinator: `embedded` (this node alone, nothing else to start) or
+    /// `etcd://HOST:PORT` (a cluster of nodes sharing that etcd).
+    #[arg(long, value_name = "embedded|etcd://HOST:PORT", env = "WEIR_COORDINATOR", default_value = "embedded", help_heading = CLUSTER_HEADING)]
+    pub coordinator: String,
+    /// This node's id in the cluster (default: the host name).
+    #[arg(long, value_name = "ID", env = "WEIR_NODE_ID", help_heading = CLUSTER_HEADING)]
+    pub node_id: Option<String>,
+    /// The cluster's name: its keys in etcd live under it.
+    #[arg(long, value_name = "NAME", default_value = "weir", help_heading = CLUSTER_HEADING)]
+    pub cluster: String,
+    /// The membership lease, in ms: a node silent this long leaves the cluster.
+    #[arg(long, value_name = "MS", default_value_t = 3000, help_heading = CLUSTER_HEADING)]
+    pub lease_ms: u64,
     /// Engine options.
     #[command(flatten)]
     pub engine: EngineArgs,
 }
+
+/// The help heading of the cluster flags.
+const CLUSTER_HEADING: &str = "Cluster";
 
 impl NodeArgs {
     /// The node's configuration: the file and engine flags, then `--http-addr`.

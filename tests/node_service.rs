@@ -8,6 +8,8 @@ mod common;
 use std::process::Output;
 use std::time::Duration;
 
+use common::etcd::EtcdServer;
+use common::http;
 use common::node::{weir_command, WeirProcess};
 use common::wait_until;
 
@@ -157,4 +159,73 @@ fn a_node_runs_submitted_jobs_side_by_side_lists_cancels_and_stops() {
     // SIGTERM stops the node: its jobs are cancelled and it exits cleanly.
     let status = node.terminate(Duration::from_secs(30));
     assert!(status.success(), "{}", node.stderr());
+}
+
+/// A `weir node` in the cluster on `etcd`, as `id`.
+fn cluster_node(etcd: &EtcdServer, id: &str) -> (WeirProcess, std::net::SocketAddr) {
+    let coordinator = etcd.endpoint().replace("http://", "etcd://");
+    let mut node = WeirProcess::start(&[
+        "node",
+        "--coordinator",
+        &coordinator,
+        "--node-id",
+        id,
+        "--lease-ms",
+        "1000",
+        "--key-partitions",
+        "16",
+        "--no-progress",
+    ]);
+    let addr = node.served_at("[weir] node API and status page on ");
+    (node, addr)
+}
+
+/// `GET /api/cluster` of the node at `addr`.
+fn cluster(addr: std::net::SocketAddr) -> serde_json::Value {
+    http::get(addr, "/api/cluster").json()
+}
+
+/// The partitions each node owns in `view`'s ring.
+fn shares(view: &serde_json::Value) -> Vec<(String, u64)> {
+    view["ring"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .map(|s| {
+                    (
+                        s["node"].as_str().unwrap_or("").to_string(),
+                        s["partitions"].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn nodes_on_etcd_share_the_ring_and_a_killed_nodes_partitions_go_to_the_survivor() {
+    let etcd = EtcdServer::start();
+    let (mut n1, a1) = cluster_node(&etcd, "n1");
+    wait_until("n1 leads and owns every partition", || {
+        let v = cluster(a1);
+        v["leading"] == true && shares(&v) == vec![("n1".to_string(), 16)]
+    });
+    let (mut n2, a2) = cluster_node(&etcd, "n2");
+    wait_until("n2 joins and takes half", || {
+        shares(&cluster(a1)) == vec![("n1".to_string(), 8), ("n2".to_string(), 8)]
+    });
+    let seen_by_n2 = cluster(a2);
+    assert_eq!(seen_by_n2["leader"][0], "n1");
+    assert_eq!(seen_by_n2["leading"], false);
+    assert_eq!(seen_by_n2["members"].as_array().map(Vec::len), Some(2));
+    // n1, the leader, is killed: its lease expires, n2 leads and owns everything.
+    n1.kill();
+    wait_until("n2 leads alone", || {
+        let v = cluster(a2);
+        v["leading"] == true
+            && v["members"].as_array().map(Vec::len) == Some(1)
+            && shares(&v) == vec![("n2".to_string(), 16)]
+    });
+    let status = n2.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{}", n2.stderr());
 }

@@ -124,7 +124,9 @@ fn node(args: NodeArgs, registry: &JobRegistry) -> Result<ExitCode, Error> {
     let config = args.resolve()?;
     init_logging(&config);
     let _metrics = start_metrics(&config)?;
-    let node = Node::new(EngineOptions::from_config(&config))?;
+    let options = EngineOptions::from_config(&config);
+    let key_partitions = options.key_partitions;
+    let node = Node::new(options)?;
     let board = node.status();
     let service = service::JobService::new(node, registry.clone());
     let token = crate::status::auth::resolve_token(
@@ -132,12 +134,29 @@ fn node(args: NodeArgs, registry: &JobRegistry) -> Result<ExitCode, Error> {
         config.http.token_file.as_deref(),
     )
     .map_err(crate::status::StatusError::from)?;
-    let server = StatusServer::start_with_jobs(
+    let coordinator = coordinator_of(&args)?;
+    let node_id = args.node_id.clone().unwrap_or_else(host_name);
+    let agent = crate::cluster::agent::ClusterAgent::start(
+        coordinator,
+        crate::cluster::agent::AgentConfig {
+            node: crate::cluster::NodeId::new(node_id.clone()),
+            address: config.http.addr.to_string(),
+            ttl: Duration::from_millis(args.lease_ms.max(1000)),
+            poll: Duration::from_millis((args.lease_ms / 6).clamp(50, 1000)),
+            key_partitions,
+        },
+    )?;
+    let server = StatusServer::start_node(
         config.http.addr,
         board,
         token,
         Some(std::sync::Arc::new(service.clone())),
+        Some(agent.shared_view()),
     )?;
+    crate::console::notice(&format!(
+        "node '{node_id}' in cluster '{}' ({})",
+        args.cluster, args.coordinator
+    ));
     crate::console::notice(&format!(
         "node API and status page on http://{}/",
         server.local_addr()
@@ -154,7 +173,41 @@ fn node(args: NodeArgs, registry: &JobRegistry) -> Result<ExitCode, Error> {
     wait_for_termination()?;
     crate::console::notice("stopping: cancelling the running jobs");
     service.shutdown();
+    drop(agent);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The coordinator `--coordinator` names.
+fn coordinator_of(
+    args: &NodeArgs,
+) -> Result<std::sync::Arc<dyn crate::cluster::Coordinator>, Error> {
+    if args.coordinator == "embedded" {
+        return Ok(std::sync::Arc::new(
+            crate::cluster::EmbeddedCoordinator::new(),
+        ));
+    }
+    let Some(rest) = args.coordinator.strip_prefix("etcd://") else {
+        return Err(format!(
+            "--coordinator '{}': expected `embedded` or etcd://HOST:PORT",
+            args.coordinator
+        )
+        .into());
+    };
+    let endpoint = format!("http://{rest}");
+    Ok(std::sync::Arc::new(crate::cluster::EtcdCoordinator::new(
+        &endpoint,
+        &format!("/{}", args.cluster.trim_matches('/')),
+    )?))
+}
+
+/// The machine's host name (the default node id).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "weir-node".to_string())
 }
 
 /// Blocks until Ctrl-C or SIGTERM.

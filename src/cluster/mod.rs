@@ -12,6 +12,7 @@
 //!
 //! `docs/cluster.md` ("Coordination") describes the keys, the election and the fencing.
 
+pub mod agent;
 pub mod coordinator;
 pub mod embedded;
 pub mod etcd;

@@ -56,13 +56,39 @@ impl StatusServer {
         token: Option<ApiToken>,
         jobs: Option<Arc<dyn JobControl>>,
     ) -> Result<Self, StatusError> {
+        Self::start_node(addr, board, token, jobs, None)
+    }
+
+    /// [`StatusServer::start_with_jobs`] that also shows what the node sees of its
+    /// cluster (`GET /api/cluster`: members, leader, the ring).
+    pub fn start_node(
+        addr: SocketAddr,
+        board: StatusBoard,
+        token: Option<ApiToken>,
+        jobs: Option<Arc<dyn JobControl>>,
+        cluster: Option<crate::cluster::agent::SharedView>,
+    ) -> Result<Self, StatusError> {
         check_exposure(addr, token.as_ref())?;
-        let http = HttpServer::start("weir-status", addr, router(board, token, jobs)).map_err(
-            |e| match e {
-                HttpStartError::Bind { addr, source } => StatusError::Bind { addr, source },
-                HttpStartError::Start { source, .. } => StatusError::Start(source),
-            },
-        )?;
+        let mut routes = router(board, token, jobs);
+        if let Some(view) = cluster {
+            routes = routes.route(
+                "/api/cluster",
+                get(move || {
+                    let view = view.clone();
+                    async move {
+                        let v = view
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .clone();
+                        Json(v)
+                    }
+                }),
+            );
+        }
+        let http = HttpServer::start("weir-status", addr, routes).map_err(|e| match e {
+            HttpStartError::Bind { addr, source } => StatusError::Bind { addr, source },
+            HttpStartError::Start { source, .. } => StatusError::Start(source),
+        })?;
         tracing::info!(addr = %http.local_addr(), "status API and page served");
         Ok(StatusServer { http })
     }

@@ -114,6 +114,12 @@ impl WeirProcess {
         self.served_at("[weir] status API and page on ")
     }
 
+    /// Kills it with SIGKILL and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM and waits for the exit (`within` at most).
     pub fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
         let sent = Command::new("kill")
