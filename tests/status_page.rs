@@ -182,3 +182,27 @@ fn no_http_serves_nothing() {
     assert!(node.wait(), "{}", node.stderr());
     assert!(!node.stderr().contains("status API"), "{}", node.stderr());
 }
+
+#[test]
+fn the_page_of_a_node_shows_its_cluster_and_its_jobs() {
+    let mut node = WeirProcess::start(&[
+        "node",
+        "--node-id",
+        "page-node",
+        "--key-partitions",
+        "16",
+        "--no-metrics",
+        "--no-progress",
+    ]);
+    let addr = node.served_at("[weir] node API and status page on ");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http::get(addr, "/api/cluster").json()["ring_generation"] == 0 {
+        assert!(Instant::now() < deadline, "no ring:\n{}", node.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let dom = Chromium::dump_dom(&format!("http://{addr}/"), Duration::from_secs(3));
+    assert!(dom.contains(r#"<section id="cluster-section">"#), "{dom}");
+    assert!(dom.contains("this node: page-node (leader)"), "{dom}");
+    assert_eq!(cells(&dom, "partitions"), vec![16], "{dom}");
+    assert!(dom.contains("<td>0-15</td>"), "{dom}");
+}
