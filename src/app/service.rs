@@ -16,6 +16,7 @@ use crate::connector::lines::LineSource;
 use crate::connector::{DeadLetters, StopFlag};
 use crate::job::node::RunControl;
 use crate::job::Node;
+use crate::status::JobState;
 
 use super::registry::{JobParams, JobRegistry, RegistryError};
 
@@ -106,8 +107,22 @@ impl JobService {
         let job = self.inner.definitions.build(definition, &params)?;
         let name = job.name();
         let mut running = self.running();
-        if running.get(&name).is_some_and(|r| !r.thread.is_finished()) {
-            return Err(ServiceError::Running(name));
+        if let Some(previous) = running.get(&name) {
+            // A run whose status shows it ended is at most finishing its thread.
+            let ended = self.inner.node.status().job(&name).is_some_and(|j| {
+                matches!(
+                    j.state,
+                    JobState::Finished | JobState::Failed | JobState::Cancelled
+                )
+            });
+            if !previous.thread.is_finished() && !ended {
+                return Err(ServiceError::Running(name));
+            }
+            if let Some(previous) = running.remove(&name) {
+                if previous.thread.join().is_err() {
+                    tracing::warn!(job = %name, "the previous run's thread panicked");
+                }
+            }
         }
         let cancel = StopFlag::new();
         let control = RunControl {
