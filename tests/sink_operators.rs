@@ -120,15 +120,26 @@ fn a_terminal_operator_of_your_own_ends_a_stream_with_every_handler_called() {
     const N: u64 = 4_000;
     let root = tempfile::tempdir().unwrap();
     let seen = Arc::new(Mutex::new(Seen::default()));
+    // The source idles after its last number until stopped, so the job checkpoints
+    // on (and its epochs complete) after every record reached the sink.
+    let numbers = Numbers::upto(N).paced(Duration::from_millis(1)).then_idle();
+    let stop = numbers.stop.clone();
     let job = Job::new("tally")
-        .source(Numbers::upto(N).paced(Duration::from_millis(1)))
+        .source(numbers)
         .rebalance()
         .process(Fused::new(weir::operator::fused::map(|x: u64| x * 2)))
         .sink(Tally::new(seen.clone()));
-    let report = Node::new(checkpointed(root.path(), 2))
-        .unwrap()
-        .run(job)
-        .unwrap();
+    let node = Node::new(checkpointed(root.path(), 2)).unwrap();
+    let run = std::thread::spawn(move || node.run(job));
+    common::wait_until(
+        "every record reached the sink and an epoch completed",
+        || {
+            let seen = seen.lock().unwrap();
+            seen.records.len() as u64 == N && !seen.completed.is_empty()
+        },
+    );
+    stop.stop();
+    let report = run.join().unwrap().unwrap();
     assert!(report.checkpoints.completed > 0);
     let seen = seen.lock().unwrap();
     let mut opened = seen.opened.clone();
