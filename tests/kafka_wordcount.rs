@@ -155,10 +155,11 @@ impl Output {
         }
     }
 
-    /// Polls once (100 ms at most), noting the count received, if any.
-    fn poll_one(&mut self) {
+    /// Polls once (100 ms at most), noting the count received, if any; whether one
+    /// was.
+    fn poll_one(&mut self) -> bool {
         let Some(Ok(m)) = self.consumer.poll(Duration::from_millis(100)) else {
-            return;
+            return false;
         };
         let word = String::from_utf8(m.key().unwrap_or_default().to_vec()).unwrap();
         let count = std::str::from_utf8(m.payload().unwrap_or_default())
@@ -167,21 +168,34 @@ impl Output {
             .unwrap();
         drop(m);
         self.counts.entry(word).or_default().push(count);
+        true
     }
 
-    /// Reads until every word of `want` has reached its count (60 s at most).
+    /// Reads until every word of `want` has reached its count. A job that stops
+    /// making output for 60 s fails the test (it is stuck), and so does one that
+    /// has not finished after 300 s; a slow one (the final run replays from its last
+    /// committed epoch through a transaction per epoch, on a loaded 2-core machine
+    /// in a debug build) is given the time it needs.
     fn read_until(&mut self, want: &BTreeMap<String, u64>) {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let started = Instant::now();
+        let mut last_output = Instant::now();
         while !want
             .iter()
             .all(|(w, n)| self.counts.get(w).and_then(|c| c.last()) == Some(n))
         {
+            let last: BTreeMap<&String, Option<&u64>> =
+                self.counts.iter().map(|(w, c)| (w, c.last())).collect();
             assert!(
-                Instant::now() < deadline,
-                "the output did not reach {want:?}; it has {:?}",
-                self.counts
+                last_output.elapsed() < Duration::from_secs(60),
+                "no output for 60 s: the job is stuck short of {want:?}; the last counts are {last:?}"
             );
-            self.poll_one();
+            assert!(
+                started.elapsed() < Duration::from_secs(300),
+                "the output did not reach {want:?} within 300 s; the last counts are {last:?}"
+            );
+            if self.poll_one() {
+                last_output = Instant::now();
+            }
         }
     }
 }
