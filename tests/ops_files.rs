@@ -445,3 +445,85 @@ fn systemd_verifies_the_unit_and_weir_takes_its_command_line() {
         .collect();
     assert!(complaints.is_empty(), "systemd-analyze: {complaints:?}");
 }
+
+#[test]
+fn the_kubernetes_cluster_manifests_run_weir_nodes_on_their_etcd() {
+    let etcd_docs = yaml_documents(&ops("k8s/cluster/etcd.yaml"));
+    let node_docs = yaml_documents(&ops("k8s/cluster/nodes.yaml"));
+    let config_map = yaml_documents(&ops("k8s/configmap.yaml")).remove(0);
+    let kind = |docs: &[Value], kind: &str| -> Value {
+        docs.iter()
+            .find(|d| d["kind"] == kind)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {kind}"))
+    };
+    let (etcd_service, etcd_set) = (kind(&etcd_docs, "Service"), kind(&etcd_docs, "StatefulSet"));
+    let (node_service, node_set) = (kind(&node_docs, "Service"), kind(&node_docs, "StatefulSet"));
+    for (service, set) in [(&etcd_service, &etcd_set), (&node_service, &node_set)] {
+        assert_eq!(set["spec"]["serviceName"], service["metadata"]["name"]);
+        assert_eq!(service["spec"]["clusterIP"], "None");
+        let labels = &set["spec"]["template"]["metadata"]["labels"];
+        for (k, v) in service["spec"]["selector"].as_object().unwrap() {
+            assert_eq!(
+                &labels[k], v,
+                "{} selects its pods",
+                service["metadata"]["name"]
+            );
+        }
+    }
+    let etcd_port = etcd_service["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "client")
+        .and_then(|p| p["port"].as_u64())
+        .expect("etcd's client port");
+
+    // The nodes run `weir node` on that etcd, under their pod names, with the
+    // ConfigMap's configuration, and are ready without a job.
+    let pod = &node_set["spec"]["template"];
+    assert!(node_set["spec"]["replicas"].as_u64().unwrap_or(0) >= 3);
+    let container = &pod["spec"]["containers"][0];
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let cli = parses_as_weir(&args);
+    let weir::cli::Command::Node(node) = cli.command else {
+        panic!("the nodes run `weir node`");
+    };
+    assert_eq!(
+        node.coordinator,
+        format!(
+            "etcd://{}:{etcd_port}",
+            etcd_service["metadata"]["name"].as_str().unwrap()
+        )
+    );
+    let env = container["env"].as_array().unwrap();
+    let var = |name: &str| env.iter().find(|e| e["name"] == name).cloned();
+    assert_eq!(
+        var("WEIR_NODE_ID").unwrap()["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.name"
+    );
+    assert!(
+        var(weir::status::auth::TOKEN_ENV).unwrap()["valueFrom"]["secretKeyRef"]["key"].is_string()
+    );
+    let config_path = node.engine.config.expect("--config");
+    assert_eq!(config_path, PathBuf::from("/etc/weir/weir.toml"));
+    let volumes = pod["spec"]["volumes"].as_array().unwrap();
+    assert!(volumes
+        .iter()
+        .any(|v| v["configMap"]["name"] == config_map["metadata"]["name"]));
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/healthz");
+    let toml = config_map["data"]["weir.toml"].as_str().unwrap();
+    let config = WeirConfig::from_toml_str(toml, "k8s/configmap.yaml").unwrap();
+    let http_port = container["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "http")
+        .and_then(|p| p["containerPort"].as_u64());
+    assert_eq!(http_port, Some(u64::from(config.http.addr.port())));
+}
