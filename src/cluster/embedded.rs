@@ -50,6 +50,19 @@ struct State {
 }
 
 impl State {
+    /// `Ok` while `leadership` is the current one: what every write only the
+    /// leader may make checks first.
+    fn check_leader(&self, leadership: &Leadership) -> Result<(), CoordinationError> {
+        let current = self.leader.as_ref().map(|(l, _)| l.revision);
+        if current != Some(leadership.revision()) {
+            return Err(CoordinationError::NotLeader {
+                node: leadership.node().clone(),
+                revision: leadership.revision(),
+            });
+        }
+        Ok(())
+    }
+
     /// Drops the leases past their deadline, with the members and leadership held
     /// under them. Returns whether the leader went.
     fn expire(&mut self, now: Instant) -> bool {
@@ -244,13 +257,7 @@ impl Coordinator for EmbeddedCoordinator {
         Box::pin(async move {
             check_proposal(&ring, expected_generation)?;
             let mut state = self.state();
-            let leader = state.leader.as_ref().map(|(l, _)| l.revision);
-            if leader != Some(leadership.revision()) {
-                return Err(CoordinationError::NotLeader {
-                    node: leadership.node().clone(),
-                    revision: leadership.revision(),
-                });
-            }
+            state.check_leader(leadership)?;
             let current = state.ring.as_ref().map_or(0, Ring::generation);
             if current != expected_generation {
                 return Err(CoordinationError::StaleGeneration {
@@ -277,13 +284,7 @@ impl Coordinator for EmbeddedCoordinator {
         Box::pin(async move {
             check_advance(job, epoch, expected_previous)?;
             let mut state = self.state();
-            let current = state.leader.as_ref().map(|(l, _)| l.revision);
-            if current != Some(leadership.revision()) {
-                return Err(CoordinationError::NotLeader {
-                    node: leadership.node().clone(),
-                    revision: leadership.revision(),
-                });
-            }
+            state.check_leader(leadership)?;
             let found = state.snapshots.get(job).copied();
             if found != expected_previous {
                 return Err(CoordinationError::SnapshotConflict {

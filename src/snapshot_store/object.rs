@@ -20,7 +20,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 use weir_actors::snapshot::format::{self, FileKind};
 use weir_actors::snapshot::{
-    verify, ChunkId, ChunkRef, Manifest, NewChunk, RetainStats, SnapshotError, SnapshotStore,
+    verify, ChunkRef, Manifest, NewChunk, RetainStats, SnapshotError, SnapshotStore,
 };
 
 use super::head::Head;
@@ -384,20 +384,6 @@ impl ObjectStoreSnapshots {
 }
 
 impl SnapshotStore for ObjectStoreSnapshots {
-    fn put_chunk(
-        &self,
-        job: &str,
-        epoch: u64,
-        id: &ChunkId,
-        base: Option<u64>,
-        data: &[u8],
-    ) -> Result<ChunkRef, SnapshotError> {
-        let mut refs = self.put_chunks(job, epoch, &[NewChunk { id, base, data }])?;
-        refs.pop().ok_or_else(|| {
-            SnapshotError::InvalidArgument("storing one chunk returned no reference".into())
-        })
-    }
-
     /// Encodes every chunk, then puts them all at once (each put is durable when it
     /// returns).
     fn put_chunks(

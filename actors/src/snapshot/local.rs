@@ -23,7 +23,7 @@ use super::names::{
     chunk_file_name, encode_name, manifest_file_name, parse_chunk_file_epoch,
     parse_manifest_file_name, TEMP_SUFFIX,
 };
-use super::store::{ChunkId, ChunkRef, Manifest, NewChunk, RetainStats, SnapshotStore};
+use super::store::{ChunkRef, Manifest, NewChunk, RetainStats, SnapshotStore};
 use super::verify;
 
 const CHUNKS_DIR: &str = "chunks";
@@ -311,20 +311,6 @@ impl LocalDirStore {
 }
 
 impl SnapshotStore for LocalDirStore {
-    fn put_chunk(
-        &self,
-        job: &str,
-        epoch: u64,
-        id: &ChunkId,
-        base: Option<u64>,
-        data: &[u8],
-    ) -> Result<ChunkRef, SnapshotError> {
-        let mut refs = self.put_chunks(job, epoch, &[NewChunk { id, base, data }])?;
-        refs.pop().ok_or_else(|| {
-            SnapshotError::InvalidArgument("storing one chunk returned no reference".into())
-        })
-    }
-
     /// Writes every chunk to a temp file, fsyncs them all (several at once, so the
     /// file system can share journal commits between them), renames them into place
     /// and fsyncs the directory once.
@@ -495,6 +481,7 @@ impl SnapshotStore for LocalDirStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::snapshot::store::ChunkId;
     use crate::snapshot::testutil::Captured;
     use std::collections::BTreeMap;
     use tracing::Level;

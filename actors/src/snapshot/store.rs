@@ -169,23 +169,23 @@ pub trait SnapshotStore: Send + Sync {
         id: &ChunkId,
         base: Option<u64>,
         data: &[u8],
-    ) -> Result<ChunkRef, SnapshotError>;
+    ) -> Result<ChunkRef, SnapshotError> {
+        let mut refs = self.put_chunks(job, epoch, &[NewChunk { id, base, data }])?;
+        refs.pop().ok_or_else(|| {
+            SnapshotError::InvalidArgument("storing one chunk returned no reference".into())
+        })
+    }
 
     /// Stores every chunk of `chunks` for `epoch`, like [`SnapshotStore::put_chunk`]
     /// for each, and returns their references in the same order; all are durable
-    /// before this returns. A store may make them durable together, which is much
-    /// cheaper than one by one when an epoch has many chunks.
+    /// before this returns. A store makes them durable together where it can, which
+    /// is much cheaper than one by one when an epoch has many chunks.
     fn put_chunks(
         &self,
         job: &str,
         epoch: u64,
         chunks: &[NewChunk<'_>],
-    ) -> Result<Vec<ChunkRef>, SnapshotError> {
-        chunks
-            .iter()
-            .map(|c| self.put_chunk(job, epoch, c.id, c.base, c.data))
-            .collect()
-    }
+    ) -> Result<Vec<ChunkRef>, SnapshotError>;
 
     /// Reads a chunk back, verifying its checksum and that it is the chunk `chunk`
     /// describes.

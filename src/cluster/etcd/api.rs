@@ -263,6 +263,14 @@ impl TxnResponse {
             .and_then(|op| op.response_range.as_ref())
             .map_or(&[], |r| r.kvs.as_slice())
     }
+
+    /// The first key read by the `index`th operation, taken out of the response.
+    pub fn take_first(&mut self, index: usize) -> Option<KeyValue> {
+        self.responses
+            .get_mut(index)
+            .and_then(|op| op.response_range.as_mut())
+            .and_then(|r| (!r.kvs.is_empty()).then(|| r.kvs.swap_remove(0)))
+    }
 }
 
 /// `LeaseGrantRequest`.

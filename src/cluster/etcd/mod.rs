@@ -85,6 +85,40 @@ impl EtcdCoordinator {
         self.gateway.call("/v3/kv/txn", &txn).await
     }
 
+    /// A write only the leader may make: puts `value` at `key` in one transaction
+    /// that checks both that `leadership` is still the leader key's (its create
+    /// revision) and `condition`. `Ok(None)` when written; a deposed leader gets
+    /// [`CoordinationError::NotLeader`]; when only `condition` failed, `Ok(Some)`
+    /// with `key` as it is now (`None` inside when it does not exist).
+    async fn put_as_leader(
+        &self,
+        leadership: &Leadership,
+        condition: Compare,
+        key: &[u8],
+        value: Vec<u8>,
+    ) -> Result<Option<Option<KeyValue>>, CoordinationError> {
+        let leader = self.keys.leader();
+        let token = i64::try_from(leadership.revision()).unwrap_or(i64::MAX);
+        let mut answer = self
+            .txn(TxnRequest {
+                compare: vec![Compare::created_at(&leader, token), condition],
+                success: vec![RequestOp::put(key, value, 0)],
+                failure: vec![RequestOp::get(&leader), RequestOp::get(key)],
+            })
+            .await?;
+        if answer.succeeded {
+            return Ok(None);
+        }
+        let current_leader = answer.range(0).first().map(|kv| kv.create_revision.0);
+        if current_leader != Some(token) {
+            return Err(CoordinationError::NotLeader {
+                node: leadership.node().clone(),
+                revision: leadership.revision(),
+            });
+        }
+        Ok(Some(answer.take_first(1)))
+    }
+
     /// The ring stored in `kv`, checked against the key's version (each proposal is
     /// one put, so the version is the generation).
     fn decode_ring(kv: &KeyValue) -> Result<Ring, CoordinationError> {
@@ -381,32 +415,17 @@ impl Coordinator for EtcdCoordinator {
         Box::pin(async move {
             check_proposal(&ring, expected_generation)?;
             let key = self.keys.ring();
-            let leader = self.keys.leader();
-            let token = i64::try_from(leadership.revision()).unwrap_or(i64::MAX);
             let expected = i64::try_from(expected_generation).map_err(|_| {
                 CoordinationError::Invalid(format!("generation {expected_generation} is too large"))
             })?;
-            let answer = self
-                .txn(TxnRequest {
-                    compare: vec![
-                        Compare::created_at(&leader, token),
-                        Compare::version_is(&key, expected),
-                    ],
-                    success: vec![RequestOp::put(&key, ring.encode(), 0)],
-                    failure: vec![RequestOp::get(&leader), RequestOp::get(&key)],
-                })
-                .await?;
-            if answer.succeeded {
+            let condition = Compare::version_is(&key, expected);
+            let Some(found) = self
+                .put_as_leader(leadership, condition, &key, ring.encode())
+                .await?
+            else {
                 return Ok(());
-            }
-            let current_leader = answer.range(0).first().map(|kv| kv.create_revision.0);
-            if current_leader != Some(token) {
-                return Err(CoordinationError::NotLeader {
-                    node: leadership.node().clone(),
-                    revision: leadership.revision(),
-                });
-            }
-            let current = match answer.range(1).first() {
+            };
+            let current = match &found {
                 Some(kv) => Self::decode_ring(kv)?.generation(),
                 None => 0,
             };
@@ -433,9 +452,7 @@ impl Coordinator for EtcdCoordinator {
     ) -> CoordFuture<'a, ()> {
         Box::pin(async move {
             check_advance(job, epoch, expected_previous)?;
-            let leader = self.keys.leader();
             let pointer = self.keys.snapshot(job);
-            let token = i64::try_from(leadership.revision()).unwrap_or(i64::MAX);
             let previous = match expected_previous {
                 None => Compare::created_at(&pointer, 0),
                 Some(previous) => Compare::value_is(
@@ -443,31 +460,17 @@ impl Coordinator for EtcdCoordinator {
                     record::encode(RecordKind::SnapshotPointer, &previous),
                 ),
             };
-            let answer = self
-                .txn(TxnRequest {
-                    compare: vec![Compare::created_at(&leader, token), previous],
-                    success: vec![RequestOp::put(
-                        &pointer,
-                        record::encode(RecordKind::SnapshotPointer, &epoch),
-                        0,
-                    )],
-                    failure: vec![RequestOp::get(&leader), RequestOp::get(&pointer)],
-                })
-                .await?;
-            if answer.succeeded {
+            let value = record::encode(RecordKind::SnapshotPointer, &epoch);
+            let Some(found) = self
+                .put_as_leader(leadership, previous, &pointer, value)
+                .await?
+            else {
                 return Ok(());
-            }
-            let current_leader = answer.range(0).first().map(|kv| kv.create_revision.0);
-            if current_leader != Some(token) {
-                return Err(CoordinationError::NotLeader {
-                    node: leadership.node().clone(),
-                    revision: leadership.revision(),
-                });
-            }
+            };
             Err(CoordinationError::SnapshotConflict {
                 job: job.to_string(),
                 expected: expected_previous,
-                found: Self::decode_pointer(job, answer.range(1).first())?,
+                found: Self::decode_pointer(job, found.as_ref())?,
             })
         })
     }
