@@ -129,11 +129,7 @@ fn node(args: NodeArgs, registry: &JobRegistry) -> Result<ExitCode, Error> {
     let node = Node::new(options)?;
     let board = node.status();
     let service = service::JobService::new(node, registry.clone());
-    let token = crate::status::auth::resolve_token(
-        std::env::var(crate::status::auth::TOKEN_ENV).ok(),
-        config.http.token_file.as_deref(),
-    )
-    .map_err(crate::status::StatusError::from)?;
+    let token = api_token(&config)?;
     let coordinator = coordinator_of(&args)?;
     let node_id = args.node_id.clone().unwrap_or_else(host_name);
     let agent = crate::cluster::agent::ClusterAgent::start(
@@ -175,6 +171,16 @@ fn node(args: NodeArgs, registry: &JobRegistry) -> Result<ExitCode, Error> {
     service.shutdown();
     drop(agent);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The node's API token: `WEIR_HTTP_TOKEN`, else `http.token_file`'s contents.
+fn api_token(config: &WeirConfig) -> Result<Option<crate::status::auth::ApiToken>, Error> {
+    let token = crate::status::auth::resolve_token(
+        std::env::var(crate::status::auth::TOKEN_ENV).ok(),
+        config.http.token_file.as_deref(),
+    )
+    .map_err(crate::status::StatusError::from)?;
+    Ok(token)
 }
 
 /// The coordinator `--coordinator` names.
@@ -295,11 +301,7 @@ fn run_job(args: RunArgs, registry: &JobRegistry) -> Result<ExitCode, Error> {
     let node = Node::new(args.engine_options(&config))?;
     let board = node.status();
     let _status_server = if config.http.enabled {
-        let token = crate::status::auth::resolve_token(
-            std::env::var(crate::status::auth::TOKEN_ENV).ok(),
-            config.http.token_file.as_deref(),
-        )
-        .map_err(crate::status::StatusError::from)?;
+        let token = api_token(&config)?;
         let server = StatusServer::start(config.http.addr, board.clone(), token)?;
         crate::console::notice(&format!(
             "status API and page on http://{}/",
